@@ -1,0 +1,208 @@
+"""Dataclass configs for data, model and training, with help text and validation.
+
+They are parsed by ``transformers.HfArgumentParser`` from the command line and/or a preset file (JSON or
+YAML, flat or sectioned by ``data``/``model``/``train``). Every key is checked: a typo is an error that
+suggests the closest known key, never a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hybrid.errors import ConfigError
+
+SPLITS = ("leave_one_out", "global_time")
+FORMATS = ("recbole", "amazon2023", "rechorus", "csv", "parquet")
+
+
+def _help(text: str, default: Any = dataclasses.MISSING, **kwargs) -> Any:
+    if default is dataclasses.MISSING:
+        return field(metadata={"help": text}, **kwargs)
+    return field(default=default, metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class DataConfig:
+    """Where the interactions come from and how they become training and evaluation rows."""
+
+    dataset: str = _help(
+        "Dataset: 'ml-100k' (MovieLens-100k embedded in the recbole package) or a path to a file/folder.",
+        "ml-100k",
+    )
+    data_format: str = _help(f"Format of `dataset` when it is a path: one of {FORMATS}.", "recbole")
+    item_file: str | None = _help(
+        "Item metadata file (texts) for csv/parquet/amazon2023 data; recbole/rechorus find theirs.", None
+    )
+    user_column: str = _help("Column holding user ids (csv/parquet).", "user_id")
+    item_column: str = _help("Column holding item ids (csv/parquet, and the item file).", "item_id")
+    time_column: str = _help("Column holding timestamps (numbers, or dates parseable by pandas).", "timestamp")
+    rating_column: str | None = _help("Column holding ratings; only needed with min_rating.", None)
+    item_text_columns: str | None = _help(
+        "Comma-separated item-file columns joined into the item text (default: every non-id column).", None
+    )
+    delimiter: str | None = _help("Field delimiter of csv files (default: ',' for csv, tab for rechorus).", None)
+    min_rating: float | None = _help("Keep only interactions with rating >= this (e.g. 4 for 'rating > 3').", None)
+    k_core: int = _help("Iterative k-core: drop users and items with fewer than k interactions (0 = off).", 0)
+    max_history: int = _help("Most recent history items kept per training/evaluation row.", 50)
+    split: str = _help(f"Split protocol: one of {SPLITS}.", "leave_one_out")
+    valid_time: float | None = _help("global_time: targets at or after this timestamp are validation.", None)
+    test_time: float | None = _help("global_time: targets at or after this timestamp are test.", None)
+    cache_dir: str | None = _help(
+        "Where processed tensors are cached (default: $HYBRID_REAREC_CACHE or ~/.cache/hybrid-rearec).", None
+    )
+
+    def __post_init__(self):
+        if self.data_format not in FORMATS:
+            raise ConfigError(f"data_format={self.data_format!r} is not one of {FORMATS}.")
+        if self.split not in SPLITS:
+            raise ConfigError(f"split={self.split!r} is not one of {SPLITS}.")
+        if self.max_history < 1:
+            raise ConfigError(f"max_history must be >= 1, got {self.max_history}.")
+        if self.k_core < 0:
+            raise ConfigError(f"k_core must be >= 0 (0 disables it), got {self.k_core}.")
+        if self.split == "global_time":
+            if self.valid_time is None or self.test_time is None:
+                raise ConfigError("split=global_time needs both --valid_time and --test_time (timestamps).")
+            if self.valid_time > self.test_time:
+                raise ConfigError(f"valid_time ({self.valid_time}) must be <= test_time ({self.test_time}).")
+
+
+@dataclass
+class ModelConfig:
+    """The recommender: item encoder + SASRec backbone."""
+
+    item_encoder: str = _help("Item encoder: 'id' (a trainable embedding per item).", "id")
+    hidden_size: int = _help("Hidden size D of item vectors and the Transformer.", 64)
+    num_layers: int = _help("Transformer layers.", 2)
+    num_heads: int = _help("Attention heads (must divide hidden_size).", 2)
+    inner_size: int = _help("Feed-forward inner size.", 256)
+    hidden_dropout: float = _help("Dropout on inputs, attention output and feed-forward output.", 0.5)
+    attention_dropout: float = _help("Dropout on attention probabilities.", 0.5)
+    layer_norm_eps: float = _help("LayerNorm epsilon.", 1e-12)
+    initializer_range: float = _help("Std of the normal init of weights and embeddings.", 0.02)
+    temperature: float = _help("Softmax temperature of the training loss (does not change rankings).", 1.0)
+
+    def __post_init__(self):
+        if self.item_encoder != "id":
+            raise ConfigError(f"item_encoder={self.item_encoder!r} is not available; use 'id'.")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads}).")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}.")
+        for name in ("hidden_dropout", "attention_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, early stopping, evaluation and where the run is written."""
+
+    output_dir: str | None = _help("Run directory (default: runs/<name>-<date>-<time>).", None)
+    run_name: str = _help("Short name of the run, used in the default output_dir.", "sasrec-ml100k")
+    overwrite: bool = _help("Allow writing into an output_dir that already holds a run.", False)
+    seed: int = _help("Random seed (model init, shuffling, dropout).", 2020)
+    epochs: int = _help("Maximum training epochs.", 200)
+    patience: int = _help("Stop after this many evaluations without a better validation NDCG@10.", 10)
+    batch_size: int = _help("Global training batch size (split across processes).", 256)
+    eval_batch_size: int = _help("Users scored at once per process during evaluation.", 1024)
+    learning_rate: float = _help("Learning rate.", 1e-3)
+    weight_decay: float = _help("Weight decay (AdamW; 0 gives Adam). Biases and norms are never decayed.", 0.0)
+    max_grad_norm: float | None = _help("Clip gradients to this norm (off when unset).", None)
+    exclude_history: bool = _help("Mask the user's past items when ranking (default off, as RecBole).", False)
+    num_threads: int = _help("CPU threads per process (0 = cores / processes on this machine).", 0)
+    log_every: int = _help("Log the training loss every this many steps.", 50)
+    report_to: str = _help("Experiment tracker: 'tensorboard' or 'none'.", "tensorboard")
+    progress: bool = _help("Show tqdm progress bars (main process only).", True)
+
+    def __post_init__(self):
+        for name in ("epochs", "patience", "batch_size", "eval_batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}.")
+        if self.report_to not in ("tensorboard", "none"):
+            raise ConfigError(f"report_to={self.report_to!r} must be 'tensorboard' or 'none'.")
+
+
+CONFIG_CLASSES = (DataConfig, ModelConfig, TrainConfig)
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def known_keys() -> dict[str, type]:
+    """Every config key and the dataclass it belongs to (keys are unique across the three)."""
+    return {f.name: cls for cls in CONFIG_CLASSES for f in dataclasses.fields(cls)}
+
+
+def unknown_key_error(key: str, where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, known_keys(), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else " Run with --help for the list of keys."
+    return ConfigError(f"unknown config key {key!r} in {where}.{hint}")
+
+
+def load_preset(path: str | Path) -> dict[str, Any]:
+    """Read a preset file into one flat {key: value} dict, rejecting unknown keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist; pass an existing .json or .yaml preset.")
+    text = path.read_text()
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            raw = yaml.safe_load(text) or {}
+        else:
+            raw = json.loads(text)
+    except Exception as error:  # noqa: BLE001 - any parse failure is reported the same way
+        raise ConfigError(f"config file {str(path)!r} is not valid {path.suffix[1:]}: {error}") from error
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys to values.")
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in SECTIONS and isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    keys = known_keys()
+    for key in flat:
+        if key not in keys:
+            raise unknown_key_error(key, str(path))
+    return flat
+
+
+def to_dict(*configs) -> dict[str, dict[str, Any]]:
+    """Sectioned plain dict of resolved configs, as written to a run's config.json."""
+    names = {cls: name for name, cls in SECTIONS.items()}
+    return {names[type(config)]: dataclasses.asdict(config) for config in configs}
+
+
+def parse_configs(argv: list[str] | None = None) -> tuple[DataConfig, ModelConfig, TrainConfig]:
+    """Parse ``--config PRESET`` plus command-line overrides into the three configs."""
+    import argparse
+    import sys
+
+    from transformers import HfArgumentParser
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, rest = pre.parse_known_args(argv)
+    parser = HfArgumentParser(CONFIG_CLASSES)
+    parser.add_argument("--config", default=None, help="Preset file (JSON/YAML); command-line values win.")
+    if known.config:
+        parser.set_defaults(**load_preset(known.config))
+    for token in rest:
+        if token.startswith("--"):
+            key = token[2:].split("=", 1)[0]
+            if key not in known_keys() and key != "help":
+                raise unknown_key_error(key, "the command line")
+    try:
+        data, model, train = parser.parse_args_into_dataclasses(args=rest)[:3]  # 4th: the --config namespace
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    return data, model, train

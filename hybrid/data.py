@@ -1,0 +1,292 @@
+"""From raw interactions to padded training/evaluation tensors, cached on disk by data config.
+
+Pipeline: read (``hybrid.readers``) -> rating threshold -> iterative k-core -> stable sort by (user, time)
+-> contiguous ids (0 = padding, in order of first appearance) -> split -> left-padded histories.
+
+Every row is a (history prefix, next item) pair: the history is the user's items before the target, the
+most recent ``max_history`` kept, left-padded so the last column is the most recent item.
+
+Shape legend: R rows, L max history, P total past items of a split's rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from hybrid.config import DataConfig
+from hybrid.errors import DataError
+from hybrid.readers import BUILTIN_DATASETS, RawInteractions, read_interactions
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class SplitData:
+    """Rows of one split as tensors built once (never per sample in the training loop)."""
+
+    history: torch.Tensor  # [R, L] int64, left-padded with 0
+    target: torch.Tensor  # [R] int64
+    user: torch.Tensor  # [R] int64 user index
+    past_offsets: torch.Tensor  # [R + 1] int64: row r's full past is past_items[offsets[r]:offsets[r+1]]
+    past_items: torch.Tensor  # [P] int64, every earlier item of the user (not truncated to L)
+
+    def __len__(self) -> int:
+        return self.target.shape[0]
+
+    def batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """History [B, L'] and target [B] of ``rows``; columns that are padding for every row are dropped
+        (histories are left-padded, so that never changes a real position)."""
+        history = self.history[rows]  # [B, L]
+        longest = int((history > 0).sum(dim=1).max()) if len(rows) else 0
+        return history[:, history.shape[1] - max(longest, 1):], self.target[rows]
+
+    def past_mask_indices(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch position, item id) pairs of every past item of ``rows``, for masking seen items."""
+        starts, ends = self.past_offsets[rows], self.past_offsets[rows + 1]
+        lengths = ends - starts  # [B]
+        positions = torch.repeat_interleave(torch.arange(len(rows)), lengths)
+        within = torch.arange(int(lengths.sum())) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
+        return positions, self.past_items[starts[positions] + within]
+
+
+@dataclass
+class RecDataset:
+    """The processed dataset: three splits and the item catalogue."""
+
+    train: SplitData
+    valid: SplitData
+    test: SplitData
+    item_ids: list[str]  # raw id of item 1..N (index i holds item i + 1)
+    user_ids: list[str]
+    item_texts: list[str]  # text of item 1..N, '' where the source has none
+    stats: dict
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids)
+
+    def split(self, name: str) -> SplitData:
+        return {"train": self.train, "valid": self.valid, "test": self.test}[name]
+
+
+# --------------------------------------------------------------------------------------------- filtering
+def filter_interactions(raw: RawInteractions, config: DataConfig) -> RawInteractions:
+    """Rating threshold, then iterative k-core on users and items."""
+    keep = np.ones(len(raw.users), dtype=bool)
+    if config.min_rating is not None:
+        keep &= raw.ratings >= config.min_rating
+    users, items, times = raw.users[keep], raw.items[keep], raw.times[keep]
+    if config.k_core > 1:
+        while len(users):
+            _, user_codes, user_counts = np.unique(users, return_inverse=True, return_counts=True)
+            _, item_codes, item_counts = np.unique(items, return_inverse=True, return_counts=True)
+            core = (user_counts[user_codes] >= config.k_core) & (item_counts[item_codes] >= config.k_core)
+            if core.all():
+                break
+            users, items, times = users[core], items[core], times[core]
+    if len(users) == 0:
+        raise DataError(
+            f"no interactions left after filtering (min_rating={config.min_rating}, k_core={config.k_core}). "
+            "Lower --min_rating or --k_core."
+        )
+    return dataclasses.replace(raw, users=users, items=items, times=times, ratings=None)
+
+
+def first_appearance_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Contiguous codes 0.. in order of first appearance (deterministic, unlike set order)."""
+    uniques, first_index, codes = np.unique(values, return_index=True, return_inverse=True)
+    order = np.argsort(first_index, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[codes], uniques[order]
+
+
+# ----------------------------------------------------------------------------------------------- splits
+def build_rows(
+    items: np.ndarray, starts: np.ndarray, positions: np.ndarray, max_history: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Left-padded histories [R, L] and targets [R] for target positions in the flat sorted item array.
+
+    ``starts[r]`` is where row r's user begins; the history is items[max(start, pos - L):pos].
+    """
+    columns = positions[:, None] - max_history + np.arange(max_history)[None, :]  # [R, L]
+    valid = columns >= starts[:, None]
+    history = np.where(valid, items[np.clip(columns, 0, None)], 0)
+    return history.astype(np.int64), items[positions].astype(np.int64)
+
+
+def past_items_csr(items: np.ndarray, starts: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every earlier item of each row's user (untruncated), as CSR offsets [R + 1] and items [P]."""
+    lengths = positions - starts
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    flat = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+    return offsets, items[flat].astype(np.int64)
+
+
+def split_positions(
+    config: DataConfig, user_starts: np.ndarray, user_ends: np.ndarray, times: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Target positions (indices into the flat sorted arrays) of each split. Every target has a non-empty
+    history; a training target is always earlier than every validation/test target of its user."""
+    counts = user_ends - user_starts
+    user_of = np.repeat(np.arange(len(counts)), counts)
+    index_in_user = np.arange(len(times)) - user_starts[user_of]
+    has_history = index_in_user >= 1
+    if config.split == "leave_one_out":
+        # Users with >= 3 items give their last item to test and the one before to validation; shorter
+        # users only train.
+        from_end = counts[user_of] - 1 - index_in_user  # 0 = last item
+        evaluated = counts[user_of] >= 3
+        test = has_history & evaluated & (from_end == 0)
+        valid = has_history & evaluated & (from_end == 1)
+        train = has_history & ~test & ~valid
+    else:
+        train = has_history & (times < config.valid_time)
+        valid = has_history & (times >= config.valid_time) & (times < config.test_time)
+        test = has_history & (times >= config.test_time)
+    return {name: np.flatnonzero(mask) for name, mask in (("train", train), ("valid", valid), ("test", test))}
+
+
+def build_dataset(config: DataConfig) -> RecDataset:
+    """Read, filter, split and tensorise (no cache; see :func:`load_dataset`)."""
+    raw = filter_interactions(read_interactions(config), config)
+    user_codes, user_ids = first_appearance_codes(raw.users)
+    item_codes, item_ids = first_appearance_codes(raw.items)
+    order = np.lexsort((raw.times, user_codes))  # stable: ties in time keep file order
+    users, items, times = user_codes[order], item_codes[order] + 1, raw.times[order]  # items 1..N
+    counts = np.bincount(users, minlength=len(user_ids))
+    user_ends = np.cumsum(counts)
+    user_starts = user_ends - counts
+    positions = split_positions(config, user_starts, user_ends, times)
+    splits = {}
+    for name, split_rows in positions.items():
+        if len(split_rows) == 0:
+            raise DataError(_empty_split_message(name, config, times))
+        starts = user_starts[users[split_rows]]
+        history, target = build_rows(items, starts, split_rows, config.max_history)
+        offsets, past = past_items_csr(items, starts, split_rows)
+        splits[name] = SplitData(
+            torch.from_numpy(history), torch.from_numpy(target), torch.from_numpy(users[split_rows].astype(np.int64)),
+            torch.from_numpy(offsets), torch.from_numpy(past),
+        )
+    texts = [raw.item_texts.get(str(item), "") for item in item_ids]
+    stats = {
+        "users": int(len(user_ids)),
+        "items": int(len(item_ids)),
+        "interactions": int(len(items)),
+        **{f"{name}_rows": len(split) for name, split in splits.items()},
+        "items_with_text": int(sum(bool(t) for t in texts)),
+    }
+    return RecDataset(splits["train"], splits["valid"], splits["test"], [str(i) for i in item_ids],
+                      [str(u) for u in user_ids], texts, stats)
+
+
+def _empty_split_message(name: str, config: DataConfig, times: np.ndarray) -> str:
+    if config.split == "global_time":
+        return (
+            f"the {name} split is empty: timestamps span [{times.min():.0f}, {times.max():.0f}] but "
+            f"valid_time={config.valid_time}, test_time={config.test_time}. Choose cut-offs inside that range."
+        )
+    return (
+        f"the {name} split is empty: leave_one_out needs users with at least 3 interactions "
+        "(one to train on, one for validation, one for test). Lower --k_core/--min_rating or add data."
+    )
+
+
+# ------------------------------------------------------------------------------------------------ cache
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("HYBRID_REAREC_CACHE", Path.home() / ".cache" / "hybrid-rearec"))
+
+
+def cache_key(config: DataConfig) -> str:
+    """Hash of every setting that changes the processed tensors, and of the source files' identity."""
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "cache_dir"}
+    if config.dataset in BUILTIN_DATASETS:
+        from hybrid.readers import recbole_dataset_dir
+
+        files = sorted(recbole_dataset_dir(config.dataset).glob(f"{config.dataset}.*"))
+    else:
+        source = Path(config.dataset)
+        files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
+        if config.item_file:
+            files.append(Path(config.item_file))
+    fingerprints = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.exists()]
+    blob = json.dumps([CACHE_VERSION, settings, fingerprints], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def save_dataset(dataset: RecDataset, folder: Path) -> None:
+    """Write atomically: a temporary folder renamed into place, so readers never see half a cache."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+    tensors = {
+        f"{name}.{field.name}": getattr(dataset.split(name), field.name).contiguous()
+        for name in ("train", "valid", "test")
+        for field in dataclasses.fields(SplitData)
+    }
+    save_file(tensors, temporary / "tensors.safetensors")
+    meta = {"version": CACHE_VERSION, "item_ids": dataset.item_ids, "user_ids": dataset.user_ids,
+            "item_texts": dataset.item_texts, "stats": dataset.stats}
+    (temporary / "meta.json").write_text(json.dumps(meta))
+    try:
+        os.replace(temporary, folder)
+    except OSError:  # another process finished the same cache first: theirs is identical
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def read_cached_dataset(folder: Path) -> RecDataset:
+    tensors = load_file(folder / "tensors.safetensors")
+    meta = json.loads((folder / "meta.json").read_text())
+    splits = {
+        name: SplitData(**{f.name: tensors[f"{name}.{f.name}"] for f in dataclasses.fields(SplitData)})
+        for name in ("train", "valid", "test")
+    }
+    return RecDataset(splits["train"], splits["valid"], splits["test"], meta["item_ids"], meta["user_ids"],
+                      meta["item_texts"], meta["stats"])
+
+
+def load_dataset(config: DataConfig, use_cache: bool = True) -> RecDataset:
+    """Processed dataset for ``config``: from the on-disk cache when present, else built and cached."""
+    if not use_cache:
+        return build_dataset(config)
+    folder = Path(config.cache_dir or default_cache_dir()) / "data" / cache_key(config)
+    if (folder / "meta.json").exists():
+        try:
+            return read_cached_dataset(folder)
+        except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt, never trusted
+            shutil.rmtree(folder, ignore_errors=True)
+    dataset = build_dataset(config)
+    save_dataset(dataset, folder)
+    return dataset
+
+
+# --------------------------------------------------------------------------------------------- batching
+def shard_batches(
+    num_rows: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1
+) -> Iterator[tuple[torch.Tensor, int]]:
+    """Yield (this process's row indices, global batch size) for each global batch of an epoch.
+
+    The permutation depends only on (seed, epoch), so every process sees the same global batches and takes
+    a disjoint contiguous slice of each: no duplicates, and N processes see exactly the rows of 1 process.
+    """
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(num_rows, generator=generator)
+    for start in range(0, num_rows, batch_size):
+        global_batch = order[start : start + batch_size]
+        yield torch.tensor_split(global_batch, world_size)[rank], len(global_batch)
+
+
+def num_batches(num_rows: int, batch_size: int) -> int:
+    return -(-num_rows // batch_size)

@@ -1,0 +1,40 @@
+"""Rank-based metrics for one relevant item per row.
+
+rank = number of OTHER items whose score is >= the target's (0 = best). Ties count against the target, so
+a model that gives every item the same score ranks every target last and scores zero.
+"""
+
+from __future__ import annotations
+
+import torch
+
+DEFAULT_CUTOFFS = (5, 10, 20)
+METRIC_NAMES = ("recall", "ndcg", "mrr")
+
+
+def target_ranks(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Scores [B, N] (masked items at -inf), target ids [B] -> ranks [B] (int64)."""
+    target_score = scores.gather(1, target[:, None])  # [B, 1]
+    at_or_above = (scores >= target_score).sum(dim=1)  # [B], includes the target itself
+    return at_or_above - 1
+
+
+def metrics_from_ranks(ranks: torch.Tensor, cutoffs=DEFAULT_CUTOFFS) -> dict[str, torch.Tensor]:
+    """Per-row metric vectors {'recall@10': [B], 'ndcg@10': [B], 'mrr@10': [B], ...} from ranks [B]."""
+    ranks = ranks.double()
+    out = {}
+    for k in cutoffs:
+        hit = (ranks < k).double()
+        out[f"recall@{k}"] = hit
+        out[f"ndcg@{k}"] = hit / torch.log2(ranks + 2.0)
+        out[f"mrr@{k}"] = hit / (ranks + 1.0)
+    return out
+
+
+def metric_means(ranks: torch.Tensor, cutoffs=DEFAULT_CUTOFFS) -> dict[str, float]:
+    """Mean of every metric over rows."""
+    return {name: float(values.mean()) for name, values in metrics_from_ranks(ranks, cutoffs).items()}
+
+
+def metric_keys(cutoffs=DEFAULT_CUTOFFS) -> list[str]:
+    return [f"{name}@{k}" for name in METRIC_NAMES for k in cutoffs]

@@ -1,0 +1,289 @@
+"""Readers: every supported source becomes one internal form, :class:`RawInteractions`.
+
+Files are read with the ``datasets`` library (csv/json/parquet builders); ids are kept as strings, times
+and ratings as floats. Errors name the file, the problem and the setting that fixes it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hybrid.config import DataConfig
+from hybrid.errors import DataError
+
+BUILTIN_DATASETS = ("ml-100k",)
+
+
+@dataclass
+class RawInteractions:
+    """Interactions in file order plus the item texts, before any filtering."""
+
+    users: np.ndarray  # [M] str
+    items: np.ndarray  # [M] str
+    times: np.ndarray  # [M] float64
+    ratings: np.ndarray | None  # [M] float64
+    item_texts: dict[str, str] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)  # every file read, for the cache fingerprint
+
+
+def recbole_dataset_dir(name: str) -> Path:
+    """Folder of a dataset embedded in the installed ``recbole`` package (its code is never imported)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("recbole")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(
+            f"dataset {name!r} is read from the recbole package, which is not installed. "
+            "Install it with: pip install --no-deps recbole==1.2.1"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / "dataset_example" / name
+    if not folder.is_dir():
+        raise DataError(f"the installed recbole package has no {folder}; reinstall recbole==1.2.1.")
+    return folder
+
+
+def _load_table(path: Path, kind: str, **options) -> pd.DataFrame:
+    """Read one csv/json/parquet file through ``datasets`` into a DataFrame."""
+    import datasets
+
+    if not path.exists():
+        raise DataError(f"data file {str(path)!r} does not exist; check the --dataset / --item_file path.")
+    datasets.disable_progress_bars()
+    try:
+        table = datasets.load_dataset(kind, data_files=str(path), split="train", **options)
+    except Exception as error:  # noqa: BLE001 - the reader's own message is kept, with the file named
+        raise DataError(f"could not read {str(path)!r} as {kind}: {error}") from error
+    return table.to_pandas()
+
+
+def _read_delimited(path: Path, delimiter: str) -> pd.DataFrame:
+    """A delimited text file with a header row, every column read as strings."""
+    import datasets
+
+    if not path.exists():
+        raise DataError(f"data file {str(path)!r} does not exist; check the --dataset / --item_file path.")
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        header = handle.readline().rstrip("\r\n").split(delimiter)
+    if len(header) == 1:
+        for other in ("\t", ",", ";", "|"):
+            if other != delimiter and other in header[0]:
+                raise DataError(
+                    f"{str(path)!r} has a single column {header[0]!r}: it looks delimited by {other!r}, "
+                    f"not {delimiter!r}. Set --delimiter accordingly."
+                )
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise DataError(f"{str(path)!r} repeats the header column(s) {duplicates}; give every column a unique name.")
+    features = datasets.Features({name: datasets.Value("string") for name in header})
+    return _load_table(path, "csv", delimiter=delimiter, features=features, quoting=3, keep_default_na=False)
+
+
+def _require(frame: pd.DataFrame, column: str, path: Path, setting: str) -> pd.Series:
+    if column not in frame.columns:
+        raise DataError(
+            f"column {column!r} not found in {str(path)!r}; available columns: {list(frame.columns)}. "
+            f"Set --{setting} to the right one."
+        )
+    return frame[column]
+
+
+def _numeric(values: pd.Series, column: str, path: Path) -> np.ndarray:
+    converted = pd.to_numeric(values, errors="coerce")
+    bad = converted.isna() & values.notna()
+    if bad.any():
+        example = values[bad].iloc[0]
+        raise DataError(
+            f"column {column!r} of {str(path)!r} must be numeric, but holds {example!r} "
+            f"(row {int(np.flatnonzero(bad.to_numpy())[0])}). Convert it to numbers (e.g. Unix seconds)."
+        )
+    return converted.to_numpy(dtype=np.float64)
+
+
+def _interactions(
+    frame: pd.DataFrame, path: Path, config: DataConfig, user: str, item: str, time: str, rating: str | None
+) -> RawInteractions:
+    users = _require(frame, user, path, "user_column").astype(str).to_numpy()
+    items = _require(frame, item, path, "item_column").astype(str).to_numpy()
+    times = _numeric(_require(frame, time, path, "time_column"), time, path)
+    ratings = None
+    if config.min_rating is not None:
+        if rating is None:
+            raise DataError("min_rating is set but no rating column is known; set --rating_column.")
+        ratings = _numeric(_require(frame, rating, path, "rating_column"), rating, path)
+    return RawInteractions(users, items, times, ratings, files=[path])
+
+
+def _strip_types(frame: pd.DataFrame) -> pd.DataFrame:
+    """RecBole atomic headers are typed (``item_id:token``); keep the names only."""
+    return frame.rename(columns={column: column.split(":", 1)[0] for column in frame.columns})
+
+
+def _join_texts(frame: pd.DataFrame, id_column: str, text_columns: list[str] | None) -> dict[str, str]:
+    columns = text_columns or [column for column in frame.columns if column != id_column]
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise DataError(
+            f"item text columns {missing} not in the item file; available: {list(frame.columns)}. "
+            "Fix --item_text_columns."
+        )
+    ids = frame[id_column].astype(str).tolist()
+    parts = frame[columns].astype(str).to_numpy()
+    if len(columns) == 1:
+        return dict(zip(ids, parts[:, 0].tolist()))
+    return {i: "; ".join(f"{c}: {v}" for c, v in zip(columns, row) if v) for i, row in zip(ids, parts)}
+
+
+def movielens_text(title: str, year: str, genres: str) -> str:
+    """'Toy Story (1995), Animation, Children's, Comedy'."""
+    text = f"{title} ({year})" if year else title
+    return ", ".join([text, *genres.split()]) if genres else text
+
+
+def read_recbole(config: DataConfig) -> RawInteractions:
+    """RecBole atomic files: ``NAME.inter`` (+ optional ``NAME.item``) in a folder, tab-separated."""
+    if config.dataset in BUILTIN_DATASETS:
+        folder = recbole_dataset_dir(config.dataset)
+    else:
+        folder = Path(config.dataset)
+    if folder.is_file():
+        inter_path, folder = folder, folder.parent
+    else:
+        candidates = sorted(folder.glob("*.inter")) if folder.is_dir() else []
+        if not candidates:
+            raise DataError(f"no .inter file found in {str(folder)!r}; point --dataset at a RecBole atomic folder.")
+        inter_path = candidates[0]
+    frame = _strip_types(_read_delimited(inter_path, "\t"))
+    raw = _interactions(
+        frame, inter_path, config, config.user_column, config.item_column, config.time_column,
+        config.rating_column or "rating",
+    )
+    item_path = Path(config.item_file) if config.item_file else inter_path.with_suffix(".item")
+    if item_path.exists():
+        items = _strip_types(_read_delimited(item_path, "\t"))
+        _require(items, config.item_column, item_path, "item_column")
+        if {"movie_title", "release_year", "class"} <= set(items.columns) and not config.item_text_columns:
+            raw.item_texts = {
+                str(i): movielens_text(t, y, g)
+                for i, t, y, g in zip(items[config.item_column], items["movie_title"], items["release_year"],
+                                      items["class"])
+            }
+        else:
+            raw.item_texts = _join_texts(items, config.item_column, _split_columns(config.item_text_columns))
+        raw.files.append(item_path)
+    return raw
+
+
+def _split_columns(columns: str | None) -> list[str] | None:
+    return [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+
+
+def read_amazon2023(config: DataConfig) -> RawInteractions:
+    """Amazon Reviews 2023 JSONL: reviews (user_id, parent_asin, rating, timestamp in ms) + optional meta."""
+    path = Path(config.dataset)
+    frame = _load_table(path, "json")
+    raw = _interactions(frame, path, config, "user_id", "parent_asin", "timestamp", "rating")
+    if config.item_file:
+        meta_path = Path(config.item_file)
+        meta = _load_table(meta_path, "json")
+        _require(meta, "parent_asin", meta_path, "item_file")
+        raw.item_texts = {str(row["parent_asin"]): amazon_text(row) for row in meta.to_dict("records")}
+        raw.files.append(meta_path)
+    return raw
+
+
+def amazon_text(row: dict) -> str:
+    """Title, categories, features and description of an Amazon 2023 meta record, in that order."""
+
+    def as_list(value) -> list[str]:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [value] if value else []
+        return [str(v) for v in value if v]
+
+    parts = [str(row.get("title") or "")]
+    if categories := as_list(row.get("categories")):
+        parts.append("Categories: " + " > ".join(categories))
+    if features := as_list(row.get("features")):
+        parts.append("Features: " + " ".join(features))
+    if description := as_list(row.get("description")):
+        parts.append("Description: " + " ".join(description))
+    return ". ".join(part for part in parts if part)
+
+
+def read_rechorus(config: DataConfig) -> RawInteractions:
+    """ReChorus folder: train/dev/test.csv (tab-separated user_id, item_id, time; neg_items ignored, since
+    evaluation here ranks the full catalogue) and an optional item_meta.csv. Re-split by our protocol."""
+    folder = Path(config.dataset)
+    delimiter = config.delimiter or "\t"
+    parts = [folder / f"{name}.csv" for name in ("train", "dev", "test") if (folder / f"{name}.csv").exists()]
+    if not parts:
+        raise DataError(f"no train.csv/dev.csv/test.csv in {str(folder)!r}; point --dataset at a ReChorus folder.")
+    time_column = config.time_column if config.time_column != "timestamp" else "time"
+    raws = [
+        _interactions(_read_delimited(p, delimiter), p, config, "user_id", "item_id", time_column,
+                      config.rating_column)
+        for p in parts
+    ]
+    raw = _concat(raws)
+    meta_path = folder / "item_meta.csv"
+    if meta_path.exists():
+        raw.item_texts = _join_texts(
+            _read_delimited(meta_path, delimiter), "item_id", _split_columns(config.item_text_columns)
+        )
+        raw.files.append(meta_path)
+    return raw
+
+
+def read_table(config: DataConfig) -> RawInteractions:
+    """Plain CSV or Parquet with a column mapping (user/item/time/rating columns set in the config)."""
+    path = Path(config.dataset)
+    if config.data_format == "parquet":
+        frame = _load_table(path, "parquet")
+    else:
+        frame = _read_delimited(path, config.delimiter or ",")
+    raw = _interactions(frame, path, config, config.user_column, config.item_column, config.time_column,
+                        config.rating_column)
+    if config.item_file:
+        item_path = Path(config.item_file)
+        items = (_load_table(item_path, "parquet") if item_path.suffix == ".parquet"
+                 else _read_delimited(item_path, config.delimiter or ","))
+        _require(items, config.item_column, item_path, "item_column")
+        raw.item_texts = _join_texts(items, config.item_column, _split_columns(config.item_text_columns))
+        raw.files.append(item_path)
+    return raw
+
+
+def _concat(parts: list[RawInteractions]) -> RawInteractions:
+    return RawInteractions(
+        users=np.concatenate([p.users for p in parts]),
+        items=np.concatenate([p.items for p in parts]),
+        times=np.concatenate([p.times for p in parts]),
+        ratings=None if parts[0].ratings is None else np.concatenate([p.ratings for p in parts]),
+        files=[f for p in parts for f in p.files],
+    )
+
+
+READERS = {
+    "recbole": read_recbole,
+    "amazon2023": read_amazon2023,
+    "rechorus": read_rechorus,
+    "csv": read_table,
+    "parquet": read_table,
+}
+
+
+def read_interactions(config: DataConfig) -> RawInteractions:
+    """Dispatch on ``config.data_format`` (built-in names always use the recbole reader)."""
+    if config.dataset in BUILTIN_DATASETS:
+        return read_recbole(config)
+    if not os.path.exists(config.dataset):
+        raise DataError(
+            f"dataset {config.dataset!r} is neither a built-in dataset {BUILTIN_DATASETS} nor an existing path."
+        )
+    return READERS[config.data_format](config)

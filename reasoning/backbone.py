@@ -1,0 +1,218 @@
+"""The SASRec sequence encoder: a post-LN causal Transformer over left-padded histories, with a KV cache.
+
+Histories are left-padded, so the most recent item always sits in the last column and a reasoning token
+is simply appended after it. ``prefill`` encodes a history and returns the per-layer key/value cache;
+``step`` runs ONE new token through every layer, computing only that token's row (its attention over the
+cached keys and its feed-forward), which is what makes each reasoning step cheap.
+
+Shape legend: B batch, L history length, S cached positions (L plus reasoning tokens so far), T query
+positions, D hidden size, H heads, Dh = D / H.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class BackboneConfig:
+    """Size and regularisation of the Transformer (defaults: RecBole's SASRec)."""
+
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 2
+    inner_size: int = 256
+    hidden_dropout: float = 0.5
+    attention_dropout: float = 0.5
+    layer_norm_eps: float = 1e-12
+    max_history: int = 50
+    initializer_range: float = 0.02
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"
+            )
+        for name in ("hidden_dropout", "attention_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout. On CPU the mask comes from 16-bit random integers: torch's ``bernoulli_`` there
+    costs ~5x more and was over a third of a SASRec training step. p is honoured to 1/65536."""
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, training=True)
+    numel = x.numel()
+    bits = torch.randint(-(2**31), 2**31 - 1, ((numel + 1) // 2,), dtype=torch.int32, device=x.device)
+    bits = bits.view(torch.int16)[:numel].view(x.shape)  # uniform over [-32768, 32767]
+    keep = bits >= round(p * 65536) - 32768  # P(keep) = 1 - p
+    return x * (keep.to(x.dtype) * (1.0 / (1.0 - p)))
+
+
+class Dropout(nn.Module):
+    """``nn.Dropout`` with the fast CPU mask of :func:`dropout`."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+@dataclass
+class KVCache:
+    """Per-layer keys and values of every position encoded so far, and which positions are real."""
+
+    keys: list[torch.Tensor]  # num_layers x [B, H, S, Dh]
+    values: list[torch.Tensor]  # num_layers x [B, H, S, Dh]
+    key_valid: torch.Tensor  # [B, S] bool, False at padding
+
+    @property
+    def length(self) -> int:
+        return self.key_valid.shape[1]
+
+
+class TransformerLayer(nn.Module):
+    """One post-LN block: h = LN(x + Drop(MHA(x))); out = LN(h + Drop(W2 gelu(W1 h)))."""
+
+    def __init__(self, config: BackboneConfig):
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.head_dim = config.hidden_size // config.num_heads
+        self.attention_dropout = config.attention_dropout
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.attention_output = nn.Linear(config.hidden_size, config.hidden_size)
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn_in = nn.Linear(config.hidden_size, config.inner_size)
+        self.ffn_out = nn.Linear(config.inner_size, config.hidden_size)
+        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = Dropout(config.hidden_dropout)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)  # [B, H, T, Dh]
+
+    def forward(
+        self,
+        x: torch.Tensor,  # [B, T, D] inputs of the new positions
+        attention_mask: torch.Tensor,  # [B, 1, Tq, S] bool, True where a query may attend
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,  # cached keys/values [B, H, S - T, Dh]
+        query_last_only: bool = False,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        query, key, value = self.qkv(x).chunk(3, dim=-1)  # 3 x [B, T, D]
+        key, value = self._heads(key), self._heads(value)  # [B, H, T, Dh]
+        if past is not None:
+            key = torch.cat([past[0], key], dim=2)  # [B, H, S, Dh]
+            value = torch.cat([past[1], value], dim=2)
+        if query_last_only:  # only the last row is needed downstream: skip the others' attention and FFN
+            x, query = x[:, -1:], query[:, -1:]  # [B, 1, D]
+        query = self._heads(query)  # [B, H, Tq, Dh]
+        if self.training and self.attention_dropout > 0 and x.device.type == "cpu":
+            # Explicit attention so the probabilities go through the fast CPU dropout.
+            scores = query @ key.transpose(-1, -2) * self.head_dim**-0.5  # [B, H, Tq, S]
+            scores = scores.masked_fill(~attention_mask, float("-inf"))
+            probs = dropout(scores.softmax(dim=-1), self.attention_dropout, training=True)
+            attended = probs @ value  # [B, H, Tq, Dh]
+        else:
+            attended = F.scaled_dot_product_attention(
+                query,
+                key,
+                value,
+                attn_mask=attention_mask,
+                dropout_p=self.attention_dropout if self.training else 0.0,
+            )  # [B, H, Tq, Dh]
+        attended = attended.transpose(1, 2).reshape(x.shape)  # [B, Tq, D]
+        hidden = self.attention_norm(x + self.dropout(self.attention_output(attended)))
+        ffn = self.ffn_out(F.gelu(self.ffn_in(hidden)))  # erf GeLU, as SASRec/BERT
+        return self.ffn_norm(hidden + self.dropout(ffn)), (key, value)
+
+
+class Backbone(nn.Module):
+    """SASRec: position embeddings + input LayerNorm/dropout + a stack of causal post-LN layers.
+
+    The item vectors come from an item encoder (see ``encoders/``); the backbone never owns them.
+    """
+
+    def __init__(self, config: BackboneConfig):
+        super().__init__()
+        self.config = config
+        # Position 0 is the OLDEST real item of the history (RecBole/ReaRec convention).
+        self.position_embedding = nn.Embedding(config.max_history, config.hidden_size)
+        self.input_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.input_dropout = Dropout(config.hidden_dropout)
+        self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_layers))
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=self.config.initializer_range)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def embed(self, item_vectors: torch.Tensor, key_valid: torch.Tensor) -> torch.Tensor:
+        """Item vectors [B, L, D] of a left-padded history -> Transformer inputs [B, L, D]."""
+        positions = (key_valid.long().cumsum(dim=1) - 1).clamp(min=0)  # [B, L], 0 at the oldest real item
+        if positions.shape[1] > self.config.max_history:
+            raise ValueError(
+                f"history of length {positions.shape[1]} exceeds max_history={self.config.max_history}"
+            )
+        return self.embed_tokens(item_vectors + self.position_embedding(positions))
+
+    def embed_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """The input LayerNorm + dropout applied to every token fed to the stack: [..., D] -> [..., D]."""
+        return self.input_dropout(self.input_norm(x))
+
+    def prefill(
+        self,
+        x: torch.Tensor,  # [B, L, D] embedded inputs (see ``embed``)
+        key_valid: torch.Tensor,  # [B, L] bool, False at padding
+        last_only: bool = False,
+    ) -> tuple[torch.Tensor, KVCache]:
+        """Encode a whole history causally. Returns last-layer states ([B, L, D], or [B, 1, D] for the
+        last position only when ``last_only``) and the cache for ``step``."""
+        length = x.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()  # [L, L]
+        eye = torch.eye(length, dtype=torch.bool, device=x.device)
+        # A padded query may attend to itself only: keeps its row finite (an all-masked row would be NaN
+        # and poison later layers through 0 * NaN) while real queries never see padding.
+        mask = causal & (key_valid[:, None, :] | eye)  # [B, L, L]
+        mask = mask[:, None]  # [B, 1, L, L]
+        keys, values = [], []
+        for index, layer in enumerate(self.layers):
+            is_last = index == len(self.layers) - 1
+            query_last = last_only and is_last
+            x, (key, value) = layer(x, mask[:, :, -1:] if query_last else mask, query_last_only=query_last)
+            keys.append(key)
+            values.append(value)
+        return x, KVCache(keys, values, key_valid)
+
+    def step(self, x: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
+        """Run ONE new token [B, D] (already embedded) through every layer, attending to the cache.
+
+        Only the new row is computed: O(S * D) attention plus O(D^2) projections and FFN per layer.
+        Returns its last-layer state [B, D] and the cache extended by one position.
+        """
+        key_valid = torch.cat([cache.key_valid, cache.key_valid.new_ones(x.shape[0], 1)], dim=1)  # [B, S+1]
+        mask = key_valid[:, None, None, :]  # [B, 1, 1, S+1]
+        hidden = x[:, None, :]  # [B, 1, D]
+        keys, values = [], []
+        for layer, past_key, past_value in zip(self.layers, cache.keys, cache.values):
+            hidden, (key, value) = layer(hidden, mask, past=(past_key, past_value))
+            keys.append(key)
+            values.append(value)
+        return hidden[:, 0], KVCache(keys, values, key_valid)
+
