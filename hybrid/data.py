@@ -50,7 +50,7 @@ class SplitData:
         (histories are left-padded, so that never changes a real position)."""
         history = self.history[rows]  # [B, L]
         longest = int((history > 0).sum(dim=1).max()) if len(rows) else 0
-        return history[:, history.shape[1] - max(longest, 1):], self.target[rows]
+        return history[:, history.shape[1] - max(longest, 1) :], self.target[rows]
 
     def past_mask_indices(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(batch position, item id) pairs of every past item of ``rows``, for masking seen items."""
@@ -178,8 +178,11 @@ def build_dataset(config: DataConfig) -> RecDataset:
         history, target = build_rows(items, starts, split_rows, config.max_history)
         offsets, past = past_items_csr(items, starts, split_rows)
         splits[name] = SplitData(
-            torch.from_numpy(history), torch.from_numpy(target), torch.from_numpy(users[split_rows].astype(np.int64)),
-            torch.from_numpy(offsets), torch.from_numpy(past),
+            torch.from_numpy(history),
+            torch.from_numpy(target),
+            torch.from_numpy(users[split_rows].astype(np.int64)),
+            torch.from_numpy(offsets),
+            torch.from_numpy(past),
         )
     texts = [raw.item_texts.get(str(item), "") for item in item_ids]
     stats = {
@@ -189,8 +192,15 @@ def build_dataset(config: DataConfig) -> RecDataset:
         **{f"{name}_rows": len(split) for name, split in splits.items()},
         "items_with_text": int(sum(bool(t) for t in texts)),
     }
-    return RecDataset(splits["train"], splits["valid"], splits["test"], [str(i) for i in item_ids],
-                      [str(u) for u in user_ids], texts, stats)
+    return RecDataset(
+        splits["train"],
+        splits["valid"],
+        splits["test"],
+        [str(i) for i in item_ids],
+        [str(u) for u in user_ids],
+        texts,
+        stats,
+    )
 
 
 def _empty_split_message(name: str, config: DataConfig, times: np.ndarray) -> str:
@@ -237,8 +247,13 @@ def save_dataset(dataset: RecDataset, folder: Path) -> None:
         for field in dataclasses.fields(SplitData)
     }
     save_file(tensors, temporary / "tensors.safetensors")
-    meta = {"version": CACHE_VERSION, "item_ids": dataset.item_ids, "user_ids": dataset.user_ids,
-            "item_texts": dataset.item_texts, "stats": dataset.stats}
+    meta = {
+        "version": CACHE_VERSION,
+        "item_ids": dataset.item_ids,
+        "user_ids": dataset.user_ids,
+        "item_texts": dataset.item_texts,
+        "stats": dataset.stats,
+    }
     (temporary / "meta.json").write_text(json.dumps(meta))
     try:
         os.replace(temporary, folder)
@@ -253,8 +268,15 @@ def read_cached_dataset(folder: Path) -> RecDataset:
         name: SplitData(**{f.name: tensors[f"{name}.{f.name}"] for f in dataclasses.fields(SplitData)})
         for name in ("train", "valid", "test")
     }
-    return RecDataset(splits["train"], splits["valid"], splits["test"], meta["item_ids"], meta["user_ids"],
-                      meta["item_texts"], meta["stats"])
+    return RecDataset(
+        splits["train"],
+        splits["valid"],
+        splits["test"],
+        meta["item_ids"],
+        meta["user_ids"],
+        meta["item_texts"],
+        meta["stats"],
+    )
 
 
 def load_dataset(config: DataConfig, use_cache: bool = True) -> RecDataset:

@@ -28,8 +28,12 @@ class EvalResult:
     protocol: str = ""
 
     def to_dict(self) -> dict:
-        return {"split": self.split, "rows": int(self.ranks.numel()), "metrics": self.metrics,
-                "protocol": self.protocol}
+        return {
+            "split": self.split,
+            "rows": int(self.ranks.numel()),
+            "metrics": self.metrics,
+            "protocol": self.protocol,
+        }
 
 
 def describe_protocol(num_items: int, exclude_history: bool, split_protocol: str, rows: int) -> str:

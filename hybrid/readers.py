@@ -159,7 +159,12 @@ def read_recbole(config: DataConfig) -> RawInteractions:
         inter_path = candidates[0]
     frame = _strip_types(_read_delimited(inter_path, "\t"))
     raw = _interactions(
-        frame, inter_path, config, config.user_column, config.item_column, config.time_column,
+        frame,
+        inter_path,
+        config,
+        config.user_column,
+        config.item_column,
+        config.time_column,
         config.rating_column or "rating",
     )
     item_path = Path(config.item_file) if config.item_file else inter_path.with_suffix(".item")
@@ -169,8 +174,9 @@ def read_recbole(config: DataConfig) -> RawInteractions:
         if {"movie_title", "release_year", "class"} <= set(items.columns) and not config.item_text_columns:
             raw.item_texts = {
                 str(i): movielens_text(t, y, g)
-                for i, t, y, g in zip(items[config.item_column], items["movie_title"], items["release_year"],
-                                      items["class"])
+                for i, t, y, g in zip(
+                    items[config.item_column], items["movie_title"], items["release_year"], items["class"]
+                )
             }
         else:
             raw.item_texts = _join_texts(items, config.item_column, _split_columns(config.item_text_columns))
@@ -226,8 +232,7 @@ def read_rechorus(config: DataConfig) -> RawInteractions:
         raise DataError(f"no train.csv/dev.csv/test.csv in {str(folder)!r}; point --dataset at a ReChorus folder.")
     time_column = config.time_column if config.time_column != "timestamp" else "time"
     raws = [
-        _interactions(_read_delimited(p, delimiter), p, config, "user_id", "item_id", time_column,
-                      config.rating_column)
+        _interactions(_read_delimited(p, delimiter), p, config, "user_id", "item_id", time_column, config.rating_column)
         for p in parts
     ]
     raw = _concat(raws)
@@ -247,12 +252,16 @@ def read_table(config: DataConfig) -> RawInteractions:
         frame = _load_table(path, "parquet")
     else:
         frame = _read_delimited(path, config.delimiter or ",")
-    raw = _interactions(frame, path, config, config.user_column, config.item_column, config.time_column,
-                        config.rating_column)
+    raw = _interactions(
+        frame, path, config, config.user_column, config.item_column, config.time_column, config.rating_column
+    )
     if config.item_file:
         item_path = Path(config.item_file)
-        items = (_load_table(item_path, "parquet") if item_path.suffix == ".parquet"
-                 else _read_delimited(item_path, config.delimiter or ","))
+        items = (
+            _load_table(item_path, "parquet")
+            if item_path.suffix == ".parquet"
+            else _read_delimited(item_path, config.delimiter or ",")
+        )
         _require(items, config.item_column, item_path, "item_column")
         raw.item_texts = _join_texts(items, config.item_column, _split_columns(config.item_text_columns))
         raw.files.append(item_path)

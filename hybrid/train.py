@@ -27,7 +27,7 @@ from hybrid.errors import ConfigError
 from hybrid.evaluate import EvalResult, evaluate, format_table
 from hybrid.model import HybridRecommender
 
-RUN_FILES = ("config.json", "metrics.json", "model.safetensors")
+RUN_FILES = ("config.json", "metrics.json", "model.safetensors", "ranks.safetensors")
 
 
 def configure_threads(config: TrainConfig, accelerator: Accelerator) -> None:
@@ -91,22 +91,31 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.json").write_text(json.dumps(config_dict, indent=2))
     if train_config.report_to != "none":
-        hparams = {k: v for section in config_dict.values() for k, v in section.items()
-                   if isinstance(v, (int, float, str, bool))}
+        hparams = {
+            k: v
+            for section in config_dict.values()
+            for k, v in section.items()
+            if isinstance(v, (int, float, str, bool))
+        }
         accelerator.init_trackers("tensorboard", config=hparams)
 
     eval_loaders = {
         name: accelerator.prepare_data_loader(
-            torch.utils.data.DataLoader(torch.arange(len(dataset.split(name))),
-                                        batch_size=train_config.eval_batch_size)
+            torch.utils.data.DataLoader(torch.arange(len(dataset.split(name))), batch_size=train_config.eval_batch_size)
         )
         for name in ("valid", "test")
     }
 
     def run_eval(name: str) -> EvalResult:
-        return evaluate(unwrapped, dataset.split(name), name, batches=eval_loaders[name],
-                        gather=accelerator.gather_for_metrics, exclude_history=train_config.exclude_history,
-                        split_protocol=data_config.split)
+        return evaluate(
+            unwrapped,
+            dataset.split(name),
+            name,
+            batches=eval_loaders[name],
+            gather=accelerator.gather_for_metrics,
+            exclude_history=train_config.exclude_history,
+            split_protocol=data_config.split,
+        )
 
     best = {"ndcg@10": -math.inf, "epoch": 0, "valid": None}
     best_state = None
@@ -117,10 +126,21 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
         model.train()
         started = time.perf_counter()
         loss_sum = torch.zeros((), device=accelerator.device)
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}", disable=not (main and train_config.progress),
-                   leave=False, mininterval=1.0 if sys.stderr.isatty() else 30.0)
-        for rows, global_size in shard_batches(len(dataset.train), train_config.batch_size, train_config.seed,
-                                               epoch, accelerator.process_index, accelerator.num_processes):
+        bar = tqdm(
+            total=steps_per_epoch,
+            desc=f"epoch {epoch}",
+            disable=not (main and train_config.progress),
+            leave=False,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        )
+        for rows, global_size in shard_batches(
+            len(dataset.train),
+            train_config.batch_size,
+            train_config.seed,
+            epoch,
+            accelerator.process_index,
+            accelerator.num_processes,
+        ):
             local_sum = train_step(model, optimizer, accelerator, dataset, rows, global_size, train_config)
             loss_sum += local_sum
             step += 1
@@ -134,11 +154,14 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
         epoch_seconds.append(time.perf_counter() - started)
         epoch_loss = accelerator.reduce(loss_sum, "sum").item() / len(dataset.train)
         valid = run_eval("valid")
-        accelerator.log({"train/epoch_loss": epoch_loss, **{f"valid/{k}": v for k, v in valid.metrics.items()}},
-                        step=step)
+        accelerator.log(
+            {"train/epoch_loss": epoch_loss, **{f"valid/{k}": v for k, v in valid.metrics.items()}}, step=step
+        )
         improved = valid.metrics["ndcg@10"] > best["ndcg@10"]
-        say(f"epoch {epoch}: loss {epoch_loss:.4f}, valid ndcg@10 {valid.metrics['ndcg@10']:.4f}, "
-            f"recall@10 {valid.metrics['recall@10']:.4f} ({epoch_seconds[-1]:.1f}s){' *' if improved else ''}")
+        say(
+            f"epoch {epoch}: loss {epoch_loss:.4f}, valid ndcg@10 {valid.metrics['ndcg@10']:.4f}, "
+            f"recall@10 {valid.metrics['recall@10']:.4f} ({epoch_seconds[-1]:.1f}s){' *' if improved else ''}"
+        )
         if improved:
             best = {"ndcg@10": valid.metrics["ndcg@10"], "epoch": epoch, "valid": valid}
             best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
@@ -166,9 +189,17 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
     }
     if main:
         (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+        # Per-row ranks (every metric is a function of them): for analysis and exact run comparisons.
+        save_file({"valid": best["valid"].ranks, "test": test.ranks}, output_dir / "ranks.safetensors")
     say(f"\nprotocol: {test.protocol}")
-    say(format_table({f"{train_config.run_name} valid (best epoch {best['epoch']})": best["valid"].metrics,
-                      f"{train_config.run_name} test": test.metrics}))
+    say(
+        format_table(
+            {
+                f"{train_config.run_name} valid (best epoch {best['epoch']})": best["valid"].metrics,
+                f"{train_config.run_name} test": test.metrics,
+            }
+        )
+    )
     say(f"run directory: {output_dir}")
     accelerator.end_training()
     return results
@@ -188,4 +219,3 @@ def train_step(model, optimizer, accelerator, dataset: RecDataset, rows, global_
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return output.loss.detach() * len(rows) * (scale > 0)
-

@@ -34,9 +34,7 @@ class BackboneConfig:
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"
-            )
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
         for name in ("hidden_dropout", "attention_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
@@ -167,9 +165,7 @@ class Backbone(nn.Module):
         """Item vectors [B, L, D] of a left-padded history -> Transformer inputs [B, L, D]."""
         positions = (key_valid.long().cumsum(dim=1) - 1).clamp(min=0)  # [B, L], 0 at the oldest real item
         if positions.shape[1] > self.config.max_history:
-            raise ValueError(
-                f"history of length {positions.shape[1]} exceeds max_history={self.config.max_history}"
-            )
+            raise ValueError(f"history of length {positions.shape[1]} exceeds max_history={self.config.max_history}")
         return self.embed_tokens(item_vectors + self.position_embedding(positions))
 
     def embed_tokens(self, x: torch.Tensor) -> torch.Tensor:
@@ -215,4 +211,3 @@ class Backbone(nn.Module):
             keys.append(key)
             values.append(value)
         return hidden[:, 0], KVCache(keys, values, key_valid)
-

@@ -1,0 +1,48 @@
+import json
+
+import pytest
+
+from hybrid.config import DataConfig, ModelConfig, TrainConfig, load_preset, parse_configs
+from hybrid.errors import ConfigError
+
+
+def test_preset_and_command_line_override(tmp_path):
+    preset = tmp_path / "p.json"
+    preset.write_text(json.dumps({"model": {"hidden_size": 32}, "train": {"epochs": 3}, "k_core": 2}))
+    data, model, train = parse_configs(["--config", str(preset), "--epochs", "5", "--exclude_history"])
+    assert model.hidden_size == 32 and train.epochs == 5 and data.k_core == 2 and train.exclude_history is True
+
+
+def test_defaults_are_recbole_sasrec():
+    data, model, train = parse_configs([])
+    assert (model.hidden_size, model.inner_size, model.num_layers, model.num_heads) == (64, 256, 2, 2)
+    assert (model.hidden_dropout, data.max_history, train.batch_size, train.learning_rate) == (0.5, 50, 256, 1e-3)
+    assert data.dataset == "ml-100k" and data.split == "leave_one_out" and train.exclude_history is False
+
+
+def test_unknown_key_in_preset_suggests_the_right_one(tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("model:\n  hiden_size: 32\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'hiden_size'.*Did you mean 'hidden_size'"):
+        load_preset(preset)
+
+
+def test_unknown_key_on_command_line_is_an_error():
+    with pytest.raises(ConfigError, match=r"unknown config key 'learning_rat'.*'learning_rate'"):
+        parse_configs(["--learning_rat", "0.1"])
+
+
+def test_invalid_values_are_explained():
+    with pytest.raises(ConfigError, match="divisible by num_heads"):
+        ModelConfig(hidden_size=10, num_heads=3)
+    with pytest.raises(ConfigError, match="valid_time and --test_time"):
+        DataConfig(split="global_time")
+    with pytest.raises(ConfigError, match="batch_size must be >= 1"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="split='random' is not one of"):
+        parse_configs(["--split", "random"])
+
+
+def test_missing_preset_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        parse_configs(["--config", str(tmp_path / "none.json")])

@@ -1,0 +1,38 @@
+import math
+
+import torch
+
+from hybrid.metrics import metric_means, metrics_from_ranks, target_ranks
+
+
+def test_ranks_count_ties_against_the_target():
+    scores = torch.tensor([
+        [float("-inf"), 0.9, 0.5, 0.5, 0.1],  # target 1: best -> rank 0
+        [float("-inf"), 0.9, 0.5, 0.5, 0.1],  # target 2: one better, one tie -> rank 2
+        [float("-inf"), 0.9, 0.5, 0.5, 0.1],  # target 4: last of 4 real items -> rank 3
+    ])
+    ranks = target_ranks(scores, torch.tensor([1, 2, 4]))
+    assert ranks.tolist() == [0, 2, 3]
+
+
+def test_constant_score_model_scores_zero():
+    num_items = 30
+    scores = torch.zeros(5, num_items + 1)
+    scores[:, 0] = float("-inf")  # padding
+    ranks = target_ranks(scores, torch.tensor([1, 7, 12, 29, 30]))
+    assert ranks.tolist() == [num_items - 1] * 5
+    assert all(value == 0.0 for value in metric_means(ranks).values())
+
+
+def test_metrics_match_hand_computed_values_and_cutoffs():
+    ranks = torch.tensor([0, 4, 5, 9, 10, 19, 20])
+    m = metrics_from_ranks(ranks)
+    assert m["recall@5"].tolist() == [1, 1, 0, 0, 0, 0, 0]
+    assert m["recall@10"].tolist() == [1, 1, 1, 1, 0, 0, 0]
+    assert m["recall@20"].tolist() == [1, 1, 1, 1, 1, 1, 0]
+    expected_ndcg10 = [1.0, 1 / math.log2(6), 1 / math.log2(7), 1 / math.log2(11), 0, 0, 0]
+    assert torch.allclose(m["ndcg@10"], torch.tensor(expected_ndcg10, dtype=torch.float64))
+    assert torch.allclose(m["mrr@5"], torch.tensor([1, 1 / 5, 0, 0, 0, 0, 0], dtype=torch.float64))
+    assert torch.allclose(m["mrr@20"], torch.tensor([1, 1 / 5, 1 / 6, 1 / 10, 1 / 11, 1 / 20, 0], dtype=torch.float64))
+    means = metric_means(ranks)
+    assert abs(means["recall@10"] - 4 / 7) < 1e-12

@@ -1,0 +1,91 @@
+import json
+
+import pandas as pd
+import pytest
+
+from hybrid.config import DataConfig
+from hybrid.errors import DataError
+from hybrid.readers import read_interactions
+
+
+def test_recbole_atomic_files(tmp_path):
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    (folder / "toy.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t10\t5\t100\n1\t11\t3\t101\n2\t10\t4\t50\n"
+    )
+    (folder / "toy.item").write_text(
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+        '10\tToy "Story"\t1995\tAnimation Comedy\n11\tHeat\t1995\tAction\n'
+    )
+    raw = read_interactions(DataConfig(dataset=str(folder), data_format="recbole"))
+    assert raw.users.tolist() == ["1", "1", "2"] and raw.items.tolist() == ["10", "11", "10"]
+    assert raw.times.tolist() == [100.0, 101.0, 50.0]
+    assert raw.item_texts["10"] == 'Toy "Story" (1995), Animation, Comedy'
+    filtered = read_interactions(DataConfig(dataset=str(folder), data_format="recbole", min_rating=4))
+    assert filtered.ratings.tolist() == [5.0, 3.0, 4.0]
+
+
+def test_embedded_movielens_100k():
+    raw = read_interactions(DataConfig())
+    assert len(raw.users) == 100_000
+    assert len(raw.item_texts) == 1682
+    assert raw.item_texts["1"] == "Toy Story (1995), Animation, Children's, Comedy"
+
+
+def test_amazon2023_jsonl(tmp_path):
+    reviews = tmp_path / "reviews.jsonl"
+    meta = tmp_path / "meta.jsonl"
+    rows = [
+        {"rating": 5.0, "title": "great", "text": "x", "asin": "A1", "parent_asin": "P1", "user_id": "U1",
+         "timestamp": 1600000000000, "helpful_vote": 0, "verified_purchase": True},
+        {"rating": 2.0, "title": "meh", "text": "y", "asin": "A2", "parent_asin": "P2", "user_id": "U1",
+         "timestamp": 1600000001000, "helpful_vote": 1, "verified_purchase": False},
+    ]
+    reviews.write_text("\n".join(json.dumps(r) for r in rows))
+    meta.write_text(json.dumps({"parent_asin": "P1", "title": "Game", "categories": ["Video Games", "PC"],
+                                "features": ["Fun"], "description": ["A game."], "price": None}))
+    raw = read_interactions(DataConfig(dataset=str(reviews), data_format="amazon2023", item_file=str(meta),
+                                       min_rating=4))
+    assert raw.users.tolist() == ["U1", "U1"] and raw.items.tolist() == ["P1", "P2"]
+    assert raw.ratings.tolist() == [5.0, 2.0]
+    assert raw.item_texts["P1"] == "Game. Categories: Video Games > PC. Features: Fun. Description: A game."
+
+
+def test_rechorus_folder(tmp_path):
+    for name, lines in {"train": ["1\t5\t10", "1\t6\t11"], "dev": ["1\t7\t12\t[1, 2]"], "test": ["1\t8\t13\t[3]"]}.items():
+        header = "user_id\titem_id\ttime" + ("\tneg_items" if name != "train" else "")
+        (tmp_path / f"{name}.csv").write_text("\n".join([header, *lines]) + "\n")
+    raw = read_interactions(DataConfig(dataset=str(tmp_path), data_format="rechorus"))
+    assert raw.items.tolist() == ["5", "6", "7", "8"] and raw.times.tolist() == [10, 11, 12, 13]
+
+
+def test_plain_csv_and_parquet_with_column_mapping(tmp_path):
+    frame = pd.DataFrame({"who": ["a", "a", "b"], "what": [3, 4, 3], "when": [1.0, 2.0, 3.0]})
+    frame.to_csv(tmp_path / "x.csv", index=False)
+    frame.to_parquet(tmp_path / "x.parquet")
+    for name, fmt in (("x.csv", "csv"), ("x.parquet", "parquet")):
+        config = DataConfig(dataset=str(tmp_path / name), data_format=fmt, user_column="who", item_column="what",
+                            time_column="when")
+        raw = read_interactions(config)
+        assert raw.users.tolist() == ["a", "a", "b"] and raw.items.tolist() == ["3", "4", "3"]
+
+
+def test_missing_column_names_the_column_and_the_fix(sequential_csv):
+    config = DataConfig(dataset=str(sequential_csv), data_format="csv", time_column="ts")
+    with pytest.raises(DataError, match=r"column 'ts' not found.*available columns.*--time_column"):
+        read_interactions(config)
+
+
+def test_wrong_delimiter_and_bad_timestamp_are_explained(tmp_path, sequential_csv):
+    with pytest.raises(DataError, match=r"delimited by ','.*--delimiter"):
+        read_interactions(DataConfig(dataset=str(sequential_csv), data_format="csv", delimiter="\t"))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user_id,item_id,timestamp\nu,i,yesterday\n")
+    with pytest.raises(DataError, match=r"'timestamp'.*numeric.*'yesterday'"):
+        read_interactions(DataConfig(dataset=str(bad), data_format="csv"))
+
+
+def test_missing_file_is_explained(tmp_path):
+    with pytest.raises(DataError, match="neither a built-in dataset"):
+        read_interactions(DataConfig(dataset=str(tmp_path / "nope.csv"), data_format="csv"))

@@ -1,0 +1,78 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hybrid.config import TrainConfig
+from hybrid.errors import ConfigError
+from hybrid.model import HybridRecommender
+from hybrid.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def quick_train_config(tmp_path, **overrides):
+    settings = dict(output_dir=str(tmp_path / "run"), epochs=6, patience=10, batch_size=32, learning_rate=5e-3,
+                    report_to="none", progress=False, log_every=5, seed=3)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def test_training_learns_a_planted_sequence_and_writes_the_run(tmp_path, csv_data_config, tiny_model_config):
+    results = train(csv_data_config, tiny_model_config, quick_train_config(tmp_path))
+    run = tmp_path / "run"
+    assert {"config.json", "metrics.json", "model.safetensors", "ranks.safetensors"} <= {p.name for p in run.iterdir()}
+    losses = [entry["loss"] for entry in results["train_log"]]
+    assert losses[-1] < losses[0] - 1.0  # the walk i -> i+1 is easy to learn
+    assert results["test"]["metrics"]["ndcg@10"] > 0.5  # random ranking of 30 items gives about 0.1
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "ties count against" in metrics["protocol"] and "not excluded" in metrics["protocol"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["hidden_size"] == 16 and config["train"]["seed"] == 3
+    # the saved best model reproduces the reported test metrics
+    model = HybridRecommender(tiny_model_config, num_items=30, max_history=8)
+    model.load_state_dict(load_file(run / "model.safetensors"))
+    from hybrid.data import load_dataset
+    from hybrid.evaluate import evaluate
+
+    result = evaluate(model, load_dataset(csv_data_config).test, "test")
+    assert torch.equal(result.ranks, load_file(run / "ranks.safetensors")["test"])
+
+
+def test_existing_run_directory_is_not_overwritten(tmp_path, csv_data_config, tiny_model_config):
+    train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=1))
+    before = (tmp_path / "run" / "model.safetensors").read_bytes()
+    with pytest.raises(ConfigError, match="already holds a run.*--overwrite"):
+        train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=1))
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
+
+
+def launch(tmp_path, csv_data_config, processes, name):
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes), "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", *(["--multi_gpu"] if processes > 1 else []),
+        str(ROOT / "scripts" / "train.py"),
+        "--dataset", csv_data_config.dataset, "--data_format", "csv", "--max_history", "8",
+        "--hidden_size", "16", "--inner_size", "32", "--hidden_dropout", "0", "--attention_dropout", "0",
+        "--epochs", "3", "--batch_size", "32", "--eval_batch_size", "16", "--learning_rate", "0.005",
+        "--report_to", "none", "--progress", "false", "--log_every", "5", "--output_dir", str(tmp_path / name),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((tmp_path / name / "metrics.json").read_text()), load_file(tmp_path / name / "ranks.safetensors")
+
+
+def test_two_processes_equal_one_process(tmp_path, csv_data_config):
+    one, one_ranks = launch(tmp_path, csv_data_config, 1, "one")
+    two, two_ranks = launch(tmp_path, csv_data_config, 2, "two")
+    assert one["num_processes"] == 1 and two["num_processes"] == 2
+    assert torch.equal(one_ranks["test"], two_ranks["test"]) and torch.equal(one_ranks["valid"], two_ranks["valid"])
+    assert one["test"]["metrics"] == two["test"]["metrics"]
+    for a, b in zip(one["train_log"], two["train_log"]):
+        assert a["step"] == b["step"] and abs(a["loss"] - b["loss"]) < 1e-4
