@@ -53,7 +53,8 @@ def test_amazon2023_jsonl(tmp_path):
 
 
 def test_rechorus_folder(tmp_path):
-    for name, lines in {"train": ["1\t5\t10", "1\t6\t11"], "dev": ["1\t7\t12\t[1, 2]"], "test": ["1\t8\t13\t[3]"]}.items():
+    parts = {"train": ["1\t5\t10", "1\t6\t11"], "dev": ["1\t7\t12\t[1, 2]"], "test": ["1\t8\t13\t[3]"]}
+    for name, lines in parts.items():
         header = "user_id\titem_id\ttime" + ("\tneg_items" if name != "train" else "")
         (tmp_path / f"{name}.csv").write_text("\n".join([header, *lines]) + "\n")
     raw = read_interactions(DataConfig(dataset=str(tmp_path), data_format="rechorus"))

@@ -1,0 +1,146 @@
+"""Speed and memory of training and evaluation on MovieLens-100k; writes benchmarks/foundation.{md,json}.
+
+    python scripts/benchmark.py                 # 3 timed epochs, hidden 64, batch 256, 2 threads
+    python scripts/benchmark.py --epochs 1      # quicker
+
+Measured here, in this process: training instances per second over whole epochs (the same train_step the
+training loop runs) and evaluation users per second over the 943 test users. Peak memory is the peak RSS
+of a separate `scripts/train.py` process running whole epochs with evaluation, measured by the OS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hybrid.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
+from hybrid.data import load_dataset, shard_batches  # noqa: E402
+from hybrid.evaluate import evaluate  # noqa: E402
+from hybrid.model import HybridRecommender  # noqa: E402
+from hybrid.train import train_step  # noqa: E402
+
+# RecBole 1.2.1 SASRec on ML-100k, same settings, on this machine kind (figures given in issue 2; not rerun).
+RECBOLE_REFERENCE = {"epoch_seconds": 104.0, "instances_per_second": 930.0, "eval_seconds_943_users": 0.41,
+                     "peak_rss_gb": 1.2}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def time_training(epochs: int, threads: int) -> list[float]:
+    from accelerate import Accelerator
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(2020)
+    dataset = load_dataset(DataConfig())
+    model = HybridRecommender(ModelConfig(), dataset.num_items)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    accelerator = Accelerator(cpu=True)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    config = TrainConfig(batch_size=256, report_to="none")
+    seconds = []
+    for epoch in range(1, epochs + 1):
+        model.train()
+        started = time.perf_counter()
+        for rows, size in shard_batches(len(dataset.train), config.batch_size, config.seed, epoch):
+            train_step(model, optimizer, accelerator, dataset, rows, size, config)
+        seconds.append(time.perf_counter() - started)
+    return seconds, len(dataset.train), accelerator.unwrap_model(model), dataset
+
+
+def time_evaluation(model, dataset, repeats: int = 7) -> list[float]:
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        evaluate(model, dataset.test, "test", batch_size=1024)
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def peak_rss_of_training_run(epochs: int, threads: int) -> float:
+    """Peak RSS (GB) of a real `scripts/train.py` process (data, model, epochs with validation, test)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        command = [sys.executable, str(ROOT / "scripts" / "train.py"), "--epochs", str(epochs), "--output_dir",
+                   folder + "/run", "--progress", "false", "--num_threads", str(threads)]
+        subprocess.run(command, check=True, capture_output=True, cwd=ROOT)
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2  # KiB -> GiB
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=3, help="timed training epochs")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (RecBole's figure used 2)")
+    parser.add_argument("--rss_epochs", type=int, default=2, help="epochs of the separate peak-memory run")
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "foundation"), help="path without suffix")
+    args = parser.parse_args()
+
+    epoch_seconds, instances, model, dataset = time_training(args.epochs, args.threads)
+    eval_seconds = time_evaluation(model, dataset)
+    peak = peak_rss_of_training_run(args.rss_epochs, args.threads)
+    median_epoch = statistics.median(epoch_seconds)
+    median_eval = statistics.median(eval_seconds)
+    results = {
+        "command": "python " + " ".join(sys.argv),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__,
+                    "python": platform.python_version()},
+        "setting": "SASRec, ML-100k leave-one-out, hidden 64, inner 256, 2 layers, 2 heads, dropout 0.5, "
+        "batch 256, max length 50, full-softmax CE",
+        "train": {"instances": instances, "epoch_seconds": epoch_seconds, "median_epoch_seconds": median_epoch,
+                  "instances_per_second": instances / median_epoch},
+        "evaluation": {"users": len(dataset.test), "seconds": eval_seconds, "median_seconds": median_eval,
+                       "users_per_second": len(dataset.test) / median_eval},
+        "peak_rss_gb_training_run": peak,
+        "recbole_reference": RECBOLE_REFERENCE,
+    }
+    speedup = RECBOLE_REFERENCE["epoch_seconds"] / median_epoch
+    table = "\n".join([
+        "| measure | hybrid-rearec | RecBole 1.2.1 (reference) | ratio |",
+        "|---|---:|---:|---:|",
+        f"| training epoch (s, median of {len(epoch_seconds)}) | {median_epoch:.1f} | "
+        f"{RECBOLE_REFERENCE['epoch_seconds']:.0f} | {speedup:.2f}x faster |",
+        f"| training instances / s | {instances / median_epoch:.0f} | {RECBOLE_REFERENCE['instances_per_second']:.0f} | |",
+        f"| evaluation of {len(dataset.test)} test users (s, median of {len(eval_seconds)}) | {median_eval:.3f} | "
+        f"{RECBOLE_REFERENCE['eval_seconds_943_users']:.2f} | "
+        f"{RECBOLE_REFERENCE['eval_seconds_943_users'] / median_eval:.1f}x faster |",
+        f"| evaluation users / s | {len(dataset.test) / median_eval:.0f} | | |",
+        f"| peak RSS of a training run (GB) | {peak:.2f} | {RECBOLE_REFERENCE['peak_rss_gb']:.1f} | |",
+    ])
+    text = (
+        f"# Foundation benchmark: SASRec on MovieLens-100k\n\n{results['setting']}.\n\n"
+        f"Machine: {results['machine']['cpu']}, {args.threads} threads, torch {torch.__version__}. "
+        f"Date: {results['date']}.\n\nCommand: `{results['command']}`\n\n{table}\n\n"
+        "RecBole's figures were measured on this machine kind with the same settings and are quoted, not rerun "
+        "side by side; this machine is shared and noisy, so compare ratios within one run where possible.\n"
+    )
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    output.with_suffix(".md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
