@@ -121,7 +121,8 @@ def main() -> None:
         "|---|---:|---:|---:|",
         f"| training epoch (s, median of {len(epoch_seconds)}) | {median_epoch:.1f} | "
         f"{RECBOLE_REFERENCE['epoch_seconds']:.0f} | {speedup:.2f}x faster |",
-        f"| training instances / s | {instances / median_epoch:.0f} | {RECBOLE_REFERENCE['instances_per_second']:.0f} | |",
+        f"| training instances / s | {instances / median_epoch:.0f} | "
+        f"{RECBOLE_REFERENCE['instances_per_second']:.0f} | |",
         f"| evaluation of {len(dataset.test)} test users (s, median of {len(eval_seconds)}) | {median_eval:.3f} | "
         f"{RECBOLE_REFERENCE['eval_seconds_943_users']:.2f} | "
         f"{RECBOLE_REFERENCE['eval_seconds_943_users'] / median_eval:.1f}x faster |",
