@@ -86,8 +86,46 @@ class ModelConfig:
     layer_norm_eps: float = _help("LayerNorm epsilon.", 1e-12)
     initializer_range: float = _help("Std of the normal init of weights and embeddings.", 0.02)
     temperature: float = _help("Softmax temperature of the training loss (does not change rankings).", 1.0)
+    reasoning_steps: int = _help("ReaRec reasoning steps K after the history (0 = plain SASRec).", 0)
+    reasoning_method: str = _help(
+        "How the K + 1 states are trained and used: 'erl' (mean of all states) or 'prl' (last state).", "prl"
+    )
+    separate_reasoning_norm: bool = _help(
+        "Own LayerNorm for reasoning tokens (the released code shares the item inputs' one).", False
+    )
+    erl_kl_weight: float = _help("ERL: weight lambda of the KL diversity between steps (subtracted).", 0.05)
+    erl_kl_pairs: str = _help(
+        "ERL: 'ordered_mean' (released code: mean over i != j, one side detached) or 'unordered_sum' (paper).",
+        "ordered_mean",
+    )
+    prl_alpha: float = _help("PRL: temperature decay alpha; step k uses temperature * alpha^(K - k).", 5.0)
+    prl_step_weight: float = _help("PRL: weight of the earlier steps' cross-entropies.", 1.0)
+    prl_step_reduction: str = _help("PRL: 'mean' (released code) or 'sum' (paper) of the earlier steps' CEs.", "mean")
+    prl_contrastive_weight: float = _help("PRL: weight of the reasoning-aware contrastive loss.", 1.0)
+    prl_noise_std: float = _help("PRL: std of the Gaussian noise on the noisy view's reasoning inputs.", 0.01)
+    prl_noisy_from_clean: bool = _help(
+        "PRL: build the noisy view's reasoning inputs from the clean view's states (released code).", True
+    )
+    prl_contrastive_similarity: str = _help("PRL: 'dot' (released code) or 'cosine' similarity.", "dot")
+    prl_contrastive_temperature: float | None = _help(
+        "PRL: temperature of the contrastive loss (default: `temperature`).", None
+    )
+    prl_warmup_epochs: int = _help("PRL: epochs before the contrastive loss starts (0 = from the start).", 2)
 
     def __post_init__(self):
+        choices = {
+            "reasoning_method": ("erl", "prl"),
+            "erl_kl_pairs": ("ordered_mean", "unordered_sum"),
+            "prl_step_reduction": ("mean", "sum"),
+            "prl_contrastive_similarity": ("dot", "cosine"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}={getattr(self, name)!r} is not one of {allowed}.")
+        if self.reasoning_steps < 0:
+            raise ConfigError(f"reasoning_steps must be >= 0 (0 = plain SASRec), got {self.reasoning_steps}.")
+        if self.prl_warmup_epochs < 0 or self.prl_noise_std < 0:
+            raise ConfigError("prl_warmup_epochs and prl_noise_std must be >= 0.")
         if self.item_encoder != "id":
             raise ConfigError(f"item_encoder={self.item_encoder!r} is not available; use 'id'.")
         if self.hidden_size % self.num_heads:

@@ -1,20 +1,21 @@
-"""HybridRecommender: item encoder + SASRec backbone -> user vectors and full-catalogue scores.
+"""HybridRecommender: item encoder + SASRec backbone + ReaRec reasoning head -> user vectors and scores.
 
-Shape legend: B batch, L history length, D hidden size, N items (scores have N + 1 columns, column 0 is
-padding and always -inf).
+Shape legend: B batch, L history length, K reasoning steps (S = K + 1 states), D hidden size, N items
+(scores have N + 1 columns, column 0 is padding and always -inf).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from encoders import IDItemEncoder, ItemEncoder
 from hybrid.config import ModelConfig
 from reasoning.backbone import Backbone, BackboneConfig
+from reasoning.objectives import cross_entropy, erl_loss, item_logits, prl_loss
+from reasoning.rearec import ReasoningHead
 
 
 @dataclass
@@ -22,7 +23,9 @@ class RecommenderOutput:
     """What ``forward`` returns."""
 
     user_vector: torch.Tensor  # [B, D] the vector items are ranked by
-    loss: torch.Tensor | None = None  # mean cross-entropy over the batch when targets are given
+    user_states: torch.Tensor  # [B, S, D] r_0..r_K
+    loss: torch.Tensor | None = None  # training objective when targets are given
+    loss_parts: dict[str, torch.Tensor] = field(default_factory=dict)  # its terms, detached, for logging
 
 
 def build_item_encoder(config: ModelConfig, num_items: int) -> ItemEncoder:
@@ -47,28 +50,85 @@ class HybridRecommender(nn.Module):
                 initializer_range=config.initializer_range,
             )
         )
+        self.reasoning = ReasoningHead(
+            config.hidden_size,
+            config.reasoning_steps,
+            config.initializer_range,
+            config.separate_reasoning_norm,
+            config.layer_norm_eps,
+        )
 
     @property
     def num_items(self) -> int:
         return self.item_encoder.num_items
 
-    def user_vectors(self, history: torch.Tensor) -> torch.Tensor:
-        """Left-padded item ids [B, L] -> user vectors [B, D] (the last real position's state)."""
+    def user_states(self, history: torch.Tensor, steps: int | None = None, noisy_view: bool = False) -> torch.Tensor:
+        """Left-padded item ids [B, L] -> reasoning states r_0..r_steps [B, steps + 1, D]."""
         key_valid = history > 0  # [B, L]
         inputs = self.backbone.embed(self.item_encoder.encode(history), key_valid)  # [B, L, D]
-        states, _ = self.backbone.prefill(inputs, key_valid, last_only=True)  # [B, 1, D]
+        return self.reasoning(
+            self.backbone,
+            inputs,
+            key_valid,
+            steps,
+            noisy_view=noisy_view,
+            noise_std=self.config.prl_noise_std,
+            noisy_from_clean=self.config.prl_noisy_from_clean,
+        )
+
+    def aggregate(self, states: torch.Tensor) -> torch.Tensor:
+        """States [B, S, D] -> the user vector [B, D]: ERL averages all states, PRL/SASRec take the last."""
+        if self.config.reasoning_steps > 0 and self.config.reasoning_method == "erl":
+            return states.mean(dim=1)
         return states[:, -1]
+
+    def user_vectors(self, history: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """Left-padded item ids [B, L] -> user vectors [B, D] (``steps`` below the trained K is allowed)."""
+        return self.aggregate(self.user_states(history, steps))
 
     def score(self, user_vector: torch.Tensor, item_table: torch.Tensor | None = None) -> torch.Tensor:
         """Dot-product scores [B, N + 1] against every item; the padding column is -inf."""
-        table = self.item_encoder.item_table() if item_table is None else item_table  # [N + 1, D]
-        scores = user_vector @ table.T  # [B, N + 1]
-        return scores.index_fill(1, scores.new_zeros(1, dtype=torch.long), float("-inf"))
+        return item_logits(user_vector, self.item_encoder.item_table() if item_table is None else item_table)
 
-    def forward(self, history: torch.Tensor, target: torch.Tensor | None = None) -> RecommenderOutput:
-        user_vector = self.user_vectors(history)  # [B, D]
-        loss = None
-        if target is not None:
-            logits = self.score(user_vector) / self.config.temperature  # [B, N + 1]
-            loss = F.cross_entropy(logits, target)
-        return RecommenderOutput(user_vector=user_vector, loss=loss)
+    def forward(
+        self, history: torch.Tensor, target: torch.Tensor | None = None, contrastive: bool = False
+    ) -> RecommenderOutput:
+        """``contrastive`` turns on PRL's noisy second view (after its warm-up)."""
+        config = self.config
+        two_views = (
+            contrastive
+            and target is not None
+            and config.reasoning_steps > 0
+            and config.reasoning_method == "prl"
+            and config.prl_contrastive_weight > 0
+        )
+        if two_views:
+            both = self.user_states(torch.cat([history, history]), noisy_view=True)  # [2B, S, D]
+            states, noisy_states = both.chunk(2)
+        else:
+            states, noisy_states = self.user_states(history), None  # [B, S, D]
+        output = RecommenderOutput(user_vector=self.aggregate(states), user_states=states)
+        if target is None:
+            return output
+        table = self.item_encoder.item_table()  # [N + 1, D]
+        if config.reasoning_steps == 0:
+            output.loss = cross_entropy(item_logits(output.user_vector, table), target, config.temperature)
+        elif config.reasoning_method == "erl":
+            output.loss, output.loss_parts = erl_loss(
+                states, table, target, config.temperature, config.erl_kl_weight, config.erl_kl_pairs
+            )
+        else:
+            output.loss, output.loss_parts = prl_loss(
+                states,
+                table,
+                target,
+                config.temperature,
+                config.prl_alpha,
+                config.prl_step_weight,
+                config.prl_step_reduction,
+                noisy_states,
+                config.prl_contrastive_weight,
+                config.prl_contrastive_similarity,
+                config.prl_contrastive_temperature,
+            )
+        return output

@@ -141,7 +141,8 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
             accelerator.process_index,
             accelerator.num_processes,
         ):
-            local_sum = train_step(model, optimizer, accelerator, dataset, rows, global_size, train_config)
+            contrastive = epoch > model_config.prl_warmup_epochs
+            local_sum = train_step(model, optimizer, accelerator, dataset, rows, global_size, train_config, contrastive)
             loss_sum += local_sum
             step += 1
             if step % train_config.log_every == 0:
@@ -205,14 +206,16 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
     return results
 
 
-def train_step(model, optimizer, accelerator, dataset: RecDataset, rows, global_size, config: TrainConfig):
+def train_step(
+    model, optimizer, accelerator, dataset: RecDataset, rows, global_size, config: TrainConfig, contrastive=False
+):
     """One optimizer step on this process's slice ``rows`` of a global batch of ``global_size`` rows.
     Returns the summed loss of the slice (for logging)."""
     scale = len(rows) * accelerator.num_processes / global_size  # DDP averages: undo, then divide by global
     if len(rows) == 0:  # global batch smaller than the process count: join the all-reduce with zero weight
         rows, scale = torch.zeros(1, dtype=torch.long), 0.0
     history, target = dataset.train.batch(rows)
-    output = model(history.to(accelerator.device), target.to(accelerator.device))
+    output = model(history.to(accelerator.device), target.to(accelerator.device), contrastive=contrastive)
     accelerator.backward(output.loss * scale)
     if config.max_grad_norm is not None:
         accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)

@@ -33,8 +33,12 @@ from hybrid.model import HybridRecommender  # noqa: E402
 from hybrid.train import train_step  # noqa: E402
 
 # RecBole 1.2.1 SASRec on ML-100k, same settings, on this machine kind (figures given in issue 2; not rerun).
-RECBOLE_REFERENCE = {"epoch_seconds": 104.0, "instances_per_second": 930.0, "eval_seconds_943_users": 0.41,
-                     "peak_rss_gb": 1.2}
+RECBOLE_REFERENCE = {
+    "epoch_seconds": 104.0,
+    "instances_per_second": 930.0,
+    "eval_seconds_943_users": 0.41,
+    "peak_rss_gb": 1.2,
+}
 
 
 def cpu_name() -> str:
@@ -82,8 +86,18 @@ def peak_rss_of_training_run(epochs: int, threads: int) -> float:
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
-        command = [sys.executable, str(ROOT / "scripts" / "train.py"), "--epochs", str(epochs), "--output_dir",
-                   folder + "/run", "--progress", "false", "--num_threads", str(threads)]
+        command = [
+            sys.executable,
+            str(ROOT / "scripts" / "train.py"),
+            "--epochs",
+            str(epochs),
+            "--output_dir",
+            folder + "/run",
+            "--progress",
+            "false",
+            "--num_threads",
+            str(threads),
+        ]
         subprocess.run(command, check=True, capture_output=True, cwd=ROOT)
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2  # KiB -> GiB
 
@@ -104,31 +118,45 @@ def main() -> None:
     results = {
         "command": "python " + " ".join(sys.argv),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__,
-                    "python": platform.python_version()},
+        "machine": {
+            "cpu": cpu_name(),
+            "threads": args.threads,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
         "setting": "SASRec, ML-100k leave-one-out, hidden 64, inner 256, 2 layers, 2 heads, dropout 0.5, "
         "batch 256, max length 50, full-softmax CE",
-        "train": {"instances": instances, "epoch_seconds": epoch_seconds, "median_epoch_seconds": median_epoch,
-                  "instances_per_second": instances / median_epoch},
-        "evaluation": {"users": len(dataset.test), "seconds": eval_seconds, "median_seconds": median_eval,
-                       "users_per_second": len(dataset.test) / median_eval},
+        "train": {
+            "instances": instances,
+            "epoch_seconds": epoch_seconds,
+            "median_epoch_seconds": median_epoch,
+            "instances_per_second": instances / median_epoch,
+        },
+        "evaluation": {
+            "users": len(dataset.test),
+            "seconds": eval_seconds,
+            "median_seconds": median_eval,
+            "users_per_second": len(dataset.test) / median_eval,
+        },
         "peak_rss_gb_training_run": peak,
         "recbole_reference": RECBOLE_REFERENCE,
     }
     speedup = RECBOLE_REFERENCE["epoch_seconds"] / median_epoch
-    table = "\n".join([
-        "| measure | hybrid-rearec | RecBole 1.2.1 (reference) | ratio |",
-        "|---|---:|---:|---:|",
-        f"| training epoch (s, median of {len(epoch_seconds)}) | {median_epoch:.1f} | "
-        f"{RECBOLE_REFERENCE['epoch_seconds']:.0f} | {speedup:.2f}x faster |",
-        f"| training instances / s | {instances / median_epoch:.0f} | "
-        f"{RECBOLE_REFERENCE['instances_per_second']:.0f} | |",
-        f"| evaluation of {len(dataset.test)} test users (s, median of {len(eval_seconds)}) | {median_eval:.3f} | "
-        f"{RECBOLE_REFERENCE['eval_seconds_943_users']:.2f} | "
-        f"{RECBOLE_REFERENCE['eval_seconds_943_users'] / median_eval:.1f}x faster |",
-        f"| evaluation users / s | {len(dataset.test) / median_eval:.0f} | | |",
-        f"| peak RSS of a training run (GB) | {peak:.2f} | {RECBOLE_REFERENCE['peak_rss_gb']:.1f} | |",
-    ])
+    table = "\n".join(
+        [
+            "| measure | hybrid-rearec | RecBole 1.2.1 (reference) | ratio |",
+            "|---|---:|---:|---:|",
+            f"| training epoch (s, median of {len(epoch_seconds)}) | {median_epoch:.1f} | "
+            f"{RECBOLE_REFERENCE['epoch_seconds']:.0f} | {speedup:.2f}x faster |",
+            f"| training instances / s | {instances / median_epoch:.0f} | "
+            f"{RECBOLE_REFERENCE['instances_per_second']:.0f} | |",
+            f"| evaluation of {len(dataset.test)} test users (s, median of {len(eval_seconds)}) | {median_eval:.3f} | "
+            f"{RECBOLE_REFERENCE['eval_seconds_943_users']:.2f} | "
+            f"{RECBOLE_REFERENCE['eval_seconds_943_users'] / median_eval:.1f}x faster |",
+            f"| evaluation users / s | {len(dataset.test) / median_eval:.0f} | | |",
+            f"| peak RSS of a training run (GB) | {peak:.2f} | {RECBOLE_REFERENCE['peak_rss_gb']:.1f} | |",
+        ]
+    )
     text = (
         f"# Foundation benchmark: SASRec on MovieLens-100k\n\n{results['setting']}.\n\n"
         f"Machine: {results['machine']['cpu']}, {args.threads} threads, torch {torch.__version__}. "

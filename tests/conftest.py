@@ -44,5 +44,6 @@ def csv_data_config(sequential_csv):
 
 @pytest.fixture
 def tiny_model_config():
-    return ModelConfig(hidden_size=16, num_layers=2, num_heads=2, inner_size=32, hidden_dropout=0.1,
-                       attention_dropout=0.1)
+    return ModelConfig(
+        hidden_size=16, num_layers=2, num_heads=2, inner_size=32, hidden_dropout=0.1, attention_dropout=0.1
+    )

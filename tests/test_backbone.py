@@ -7,8 +7,16 @@ from reasoning.backbone import Backbone, BackboneConfig
 
 
 def tiny_backbone(dropout=0.0, **kwargs):
-    config = BackboneConfig(hidden_size=16, num_layers=2, num_heads=2, inner_size=32, hidden_dropout=dropout,
-                            attention_dropout=dropout, max_history=12, **kwargs)
+    config = BackboneConfig(
+        hidden_size=16,
+        num_layers=2,
+        num_heads=2,
+        inner_size=32,
+        hidden_dropout=dropout,
+        attention_dropout=dropout,
+        max_history=12,
+        **kwargs,
+    )
     return Backbone(config).eval()
 
 
@@ -51,8 +59,9 @@ def test_last_only_equals_full_prefill_last_row():
 
 
 def test_extra_left_padding_does_not_change_real_states():
-    config = ModelConfig(hidden_size=16, num_layers=2, num_heads=2, inner_size=32, hidden_dropout=0.0,
-                         attention_dropout=0.0)
+    config = ModelConfig(
+        hidden_size=16, num_layers=2, num_heads=2, inner_size=32, hidden_dropout=0.0, attention_dropout=0.0
+    )
     model = HybridRecommender(config, num_items=20, max_history=12).eval()
     history = left_padded()
     padded = torch.cat([torch.zeros(4, 4, dtype=torch.long), history], dim=1)
@@ -68,7 +77,7 @@ def test_causality_future_items_do_not_leak():
     for h in (history, changed):
         states, _ = backbone.prefill(backbone.embed(encoder.encode(h), h > 0), h > 0)
         outputs.append(states)
-    real = (history[:, :-1] > 0)
+    real = history[:, :-1] > 0
     assert (outputs[0][:, :-1][real] - outputs[1][:, :-1][real]).abs().max() < 1e-6
 
 

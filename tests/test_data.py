@@ -13,8 +13,8 @@ def user_sequences(dataset):
     sequences = {}
     for row in range(len(dataset.test)):
         history = dataset.test.history[row]
-        past = dataset.test.past_items[dataset.test.past_offsets[row]:dataset.test.past_offsets[row + 1]]
-        assert torch.equal(history[history > 0], past[-(history > 0).sum():])
+        past = dataset.test.past_items[dataset.test.past_offsets[row] : dataset.test.past_offsets[row + 1]]
+        assert torch.equal(history[history > 0], past[-(history > 0).sum() :])
         sequences[int(dataset.test.user[row])] = past.tolist() + [int(dataset.test.target[row])]
     return sequences
 
@@ -49,13 +49,14 @@ def test_histories_are_left_padded_and_truncated(tmp_path):
     # a long history keeps the 5 most recent items, the last column being the item just before the target
     test_history = dataset.test.history[0].tolist()
     assert 0 not in test_history
-    seq = dataset.test.past_items[dataset.test.past_offsets[0]:dataset.test.past_offsets[1]].tolist()
+    seq = dataset.test.past_items[dataset.test.past_offsets[0] : dataset.test.past_offsets[1]].tolist()
     assert test_history == seq[-5:]
 
 
 def test_global_time_split(sequential_csv):
-    config = DataConfig(dataset=str(sequential_csv), data_format="csv", split="global_time",
-                        valid_time=3000, test_time=3500)
+    config = DataConfig(
+        dataset=str(sequential_csv), data_format="csv", split="global_time", valid_time=3000, test_time=3500
+    )
     dataset = build_dataset(config)
     times = {}
     import pandas as pd
@@ -76,9 +77,13 @@ def test_global_time_split(sequential_csv):
 
 def test_k_core_and_rating_filters(tmp_path):
     path = tmp_path / "x.csv"
-    path.write_text("user_id,item_id,timestamp,rating\n" + "\n".join(
-        [f"u1,i{k},{k},5" for k in range(5)] + [f"u2,i{k},{k},5" for k in range(5)] + ["u3,i9,1,5", "u3,i0,2,1"]
-    ) + "\n")
+    path.write_text(
+        "user_id,item_id,timestamp,rating\n"
+        + "\n".join(
+            [f"u1,i{k},{k},5" for k in range(5)] + [f"u2,i{k},{k},5" for k in range(5)] + ["u3,i9,1,5", "u3,i0,2,1"]
+        )
+        + "\n"
+    )
     dataset = build_dataset(DataConfig(dataset=str(path), data_format="csv", k_core=2))
     assert dataset.stats["users"] == 3 - 1 and dataset.stats["items"] == 5  # u3 and i9 drop out together
     with pytest.raises(DataError, match=r"no interactions left after filtering.*Lower --min_rating or --k_core"):
@@ -122,6 +127,8 @@ def test_shards_cover_each_batch_without_duplicates():
                 assert size <= 10
         assert sorted(seen) == list(range(103))
     single = [rows.tolist() for rows, _ in shard_batches(103, 10, seed=1, epoch=2)]
-    pair = [a.tolist() + b.tolist() for (a, _), (b, _) in zip(shard_batches(103, 10, 1, 2, 0, 2),
-                                                               shard_batches(103, 10, 1, 2, 1, 2))]
+    pair = [
+        a.tolist() + b.tolist()
+        for (a, _), (b, _) in zip(shard_batches(103, 10, 1, 2, 0, 2), shard_batches(103, 10, 1, 2, 1, 2))
+    ]
     assert single == pair

@@ -6,11 +6,13 @@ from hybrid.metrics import metric_means, metrics_from_ranks, target_ranks
 
 
 def test_ranks_count_ties_against_the_target():
-    scores = torch.tensor([
-        [float("-inf"), 0.9, 0.5, 0.5, 0.1],  # target 1: best -> rank 0
-        [float("-inf"), 0.9, 0.5, 0.5, 0.1],  # target 2: one better, one tie -> rank 2
-        [float("-inf"), 0.9, 0.5, 0.5, 0.1],  # target 4: last of 4 real items -> rank 3
-    ])
+    scores = torch.tensor(
+        [
+            [float("-inf"), 0.9, 0.5, 0.5, 0.1],  # target 1: best -> rank 0
+            [float("-inf"), 0.9, 0.5, 0.5, 0.1],  # target 2: one better, one tie -> rank 2
+            [float("-inf"), 0.9, 0.5, 0.5, 0.1],  # target 4: last of 4 real items -> rank 3
+        ]
+    )
     ranks = target_ranks(scores, torch.tensor([1, 2, 4]))
     assert ranks.tolist() == [0, 2, 3]
 

@@ -37,16 +37,45 @@ def test_amazon2023_jsonl(tmp_path):
     reviews = tmp_path / "reviews.jsonl"
     meta = tmp_path / "meta.jsonl"
     rows = [
-        {"rating": 5.0, "title": "great", "text": "x", "asin": "A1", "parent_asin": "P1", "user_id": "U1",
-         "timestamp": 1600000000000, "helpful_vote": 0, "verified_purchase": True},
-        {"rating": 2.0, "title": "meh", "text": "y", "asin": "A2", "parent_asin": "P2", "user_id": "U1",
-         "timestamp": 1600000001000, "helpful_vote": 1, "verified_purchase": False},
+        {
+            "rating": 5.0,
+            "title": "great",
+            "text": "x",
+            "asin": "A1",
+            "parent_asin": "P1",
+            "user_id": "U1",
+            "timestamp": 1600000000000,
+            "helpful_vote": 0,
+            "verified_purchase": True,
+        },
+        {
+            "rating": 2.0,
+            "title": "meh",
+            "text": "y",
+            "asin": "A2",
+            "parent_asin": "P2",
+            "user_id": "U1",
+            "timestamp": 1600000001000,
+            "helpful_vote": 1,
+            "verified_purchase": False,
+        },
     ]
     reviews.write_text("\n".join(json.dumps(r) for r in rows))
-    meta.write_text(json.dumps({"parent_asin": "P1", "title": "Game", "categories": ["Video Games", "PC"],
-                                "features": ["Fun"], "description": ["A game."], "price": None}))
-    raw = read_interactions(DataConfig(dataset=str(reviews), data_format="amazon2023", item_file=str(meta),
-                                       min_rating=4))
+    meta.write_text(
+        json.dumps(
+            {
+                "parent_asin": "P1",
+                "title": "Game",
+                "categories": ["Video Games", "PC"],
+                "features": ["Fun"],
+                "description": ["A game."],
+                "price": None,
+            }
+        )
+    )
+    raw = read_interactions(
+        DataConfig(dataset=str(reviews), data_format="amazon2023", item_file=str(meta), min_rating=4)
+    )
     assert raw.users.tolist() == ["U1", "U1"] and raw.items.tolist() == ["P1", "P2"]
     assert raw.ratings.tolist() == [5.0, 2.0]
     assert raw.item_texts["P1"] == "Game. Categories: Video Games > PC. Features: Fun. Description: A game."
@@ -66,8 +95,9 @@ def test_plain_csv_and_parquet_with_column_mapping(tmp_path):
     frame.to_csv(tmp_path / "x.csv", index=False)
     frame.to_parquet(tmp_path / "x.parquet")
     for name, fmt in (("x.csv", "csv"), ("x.parquet", "parquet")):
-        config = DataConfig(dataset=str(tmp_path / name), data_format=fmt, user_column="who", item_column="what",
-                            time_column="when")
+        config = DataConfig(
+            dataset=str(tmp_path / name), data_format=fmt, user_column="who", item_column="what", time_column="when"
+        )
         raw = read_interactions(config)
         assert raw.users.tolist() == ["a", "a", "b"] and raw.items.tolist() == ["3", "4", "3"]
 

@@ -17,8 +17,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def quick_train_config(tmp_path, **overrides):
-    settings = dict(output_dir=str(tmp_path / "run"), epochs=6, patience=10, batch_size=32, learning_rate=5e-3,
-                    report_to="none", progress=False, log_every=5, seed=3)
+    settings = dict(
+        output_dir=str(tmp_path / "run"),
+        epochs=6,
+        patience=10,
+        batch_size=32,
+        learning_rate=5e-3,
+        report_to="none",
+        progress=False,
+        log_every=5,
+        seed=3,
+    )
     settings.update(overrides)
     return TrainConfig(**settings)
 
@@ -54,13 +63,49 @@ def test_existing_run_directory_is_not_overwritten(tmp_path, csv_data_config, ti
 
 def launch(tmp_path, csv_data_config, processes, name):
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes), "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", *(["--multi_gpu"] if processes > 1 else []),
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        *(["--multi_gpu"] if processes > 1 else []),
         str(ROOT / "scripts" / "train.py"),
-        "--dataset", csv_data_config.dataset, "--data_format", "csv", "--max_history", "8",
-        "--hidden_size", "16", "--inner_size", "32", "--hidden_dropout", "0", "--attention_dropout", "0",
-        "--epochs", "3", "--batch_size", "32", "--eval_batch_size", "16", "--learning_rate", "0.005",
-        "--report_to", "none", "--progress", "false", "--log_every", "5", "--output_dir", str(tmp_path / name),
+        "--dataset",
+        csv_data_config.dataset,
+        "--data_format",
+        "csv",
+        "--max_history",
+        "8",
+        "--hidden_size",
+        "16",
+        "--inner_size",
+        "32",
+        "--hidden_dropout",
+        "0",
+        "--attention_dropout",
+        "0",
+        "--epochs",
+        "3",
+        "--batch_size",
+        "32",
+        "--eval_batch_size",
+        "16",
+        "--learning_rate",
+        "0.005",
+        "--report_to",
+        "none",
+        "--progress",
+        "false",
+        "--log_every",
+        "5",
+        "--output_dir",
+        str(tmp_path / name),
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)

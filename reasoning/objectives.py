@@ -1,0 +1,120 @@
+"""Training objectives: full-catalogue cross-entropy, ERL and PRL (ReaRec paper Sec. 3.2-3.3).
+
+Every paper-vs-released-code difference is an argument (see ``reference/rearec.md``):
+- ERL's KL diversity: ``kl_pairs="ordered_mean"`` (code: mean over ordered pairs i != j of
+  KL(p_j || sg(p_i))) or ``"unordered_sum"`` (paper Eq. 7: sum over i < j of KL(p_i || p_j)).
+- PRL's earlier-step CEs: ``step_reduction="mean"`` (code) or ``"sum"`` (paper Eq. 10).
+- PRL's contrastive similarity: ``"dot"`` (code; logits of order 10^3 at tau 0.07) or ``"cosine"`` with its
+  own temperature.
+
+Shape legend: B batch, S = K + 1 reasoning states (r_0..r_K), D hidden size, N items; logits have N + 1
+columns, column 0 is padding and never takes part in a softmax.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def item_logits(states: torch.Tensor, item_table: torch.Tensor) -> torch.Tensor:
+    """Dot-product scores [..., N + 1] of states [..., D] against the item table [N + 1, D]; column 0 = -inf."""
+    logits = states @ item_table.T
+    return logits.index_fill(-1, logits.new_zeros(1, dtype=torch.long), float("-inf"))
+
+
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Mean full-softmax CE of logits [B, N + 1] / temperature against target ids [B]."""
+    return F.cross_entropy(logits / temperature, target)
+
+
+def kl_diversity(step_logits: torch.Tensor, pairs: str = "ordered_mean") -> torch.Tensor:
+    """How different the steps' item distributions are: a non-negative scalar that ERL maximises.
+
+    step_logits: [B, S, N + 1], already divided by the temperature.
+    """
+    log_p = F.log_softmax(step_logits[..., 1:], dim=-1)  # [B, S, N], padding excluded
+    p = log_p.exp()
+    neg_entropy = (p * log_p).sum(-1)  # [B, S]
+    states = step_logits.shape[1]
+    if pairs == "ordered_mean":
+        # KL(p_j || sg(p_i)) for all i != j: gradient flows through p_j only, as in the released code.
+        cross = p @ log_p.detach().transpose(1, 2)  # [B, S(j), S(i)]: sum_n p_j log p_i
+        kl = neg_entropy[:, :, None] - cross  # [B, S, S]
+        off_diagonal = ~torch.eye(states, dtype=torch.bool, device=kl.device)
+        return kl[:, off_diagonal].mean()
+    if pairs == "unordered_sum":
+        cross = p @ log_p.transpose(1, 2)  # [B, S(i), S(j)]
+        kl = neg_entropy[:, :, None] - cross  # KL(p_i || p_j)
+        upper = torch.ones(states, states, dtype=torch.bool, device=kl.device).triu(1)  # i < j
+        return kl[:, upper].sum(-1).mean()
+    raise ValueError(f"kl_pairs must be 'ordered_mean' or 'unordered_sum', got {pairs!r}")
+
+
+def erl_loss(
+    states: torch.Tensor,  # [B, S, D]
+    item_table: torch.Tensor,  # [N + 1, D]
+    target: torch.Tensor,  # [B]
+    temperature: float,
+    kl_weight: float,
+    kl_pairs: str = "ordered_mean",
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Ensemble Reasoning Learning: CE of the mean state minus kl_weight x the steps' KL diversity."""
+    recommendation = cross_entropy(item_logits(states.mean(dim=1), item_table), target, temperature)
+    diversity = kl_diversity(item_logits(states, item_table) / temperature, kl_pairs)
+    loss = recommendation - kl_weight * diversity
+    return loss, {"ce": recommendation.detach(), "kl": diversity.detach()}
+
+
+def step_temperatures(temperature: float, alpha: float, reasoning_steps: int) -> list[float]:
+    """Progressive temperature annealing: tau_k = tau * alpha^(K - k), k = 0..K (the last step uses tau)."""
+    return [temperature * alpha ** (reasoning_steps - k) for k in range(reasoning_steps + 1)]
+
+
+def info_nce(anchors: torch.Tensor, candidates: torch.Tensor, temperature: float, similarity: str) -> torch.Tensor:
+    """Per-step InfoNCE: anchor b at step k must pick candidate b among the batch's candidates at step k.
+
+    anchors, candidates: [B, K, D]. Returns the mean over rows and steps.
+    """
+    if similarity == "cosine":
+        anchors, candidates = F.normalize(anchors, dim=-1), F.normalize(candidates, dim=-1)
+    elif similarity != "dot":
+        raise ValueError(f"contrastive similarity must be 'dot' or 'cosine', got {similarity!r}")
+    logits = torch.einsum("bkd,jkd->kbj", anchors, candidates) / temperature  # [K, B, B]
+    labels = torch.arange(anchors.shape[0], device=anchors.device).expand(logits.shape[0], -1)  # [K, B]
+    return F.cross_entropy(logits.flatten(0, 1), labels.flatten())
+
+
+def prl_loss(
+    states: torch.Tensor,  # [B, S, D] clean view
+    item_table: torch.Tensor,  # [N + 1, D]
+    target: torch.Tensor,  # [B]
+    temperature: float,
+    alpha: float,
+    step_weight: float = 1.0,
+    step_reduction: str = "mean",
+    noisy_states: torch.Tensor | None = None,  # [B, S, D] noisy view, or None before/without contrast
+    contrastive_weight: float = 1.0,
+    contrastive_similarity: str = "dot",
+    contrastive_temperature: float | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Progressive Reasoning Learning: annealed per-step CEs plus reasoning-aware contrastive learning."""
+    steps = states.shape[1] - 1
+    temperatures = step_temperatures(temperature, alpha, steps)
+    logits = item_logits(states, item_table)  # [B, S, N + 1]
+    final = cross_entropy(logits[:, -1], target, temperatures[-1])
+    earlier = [cross_entropy(logits[:, k], target, temperatures[k]) for k in range(steps)]
+    if step_reduction not in ("mean", "sum"):
+        raise ValueError(f"step_reduction must be 'mean' or 'sum', got {step_reduction!r}")
+    progressive = torch.stack(earlier).sum() if earlier else final.new_zeros(())
+    if earlier and step_reduction == "mean":
+        progressive = progressive / len(earlier)
+    loss = final + step_weight * progressive
+    parts = {"ce": final.detach(), "progressive": progressive.detach()}
+    if noisy_states is not None and steps > 0:
+        contrastive = info_nce(
+            noisy_states[:, 1:], states[:, 1:], contrastive_temperature or temperature, contrastive_similarity
+        )
+        loss = loss + contrastive_weight * contrastive
+        parts["contrastive"] = contrastive.detach()
+    return loss, parts

@@ -1,0 +1,163 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hybrid.config import ModelConfig
+from hybrid.model import HybridRecommender
+from reasoning.objectives import erl_loss, info_nce, item_logits, kl_diversity, prl_loss, step_temperatures
+from tests.test_backbone import left_padded
+
+
+def tiny(method="prl", steps=3, dropout=0.0, **kwargs):
+    config = ModelConfig(
+        hidden_size=16,
+        num_layers=2,
+        num_heads=2,
+        inner_size=32,
+        hidden_dropout=dropout,
+        attention_dropout=dropout,
+        reasoning_steps=steps,
+        reasoning_method=method,
+        **kwargs,
+    )
+    return HybridRecommender(config, num_items=20, max_history=12)
+
+
+@pytest.mark.parametrize("separate_norm", [False, True])
+def test_cached_reasoning_equals_full_recompute(separate_norm):
+    model = tiny(separate_reasoning_norm=separate_norm).eval()
+    history = left_padded()
+    states = model.user_states(history)  # [B, 4, D] through the cache, one new row per step
+    key_valid = history > 0
+    inputs = model.backbone.embed(model.item_encoder.encode(history), key_valid)
+    previous, tokens = None, []
+    for k in range(4):
+        sequence = torch.cat([inputs, *tokens], dim=1) if tokens else inputs
+        valid = torch.cat([key_valid, torch.ones(4, len(tokens), dtype=torch.bool)], dim=1)
+        full, _ = model.backbone.prefill(sequence, valid)  # recompute every row of the appended sequence
+        previous = full[:, -1]
+        assert (previous - states[:, k]).abs().max() < 1e-5
+        token = previous + model.reasoning.position_embedding.weight[k] if k < 3 else None
+        if token is not None:
+            tokens.append(model.reasoning.embed_token(model.backbone, token)[:, None])
+
+
+def test_fewer_steps_than_trained_work_and_more_are_a_clear_error():
+    model = tiny(steps=2).eval()
+    history = left_padded()
+    assert model.user_states(history, steps=1).shape == (4, 2, 16)
+    assert torch.allclose(model.user_states(history, steps=1), model.user_states(history)[:, :2], atol=1e-6)
+    with pytest.raises(ValueError, match=r"trained with reasoning_steps=2.*between 0 and 2"):
+        model.user_vectors(history, steps=3)
+
+
+def test_step_temperatures_follow_progressive_annealing():
+    assert step_temperatures(0.07, 5.0, 2) == pytest.approx([1.75, 0.35, 0.07])
+    assert step_temperatures(0.5, 2.0, 3) == pytest.approx([4.0, 2.0, 1.0, 0.5])
+
+
+def manual_kl(p, q):
+    return (p * (p.log() - q.log())).sum(-1)
+
+
+def test_kl_diversity_pairs_and_sign():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 6)
+    logits[..., 0] = float("-inf")  # padding column never takes part
+    p = F.softmax(logits[..., 1:], dim=-1)
+    ordered = sum(manual_kl(p[:, j], p[:, i]) for i in range(3) for j in range(3) if i != j) / 6
+    unordered = sum(manual_kl(p[:, i], p[:, j]) for i in range(3) for j in range(i + 1, 3))
+    assert kl_diversity(logits, "ordered_mean").item() == pytest.approx(ordered.mean().item(), rel=1e-5)
+    assert kl_diversity(logits, "unordered_sum").item() == pytest.approx(unordered.mean().item(), rel=1e-5)
+    same = torch.randn(2, 1, 6).expand(2, 3, 6).clone()
+    assert kl_diversity(same, "unordered_sum").abs() < 1e-6  # identical steps are not diverse
+    # ERL subtracts the diversity: the loss is the CE of the mean state minus lambda * KL
+    states, table, target = torch.randn(2, 3, 4), torch.randn(6, 4), torch.tensor([1, 5])
+    loss, parts = erl_loss(states, table, target, temperature=0.5, kl_weight=0.1, kl_pairs="unordered_sum")
+    assert parts["kl"] > 0 and loss.item() == pytest.approx((parts["ce"] - 0.1 * parts["kl"]).item(), rel=1e-6)
+
+
+def test_ordered_kl_detaches_the_log_side():
+    logits = torch.randn(1, 2, 5, requires_grad=True)
+    kl_diversity(logits, "ordered_mean").backward()
+    reference = logits.detach().clone().requires_grad_(True)
+    log_p = F.log_softmax(reference[..., 1:], -1)  # column 0 is padding
+    p = log_p.exp()
+    # KL(p_j || sg(p_i)) averaged over the two ordered pairs
+    forward = (p[:, 1] * (log_p[:, 1] - log_p[:, 0].detach())).sum()
+    backward = (p[:, 0] * (log_p[:, 0] - log_p[:, 1].detach())).sum()
+    value = (forward + backward) / 2
+    value.backward()
+    assert torch.allclose(logits.grad, reference.grad, atol=1e-6)
+
+
+def test_prl_loss_terms_and_reductions():
+    torch.manual_seed(0)
+    states, table, target = torch.randn(4, 3, 8), torch.randn(10, 8), torch.tensor([1, 2, 3, 9])
+    logits = item_logits(states, table)
+    ce = [F.cross_entropy(logits[:, k] / t, target) for k, t in enumerate([0.4, 0.2, 0.1])]
+    mean_loss, parts = prl_loss(states, table, target, 0.1, 2.0, step_weight=0.5, step_reduction="mean")
+    assert mean_loss.item() == pytest.approx((ce[2] + 0.5 * (ce[0] + ce[1]) / 2).item(), rel=1e-6)
+    sum_loss, _ = prl_loss(states, table, target, 0.1, 2.0, step_weight=0.5, step_reduction="sum")
+    assert sum_loss.item() == pytest.approx((ce[2] + 0.5 * (ce[0] + ce[1])).item(), rel=1e-6)
+    noisy = states + 0.01 * torch.randn_like(states)
+    with_contrast, parts = prl_loss(
+        states,
+        table,
+        target,
+        0.1,
+        2.0,
+        noisy_states=noisy,
+        contrastive_weight=2.0,
+        contrastive_similarity="cosine",
+        contrastive_temperature=0.2,
+    )
+    expected = info_nce(noisy[:, 1:], states[:, 1:], 0.2, "cosine")
+    without_contrast, _ = prl_loss(states, table, target, 0.1, 2.0)
+    assert with_contrast.item() == pytest.approx((without_contrast + 2.0 * expected).item(), rel=1e-6)
+    assert parts["contrastive"].item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_info_nce_prefers_matching_rows():
+    anchors = torch.eye(4)[None].repeat(2, 1, 1).transpose(0, 1)  # [B=4, K=2, D=4], orthogonal rows
+    perfect = info_nce(anchors, anchors, 0.1, "cosine")
+    shuffled = info_nce(anchors, anchors.roll(1, dims=0), 0.1, "cosine")
+    assert perfect < 0.01 and shuffled > 5
+    assert math.isclose(
+        info_nce(anchors, anchors, 1.0, "dot").item(), info_nce(anchors, anchors, 1.0, "cosine").item(), rel_tol=1e-6
+    )
+
+
+@pytest.mark.parametrize("method", ["erl", "prl"])
+@pytest.mark.parametrize("contrastive", [False, True])
+def test_loss_falls_on_a_toy_task_without_nan(method, contrastive):
+    torch.manual_seed(0)
+    model = tiny(method=method, steps=2, dropout=0.1, temperature=0.2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    history = torch.randint(1, 20, (32, 6))
+    target = (history[:, -1] % 20) + 1  # next item = last item + 1
+    losses = []
+    for _ in range(60):
+        output = model(history, target, contrastive=contrastive)
+        assert torch.isfinite(output.loss)
+        optimizer.zero_grad()
+        output.loss.backward()
+        optimizer.step()
+        losses.append(output.loss.item())
+    assert sum(losses[-5:]) / 5 < losses[0] - 0.5
+    if contrastive and method == "prl":
+        assert "contrastive" in output.loss_parts
+
+
+def test_user_vector_is_mean_for_erl_and_last_for_prl():
+    history = left_padded()
+    for method in ("erl", "prl"):
+        model = tiny(method=method, steps=2).eval()
+        states = model.user_states(history)
+        expected = states.mean(1) if method == "erl" else states[:, -1]
+        assert torch.allclose(model.user_vectors(history), expected, atol=1e-6)
+    sasrec = tiny(steps=0).eval()
+    assert sasrec.reasoning.position_embedding is None
+    assert sasrec.user_states(history).shape == (4, 1, 16)
