@@ -47,13 +47,18 @@ def describe_protocol(num_items: int, exclude_history: bool, split_protocol: str
 
 @torch.no_grad()
 def rank_batch(
-    model, split: SplitData, rows: torch.Tensor, item_table: torch.Tensor, exclude_history: bool
+    model,
+    split: SplitData,
+    rows: torch.Tensor,
+    item_table: torch.Tensor,
+    exclude_history: bool,
+    steps: int | None = None,
 ) -> torch.Tensor:
     """Ranks [B] of the targets of ``rows`` (a batch of row indices) against every item."""
     device = item_table.device
     history, target = split.batch(rows)
     history, target = history.to(device), target.to(device)
-    scores = model.score(model.user_vectors(history), item_table)  # [B, N + 1]
+    scores = model.score(model.user_vectors(history, steps), item_table)  # [B, N + 1]
     if exclude_history:
         target_score = scores.gather(1, target[:, None])  # [B, 1]
         positions, items = split.past_mask_indices(rows)
@@ -73,11 +78,13 @@ def evaluate(
     exclude_history: bool = False,
     split_protocol: str = "leave_one_out",
     cutoffs=DEFAULT_CUTOFFS,
+    steps: int | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` (an unwrapped HybridRecommender) on ``split``.
 
     ``batches`` yields this process's row indices (default: every row, in order); ``gather`` collects a
     per-row tensor from all processes (``accelerator.gather_for_metrics``; default: identity).
+    ``steps`` runs fewer reasoning steps than trained (default: all).
     """
     was_training = model.training
     model.eval()
@@ -88,7 +95,7 @@ def evaluate(
     all_rows, all_ranks = [], []
     for rows in batches:
         rows = rows.cpu()
-        ranks = rank_batch(model, split, rows, item_table, exclude_history)
+        ranks = rank_batch(model, split, rows, item_table, exclude_history, steps)
         all_rows.append(gather(rows.to(item_table.device)).cpu())
         all_ranks.append(gather(ranks).cpu())
     model.train(was_training)

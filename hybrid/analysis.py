@@ -1,0 +1,166 @@
+"""The ReaRec paper's analyses of a trained run: per-step metrics, the oracle ceiling, and subgroups.
+
+- Per step: the metrics of each reasoning state r_k's own scores (k = 0..K).
+- ORACLE: per row, the step whose scores rank the target best. It uses the label, so it is not a
+  recommender; it measures the headroom of adaptive depth (the paper's "performance ceiling").
+- Subgroups: users by history length quintile, targets by training popularity quintile.
+
+Shape legend: R rows, S = K + 1 states, N items.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from hybrid.config import SECTIONS, DataConfig, ModelConfig, TrainConfig
+from hybrid.data import RecDataset, SplitData
+from hybrid.evaluate import format_table
+from hybrid.metrics import metric_means, target_ranks
+from hybrid.model import HybridRecommender
+
+
+def load_run(run_dir: str | Path) -> tuple[HybridRecommender, DataConfig, ModelConfig, TrainConfig]:
+    """Rebuild a trained model from a run directory (config.json + model.safetensors)."""
+    run_dir = Path(run_dir)
+    for name in ("config.json", "model.safetensors"):
+        if not (run_dir / name).exists():
+            raise FileNotFoundError(f"{run_dir / name} is missing: is {str(run_dir)!r} a finished run directory?")
+    sections = json.loads((run_dir / "config.json").read_text())
+    configs = {name: cls(**sections[name]) for name, cls in SECTIONS.items()}
+    weights = load_file(run_dir / "model.safetensors")
+    num_items = weights["item_encoder.embedding.weight"].shape[0] - 1
+    model = HybridRecommender(configs["model"], num_items, configs["data"].max_history)
+    model.load_state_dict(weights)
+    return model.eval(), configs["data"], configs["model"], configs["train"]
+
+
+@torch.no_grad()
+def step_ranks(model: HybridRecommender, split: SplitData, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ranks of every row's target under each state's own scores [R, S] and under the model's vector [R]."""
+    item_table = model.item_encoder.item_table()
+    per_step, aggregated = [], []
+    for rows in torch.arange(len(split)).split(batch_size):
+        history, target = split.batch(rows)
+        states = model.user_states(history)  # [B, S, D]
+        per_step.append(
+            torch.stack(
+                [target_ranks(model.score(states[:, k], item_table), target) for k in range(states.shape[1])], dim=1
+            )
+        )
+        aggregated.append(target_ranks(model.score(model.aggregate(states), item_table), target))
+    return torch.cat(per_step), torch.cat(aggregated)
+
+
+def quintiles(values: np.ndarray) -> np.ndarray:
+    """Group 1..5 of each value by quintile (ties kept together by ranking first)."""
+    order = np.argsort(values, kind="stable")
+    groups = np.empty(len(values), dtype=np.int64)
+    groups[order] = np.arange(len(values)) * 5 // max(len(values), 1) + 1
+    return groups
+
+
+@dataclass
+class Analysis:
+    overall: dict[str, dict[str, float]]  # name -> metrics (model, step k, ORACLE)
+    by_history: dict[int, dict[str, dict[str, float]]]  # quintile -> name -> metrics
+    by_popularity: dict[int, dict[str, dict[str, float]]]
+    group_sizes: dict[str, list[int]]
+
+
+def analyse(model: HybridRecommender, dataset: RecDataset, split_name: str = "test") -> Analysis:
+    split = dataset.split(split_name)
+    ranks, aggregated = step_ranks(model, split)
+    oracle = ranks.min(dim=1).values  # per row the best step, chosen WITH the label
+
+    def table(mask: torch.Tensor) -> dict[str, dict[str, float]]:
+        out = {"model": metric_means(aggregated[mask])}
+        out.update({f"step {k}": metric_means(ranks[mask, k]) for k in range(ranks.shape[1])})
+        out["ORACLE (best step per row, uses the label)"] = metric_means(oracle[mask])
+        return out
+
+    history_length = (split.past_offsets[1:] - split.past_offsets[:-1]).numpy()
+    popularity = np.bincount(dataset.train.target.numpy(), minlength=dataset.num_items + 1)[split.target.numpy()]
+    history_groups, popularity_groups = quintiles(history_length), quintiles(popularity)
+    return Analysis(
+        overall=table(torch.ones(len(split), dtype=torch.bool)),
+        by_history={g: table(torch.from_numpy(history_groups == g)) for g in range(1, 6)},
+        by_popularity={g: table(torch.from_numpy(popularity_groups == g)) for g in range(1, 6)},
+        group_sizes={
+            "history": np.bincount(history_groups, minlength=6)[1:].tolist(),
+            "popularity": np.bincount(popularity_groups, minlength=6)[1:].tolist(),
+        },
+    )
+
+
+def write_report(analysis: Analysis, folder: Path, protocol: str) -> str:
+    """Markdown tables + PNG plots (NDCG@10 by group and step) into ``folder``; returns the Markdown."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["# Reasoning analysis", "", f"Protocol: {protocol}", "", "## Overall", "", format_table(analysis.overall)]
+    for title, groups, sizes in (
+        ("Users by history length (quintile 1 = shortest)", analysis.by_history, analysis.group_sizes["history"]),
+        (
+            "Targets by training popularity (quintile 1 = least popular)",
+            analysis.by_popularity,
+            analysis.group_sizes["popularity"],
+        ),
+    ):
+        lines += ["", f"## {title}: NDCG@10", ""]
+        names = list(groups[1])
+        lines.append("| group | rows | " + " | ".join(names) + " |")
+        lines.append("|---|---:|" + "---:|" * len(names))
+        for g in range(1, 6):
+            lines.append(
+                f"| Q{g} | {sizes[g - 1]} | " + " | ".join(f"{groups[g][n]['ndcg@10']:.4f}" for n in names) + " |"
+            )
+    text = "\n".join(lines) + "\n"
+    (folder / "analysis.md").write_text(text)
+    (folder / "analysis.json").write_text(
+        json.dumps(
+            {
+                "overall": analysis.overall,
+                "by_history": analysis.by_history,
+                "by_popularity": analysis.by_popularity,
+                "group_sizes": analysis.group_sizes,
+                "protocol": protocol,
+            },
+            indent=2,
+        )
+    )
+    plot_groups(analysis, folder / "ndcg10_by_group.png")
+    return text
+
+
+def plot_groups(analysis: Analysis, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for axis, (title, groups) in zip(
+        axes, (("history length quintile", analysis.by_history), ("target popularity quintile", analysis.by_popularity))
+    ):
+        names = [n for n in groups[1] if n != "model"]
+        width = 0.8 / len(names)
+        for i, name in enumerate(names):
+            axis.bar(
+                np.arange(1, 6) + (i - len(names) / 2 + 0.5) * width,
+                [groups[g][name]["ndcg@10"] for g in range(1, 6)],
+                width,
+                label=name.split(" (")[0],
+                hatch="//" if name.startswith("ORACLE") else None,
+            )
+        axis.set_xlabel(title)
+        axis.set_xticks(range(1, 6))
+    axes[0].set_ylabel("NDCG@10")
+    axes[1].legend(fontsize=8)
+    fig.suptitle("Per-step and oracle NDCG@10 by group (oracle uses the label)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

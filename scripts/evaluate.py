@@ -1,0 +1,52 @@
+"""Evaluate a trained run: `python scripts/evaluate.py RUN_DIR [--split test] [--steps K] [--analysis]`.
+
+Prints the metrics under the evaluation protocol. `--analysis` adds the ReaRec paper's analyses (metrics of
+each reasoning step, the label-using ORACLE ceiling, user and item subgroups) as Markdown tables and PNG
+plots written to RUN_DIR/analysis/.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from hybrid.analysis import analyse, load_run, write_report
+from hybrid.data import load_dataset
+from hybrid.evaluate import evaluate, format_table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir")
+    parser.add_argument("--split", default="test", choices=("valid", "test"))
+    parser.add_argument("--steps", type=int, default=None, help="reasoning steps at inference (<= trained K)")
+    parser.add_argument("--exclude_history", action="store_true", help="mask the user's past items")
+    parser.add_argument("--analysis", action="store_true", help="per-step, oracle and subgroup analysis")
+    args = parser.parse_args()
+    try:
+        model, data_config, model_config, train_config = load_run(args.run_dir)
+        model.reasoning.check_steps(args.steps)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    dataset = load_dataset(data_config)
+    if args.steps is not None:
+        vectors = model.user_vectors
+        model.user_vectors = lambda history, steps=None: vectors(history, args.steps)
+    result = evaluate(
+        model,
+        dataset.split(args.split),
+        args.split,
+        exclude_history=args.exclude_history,
+        split_protocol=data_config.split,
+    )
+    print(f"protocol: {result.protocol}")
+    print(format_table({f"{Path(args.run_dir).name} {args.split}": result.metrics}))
+    if args.analysis:
+        text = write_report(analyse(model, dataset, args.split), Path(args.run_dir) / "analysis", result.protocol)
+        print(text)
+        print(f"written to {Path(args.run_dir) / 'analysis'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hybrid.analysis import analyse, load_run, step_ranks
+from hybrid.config import ModelConfig
+from hybrid.data import load_dataset
+from tests.test_train import quick_train_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_oracle_is_never_below_any_step_and_the_command_writes_tables_and_plots(tmp_path, csv_data_config):
+    from hybrid.train import train
+
+    config = ModelConfig(
+        hidden_size=16,
+        num_layers=1,
+        num_heads=2,
+        inner_size=32,
+        reasoning_steps=2,
+        reasoning_method="erl",
+        temperature=0.5,
+    )
+    train(csv_data_config, config, quick_train_config(tmp_path, epochs=2))
+    model, data_config, _, _ = load_run(tmp_path / "run")
+    dataset = load_dataset(data_config)
+    ranks, aggregated = step_ranks(model, dataset.test)
+    assert ranks.shape == (len(dataset.test), 3) and aggregated.shape == (len(dataset.test),)
+    analysis = analyse(model, dataset)
+    oracle = analysis.overall["ORACLE (best step per row, uses the label)"]
+    for k in range(3):
+        for metric, value in analysis.overall[f"step {k}"].items():
+            assert oracle[metric] >= value - 1e-12
+    assert sum(analysis.group_sizes["history"]) == len(dataset.test)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), str(tmp_path / "run"), "--analysis", "--steps", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ORACLE" in done.stdout and "protocol:" in done.stdout
+    assert (tmp_path / "run" / "analysis" / "analysis.md").exists()
+    assert (tmp_path / "run" / "analysis" / "ndcg10_by_group.png").stat().st_size > 1000
+    too_deep = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), str(tmp_path / "run"), "--steps", "3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert too_deep.returncode == 2 and "trained with reasoning_steps=2" in too_deep.stderr
