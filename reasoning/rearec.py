@@ -87,3 +87,20 @@ class ReasoningHead(nn.Module):
             state, cache = backbone.step(self.embed_token(backbone, token), cache)  # [B, D]
             states.append(state)
         return torch.stack(states, dim=1)  # [B, steps + 1, D]
+
+    def forward_recompute(
+        self, backbone: Backbone, inputs: torch.Tensor, key_valid: torch.Tensor, steps: int | None = None
+    ) -> torch.Tensor:
+        """Reference path without the cache: every step re-encodes the whole appended sequence (every row of
+        every layer). Same states as ``forward`` (in eval mode); for benchmarks and checks only."""
+        steps = self.check_steps(steps)
+        batch = inputs.shape[0]
+        hidden, _ = backbone.prefill(inputs, key_valid, last_only=True)
+        states, tokens = [hidden[:, -1]], []
+        for k in range(1, steps + 1):
+            tokens.append(self.embed_token(backbone, states[-1] + self.position_embedding.weight[k - 1])[:, None])
+            sequence = torch.cat([inputs, *tokens], dim=1)  # [B, L + k, D]
+            valid = torch.cat([key_valid, key_valid.new_ones(batch, k)], dim=1)
+            hidden, _ = backbone.prefill(sequence, valid, last_only=True)
+            states.append(hidden[:, -1])
+        return torch.stack(states, dim=1)  # [B, steps + 1, D]

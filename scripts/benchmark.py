@@ -1,8 +1,10 @@
-"""Speed and memory of training and evaluation on MovieLens-100k; writes benchmarks/foundation.{md,json}.
+"""Speed and memory on MovieLens-100k; writes benchmarks/<suite>.{md,json}.
 
-    python scripts/benchmark.py                 # 3 timed epochs, hidden 64, batch 256, 2 threads
-    python scripts/benchmark.py --epochs 1      # quicker
+    python scripts/benchmark.py                       # both suites
+    python scripts/benchmark.py --suite foundation    # SASRec training/evaluation speed and peak memory
+    python scripts/benchmark.py --suite reasoning     # evaluation cost of K = 0..5 reasoning steps
 
+Foundation:
 Measured here, in this process: training instances per second over whole epochs (the same train_step the
 training loop runs) and evaluation users per second over the 943 test users. Peak memory is the peak RSS
 of a separate `scripts/train.py` process running whole epochs with evaluation, measured by the OS.
@@ -107,9 +109,37 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="timed training epochs")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (RecBole's figure used 2)")
     parser.add_argument("--rss_epochs", type=int, default=2, help="epochs of the separate peak-memory run")
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "foundation"), help="path without suffix")
+    parser.add_argument("--suite", default="all", choices=("all", "foundation", "reasoning"))
+    parser.add_argument("--repeats", type=int, default=15, help="timed repeats per reasoning depth")
+    parser.add_argument("--output_dir", default=str(ROOT / "benchmarks"))
     args = parser.parse_args()
+    if args.suite in ("all", "foundation"):
+        foundation(args)
+    if args.suite in ("all", "reasoning"):
+        reasoning(args)
 
+
+def write(results: dict, text: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    path.with_suffix(".md").write_text(text)
+    print(text)
+
+
+def header(args) -> dict:
+    return {
+        "command": "python " + " ".join(sys.argv),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "cpu": cpu_name(),
+            "threads": args.threads,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+    }
+
+
+def foundation(args) -> None:
     epoch_seconds, instances, model, dataset = time_training(args.epochs, args.threads)
     eval_seconds = time_evaluation(model, dataset)
     peak = peak_rss_of_training_run(args.rss_epochs, args.threads)
@@ -164,11 +194,78 @@ def main() -> None:
         "RecBole's figures were measured on this machine kind with the same settings and are quoted, not rerun "
         "side by side; this machine is shared and noisy, so compare ratios within one run where possible.\n"
     )
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    output.with_suffix(".md").write_text(text)
-    print(text)
+    write(results, text, Path(args.output_dir) / "foundation")
+
+
+def median_seconds(function, repeats: int) -> float:
+    function()  # warm-up
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
+
+
+@torch.no_grad()
+def reasoning(args, max_steps: int = 5) -> None:
+    """Whole-test-set evaluation time for K = 0..5 (cached one-row steps), and the reasoning states alone
+    with the cache against a full recompute of the appended sequence at every step."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    dataset = load_dataset(DataConfig())
+    model = HybridRecommender(ModelConfig(reasoning_steps=max_steps), dataset.num_items).eval()
+    history, _ = dataset.test.batch(torch.arange(len(dataset.test)))
+    key_valid = history > 0
+    inputs = model.backbone.embed(model.item_encoder.encode(history), key_valid)
+    rows = []
+    evaluation = {k: [] for k in range(max_steps + 1)}
+    for _ in range(args.repeats):  # interleaved so machine noise hits every depth alike
+        for k in range(max_steps + 1):
+            started = time.perf_counter()
+            evaluate(model, dataset.test, "test", steps=k)
+            evaluation[k].append(time.perf_counter() - started)
+    for k in range(max_steps + 1):
+        cached = median_seconds(lambda k=k: model.reasoning(model.backbone, inputs, key_valid, k), args.repeats)
+        recompute = median_seconds(
+            lambda k=k: model.reasoning.forward_recompute(model.backbone, inputs, key_valid, k), args.repeats
+        )
+        rows.append(
+            {
+                "steps": k,
+                "evaluation_seconds": statistics.median(evaluation[k]),
+                "states_seconds_cached": cached,
+                "states_seconds_recompute": recompute,
+            }
+        )
+    base = rows[0]
+    lines = [
+        "| K | test-set evaluation (s) | vs K=0 | states, cached (s) | states, full recompute (s) | "
+        "recompute / cached |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['steps']} | {row['evaluation_seconds']:.4f} | "
+            f"{row['evaluation_seconds'] / base['evaluation_seconds']:.3f}x | {row['states_seconds_cached']:.4f} | "
+            f"{row['states_seconds_recompute']:.4f} | "
+            f"{row['states_seconds_recompute'] / row['states_seconds_cached']:.2f} |"
+        )
+    results = {
+        **header(args),
+        "setting": f"ReaRec head on SASRec (hidden 64, 2 layers), ML-100k test set "
+        f"({len(dataset.test)} users, {dataset.num_items} items), medians of {args.repeats} runs",
+        "rows": rows,
+    }
+    text = (
+        f"# Reasoning benchmark: cost of K steps\n\n{results['setting']}.\n\n"
+        f"Machine: {results['machine']['cpu']}, {args.threads} threads, torch {torch.__version__}. "
+        f"Date: {results['date']}.\n\nCommand: `{results['command']}`\n\n" + "\n".join(lines) + "\n\n"
+        "Evaluation = user states + scores against every item + ranks, for all test users. 'Cached' runs one "
+        "new row per reasoning step over the key/value cache; 'full recompute' re-encodes the whole appended "
+        "sequence at every step (the cost the released code's half-used cache approaches).\n"
+    )
+    write(results, text, Path(args.output_dir) / "reasoning")
 
 
 if __name__ == "__main__":

@@ -161,3 +161,13 @@ def test_user_vector_is_mean_for_erl_and_last_for_prl():
     sasrec = tiny(steps=0).eval()
     assert sasrec.reasoning.position_embedding is None
     assert sasrec.user_states(history).shape == (4, 1, 16)
+
+
+def test_recompute_reference_path_matches_the_cached_path():
+    model = tiny(steps=3).eval()
+    history = left_padded()
+    key_valid = history > 0
+    inputs = model.backbone.embed(model.item_encoder.encode(history), key_valid)
+    cached = model.reasoning(model.backbone, inputs, key_valid)
+    recomputed = model.reasoning.forward_recompute(model.backbone, inputs, key_valid)
+    assert (cached - recomputed).abs().max() < 1e-5
