@@ -16,7 +16,9 @@ def target_ranks(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Scores [B, N] (masked items at -inf), target ids [B] -> ranks [B] (int64)."""
     target_score = scores.gather(1, target[:, None])  # [B, 1]
     at_or_above = (scores >= target_score).sum(dim=1)  # [B], includes the target itself
-    return at_or_above - 1
+    # A NaN target score compares false with everything: rank it last instead of first.
+    worst = (~torch.isneginf(scores)).sum(dim=1) - 1  # every unmasked item ranks above it
+    return torch.where(torch.isnan(target_score[:, 0]), worst, at_or_above - 1)
 
 
 def metrics_from_ranks(ranks: torch.Tensor, cutoffs=DEFAULT_CUTOFFS) -> dict[str, torch.Tensor]:

@@ -145,6 +145,11 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
             local_sum = train_step(model, optimizer, accelerator, dataset, rows, global_size, train_config, contrastive)
             loss_sum += local_sum
             step += 1
+            if not torch.isfinite(local_sum):
+                raise FloatingPointError(
+                    f"the training loss became {local_sum.item()} at epoch {epoch}, step {step}. Lower "
+                    "--learning_rate, raise --temperature, or set --max_grad_norm (e.g. 1.0)."
+                )
             if step % train_config.log_every == 0:
                 logged = accelerator.reduce(local_sum.detach(), "sum").item() / global_size
                 accelerator.log({"train/loss": logged}, step=step)

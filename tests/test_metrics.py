@@ -38,3 +38,8 @@ def test_metrics_match_hand_computed_values_and_cutoffs():
     assert torch.allclose(m["mrr@20"], torch.tensor([1, 1 / 5, 1 / 6, 1 / 10, 1 / 11, 1 / 20, 0], dtype=torch.float64))
     means = metric_means(ranks)
     assert abs(means["recall@10"] - 4 / 7) < 1e-12
+
+
+def test_nan_scores_never_count_as_hits():
+    scores = torch.tensor([[float("-inf"), float("nan"), 0.3, 0.2]])
+    assert target_ranks(scores, torch.tensor([1])).tolist() == [2]
