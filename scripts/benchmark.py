@@ -146,14 +146,7 @@ def foundation(args) -> None:
     median_epoch = statistics.median(epoch_seconds)
     median_eval = statistics.median(eval_seconds)
     results = {
-        "command": "python " + " ".join(sys.argv),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "cpu": cpu_name(),
-            "threads": args.threads,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
+        **header(args),
         "setting": "SASRec, ML-100k leave-one-out, hidden 64, inner 256, 2 layers, 2 heads, dropout 0.5, "
         "batch 256, max length 50, full-softmax CE",
         "train": {
