@@ -152,6 +152,12 @@ class TrainConfig:
     learning_rate: float = _help("Learning rate.", 1e-3)
     weight_decay: float = _help("Weight decay (AdamW; 0 gives Adam). Biases and norms are never decayed.", 0.0)
     max_grad_norm: float | None = _help("Clip gradients to this norm (off when unset).", None)
+    gradient_accumulation_steps: int = _help(
+        "Split each batch into this many micro-batches (same result, less memory).", 1
+    )
+    save_every_steps: int = _help("Also checkpoint every this many steps (0 = at each epoch end only).", 0)
+    keep_checkpoints: int = _help("Complete checkpoints kept under output_dir/checkpoints (oldest removed).", 2)
+    resume: str | None = _help("Resume from 'latest' (in output_dir) or a checkpoints/step-N folder.", None)
     exclude_history: bool = _help("Mask the user's past items when ranking (default off, as RecBole).", False)
     num_threads: int = _help("CPU threads per process (0 = cores / processes on this machine).", 0)
     log_every: int = _help("Log the training loss every this many steps.", 50)
@@ -159,11 +165,23 @@ class TrainConfig:
     progress: bool = _help("Show tqdm progress bars (main process only).", True)
 
     def __post_init__(self):
-        for name in ("epochs", "patience", "batch_size", "eval_batch_size", "log_every"):
+        for name in (
+            "epochs",
+            "patience",
+            "batch_size",
+            "eval_batch_size",
+            "log_every",
+            "gradient_accumulation_steps",
+            "keep_checkpoints",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}.")
+        if self.gradient_accumulation_steps > self.batch_size:
+            raise ConfigError("gradient_accumulation_steps cannot exceed batch_size.")
+        if self.resume is not None and self.output_dir is None and self.resume == "latest":
+            raise ConfigError("--resume latest needs --output_dir (the run to continue).")
         if self.report_to not in ("tensorboard", "none"):
             raise ConfigError(f"report_to={self.report_to!r} must be 'tensorboard' or 'none'.")
 

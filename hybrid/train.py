@@ -2,13 +2,15 @@
 
 Every process holds the whole dataset (it is small next to the model's activations) and takes a disjoint
 slice of each global batch (``hybrid.data.shard_batches``). Each process's loss is scaled so that the
-gradient DDP averages equals the gradient of the global batch's mean loss, whatever the slice sizes.
+gradient DDP averages equals the gradient of the global batch's mean loss, whatever the slice sizes; the
+same scaling makes gradient accumulation exact. Checkpoints (``hybrid.checkpoint``) hold everything needed
+to continue a killed run exactly where it stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import os
 import sys
 import time
@@ -18,16 +20,26 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import broadcast_object_list, set_seed
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from hybrid.checkpoint import TrainerState, load_checkpoint, resolve_checkpoint, save_checkpoint
 from hybrid.config import DataConfig, ModelConfig, TrainConfig, to_dict
 from hybrid.data import RecDataset, load_dataset, num_batches, shard_batches
 from hybrid.errors import ConfigError
 from hybrid.evaluate import EvalResult, evaluate, format_table
 from hybrid.model import HybridRecommender
 
-RUN_FILES = ("config.json", "metrics.json", "model.safetensors", "ranks.safetensors")
+RUN_FILES = (
+    "config.json",
+    "metrics.json",
+    "model.safetensors",
+    "valid_ranks.safetensors",
+    "ranks.safetensors",
+    "checkpoints",
+)
+BEST_MODEL = "model.safetensors"
+CHECKPOINT_BEST_MODEL = "best_model.safetensors"  # beside accelerate's own model.safetensors (the current weights)
 
 
 def configure_threads(config: TrainConfig, accelerator: Accelerator) -> None:
@@ -44,10 +56,10 @@ def resolve_output_dir(config: TrainConfig) -> Path:
     broadcast_object_list(name)  # the main process's timestamp wins
     folder = Path(name[0])
     existing = [f for f in RUN_FILES if (folder / f).exists()]
-    if existing and not config.overwrite:
+    if existing and not (config.overwrite or config.resume):
         raise ConfigError(
             f"output_dir {str(folder)!r} already holds a run ({', '.join(existing)}). "
-            "Choose another --output_dir or pass --overwrite to replace it."
+            "Choose another --output_dir, pass --resume latest to continue it, or --overwrite to replace it."
         )
     return folder
 
@@ -59,13 +71,20 @@ def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
+def save_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    temporary = path.with_name(f".{path.name}.incomplete")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, temporary)
+    os.replace(temporary, path)
+
+
 def train(data_config: DataConfig, model_config: ModelConfig, train_config: TrainConfig) -> dict:
     """Train with early stopping on validation NDCG@10, then test the best model. Returns metrics.json."""
     cpu = not torch.cuda.is_available()
-    state = PartialState(cpu=cpu)  # sets up the process group, so every rank can agree on the run dir
+    partial = PartialState(cpu=cpu)  # sets up the process group, so every rank can agree on the run dir
     if "WORLD_SIZE" in os.environ:  # launched by accelerate/torchrun: every rank must really exist
-        assert state.num_processes == int(os.environ["WORLD_SIZE"]), "distributed setup failed"
+        assert partial.num_processes == int(os.environ["WORLD_SIZE"]), "distributed setup failed"
     output_dir = resolve_output_dir(train_config)
+    checkpoint = resolve_checkpoint(output_dir, train_config.resume) if train_config.resume else None
     accelerator = Accelerator(
         cpu=cpu,
         log_with=None if train_config.report_to == "none" else train_config.report_to,
@@ -92,12 +111,16 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
         (output_dir / "config.json").write_text(json.dumps(config_dict, indent=2))
     if train_config.report_to != "none":
         hparams = {
-            k: v
-            for section in config_dict.values()
-            for k, v in section.items()
-            if isinstance(v, (int, float, str, bool))
+            k: v for part in config_dict.values() for k, v in part.items() if isinstance(v, (int, float, str, bool))
         }
         accelerator.init_trackers("tensorboard", config=hparams)
+
+    state, best_state = TrainerState(), None
+    if checkpoint is not None:
+        state = load_checkpoint(accelerator, checkpoint)
+        if state.best_epoch:
+            best_state = load_file(checkpoint / CHECKPOINT_BEST_MODEL)
+        say(f"resumed from {checkpoint}: epoch {state.epoch}, {state.batches_done} batches done, step {state.step}")
 
     eval_loaders = {
         name: accelerator.prepare_data_loader(
@@ -117,91 +140,122 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
             split_protocol=data_config.split,
         )
 
-    best = {"ndcg@10": -math.inf, "epoch": 0, "valid": None}
-    best_state = None
-    history, step, bad_evals = [], 0, 0
-    epoch_seconds: list[float] = []
+    def checkpoint_now() -> None:
+        nonlocal loss_sum
+        total = accelerator.reduce(loss_sum.clone(), "sum").item()
+        state.epoch_loss_sum, loss_sum = total, torch.zeros_like(loss_sum)  # reduced once, kept on main
+        if main:
+            loss_sum += total
+        folder = save_checkpoint(
+            accelerator,
+            output_dir,
+            state,
+            train_config.keep_checkpoints,
+            extra={CHECKPOINT_BEST_MODEL: best_state} if best_state is not None else None,
+        )
+        say(f"checkpoint: {folder}")
+
     steps_per_epoch = num_batches(len(dataset.train), train_config.batch_size)
-    for epoch in range(1, train_config.epochs + 1):
+    stopped = state.bad_evals >= train_config.patience
+    loss_sum = torch.zeros((), device=accelerator.device)
+    if main:
+        loss_sum += state.epoch_loss_sum
+    while not stopped and state.epoch <= train_config.epochs:
+        epoch = state.epoch
         model.train()
         started = time.perf_counter()
-        loss_sum = torch.zeros((), device=accelerator.device)
         bar = tqdm(
             total=steps_per_epoch,
+            initial=state.batches_done,
             desc=f"epoch {epoch}",
-            disable=not (main and train_config.progress),
             leave=False,
+            disable=not (main and train_config.progress),
             mininterval=1.0 if sys.stderr.isatty() else 30.0,
         )
-        for rows, global_size in shard_batches(
+        batches = shard_batches(
             len(dataset.train),
             train_config.batch_size,
             train_config.seed,
             epoch,
             accelerator.process_index,
             accelerator.num_processes,
-        ):
+        )
+        for index, (rows, global_size) in enumerate(batches):
+            if index < state.batches_done:  # trained before the interruption
+                continue
             contrastive = epoch > model_config.prl_warmup_epochs
             local_sum = train_step(model, optimizer, accelerator, dataset, rows, global_size, train_config, contrastive)
-            loss_sum += local_sum
-            step += 1
             if not torch.isfinite(local_sum):
                 raise FloatingPointError(
-                    f"the training loss became {local_sum.item()} at epoch {epoch}, step {step}. Lower "
+                    f"the training loss became {local_sum.item()} at epoch {epoch}, step {state.step + 1}. Lower "
                     "--learning_rate, raise --temperature, or set --max_grad_norm (e.g. 1.0)."
                 )
-            if step % train_config.log_every == 0:
-                logged = accelerator.reduce(local_sum.detach(), "sum").item() / global_size
-                accelerator.log({"train/loss": logged}, step=step)
-                history.append({"step": step, "loss": logged})
+            loss_sum += local_sum
+            state.step += 1
+            state.batches_done = index + 1
+            if state.step % train_config.log_every == 0:
+                logged = accelerator.reduce(local_sum.clone(), "sum").item() / global_size
+                accelerator.log({"train/loss": logged}, step=state.step)
+                state.train_log.append({"step": state.step, "loss": logged})
                 bar.set_postfix(loss=f"{logged:.4f}")
             bar.update()
+            if train_config.save_every_steps and state.step % train_config.save_every_steps == 0:
+                checkpoint_now()
         bar.close()
-        epoch_seconds.append(time.perf_counter() - started)
+        state.epoch_seconds.append(time.perf_counter() - started)
         epoch_loss = accelerator.reduce(loss_sum, "sum").item() / len(dataset.train)
         valid = run_eval("valid")
         accelerator.log(
-            {"train/epoch_loss": epoch_loss, **{f"valid/{k}": v for k, v in valid.metrics.items()}}, step=step
+            {"train/epoch_loss": epoch_loss, **{f"valid/{k}": v for k, v in valid.metrics.items()}}, step=state.step
         )
-        improved = valid.metrics["ndcg@10"] > best["ndcg@10"]
+        improved = valid.metrics["ndcg@10"] > state.best_ndcg
         say(
             f"epoch {epoch}: loss {epoch_loss:.4f}, valid ndcg@10 {valid.metrics['ndcg@10']:.4f}, "
-            f"recall@10 {valid.metrics['recall@10']:.4f} ({epoch_seconds[-1]:.1f}s){' *' if improved else ''}"
+            f"recall@10 {valid.metrics['recall@10']:.4f} ({state.epoch_seconds[-1]:.1f}s){' *' if improved else ''}"
         )
         if improved:
-            best = {"ndcg@10": valid.metrics["ndcg@10"], "epoch": epoch, "valid": valid}
+            state.best_ndcg, state.best_epoch, state.best_valid = valid.metrics["ndcg@10"], epoch, valid.to_dict()
+            state.bad_evals = 0
             best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
-            bad_evals = 0
             if main:
-                save_file({k: v.contiguous().cpu() for k, v in best_state.items()}, output_dir / "model.safetensors")
+                save_atomically(best_state, output_dir / BEST_MODEL)
+                save_atomically({"valid": valid.ranks}, output_dir / "valid_ranks.safetensors")
         else:
-            bad_evals += 1
-            if bad_evals >= train_config.patience:
-                say(f"early stop: no better validation NDCG@10 for {bad_evals} epochs (best: epoch {best['epoch']})")
-                break
+            state.bad_evals += 1
+        stopped = state.bad_evals >= train_config.patience
+        if stopped:
+            say(
+                f"early stop: no better validation NDCG@10 for {state.bad_evals} epochs "
+                f"(best: epoch {state.best_epoch})"
+            )
+        state.epoch, state.batches_done, loss_sum = epoch + 1, 0, torch.zeros_like(loss_sum)
+        checkpoint_now()
 
+    if best_state is None:
+        raise RuntimeError("no epoch was trained: check --epochs and the checkpoint you resumed from")
     unwrapped.load_state_dict(best_state)
     test = run_eval("test")
     results = {
-        "best_epoch": best["epoch"],
-        "epochs_run": epoch,
-        "valid": best["valid"].to_dict(),
+        "best_epoch": state.best_epoch,
+        "epochs_run": state.epoch - 1,
+        "valid": state.best_valid,
         "test": test.to_dict(),
         "protocol": test.protocol,
-        "seconds_per_epoch": sum(epoch_seconds) / len(epoch_seconds),
+        "seconds_per_epoch": sum(state.epoch_seconds) / max(len(state.epoch_seconds), 1),
         "num_processes": accelerator.num_processes,
         "data": dataset.stats,
-        "train_log": history,
+        "train_log": state.train_log,
     }
     if main:
         (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
         # Per-row ranks (every metric is a function of them): for analysis and exact run comparisons.
-        save_file({"valid": best["valid"].ranks, "test": test.ranks}, output_dir / "ranks.safetensors")
+        valid_ranks = load_file(output_dir / "valid_ranks.safetensors")["valid"]
+        save_atomically({"valid": valid_ranks, "test": test.ranks}, output_dir / "ranks.safetensors")
     say(f"\nprotocol: {test.protocol}")
     say(
         format_table(
             {
-                f"{train_config.run_name} valid (best epoch {best['epoch']})": best["valid"].metrics,
+                f"{train_config.run_name} valid (best epoch {state.best_epoch})": state.best_valid["metrics"],
                 f"{train_config.run_name} test": test.metrics,
             }
         )
@@ -213,17 +267,26 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
 
 def train_step(
     model, optimizer, accelerator, dataset: RecDataset, rows, global_size, config: TrainConfig, contrastive=False
-):
-    """One optimizer step on this process's slice ``rows`` of a global batch of ``global_size`` rows.
-    Returns the summed loss of the slice (for logging)."""
-    scale = len(rows) * accelerator.num_processes / global_size  # DDP averages: undo, then divide by global
+) -> torch.Tensor:
+    """One optimizer step on this process's slice ``rows`` of a global batch of ``global_size`` rows, in
+    ``gradient_accumulation_steps`` micro-batches. Returns the summed loss of the slice (for logging)."""
+    loss_sum = torch.zeros((), device=accelerator.device)
     if len(rows) == 0:  # global batch smaller than the process count: join the all-reduce with zero weight
-        rows, scale = torch.zeros(1, dtype=torch.long), 0.0
-    history, target = dataset.train.batch(rows)
-    output = model(history.to(accelerator.device), target.to(accelerator.device), contrastive=contrastive)
-    accelerator.backward(output.loss * scale)
+        chunks, weights = [torch.zeros(1, dtype=torch.long)], [0.0]
+    else:
+        chunks = [c for c in rows.tensor_split(config.gradient_accumulation_steps) if len(c)]
+        weights = [1.0] * len(chunks)
+    for index, (chunk, weight) in enumerate(zip(chunks, weights)):
+        # DDP averages gradients over processes: scale so the sum over chunks and processes is the global mean.
+        scale = weight * len(chunk) * accelerator.num_processes / global_size
+        history, target = dataset.train.batch(chunk)
+        last = index == len(chunks) - 1
+        with contextlib.nullcontext() if last else accelerator.no_sync(model):
+            output = model(history.to(accelerator.device), target.to(accelerator.device), contrastive=contrastive)
+            accelerator.backward(output.loss * scale)
+        loss_sum += output.loss.detach() * len(chunk) * weight
     if config.max_grad_norm is not None:
         accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return output.loss.detach() * len(rows) * (scale > 0)
+    return loss_sum

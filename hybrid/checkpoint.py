@@ -1,0 +1,106 @@
+"""Training checkpoints: written atomically, rotated, found again and checked before use.
+
+A checkpoint is a folder ``checkpoints/step-000123`` holding accelerate's state (model, optimizer, RNG of
+every process) plus ``trainer_state.json`` (epoch, position in the epoch, early-stopping state, log). It is
+written under a temporary name and renamed only when complete, so a crash mid-save never leaves a folder
+that looks finished; ``trainer_state.json`` is the last file written and marks completeness.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+from hybrid.errors import ConfigError
+
+STATE_FILE = "trainer_state.json"
+PATTERN = re.compile(r"^step-(\d+)$")
+
+
+@dataclass
+class TrainerState:
+    """Where training stands: enough to continue exactly where it stopped."""
+
+    epoch: int = 1  # the epoch in progress (1-based)
+    batches_done: int = 0  # batches of that epoch already trained
+    step: int = 0  # optimizer steps so far
+    best_ndcg: float = float("-inf")
+    best_epoch: int = 0
+    best_valid: dict = field(default_factory=dict)  # EvalResult.to_dict() of the best epoch
+    bad_evals: int = 0
+    epoch_seconds: list[float] = field(default_factory=list)
+    train_log: list[dict] = field(default_factory=list)
+    epoch_loss_sum: float = 0.0  # summed loss of the epoch in progress (for its mean)
+
+
+def checkpoint_folders(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if PATTERN.match(p.name) and (p / STATE_FILE).exists()]
+    return sorted(found, key=lambda p: int(PATTERN.match(p.name).group(1)))
+
+
+def save_checkpoint(
+    accelerator, run_dir: Path, state: TrainerState, keep: int, extra: dict[str, dict] | None = None
+) -> Path:
+    """Save on every process (accelerate writes each rank's RNG), publish atomically on the main one.
+    ``extra`` maps file names to tensor dicts saved beside the state (e.g. the best model so far)."""
+    final = run_dir / "checkpoints" / f"step-{state.step:09d}"
+    temporary = run_dir / "checkpoints" / f".incomplete-step-{state.step:09d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(temporary))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        for name, tensors in (extra or {}).items():
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, temporary / name)
+        state_path = temporary / STATE_FILE
+        state_path.write_text(json.dumps(asdict(state)))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(temporary, final)
+        for old in checkpoint_folders(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def resolve_checkpoint(run_dir: Path, resume: str) -> Path:
+    """``resume`` is 'latest' (the newest complete checkpoint of run_dir) or a checkpoint folder."""
+    if resume == "latest":
+        found = checkpoint_folders(run_dir)
+        if not found:
+            raise ConfigError(
+                f"--resume latest: no complete checkpoint under {str(run_dir / 'checkpoints')!r}. "
+                "Pass the run's --output_dir, or start without --resume."
+            )
+        return found[-1]
+    path = Path(resume)
+    if not (path / STATE_FILE).exists():
+        raise ConfigError(
+            f"--resume {resume!r} is not a complete checkpoint (no {STATE_FILE}); "
+            "use 'latest' or a checkpoints/step-N folder."
+        )
+    return path
+
+
+def load_checkpoint(accelerator, path: Path) -> TrainerState:
+    """Restore model, optimizer and RNG; a damaged checkpoint is reported, never half-loaded silently."""
+    try:
+        state = TrainerState(**json.loads((path / STATE_FILE).read_text()))
+        accelerator.load_state(str(path))
+    except Exception as error:  # noqa: BLE001 - any failure means this checkpoint cannot be trusted
+        raise ConfigError(
+            f"checkpoint {str(path)!r} is corrupt or incomplete ({type(error).__name__}: {error}). "
+            "Resume from an older one under checkpoints/ or start a new run; nothing was changed."
+        ) from error
+    return state

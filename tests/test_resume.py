@@ -1,0 +1,155 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file
+
+from hybrid.config import TrainConfig
+from hybrid.data import load_dataset
+from hybrid.errors import ConfigError
+from hybrid.model import HybridRecommender
+from hybrid.train import train, train_step
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gradient_accumulation_matches_one_big_batch(csv_data_config, tiny_model_config):
+    dataset = load_dataset(csv_data_config)
+    config = tiny_model_config.__class__(
+        **{**tiny_model_config.__dict__, "hidden_dropout": 0.0, "attention_dropout": 0.0}
+    )
+    rows = torch.arange(64)
+    results = []
+    for steps in (1, 2):
+        torch.manual_seed(0)
+        model = HybridRecommender(config, dataset.num_items, 8)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        loss = train_step(
+            model,
+            optimizer,
+            Accelerator(cpu=True),
+            dataset,
+            rows,
+            64,
+            TrainConfig(batch_size=64, gradient_accumulation_steps=steps),
+        )
+        results.append((loss / 64, torch.cat([p.detach().flatten() for p in model.parameters()])))
+    assert abs(results[0][0] - results[1][0]) < 1e-5
+    assert (results[0][1] - results[1][1]).abs().max() < 1e-5
+
+
+def command(csv_data_config, output_dir, *extra):
+    return [
+        sys.executable,
+        str(ROOT / "scripts" / "train.py"),
+        "--dataset",
+        csv_data_config.dataset,
+        "--data_format",
+        "csv",
+        "--max_history",
+        "8",
+        "--hidden_size",
+        "16",
+        "--inner_size",
+        "32",
+        "--hidden_dropout",
+        "0.2",
+        "--attention_dropout",
+        "0.2",
+        "--epochs",
+        "4",
+        "--batch_size",
+        "16",
+        "--learning_rate",
+        "0.005",
+        "--report_to",
+        "none",
+        "--progress",
+        "false",
+        "--log_every",
+        "3",
+        "--save_every_steps",
+        "4",
+        "--keep_checkpoints",
+        "2",
+        "--num_threads",
+        "1",
+        "--output_dir",
+        str(output_dir),
+        *extra,
+    ]
+
+
+def test_killed_run_resumes_to_identical_results(tmp_path, csv_data_config):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    reference = subprocess.run(
+        command(csv_data_config, tmp_path / "ref"), env=env, capture_output=True, text=True, timeout=300
+    )
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    # The same run, SIGKILLed after its step-32 checkpoint (mid epoch 2 of 23-step epochs), then resumed.
+    process = subprocess.Popen(
+        command(csv_data_config, tmp_path / "run"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120
+    while not (tmp_path / "run" / "checkpoints" / "step-000000032").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    refused = subprocess.run(
+        command(csv_data_config, tmp_path / "run"), env=env, capture_output=True, text=True, timeout=300
+    )
+    assert refused.returncode == 2 and "--resume latest" in refused.stderr
+    resumed = subprocess.run(
+        command(csv_data_config, tmp_path / "run", "--resume", "latest"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stdout
+    expected = json.loads((tmp_path / "ref" / "metrics.json").read_text())
+    got = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert got["valid"]["metrics"] == expected["valid"]["metrics"] and got["best_epoch"] == expected["best_epoch"]
+    assert got["test"]["metrics"] == expected["test"]["metrics"]
+    assert got["train_log"] == expected["train_log"]
+    ranks, reference_ranks = (
+        load_file(tmp_path / "run" / "ranks.safetensors"),
+        load_file(tmp_path / "ref" / "ranks.safetensors"),
+    )
+    assert torch.equal(ranks["test"], reference_ranks["test"])
+    folders = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert len(folders) == 2 and not any(name.startswith(".") for name in folders)
+
+
+def test_corrupt_checkpoint_is_reported_and_left_alone(tmp_path, csv_data_config, tiny_model_config):
+    config = TrainConfig(output_dir=str(tmp_path / "run"), epochs=1, batch_size=64, report_to="none", progress=False)
+    train(csv_data_config, tiny_model_config, config)
+    latest = sorted((tmp_path / "run" / "checkpoints").iterdir())[-1]
+    weights = next(latest.glob("model*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    before = sorted(p.name for p in latest.iterdir())
+    resume = TrainConfig(**{**config.__dict__, "resume": "latest", "epochs": 2})
+    with pytest.raises(ConfigError, match=r"corrupt or incomplete.*Resume from an older one"):
+        train(csv_data_config, tiny_model_config, resume)
+    assert sorted(p.name for p in latest.iterdir()) == before
+    with pytest.raises(ConfigError, match="not a complete checkpoint"):
+        train(csv_data_config, tiny_model_config, TrainConfig(**{**config.__dict__, "resume": str(tmp_path)}))
+
+
+def test_half_written_checkpoints_are_never_resumed_from(tmp_path):
+    from hybrid.checkpoint import resolve_checkpoint
+
+    (tmp_path / "checkpoints" / "step-000000004").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "step-000000004" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoints" / ".incomplete-step-000000008").mkdir()  # killed while saving
+    (tmp_path / "checkpoints" / "step-000000009").mkdir()  # no trainer_state.json: not complete
+    assert resolve_checkpoint(tmp_path, "latest").name == "step-000000004"
