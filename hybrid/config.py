@@ -155,6 +155,11 @@ class TrainConfig:
     gradient_accumulation_steps: int = _help(
         "Split each batch into this many micro-batches (same result, less memory).", 1
     )
+    split_invariant_dropout: bool = _help(
+        "Draw dropout masks per row of the global batch, so 1 or N processes and any gradient accumulation "
+        "train identically (draws N x the random numbers; off: each process's own RNG).",
+        True,
+    )
     save_every_steps: int = _help("Also checkpoint every this many steps (0 = at each epoch end only).", 0)
     keep_checkpoints: int = _help("Complete checkpoints kept under output_dir/checkpoints (oldest removed).", 2)
     resume: str | None = _help("Resume from 'latest' (in output_dir) or a checkpoints/step-N folder.", None)

@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -45,12 +46,15 @@ class SplitData:
     def __len__(self) -> int:
         return self.target.shape[0]
 
-    def batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """History [B, L'] and target [B] of ``rows``; columns that are padding for every row are dropped
-        (histories are left-padded, so that never changes a real position)."""
-        history = self.history[rows]  # [B, L]
-        longest = int((history > 0).sum(dim=1).max()) if len(rows) else 0
-        return history[:, history.shape[1] - max(longest, 1) :], self.target[rows]
+    def width(self, rows: torch.Tensor) -> int:
+        """Columns needed by the longest history among ``rows`` (at least 1)."""
+        return max(int((self.history[rows] > 0).sum(dim=1).max()), 1) if len(rows) else 1
+
+    def batch(self, rows: torch.Tensor, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """History [B, W] and target [B] of ``rows``. Left padding beyond ``width`` columns (default: the
+        longest history among ``rows``) is dropped; histories are left-padded, so no real item is lost."""
+        width = self.width(rows) if width is None else width
+        return self.history[rows][:, self.history.shape[1] - width :], self.target[rows]
 
     def past_mask_indices(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(batch position, item id) pairs of every past item of ``rows``, for masking seen items."""
@@ -295,10 +299,18 @@ def load_dataset(config: DataConfig, use_cache: bool = True) -> RecDataset:
 
 
 # --------------------------------------------------------------------------------------------- batching
+class ShardedBatch(NamedTuple):
+    """This process's contiguous slice of one global batch."""
+
+    rows: torch.Tensor  # [b] row indices of this process
+    offset: int  # position of rows[0] in the global batch
+    global_rows: torch.Tensor  # [G] every row of the global batch
+
+
 def shard_batches(
     num_rows: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1
-) -> Iterator[tuple[torch.Tensor, int]]:
-    """Yield (this process's row indices, global batch size) for each global batch of an epoch.
+) -> Iterator[ShardedBatch]:
+    """Yield this process's slice of each global batch of an epoch.
 
     The permutation depends only on (seed, epoch), so every process sees the same global batches and takes
     a disjoint contiguous slice of each: no duplicates, and N processes see exactly the rows of 1 process.
@@ -307,7 +319,8 @@ def shard_batches(
     order = torch.randperm(num_rows, generator=generator)
     for start in range(0, num_rows, batch_size):
         global_batch = order[start : start + batch_size]
-        yield torch.tensor_split(global_batch, world_size)[rank], len(global_batch)
+        slices = torch.tensor_split(global_batch, world_size)
+        yield ShardedBatch(slices[rank], sum(len(part) for part in slices[:rank]), global_batch)
 
 
 def num_batches(num_rows: int, batch_size: int) -> int:

@@ -25,10 +25,11 @@ from tqdm.auto import tqdm
 
 from hybrid.checkpoint import TrainerState, load_checkpoint, resolve_checkpoint, save_checkpoint
 from hybrid.config import DataConfig, ModelConfig, TrainConfig, to_dict
-from hybrid.data import RecDataset, load_dataset, num_batches, shard_batches
+from hybrid.data import RecDataset, ShardedBatch, load_dataset, num_batches, shard_batches
 from hybrid.errors import ConfigError
 from hybrid.evaluate import EvalResult, evaluate, format_table
 from hybrid.model import HybridRecommender
+from reasoning.noise import global_batch_noise
 
 RUN_FILES = (
     "config.json",
@@ -180,11 +181,20 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
             accelerator.process_index,
             accelerator.num_processes,
         )
-        for index, (rows, global_size) in enumerate(batches):
+        for index, batch in enumerate(batches):
             if index < state.batches_done:  # trained before the interruption
                 continue
             contrastive = epoch > model_config.prl_warmup_epochs
-            local_sum = train_step(model, optimizer, accelerator, dataset, rows, global_size, train_config, contrastive)
+            local_sum = train_step(
+                model,
+                optimizer,
+                accelerator,
+                dataset,
+                batch,
+                train_config,
+                contrastive,
+                step_noise_seed(train_config, state.step + 1),
+            )
             if not torch.isfinite(local_sum):
                 raise FloatingPointError(
                     f"the training loss became {local_sum.item()} at epoch {epoch}, step {state.step + 1}. Lower "
@@ -194,7 +204,7 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
             state.step += 1
             state.batches_done = index + 1
             if state.step % train_config.log_every == 0:
-                logged = accelerator.reduce(local_sum.clone(), "sum").item() / global_size
+                logged = accelerator.reduce(local_sum.clone(), "sum").item() / len(batch.global_rows)
                 accelerator.log({"train/loss": logged}, step=state.step)
                 state.train_log.append({"step": state.step, "loss": logged})
                 bar.set_postfix(loss=f"{logged:.4f}")
@@ -266,22 +276,39 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
 
 
 def train_step(
-    model, optimizer, accelerator, dataset: RecDataset, rows, global_size, config: TrainConfig, contrastive=False
+    model,
+    optimizer,
+    accelerator,
+    dataset: RecDataset,
+    batch: ShardedBatch,
+    config: TrainConfig,
+    contrastive: bool = False,
+    noise_seed: int | None = None,
 ) -> torch.Tensor:
-    """One optimizer step on this process's slice ``rows`` of a global batch of ``global_size`` rows, in
-    ``gradient_accumulation_steps`` micro-batches. Returns the summed loss of the slice (for logging)."""
+    """One optimizer step on this process's slice of a global batch, in ``gradient_accumulation_steps``
+    micro-batches. With ``noise_seed`` dropout masks are drawn per row of the global batch
+    (``reasoning.noise``), so any process count and accumulation gives the same step. Returns the summed
+    loss of the slice (for logging)."""
+    global_size = len(batch.global_rows)
+    width = dataset.train.width(batch.global_rows)  # the same padding on every process
     loss_sum = torch.zeros((), device=accelerator.device)
-    if len(rows) == 0:  # global batch smaller than the process count: join the all-reduce with zero weight
-        chunks, weights = [torch.zeros(1, dtype=torch.long)], [0.0]
+    if len(batch.rows) == 0:  # global batch smaller than the process count: join the all-reduce with zero weight
+        chunks, offsets, weights = [batch.global_rows[:1]], [0], [0.0]
     else:
-        chunks = [c for c in rows.tensor_split(config.gradient_accumulation_steps) if len(c)]
+        chunks = [c for c in batch.rows.tensor_split(config.gradient_accumulation_steps) if len(c)]
+        offsets = [batch.offset + sum(len(c) for c in chunks[:i]) for i in range(len(chunks))]
         weights = [1.0] * len(chunks)
-    for index, (chunk, weight) in enumerate(zip(chunks, weights)):
+    for index, (chunk, offset, weight) in enumerate(zip(chunks, offsets, weights)):
         # DDP averages gradients over processes: scale so the sum over chunks and processes is the global mean.
         scale = weight * len(chunk) * accelerator.num_processes / global_size
-        history, target = dataset.train.batch(chunk)
+        history, target = dataset.train.batch(chunk, width)
         last = index == len(chunks) - 1
-        with contextlib.nullcontext() if last else accelerator.no_sync(model):
+        randomness = (
+            contextlib.nullcontext()
+            if noise_seed is None
+            else global_batch_noise(noise_seed, offset, len(chunk), global_size)
+        )
+        with contextlib.nullcontext() if last else accelerator.no_sync(model), randomness:
             output = model(history.to(accelerator.device), target.to(accelerator.device), contrastive=contrastive)
             accelerator.backward(output.loss * scale)
         loss_sum += output.loss.detach() * len(chunk) * weight
@@ -290,3 +317,8 @@ def train_step(
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss_sum
+
+
+def step_noise_seed(config: TrainConfig, step: int) -> int | None:
+    """The seed of one optimizer step's dropout masks (None: per-process torch RNG)."""
+    return config.seed * 1_000_003 + step if config.split_invariant_dropout else None

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reasoning import noise
+
 
 @dataclass
 class BackboneConfig:
@@ -42,15 +44,16 @@ class BackboneConfig:
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Inverted dropout. On CPU the mask comes from 16-bit random integers: torch's ``bernoulli_`` there
-    costs ~5x more and was over a third of a SASRec training step. p is honoured to 1/65536."""
+    costs ~5x more and was over a third of a SASRec training step. p is honoured to 1/65536. Inside
+    ``reasoning.noise.global_batch_noise`` the mask of a row depends only on its place in the global batch."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu":
+    if x.device.type == "cpu":
+        keep = noise.random_int16(x.shape, x.device) >= round(p * 65536) - 32768  # P(keep) = 1 - p
+    elif noise.active():
+        keep = noise.rand(x.shape, x.device) >= p
+    else:
         return F.dropout(x, p, training=True)
-    numel = x.numel()
-    bits = torch.randint(-(2**31), 2**31 - 1, ((numel + 1) // 2,), dtype=torch.int32, device=x.device)
-    bits = bits.view(torch.int16)[:numel].view(x.shape)  # uniform over [-32768, 32767]
-    keep = bits >= round(p * 65536) - 32768  # P(keep) = 1 - p
     return x * (keep.to(x.dtype) * (1.0 / (1.0 - p)))
 
 
@@ -116,8 +119,8 @@ class TransformerLayer(nn.Module):
         if query_last_only:  # only the last row is needed downstream: skip the others' attention and FFN
             x, query = x[:, -1:], query[:, -1:]  # [B, 1, D]
         query = self._heads(query)  # [B, H, Tq, Dh]
-        if self.training and self.attention_dropout > 0 and x.device.type == "cpu":
-            # Explicit attention so the probabilities go through the fast CPU dropout.
+        if self.training and self.attention_dropout > 0 and (x.device.type == "cpu" or noise.active()):
+            # Explicit attention so the probabilities go through our dropout (fast on CPU, split-invariant).
             scores = query @ key.transpose(-1, -2) * self.head_dim**-0.5  # [B, H, Tq, S]
             scores = scores.masked_fill(~attention_mask, float("-inf"))
             probs = dropout(scores.softmax(dim=-1), self.attention_dropout, training=True)

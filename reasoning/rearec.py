@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from reasoning import noise
 from reasoning.backbone import Backbone
 
 
@@ -82,8 +83,8 @@ class ReasoningHead(nn.Module):
                 previous = torch.cat([previous[:half], previous[:half]], dim=0)
             token = previous + self.position_embedding.weight[k - 1]  # [B, D]
             if noisy_view and noise_std > 0:
-                noise = torch.randn_like(token[half:]) * noise_std
-                token = torch.cat([token[:half], token[half:] + noise], dim=0)
+                jitter = noise.randn(token[half:].shape, token.device, token.dtype) * noise_std
+                token = torch.cat([token[:half], token[half:] + jitter], dim=0)
             state, cache = backbone.step(self.embed_token(backbone, token), cache)  # [B, D]
             states.append(state)
         return torch.stack(states, dim=1)  # [B, steps + 1, D]

@@ -29,24 +29,34 @@ def summarise(folder: Path) -> str:
         raise SystemExit(f"no finished runs under {folder}")
     metrics = {run.name: json.loads((run / "metrics.json").read_text()) for run in runs}
     keys = metric_keys()
-    lines = ["| run | best epoch | valid ndcg@10 | " + " | ".join(f"test {k}" for k in keys) + " |",
-             "|---|---:|---:|" + "---:|" * len(keys)]
+    lines = [
+        "| run | best epoch | valid ndcg@10 | " + " | ".join(f"test {k}" for k in keys) + " |",
+        "|---|---:|---:|" + "---:|" * len(keys),
+    ]
     for name, result in metrics.items():
-        lines.append(f"| {name} | {result['best_epoch']} | {result['valid']['metrics']['ndcg@10']:.4f} | "
-                     + " | ".join(f"{result['test']['metrics'][k]:.4f}" for k in keys) + " |")
+        lines.append(
+            f"| {name} | {result['best_epoch']} | {result['valid']['metrics']['ndcg@10']:.4f} | "
+            + " | ".join(f"{result['test']['metrics'][k]:.4f}" for k in keys)
+            + " |"
+        )
 
     def spread(values: list[float]) -> str:
         deviation = statistics.stdev(values) if len(values) > 1 else 0.0
         return f"{statistics.mean(values):.4f} ± {deviation:.4f}"
 
     valid = [r["valid"]["metrics"]["ndcg@10"] for r in metrics.values()]
-    lines.append(f"| **mean ± std ({len(runs)} seeds)** | | {spread(valid)} | "
-                 + " | ".join(spread([r["test"]["metrics"][k] for r in metrics.values()]) for k in keys) + " |")
+    lines.append(
+        f"| **mean ± std ({len(runs)} seeds)** | | {spread(valid)} | "
+        + " | ".join(spread([r["test"]["metrics"][k] for r in metrics.values()]) for k in keys)
+        + " |"
+    )
     protocol = next(iter(metrics.values()))["protocol"]
     text = f"# {folder.name}\n\nProtocol: {protocol}\n\n" + "\n".join(lines) + "\n"
     summary = {
-        "runs": {name: {"best_epoch": r["best_epoch"], "valid": r["valid"]["metrics"], "test": r["test"]["metrics"]}
-                 for name, r in metrics.items()},
+        "runs": {
+            name: {"best_epoch": r["best_epoch"], "valid": r["valid"]["metrics"], "test": r["test"]["metrics"]}
+            for name, r in metrics.items()
+        },
         "mean_test": {k: statistics.mean(r["test"]["metrics"][k] for r in metrics.values()) for k in keys},
         "mean_valid_ndcg@10": statistics.mean(valid),
         "protocol": protocol,
@@ -75,8 +85,18 @@ def main() -> None:
         if (run / "metrics.json").exists():
             print(f"seed {seed}: finished earlier, kept ({run})")
             continue
-        command = [sys.executable, str(ROOT / "scripts" / "train.py"), "--seed", str(seed), "--output_dir", str(run),
-                   "--progress", "false", *(["--config", args.config] if args.config else []), *extra]
+        command = [
+            sys.executable,
+            str(ROOT / "scripts" / "train.py"),
+            "--seed",
+            str(seed),
+            "--output_dir",
+            str(run),
+            "--progress",
+            "false",
+            *(["--config", args.config] if args.config else []),
+            *extra,
+        ]
         if (run / "checkpoints").exists():
             command += ["--resume", "latest"]
         print("running:", " ".join(command), flush=True)

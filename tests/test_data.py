@@ -122,13 +122,14 @@ def test_shards_cover_each_batch_without_duplicates():
     for world in (1, 2, 3):
         seen = []
         for rank in range(world):
-            for rows, size in shard_batches(103, 10, seed=1, epoch=2, rank=rank, world_size=world):
+            for rows, offset, global_rows in shard_batches(103, 10, seed=1, epoch=2, rank=rank, world_size=world):
                 seen.extend(rows.tolist())
-                assert size <= 10
+                assert len(global_rows) <= 10
+                assert global_rows[offset : offset + len(rows)].tolist() == rows.tolist()
         assert sorted(seen) == list(range(103))
-    single = [rows.tolist() for rows, _ in shard_batches(103, 10, seed=1, epoch=2)]
+    single = [batch.rows.tolist() for batch in shard_batches(103, 10, seed=1, epoch=2)]
     pair = [
-        a.tolist() + b.tolist()
-        for (a, _), (b, _) in zip(shard_batches(103, 10, 1, 2, 0, 2), shard_batches(103, 10, 1, 2, 1, 2))
+        a.rows.tolist() + b.rows.tolist()
+        for a, b in zip(shard_batches(103, 10, 1, 2, 0, 2), shard_batches(103, 10, 1, 2, 1, 2))
     ]
     assert single == pair

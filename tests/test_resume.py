@@ -12,7 +12,7 @@ from accelerate import Accelerator
 from safetensors.torch import load_file
 
 from hybrid.config import TrainConfig
-from hybrid.data import load_dataset
+from hybrid.data import ShardedBatch, load_dataset
 from hybrid.errors import ConfigError
 from hybrid.model import HybridRecommender
 from hybrid.train import train, train_step
@@ -21,28 +21,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_gradient_accumulation_matches_one_big_batch(csv_data_config, tiny_model_config):
+    """2 micro-batches of B equal one batch of 2B, dropout included (masks are drawn per global row)."""
     dataset = load_dataset(csv_data_config)
-    config = tiny_model_config.__class__(
-        **{**tiny_model_config.__dict__, "hidden_dropout": 0.0, "attention_dropout": 0.0}
-    )
-    rows = torch.arange(64)
+    assert tiny_model_config.hidden_dropout > 0 and tiny_model_config.attention_dropout > 0
+    batch = ShardedBatch(torch.arange(64), 0, torch.arange(64))
     results = []
-    for steps in (1, 2):
+    for steps in (1, 2, 4):
         torch.manual_seed(0)
-        model = HybridRecommender(config, dataset.num_items, 8)
+        model = HybridRecommender(tiny_model_config, dataset.num_items, 8)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        loss = train_step(
-            model,
-            optimizer,
-            Accelerator(cpu=True),
-            dataset,
-            rows,
-            64,
-            TrainConfig(batch_size=64, gradient_accumulation_steps=steps),
-        )
+        config = TrainConfig(batch_size=64, gradient_accumulation_steps=steps)
+        loss = train_step(model, optimizer, Accelerator(cpu=True), dataset, batch, config, noise_seed=7)
         results.append((loss / 64, torch.cat([p.detach().flatten() for p in model.parameters()])))
-    assert abs(results[0][0] - results[1][0]) < 1e-5
-    assert (results[0][1] - results[1][1]).abs().max() < 1e-5
+    for loss, weights in results[1:]:
+        assert abs(results[0][0] - loss) < 1e-5
+        assert (results[0][1] - weights).abs().max() < 1e-5
+    assert results[0][0] > 0
 
 
 def command(csv_data_config, output_dir, *extra):

@@ -1,0 +1,96 @@
+"""Training randomness that depends on a row's place in the global batch, not on how the batch is split.
+
+With N processes, or gradient-accumulation micro-batches, each forward sees one contiguous slice of the
+global batch. Dropout masks drawn from each process's own RNG would differ with every split, so N processes
+could never reproduce one. Inside ``global_batch_noise(seed, offset, global_size)`` every draw is made for
+the WHOLE global batch from a generator seeded by ``seed`` (the training loop passes one per optimizer step)
+and the forward keeps its own rows: a row's masks and noise depend only on the seed, the step and its
+position in the global batch. The cost is drawing N x the local random numbers.
+
+Outside the context (evaluation, tests, benchmarks) draws come from torch's global RNG as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class GlobalBatchNoise:
+    seed: int
+    offset: int  # position of this forward's first row in the global batch
+    rows: int  # rows of this forward
+    global_size: int  # rows of the global batch
+    generators: dict[str, torch.Generator] = field(default_factory=dict)
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        key = str(device)
+        if key not in self.generators:  # one stream per device, restarted for every forward
+            self.generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        return self.generators[key]
+
+    def draw(self, shape: tuple[int, ...], device: torch.device, make) -> torch.Tensor:
+        """``make(global_shape, generator)`` for the global batch, then this forward's rows. A forward may
+        stack V views of its rows ([view 1; view 2; ...], as PRL's clean and noisy views): then the draw
+        holds V global batches and each view keeps its own slice."""
+        leading = shape[0]
+        if leading % self.rows:
+            raise ValueError(f"a draw of {leading} rows does not stack views of the forward's {self.rows} rows")
+        views = leading // self.rows
+        drawn = make((views * self.global_size, *shape[1:]), self.generator(torch.device(device)))
+        drawn = drawn.view(views, self.global_size, *shape[1:])[:, self.offset : self.offset + self.rows]
+        return drawn.reshape(shape)
+
+
+_ACTIVE: ContextVar[GlobalBatchNoise | None] = ContextVar("global_batch_noise", default=None)
+
+
+@contextmanager
+def global_batch_noise(seed: int, offset: int, rows: int, global_size: int) -> Iterator[GlobalBatchNoise]:
+    """Make every draw of :func:`random_int16` and :func:`randn` independent of how the batch is split."""
+    if not (0 <= offset and 0 < rows and offset + rows <= global_size):
+        raise ValueError(f"rows {offset}..{offset + rows} do not lie in a global batch of {global_size}")
+    token = _ACTIVE.set(GlobalBatchNoise(seed, offset, rows, global_size))
+    try:
+        yield _ACTIVE.get()
+    finally:
+        _ACTIVE.reset(token)
+
+
+def active() -> bool:
+    return _ACTIVE.get() is not None
+
+
+def _draw(shape: tuple[int, ...], device: torch.device, make) -> torch.Tensor:
+    plan = _ACTIVE.get()
+    return make(shape, None) if plan is None else plan.draw(tuple(shape), device, make)
+
+
+def random_int16(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """Uniform int16 values over [-32768, 32767] (two per 32-bit draw: cheap dropout masks on CPU)."""
+
+    def make(size, generator):
+        numel = 1
+        for n in size:
+            numel *= n
+        bits = torch.randint(
+            -(2**31), 2**31 - 1, ((numel + 1) // 2,), dtype=torch.int32, device=device, generator=generator
+        )
+        return bits.view(torch.int16)[:numel].view(size)
+
+    return _draw(shape, device, make)
+
+
+def rand(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Uniform [0, 1) values (dropout masks on accelerators)."""
+    return _draw(shape, device, lambda size, gen: torch.rand(size, device=device, dtype=dtype, generator=gen))
+
+
+def randn(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Standard normal values (PRL's noisy view)."""
+    return _draw(shape, device, lambda size, gen: torch.randn(size, device=device, dtype=dtype, generator=gen))
