@@ -155,6 +155,11 @@ class TrainConfig:
     gradient_accumulation_steps: int = _help(
         "Split each batch into this many micro-batches (same result, less memory).", 1
     )
+    mixed_precision: str | None = _help(
+        "Autocast training to 'bf16' (recent CPUs and GPUs) or 'fp16' (CUDA GPUs), or 'no'; unset: the "
+        "`accelerate launch --mixed_precision` setting. Evaluation always scores in fp32.",
+        None,
+    )
     split_invariant_dropout: bool = _help(
         "Draw dropout masks per row of the global batch, so 1 or N processes and any gradient accumulation "
         "train identically (draws N x the random numbers; off: each process's own RNG).",
@@ -187,6 +192,8 @@ class TrainConfig:
             raise ConfigError("gradient_accumulation_steps cannot exceed batch_size.")
         if self.resume is not None and self.output_dir is None and self.resume == "latest":
             raise ConfigError("--resume latest needs --output_dir (the run to continue).")
+        if self.mixed_precision not in (None, "no", "bf16", "fp16"):
+            raise ConfigError(f"mixed_precision={self.mixed_precision!r} must be 'no', 'bf16' or 'fp16'.")
         if self.report_to not in ("tensorboard", "none"):
             raise ConfigError(f"report_to={self.report_to!r} must be 'tensorboard' or 'none'.")
 

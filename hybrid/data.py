@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +175,14 @@ def build_dataset(config: DataConfig) -> RecDataset:
     user_ends = np.cumsum(counts)
     user_starts = user_ends - counts
     positions = split_positions(config, user_starts, user_ends, times)
+    not_evaluated = int((counts < 3).sum()) if config.split == "leave_one_out" else 0
+    if not_evaluated and len(positions["test"]):
+        warnings.warn(
+            f"{not_evaluated} of {len(counts)} users have fewer than 3 interactions after filtering: they are "
+            "not evaluated, and those with one interaction add no training row either. Set --k_core 3 to drop "
+            "them, or keep them as extra training data.",
+            stacklevel=2,
+        )
     splits = {}
     for name, split_rows in positions.items():
         if len(split_rows) == 0:
@@ -195,6 +204,7 @@ def build_dataset(config: DataConfig) -> RecDataset:
         "interactions": int(len(items)),
         **{f"{name}_rows": len(split) for name, split in splits.items()},
         "items_with_text": int(sum(bool(t) for t in texts)),
+        "users_not_evaluated": not_evaluated,
     }
     return RecDataset(
         splits["train"],

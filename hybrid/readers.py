@@ -293,6 +293,7 @@ def read_interactions(config: DataConfig) -> RawInteractions:
         return read_recbole(config)
     if not os.path.exists(config.dataset):
         raise DataError(
-            f"dataset {config.dataset!r} is neither a built-in dataset {BUILTIN_DATASETS} nor an existing path."
+            f"dataset {config.dataset!r} is neither a built-in dataset {BUILTIN_DATASETS} nor an existing path. "
+            "Check the path (relative paths start at the current directory) or use a built-in name."
         )
     return READERS[config.data_format](config)

@@ -18,8 +18,9 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, PartialState
-from accelerate.utils import broadcast_object_list, set_seed
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, PartialState
+from accelerate.utils import DistributedType, broadcast_object_list, set_seed
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -86,11 +87,22 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
         assert partial.num_processes == int(os.environ["WORLD_SIZE"]), "distributed setup failed"
     output_dir = resolve_output_dir(train_config)
     checkpoint = resolve_checkpoint(output_dir, train_config.resume) if train_config.resume else None
+    if train_config.mixed_precision == "fp16" and cpu:
+        raise ConfigError("mixed_precision='fp16' needs a CUDA GPU; on CPU use 'bf16' or 'no'.")
+    # accelerate keeps one precision per Python process; a later train() call (notebook, tests) may ask for
+    # another. Forget the old setting (the process group in PartialState is kept).
+    AcceleratorState._reset_state()
     accelerator = Accelerator(
         cpu=cpu,
+        mixed_precision=train_config.mixed_precision,
         log_with=None if train_config.report_to == "none" else train_config.report_to,
         project_dir=str(output_dir),
     )
+    if accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
+        raise ConfigError(
+            f"{accelerator.distributed_type.value} is not tested with hybrid-rearec. Use plain data parallel "
+            "(`accelerate launch --multi_gpu`): the model is small enough to be replicated on every device."
+        )
     configure_threads(train_config, accelerator)
     set_seed(train_config.seed)
     main = accelerator.is_main_process
@@ -253,6 +265,7 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
         "protocol": test.protocol,
         "seconds_per_epoch": sum(state.epoch_seconds) / max(len(state.epoch_seconds), 1),
         "num_processes": accelerator.num_processes,
+        "mixed_precision": accelerator.mixed_precision,
         "data": dataset.stats,
         "train_log": state.train_log,
     }

@@ -122,3 +122,13 @@ def test_two_processes_equal_one_process(tmp_path, csv_data_config):
     assert one["test"]["metrics"] == two["test"]["metrics"]
     for a, b in zip(one["train_log"], two["train_log"]):
         assert a["step"] == b["step"] and abs(a["loss"] - b["loss"]) < 1e-4
+
+
+def test_bf16_mixed_precision_trains_and_is_recorded(tmp_path, csv_data_config, tiny_model_config):
+    metrics = train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=2, mixed_precision="bf16"))
+    assert metrics["mixed_precision"] == "bf16"
+    assert all(torch.isfinite(torch.tensor(entry["loss"])) for entry in metrics["train_log"])
+    with pytest.raises(ConfigError, match="fp16' needs a CUDA GPU"):
+        train(csv_data_config, tiny_model_config, quick_train_config(tmp_path / "b", mixed_precision="fp16"))
+    with pytest.raises(ConfigError, match="must be 'no', 'bf16' or 'fp16'"):
+        quick_train_config(tmp_path, mixed_precision="fp8")

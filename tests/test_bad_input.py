@@ -1,0 +1,71 @@
+"""Bad input the other test files do not already cover: each error names the problem and the fix.
+
+Covered elsewhere: missing file, missing column, wrong delimiter, non-numeric timestamp (test_readers);
+empty dataset after filtering, users with one interaction only (test_data); unknown config key (test_config);
+more inference steps than trained (test_rearec); corrupt or truncated checkpoint (test_resume); an output
+directory holding another run (test_train).
+"""
+
+import warnings
+
+import pytest
+import torch
+
+from hybrid.config import DataConfig, ModelConfig
+from hybrid.data import build_dataset
+from hybrid.errors import DataError
+from hybrid.model import HybridRecommender
+from hybrid.readers import read_interactions
+from hybrid.recommend import ItemCatalogue, UnknownItemError, recommend
+
+
+def test_duplicate_header_names_the_columns(tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("user_id,item_id,item_id,timestamp\nu1,i1,i2,1\n")
+    before = path.read_bytes()
+    with pytest.raises(DataError, match=r"repeats the header column\(s\) \['item_id'\].*unique name"):
+        read_interactions(DataConfig(dataset=str(path), data_format="csv"))
+    assert path.read_bytes() == before
+
+
+def test_users_left_with_one_interaction_are_reported_not_evaluated(tmp_path):
+    path = tmp_path / "x.csv"
+    rows = [f"u{u},i{k},{k}" for u in range(3) for k in range(5)] + ["u3,i1,1", "u4,i2,1"]
+    path.write_text("user_id,item_id,timestamp\n" + "\n".join(rows) + "\n")
+    with pytest.warns(UserWarning, match=r"2 of 5 users have fewer than 3 interactions.*--k_core 3"):
+        dataset = build_dataset(DataConfig(dataset=str(path), data_format="csv"))
+    assert dataset.stats["users_not_evaluated"] == 2 and len(dataset.test) == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # k-core 3 drops them: no warning left
+        dataset = build_dataset(DataConfig(dataset=str(path), data_format="csv", k_core=3))
+    assert dataset.stats["users"] == 3
+
+
+@pytest.fixture
+def model_and_catalogue():
+    torch.manual_seed(0)
+    config = ModelConfig(hidden_size=16, num_heads=2, inner_size=32, reasoning_steps=1)
+    model = HybridRecommender(config, num_items=6, max_history=4).eval()
+    return model, ItemCatalogue([f"m{i}" for i in range(1, 7)], [f"Movie {i}" for i in range(1, 7)])
+
+
+def test_unknown_item_in_a_recommend_request_names_the_ids_and_the_fix(model_and_catalogue):
+    model, catalogue = model_and_catalogue
+    with pytest.raises(UnknownItemError, match=r"2 item id\(s\) unknown to this model: 'nope', 'zz'.*drop"):
+        recommend(model, catalogue, [["m1", "nope"], ["zz"]])
+    with pytest.raises(DataError, match=r"histories \[1\] are empty.*at least one item"):
+        recommend(model, catalogue, [["m1"], []])
+
+
+def test_recommend_ranks_by_the_model_scores(model_and_catalogue):
+    model, catalogue = model_and_catalogue
+    histories = [["m1", "m2", "m3", "m4", "m5", "m6"], ["m2"]]  # the first is longer than max_history
+    top = recommend(model, catalogue, histories, k=3)
+    expected = model.score(model.user_vectors(torch.tensor([[3, 4, 5, 6], [0, 0, 0, 2]])))
+    for row, result in enumerate(top):
+        values, items = expected[row].topk(3)
+        assert result.item_ids == [f"m{i}" for i in items.tolist()]
+        assert result.titles == [f"Movie {i}" for i in items.tolist()]
+        assert torch.allclose(torch.tensor(result.scores), values)
+    excluded = recommend(model, catalogue, [["m2", "m3"]], k=4, exclude_history=True)[0]
+    assert not {"m2", "m3"} & set(excluded.item_ids)
