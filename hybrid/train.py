@@ -29,7 +29,7 @@ from hybrid.config import DataConfig, ModelConfig, TrainConfig, to_dict
 from hybrid.data import RecDataset, ShardedBatch, load_dataset, num_batches, shard_batches
 from hybrid.errors import ConfigError
 from hybrid.evaluate import EvalResult, evaluate, format_table
-from hybrid.model import HybridRecommender
+from hybrid.model import HybridRecommender, item_text_vectors, warm_item_mask
 from reasoning.noise import global_batch_noise
 
 RUN_FILES = (
@@ -111,7 +111,10 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
     with accelerator.main_process_first():  # the main process builds the cache, the others read it
         dataset = load_dataset(data_config)
     say(f"data: {json.dumps(dataset.stats)}")
-    model = HybridRecommender(model_config, dataset.num_items, data_config.max_history)
+    with accelerator.main_process_first():  # text vectors: encoded once by the main process, then cached
+        text_vectors = item_text_vectors(model_config, dataset.item_texts, progress=train_config.progress and main)
+    warm_items = warm_item_mask(dataset.train.history, dataset.train.target, dataset.num_items)
+    model = HybridRecommender(model_config, dataset.num_items, data_config.max_history, text_vectors, warm_items)
     optimizer = torch.optim.AdamW(
         decay_groups(model, train_config.weight_decay), lr=train_config.learning_rate, weight_decay=0.0
     )

@@ -10,8 +10,8 @@ from reasoning.objectives import erl_loss, info_nce, item_logits, kl_diversity, 
 from tests.test_backbone import left_padded
 
 
-def tiny(method="prl", steps=3, dropout=0.0, **kwargs):
-    config = ModelConfig(
+def tiny_config(method="prl", steps=3, dropout=0.0, **kwargs):
+    return ModelConfig(
         hidden_size=16,
         num_layers=2,
         num_heads=2,
@@ -22,7 +22,10 @@ def tiny(method="prl", steps=3, dropout=0.0, **kwargs):
         reasoning_method=method,
         **kwargs,
     )
-    return HybridRecommender(config, num_items=20, max_history=12)
+
+
+def tiny(method="prl", steps=3, dropout=0.0, **kwargs):
+    return HybridRecommender(tiny_config(method, steps, dropout, **kwargs), num_items=20, max_history=12)
 
 
 @pytest.mark.parametrize("separate_norm", [False, True])

