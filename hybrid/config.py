@@ -16,7 +16,7 @@ from typing import Any
 
 from hybrid.errors import ConfigError
 
-SPLITS = ("leave_one_out", "global_time")
+SPLITS = ("leave_one_out", "global_time", "cold_items")
 FORMATS = ("recbole", "amazon2023", "rechorus", "csv", "parquet")
 
 
@@ -52,6 +52,11 @@ class DataConfig:
     split: str = _help(f"Split protocol: one of {SPLITS}.", "leave_one_out")
     valid_time: float | None = _help("global_time: targets at or after this timestamp are validation.", None)
     test_time: float | None = _help("global_time: targets at or after this timestamp are test.", None)
+    cold_fraction: float = _help(
+        "cold_items: the newest fraction of items (by first appearance) that are cold: all their interactions "
+        "leave the training data; validation/test are leave-one-out over the full histories.",
+        0.1,
+    )
     cache_dir: str | None = _help(
         "Where processed tensors are cached (default: $HYBRID_REAREC_CACHE or ~/.cache/hybrid-rearec).", None
     )
@@ -65,6 +70,8 @@ class DataConfig:
             raise ConfigError(f"max_history must be >= 1, got {self.max_history}.")
         if self.k_core < 0:
             raise ConfigError(f"k_core must be >= 0 (0 disables it), got {self.k_core}.")
+        if not 0.0 < self.cold_fraction < 1.0:
+            raise ConfigError(f"cold_fraction must be in (0, 1), got {self.cold_fraction}.")
         if self.split == "global_time":
             if self.valid_time is None or self.test_time is None:
                 raise ConfigError("split=global_time needs both --valid_time and --test_time (timestamps).")

@@ -149,7 +149,7 @@ def split_positions(
     user_of = np.repeat(np.arange(len(counts)), counts)
     index_in_user = np.arange(len(times)) - user_starts[user_of]
     has_history = index_in_user >= 1
-    if config.split == "leave_one_out":
+    if config.split in ("leave_one_out", "cold_items"):
         # Users with >= 3 items give their last item to test and the one before to validation; shorter
         # users only train.
         from_end = counts[user_of] - 1 - index_in_user  # 0 = last item
@@ -164,6 +164,32 @@ def split_positions(
     return {name: np.flatnonzero(mask) for name, mask in (("train", train), ("valid", valid), ("test", test))}
 
 
+def cold_item_mask(items: np.ndarray, times: np.ndarray, fraction: float) -> np.ndarray:
+    """[N + 1] bool: the newest ``fraction`` of items 1..N by first appearance (ties: lower id first)."""
+    num_items = int(items.max())
+    first = np.full(num_items + 1, np.inf)
+    np.minimum.at(first, items, times)
+    order = np.lexsort((np.arange(1, num_items + 1), first[1:])) + 1  # oldest first
+    cold = np.zeros(num_items + 1, dtype=bool)
+    cold[order[num_items - max(1, round(fraction * num_items)) :]] = True
+    return cold
+
+
+def training_without_cold_items(
+    items: np.ndarray, users: np.ndarray, times: np.ndarray, positions: dict[str, np.ndarray], fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Flat (items, users, user starts, target positions) of the training rows of the cold_items split: the
+    interactions before each user's evaluation targets, minus every interaction with a cold item."""
+    keep = ~cold_item_mask(items, times, fraction)[items]
+    keep[positions["valid"]] = keep[positions["test"]] = False
+    # Evaluated users' targets are their last two interactions, so dropping them keeps every row's past intact.
+    kept_items, kept_users = items[keep], users[keep]
+    counts = np.bincount(kept_users, minlength=int(users.max()) + 1)
+    starts = np.cumsum(counts) - counts
+    index_in_user = np.arange(len(kept_items)) - starts[kept_users]
+    return kept_items, kept_users, starts, np.flatnonzero(index_in_user >= 1)
+
+
 def build_dataset(config: DataConfig) -> RecDataset:
     """Read, filter, split and tensorise (no cache; see :func:`load_dataset`)."""
     raw = filter_interactions(read_interactions(config), config)
@@ -175,7 +201,7 @@ def build_dataset(config: DataConfig) -> RecDataset:
     user_ends = np.cumsum(counts)
     user_starts = user_ends - counts
     positions = split_positions(config, user_starts, user_ends, times)
-    not_evaluated = int((counts < 3).sum()) if config.split == "leave_one_out" else 0
+    not_evaluated = int((counts < 3).sum()) if config.split != "global_time" else 0
     if not_evaluated and len(positions["test"]):
         warnings.warn(
             f"{not_evaluated} of {len(counts)} users have fewer than 3 interactions after filtering: they are "
@@ -183,17 +209,21 @@ def build_dataset(config: DataConfig) -> RecDataset:
             "them, or keep them as extra training data.",
             stacklevel=2,
         )
+    # cold_items: training rows come from the histories with every cold item (and evaluation target) removed.
+    sources = {name: (items, users, user_starts, rows) for name, rows in positions.items()}
+    if config.split == "cold_items":
+        sources["train"] = training_without_cold_items(items, users, times, positions, config.cold_fraction)
     splits = {}
-    for name, split_rows in positions.items():
+    for name, (split_items, split_users, split_starts, split_rows) in sources.items():
         if len(split_rows) == 0:
             raise DataError(_empty_split_message(name, config, times))
-        starts = user_starts[users[split_rows]]
-        history, target = build_rows(items, starts, split_rows, config.max_history)
-        offsets, past = past_items_csr(items, starts, split_rows)
+        starts = split_starts[split_users[split_rows]]
+        history, target = build_rows(split_items, starts, split_rows, config.max_history)
+        offsets, past = past_items_csr(split_items, starts, split_rows)
         splits[name] = SplitData(
             torch.from_numpy(history),
             torch.from_numpy(target),
-            torch.from_numpy(users[split_rows].astype(np.int64)),
+            torch.from_numpy(split_users[split_rows].astype(np.int64)),
             torch.from_numpy(offsets),
             torch.from_numpy(past),
         )

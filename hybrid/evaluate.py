@@ -26,12 +26,17 @@ class EvalResult:
     metrics: dict[str, float]
     ranks: torch.Tensor = field(repr=False)  # [R] rank of each row's target, in row order
     protocol: str = ""
+    # Metrics of the rows whose target is warm (has training interactions) or cold, and of the cold-target
+    # rows ranked among cold items only; with their row counts.
+    groups: dict[str, dict[str, float]] = field(default_factory=dict)
+    group_rows: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
             "split": self.split,
             "rows": int(self.ranks.numel()),
             "metrics": self.metrics,
+            "groups": {name: {"rows": self.group_rows[name], "metrics": m} for name, m in self.groups.items()},
             "protocol": self.protocol,
         }
 
@@ -53,8 +58,10 @@ def rank_batch(
     item_table: torch.Tensor,
     exclude_history: bool,
     steps: int | None = None,
-) -> torch.Tensor:
-    """Ranks [B] of the targets of ``rows`` (a batch of row indices) against every item."""
+    cold_items: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Ranks [B] of the targets of ``rows`` (a batch of row indices) against every item; with ``cold_items``
+    ([N + 1] bool) also the rank among cold items only (-1 where the target is warm)."""
     device = item_table.device
     history, target = split.batch(rows)
     history, target = history.to(device), target.to(device)
@@ -64,7 +71,11 @@ def rank_batch(
         positions, items = split.past_mask_indices(rows)
         scores[positions.to(device), items.to(device)] = float("-inf")
         scores.scatter_(1, target[:, None], target_score)  # a repeated target is never masked
-    return target_ranks(scores, target)
+    ranks = target_ranks(scores, target)  # [B]
+    if cold_items is None:
+        return ranks, None
+    among_cold = target_ranks(scores.masked_fill(~cold_items[None, :], float("-inf")), target)  # [B]
+    return ranks, torch.where(cold_items[target], among_cold, -1)
 
 
 @torch.no_grad()
@@ -79,12 +90,14 @@ def evaluate(
     split_protocol: str = "leave_one_out",
     cutoffs=DEFAULT_CUTOFFS,
     steps: int | None = None,
+    cold_items: torch.Tensor | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` (an unwrapped HybridRecommender) on ``split``.
 
     ``batches`` yields this process's row indices (default: every row, in order); ``gather`` collects a
     per-row tensor from all processes (``accelerator.gather_for_metrics``; default: identity).
-    ``steps`` runs fewer reasoning steps than trained (default: all).
+    ``steps`` runs fewer reasoning steps than trained (default: all). ``cold_items`` ([N + 1] bool, items
+    without training interactions) adds warm-target and cold-target metrics.
     """
     was_training = model.training
     model.eval()
@@ -92,12 +105,16 @@ def evaluate(
     if batches is None:
         batches = torch.arange(len(split)).split(batch_size)
     gather = gather or (lambda tensor: tensor)
-    all_rows, all_ranks = [], []
+    if cold_items is not None:
+        cold_items = cold_items.to(item_table.device)
+    all_rows, all_ranks, all_cold_ranks = [], [], []
     for rows in batches:
         rows = rows.cpu()
-        ranks = rank_batch(model, split, rows, item_table, exclude_history, steps)
+        ranks, cold_ranks = rank_batch(model, split, rows, item_table, exclude_history, steps, cold_items)
         all_rows.append(gather(rows.to(item_table.device)).cpu())
         all_ranks.append(gather(ranks).cpu())
+        if cold_ranks is not None:
+            all_cold_ranks.append(gather(cold_ranks).cpu())
     model.train(was_training)
     rows = torch.cat(all_rows)
     ranks = torch.empty(len(split), dtype=torch.long)
@@ -105,7 +122,20 @@ def evaluate(
     if torch.unique(rows).numel() != len(split):
         raise RuntimeError(f"evaluation covered {torch.unique(rows).numel()} of {len(split)} rows")
     protocol = describe_protocol(model.num_items, exclude_history, split_protocol, len(split))
-    return EvalResult(split_name, metric_means(ranks, cutoffs), ranks, protocol)
+    result = EvalResult(split_name, metric_means(ranks, cutoffs), ranks, protocol)
+    if cold_items is not None:
+        cold_ranks = torch.empty(len(split), dtype=torch.long)
+        cold_ranks[rows] = torch.cat(all_cold_ranks)
+        cold_target = cold_items.cpu()[split.target]  # [R]
+        for name, mask, values in (
+            ("warm targets", ~cold_target, ranks),
+            ("cold targets", cold_target, ranks),
+            ("cold targets among cold items", cold_target, cold_ranks),
+        ):
+            result.group_rows[name] = int(mask.sum())
+            if mask.any():
+                result.groups[name] = metric_means(values[mask], cutoffs)
+    return result
 
 
 def format_table(results: dict[str, dict[str, float]], cutoffs=DEFAULT_CUTOFFS) -> str:

@@ -115,6 +115,8 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
         text_vectors = item_text_vectors(model_config, dataset.item_texts, progress=train_config.progress and main)
     warm_items = warm_item_mask(dataset.train.history, dataset.train.target, dataset.num_items)
     model = HybridRecommender(model_config, dataset.num_items, data_config.max_history, text_vectors, warm_items)
+    cold_items = ~warm_items
+    cold_items[0] = False  # [N + 1]: items no training row mentions
     optimizer = torch.optim.AdamW(
         decay_groups(model, train_config.weight_decay), lr=train_config.learning_rate, weight_decay=0.0
     )
@@ -154,6 +156,7 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
             gather=accelerator.gather_for_metrics,
             exclude_history=train_config.exclude_history,
             split_protocol=data_config.split,
+            cold_items=cold_items,
         )
 
     def checkpoint_now() -> None:
@@ -286,6 +289,8 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
             }
         )
     )
+    if test.group_rows.get("cold targets"):
+        say(format_table({f"test, {name} ({test.group_rows[name]} rows)": m for name, m in test.groups.items()}))
     say(f"run directory: {output_dir}")
     accelerator.end_training()
     return results

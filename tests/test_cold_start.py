@@ -1,0 +1,74 @@
+"""The cold_items split and warm/cold-target evaluation."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from hybrid.config import DataConfig
+from hybrid.data import build_dataset, cold_item_mask
+from hybrid.evaluate import evaluate
+from hybrid.model import warm_item_mask
+from tests.conftest import write_sequential_csv
+
+
+def test_cold_items_are_the_newest_by_first_appearance():
+    items = np.array([1, 2, 3, 1, 4, 5])
+    times = np.array([5.0, 1.0, 9.0, 0.0, 9.0, 3.0])
+    # first appearance: 1 -> 0, 2 -> 1, 5 -> 3, 3 -> 9, 4 -> 9 (tie: lower id first)
+    assert np.flatnonzero(cold_item_mask(items, times, 0.4)).tolist() == [3, 4]
+    assert np.flatnonzero(cold_item_mask(items, times, 0.01)).tolist() == [4]  # at least one
+
+
+def test_cold_items_split_removes_every_cold_interaction_from_training(tmp_path):
+    path = write_sequential_csv(tmp_path / "x.csv", num_users=30, num_items=25, length=10, planted=False)
+    loo = build_dataset(DataConfig(dataset=str(path), data_format="csv", max_history=6))
+    cold = build_dataset(DataConfig(dataset=str(path), data_format="csv", max_history=6, split="cold_items"))
+    for name in ("valid", "test"):  # evaluation rows are leave-one-out's, over the full histories
+        assert torch.equal(loo.split(name).history, cold.split(name).history)
+        assert torch.equal(loo.split(name).target, cold.split(name).target)
+    cold_ids = torch.from_numpy(np.flatnonzero(cold_item_mask_from(cold)))
+    train = cold.train
+    assert len(cold_ids) == round(0.1 * cold.num_items)
+    assert not torch.isin(train.target, cold_ids).any() and not torch.isin(train.history, cold_ids).any()
+    assert len(train) < len(loo.train)
+    warm = warm_item_mask(train.history, train.target, cold.num_items)
+    assert not warm[cold_ids].any()  # the model sees them as cold
+    assert torch.isin(cold.test.target, cold_ids).any()  # some test targets are cold
+
+
+def cold_item_mask_from(dataset):
+    """The cold items of a cold_items dataset: items that appear in evaluation rows but never in training."""
+    warm = warm_item_mask(dataset.train.history, dataset.train.target, dataset.num_items).numpy()
+    return ~warm & (np.arange(dataset.num_items + 1) > 0)
+
+
+class FixedScores(torch.nn.Module):
+    """A model whose scores are a fixed [N + 1] vector for every user."""
+
+    def __init__(self, scores):
+        super().__init__()
+        self.fixed, self.num_items = scores, len(scores) - 1
+        self.item_encoder = SimpleNamespace(item_table=lambda: torch.zeros(self.num_items + 1, 1))
+
+    def user_vectors(self, history, steps=None):
+        return torch.zeros(len(history), 1)
+
+    def score(self, user_vector, item_table):
+        return self.fixed.expand(len(user_vector), -1).clone()
+
+
+def test_warm_and_cold_target_metrics_and_ranking_among_cold_items(tmp_path):
+    path = write_sequential_csv(tmp_path / "x.csv", num_users=4, num_items=6, length=5)
+    split = build_dataset(DataConfig(dataset=str(path), data_format="csv")).test
+    split.target[:] = torch.tensor([1, 2, 5, 6])
+    scores = torch.tensor([float("-inf"), 6.0, 5.0, 4.0, 3.0, 2.0, 1.0])  # item i ranks i - 1 overall
+    cold = torch.tensor([False, False, False, False, True, True, True])  # items 4, 5, 6
+    result = evaluate(FixedScores(scores), split, "test", cold_items=cold)
+    assert result.ranks.tolist() == [0, 1, 4, 5]
+    assert result.group_rows == {"warm targets": 2, "cold targets": 2, "cold targets among cold items": 2}
+    assert result.groups["warm targets"]["recall@5"] == 1.0
+    assert result.groups["cold targets"]["recall@5"] == 0.5  # ranks 4 and 5
+    among_cold = result.groups["cold targets among cold items"]  # items 5 and 6 rank 1 and 2 among 4, 5, 6
+    assert among_cold["mrr@5"] == (1 / 2 + 1 / 3) / 2
+    assert "groups" in result.to_dict() and result.to_dict()["groups"]["cold targets"]["rows"] == 2
