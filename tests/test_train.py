@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hybrid.config import TrainConfig
+from hybrid.config import DataConfig, ModelConfig, TrainConfig
 from hybrid.errors import ConfigError
 from hybrid.model import HybridRecommender
 from hybrid.train import train
@@ -132,3 +132,21 @@ def test_bf16_mixed_precision_trains_and_is_recorded(tmp_path, csv_data_config, 
         train(csv_data_config, tiny_model_config, quick_train_config(tmp_path / "b", mixed_precision="fp16"))
     with pytest.raises(ConfigError, match="must be 'no', 'bf16' or 'fp16'"):
         quick_train_config(tmp_path, mixed_precision="fp8")
+
+
+@pytest.mark.parametrize("item_encoder,split", [("text", "leave_one_out"), ("hybrid", "cold_items")])
+def test_text_encoders_train_end_to_end_with_the_packaged_minilm(tmp_path, sequential_csv, item_encoder, split):
+    items = tmp_path / "items.csv"
+    genres = ["comedy", "drama", "horror", "romance", "action"]
+    items.write_text("item_id,title\n" + "".join(f"i{k},movie {k} ({genres[k % 5]})\n" for k in range(30)))
+    data = DataConfig(dataset=str(sequential_csv), data_format="csv", item_file=str(items), max_history=8, split=split)
+    model = ModelConfig(
+        hidden_size=16, num_heads=2, inner_size=32, item_encoder=item_encoder, reasoning_steps=1, text_pca_dim=8
+    )
+    metrics = train(data, model, quick_train_config(tmp_path, epochs=2))
+    assert metrics["data"]["items_with_text"] == 30
+    groups = metrics["test"]["groups"]
+    assert set(groups) >= {"warm targets"} and sum(g["rows"] for n, g in groups.items() if "among" not in n) == 40
+    if split == "cold_items":
+        assert groups["cold targets"]["rows"] > 0 and "cold targets among cold items" in groups
+    assert list((tmp_path / "cache" / "text-vectors").glob("*.safetensors"))  # cached for the next run
