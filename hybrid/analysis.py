@@ -38,7 +38,7 @@ def load_run(run_dir: str | Path) -> tuple[HybridRecommender, DataConfig, ModelC
     text_vectors = item_text_vectors(configs["model"], dataset.item_texts, progress=False)
     warm_items = warm_item_mask(dataset.train.history, dataset.train.target, dataset.num_items)
     model = HybridRecommender(
-        configs["model"], dataset.num_items, configs["data"].max_history, text_vectors, warm_items
+        configs["model"], dataset.num_items, configs["data"].max_history, text_vectors, warm_items, dataset.item_texts
     )
     model.load_state_dict(weights)  # strict: a weight missing or extra is an error
     return model.eval(), configs["data"], configs["model"], configs["train"]

@@ -85,7 +85,8 @@ class ModelConfig:
 
     item_encoder: str = _help(
         "Item encoder: 'id' (a trainable embedding per item), 'text' (frozen sentence-transformers vectors of "
-        "the item texts + a trainable adaptor) or 'hybrid' (ID + text fused; cold items use their text alone).",
+        "the item texts + a trainable adaptor), 'hybrid' (ID + text fused; cold items use their text alone) or "
+        "'lm_lora' (a language model tuned with LoRA, trained end to end).",
         "id",
     )
     text_model: str = _help(
@@ -102,6 +103,19 @@ class ModelConfig:
     text_pca_dim: int | None = _help("Reduce the text vectors to this many principal components first.", None)
     text_batch_size: int = _help("Texts encoded at once when the vectors are computed (once, then cached).", 256)
     fusion: str = _help("'hybrid' fusion of ID and text vectors: 'sum', 'concat' or 'gate'.", "sum")
+    lm_model: str = _help(
+        "'lm_lora': transformers model (local path or Hub id; 'all-MiniLM-L6-v2' is the packaged copy).",
+        "all-MiniLM-L6-v2",
+    )
+    lm_pooling: str = _help("'lm_lora': 'mean' over tokens (encoders) or 'last_token' (decoder-only LMs).", "mean")
+    lm_max_length: int = _help("'lm_lora': tokens kept per item text.", 64)
+    lora_r: int = _help("'lm_lora': LoRA rank.", 8)
+    lora_alpha: int = _help("'lm_lora': LoRA alpha (scale alpha / r).", 16)
+    lora_dropout: float = _help("'lm_lora': dropout on the LoRA input.", 0.05)
+    lora_target_modules: str | None = _help(
+        "'lm_lora': comma-separated module names to adapt (default: the attention projections).", None
+    )
+    gradient_checkpointing: bool = _help("'lm_lora': recompute LM activations in backward (less memory).", False)
     hidden_size: int = _help("Hidden size D of item vectors and the Transformer.", 64)
     num_layers: int = _help("Transformer layers.", 2)
     num_heads: int = _help("Attention heads (must divide hidden_size).", 2)
@@ -143,7 +157,8 @@ class ModelConfig:
             "erl_kl_pairs": ("ordered_mean", "unordered_sum"),
             "prl_step_reduction": ("mean", "sum"),
             "prl_contrastive_similarity": ("dot", "cosine"),
-            "item_encoder": ("id", "text", "hybrid"),
+            "item_encoder": ("id", "text", "hybrid", "lm_lora"),
+            "lm_pooling": ("mean", "last_token"),
             "text_adaptor": ("moe", "linear"),
             "fusion": ("sum", "concat", "gate"),
         }

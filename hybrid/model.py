@@ -13,7 +13,8 @@ from torch import nn
 
 from encoders import IDItemEncoder, ItemEncoder
 from encoders.hybrid import HybridItemEncoder
-from encoders.text import TextItemEncoder, load_or_encode_texts
+from encoders.lm_lora import LoRALMItemEncoder
+from encoders.text import TextItemEncoder, load_or_encode_texts, resolve_text_model
 from hybrid.config import ModelConfig
 from hybrid.errors import DataError
 from reasoning.backbone import Backbone, BackboneConfig
@@ -36,9 +37,30 @@ def build_item_encoder(
     num_items: int,
     text_vectors: torch.Tensor | None = None,  # [N, T] frozen text vectors ('text' / 'hybrid')
     warm_items: torch.Tensor | None = None,  # [N + 1] bool, items with training interactions ('hybrid')
+    item_texts: list[str] | None = None,  # texts of items 1..N ('lm_lora')
 ) -> ItemEncoder:
     if config.item_encoder == "id":
         return IDItemEncoder(num_items, config.hidden_size, config.initializer_range)
+    if config.item_encoder == "lm_lora":
+        if item_texts is None or len(item_texts) != num_items:
+            raise ValueError("item_encoder='lm_lora' needs the text of every item")
+        from transformers import AutoModel, AutoTokenizer
+
+        path = resolve_text_model(config.lm_model)
+        return LoRALMItemEncoder(
+            item_texts,
+            AutoModel.from_pretrained(path),
+            AutoTokenizer.from_pretrained(path),
+            config.hidden_size,
+            pooling=config.lm_pooling,
+            lora_r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            lora_target_modules=config.lora_target_modules.split(",") if config.lora_target_modules else None,
+            max_length=config.lm_max_length,
+            gradient_checkpointing=config.gradient_checkpointing,
+            initializer_range=config.initializer_range,
+        )
     if text_vectors is None:
         raise ValueError(f"item_encoder={config.item_encoder!r} needs the items' text vectors")
     if text_vectors.shape[0] != num_items:
@@ -68,6 +90,8 @@ def item_text_vectors(config: ModelConfig, item_texts: list[str], progress: bool
             f"item_encoder={config.item_encoder!r} needs item texts, but the dataset has none. Give an item "
             "table (--item_file, or a .item file with titles) or use --item_encoder id."
         )
+    if config.item_encoder == "lm_lora":  # tokenised by its encoder, tuned in training
+        return None
     return load_or_encode_texts(
         item_texts, config.text_model, config.text_revision, batch_size=config.text_batch_size, progress=progress
     )
@@ -90,10 +114,12 @@ class HybridRecommender(nn.Module):
         max_history: int = 50,
         text_vectors: torch.Tensor | None = None,
         warm_items: torch.Tensor | None = None,
+        item_texts: list[str] | None = None,
+        item_encoder: ItemEncoder | None = None,  # a ready encoder (tests build tiny LMs in code)
     ):
         super().__init__()
         self.config = config
-        self.item_encoder = build_item_encoder(config, num_items, text_vectors, warm_items)
+        self.item_encoder = item_encoder or build_item_encoder(config, num_items, text_vectors, warm_items, item_texts)
         self.backbone = Backbone(
             BackboneConfig(
                 hidden_size=config.hidden_size,
@@ -119,10 +145,17 @@ class HybridRecommender(nn.Module):
     def num_items(self) -> int:
         return self.item_encoder.num_items
 
-    def user_states(self, history: torch.Tensor, steps: int | None = None, noisy_view: bool = False) -> torch.Tensor:
+    def user_states(
+        self,
+        history: torch.Tensor,
+        steps: int | None = None,
+        noisy_view: bool = False,
+        history_vectors: torch.Tensor | None = None,  # [B, L, D] when the caller encoded the items already
+    ) -> torch.Tensor:
         """Left-padded item ids [B, L] -> reasoning states r_0..r_steps [B, steps + 1, D]."""
         key_valid = history > 0  # [B, L]
-        inputs = self.backbone.embed(self.item_encoder.encode(history), key_valid)  # [B, L, D]
+        vectors = self.item_encoder.encode(history) if history_vectors is None else history_vectors
+        inputs = self.backbone.embed(vectors, key_valid)  # [B, L, D]
         return self.reasoning(
             self.backbone,
             inputs,
@@ -147,6 +180,17 @@ class HybridRecommender(nn.Module):
         """Dot-product scores [B, N + 1] against every item; the padding column is -inf."""
         return item_logits(user_vector, self.item_encoder.item_table() if item_table is None else item_table)
 
+    def batch_items(
+        self, history: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Vectors of the batch's distinct items [C + 1, D] (row 0 padding) and history [B, L] and target [B]
+        renumbered into them."""
+        ids = torch.cat([history.flatten(), target, target.new_zeros(1)])  # the 0 makes padding row 0
+        candidates, local = ids.unique(return_inverse=True)  # sorted: candidates[0] == 0
+        local = local[:-1]
+        table = self.item_encoder.encode(candidates)  # [C + 1, D]
+        return table, local[: history.numel()].view_as(history), local[history.numel() :]
+
     def forward(
         self, history: torch.Tensor, target: torch.Tensor | None = None, contrastive: bool = False
     ) -> RecommenderOutput:
@@ -159,15 +203,22 @@ class HybridRecommender(nn.Module):
             and config.reasoning_method == "prl"
             and config.prl_contrastive_weight > 0
         )
+        history_vectors, table = None, None
+        if target is not None and getattr(self.item_encoder, "encodes_batch_items", False):
+            # An LM encoder encodes only the batch's items; the softmax runs over them (in-batch candidates).
+            table, history, target = self.batch_items(history, target)  # [C + 1, D], local ids
+            history_vectors = table[history]  # [B, L, D]
         if two_views:
-            both = self.user_states(torch.cat([history, history]), noisy_view=True)  # [2B, S, D]
-            states, noisy_states = both.chunk(2)
+            views = None if history_vectors is None else torch.cat([history_vectors, history_vectors])
+            both = self.user_states(torch.cat([history, history]), noisy_view=True, history_vectors=views)
+            states, noisy_states = both.chunk(2)  # [B, S, D] each
         else:
-            states, noisy_states = self.user_states(history), None  # [B, S, D]
+            states, noisy_states = self.user_states(history, history_vectors=history_vectors), None  # [B, S, D]
         output = RecommenderOutput(user_vector=self.aggregate(states), user_states=states)
         if target is None:
             return output
-        table = self.item_encoder.item_table()  # [N + 1, D]
+        if table is None:
+            table = self.item_encoder.item_table()  # [N + 1, D]
         if config.reasoning_steps == 0:
             output.loss = cross_entropy(item_logits(output.user_vector, table), target, config.temperature)
         elif config.reasoning_method == "erl":

@@ -114,7 +114,9 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
     with accelerator.main_process_first():  # text vectors: encoded once by the main process, then cached
         text_vectors = item_text_vectors(model_config, dataset.item_texts, progress=train_config.progress and main)
     warm_items = warm_item_mask(dataset.train.history, dataset.train.target, dataset.num_items)
-    model = HybridRecommender(model_config, dataset.num_items, data_config.max_history, text_vectors, warm_items)
+    model = HybridRecommender(
+        model_config, dataset.num_items, data_config.max_history, text_vectors, warm_items, dataset.item_texts
+    )
     cold_items = ~warm_items
     cold_items[0] = False  # [N + 1]: items no training row mentions
     optimizer = torch.optim.AdamW(
