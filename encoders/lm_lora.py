@@ -9,6 +9,7 @@ Shape legend: N items (without padding), U distinct items of a batch, S tokens, 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -34,6 +35,55 @@ def default_target_modules(model: nn.Module) -> list[str]:
     )
 
 
+class PassThrough(nn.Module):
+    """Stands in for an embedding layer: the input is already a hidden state (the cached frozen prefix)."""
+
+    def forward(self, *args, inputs_embeds: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        return inputs_embeds
+
+
+def layer_list(model: nn.Module) -> tuple[nn.Module, str]:
+    """The module that owns the Transformer layers and the attribute that holds them."""
+    if hasattr(model, "encoder") and hasattr(model.encoder, "layer"):  # BERT, MiniLM, RoBERTa
+        return model.encoder, "layer"
+    if hasattr(model, "layers") and hasattr(model, "embed_tokens"):  # Llama, Qwen, Mistral
+        return model, "layers"
+    raise ValueError(
+        f"lora_layers needs a BERT-like or Llama/Qwen-like model, not {type(model).__name__}; leave lora_layers "
+        "unset to tune every layer"
+    )
+
+
+def tuned_module_names(model: nn.Module, suffixes: Sequence[str], first: int) -> list[str]:
+    """Full names of the `suffixes` modules inside layers first..L-1 (peft's own layers_to_transform does not
+    match a bare AutoModel, whose layer names have no prefix)."""
+    owner, attribute = layer_list(model)
+    tuned = {id(m) for layer in list(getattr(owner, attribute))[first:] for m in layer.modules()}
+    return [
+        name for name, module in model.named_modules() if id(module) in tuned and name.rsplit(".", 1)[-1] in suffixes
+    ]
+
+
+def top_layers_view(model: nn.Module, first: int) -> nn.Module:
+    """A model that shares `model`'s modules but takes the hidden state entering layer `first` as
+    `inputs_embeds` and runs only layers first..L-1 (and the final norm, where the model has one)."""
+    owner, attribute = layer_list(model)
+
+    def shallow(module: nn.Module) -> nn.Module:  # a new module object whose children are the same modules
+        clone = copy.copy(module)
+        clone._modules = dict(module._modules)
+        return clone
+
+    view = shallow(model)
+    if owner is model:  # decoder-only: inputs_embeds go straight into the layers
+        view.layers = nn.ModuleList(list(model.layers)[first:])
+    else:
+        view.encoder = shallow(model.encoder)
+        view.encoder.layer = nn.ModuleList(list(model.encoder.layer)[first:])
+        view.embeddings = PassThrough()  # BERT adds positions and a LayerNorm to inputs_embeds; skip that
+    return view
+
+
 class LoRALMItemEncoder(ItemEncoder):
     """Texts -> LoRA-wrapped LM -> pooled hidden state -> Linear -> D-vectors; padding stays zero."""
 
@@ -54,20 +104,30 @@ class LoRALMItemEncoder(ItemEncoder):
         eval_chunk_size: int = 256,
         gradient_checkpointing: bool = False,
         initializer_range: float = 0.02,
+        lora_layers: int | None = None,
+        train_chunk_size: int = 512,
     ):
         super().__init__()
         from peft import LoraConfig, get_peft_model
 
         if pooling not in ("mean", "last_token"):
             raise ValueError(f"pooling {pooling!r} is not one of ('mean', 'last_token')")
-        self.num_items, self.dim, self.pooling, self.eval_chunk_size = len(texts), dim, pooling, eval_chunk_size
+        self.num_items, self.dim, self.pooling = len(texts), dim, pooling
+        self.eval_chunk_size, self.train_chunk_size = eval_chunk_size, train_chunk_size
         if gradient_checkpointing:
             language_model.gradient_checkpointing_enable()
+        target_modules = list(lora_target_modules or default_target_modules(language_model))
+        total_layers = language_model.config.num_hidden_layers if lora_layers else 0
+        if lora_layers is not None and not 1 <= lora_layers <= total_layers:
+            raise ValueError(f"lora_layers={lora_layers} must be between 1 and the LM's {total_layers} layers")
+        self.first_tuned = total_layers - lora_layers if lora_layers else 0
         lora = LoraConfig(
             r=lora_r,
             lora_alpha=lora_alpha,
             lora_dropout=lora_dropout,
-            target_modules=list(lora_target_modules or default_target_modules(language_model)),
+            target_modules=tuned_module_names(language_model, target_modules, self.first_tuned)
+            if lora_layers
+            else target_modules,
         )
         self.language_model = get_peft_model(language_model, lora)  # freezes the LM, adds the adapters
         hidden = language_model.config.hidden_size
@@ -83,6 +143,25 @@ class LoRALMItemEncoder(ItemEncoder):
             ids, mask = ids.gather(1, order), mask.gather(1, order)
         self.register_buffer("token_ids", torch.cat([ids.new_zeros(1, ids.shape[1]), ids]), persistent=False)
         self.register_buffer("token_mask", torch.cat([mask.new_zeros(1, mask.shape[1]), mask]), persistent=False)
+        object.__setattr__(self, "top", None)  # not a submodule: it only re-uses the LM's own modules
+        if self.first_tuned:
+            # The layers below the first tuned one are frozen and see no adapter: their output never changes,
+            # so compute it once; a step then runs only the tuned layers. [N + 1, S, H]
+            self.register_buffer("prefix_states", self._frozen_prefix(), persistent=False)
+            object.__setattr__(self, "top", top_layers_view(self.language_model.get_base_model(), self.first_tuned))
+
+    @torch.no_grad()
+    def _frozen_prefix(self) -> torch.Tensor:
+        base = self.language_model.get_base_model()
+        training, states = base.training, []
+        base.eval()
+        for chunk in torch.arange(self.num_items + 1).split(self.eval_chunk_size):
+            output = base(
+                input_ids=self.token_ids[chunk], attention_mask=self.token_mask[chunk], output_hidden_states=True
+            )
+            states.append(output.hidden_states[self.first_tuned])  # the input of the first tuned layer
+        base.train(training)
+        return torch.cat(states)
 
     def save_adapter(self, folder) -> None:
         """The LoRA weights in peft's own format (adapter_config.json + adapter_model.safetensors)."""
@@ -107,17 +186,27 @@ class LoRALMItemEncoder(ItemEncoder):
         base = sum(p.numel() for name, p in self.language_model.named_parameters() if "lora_" not in name)
         return trainable, base
 
-    def encode_real(self, item_ids: torch.Tensor) -> torch.Tensor:
-        """Distinct real item ids [U] (no padding) -> [U, D]."""
-        mask = self.token_mask[item_ids]  # [U, S]
+    def encode_real(self, item_ids: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+        """Distinct real item ids [U] (no padding) -> [U, D]. Items are sorted by text length and run in chunks
+        padded to their own longest text, so short texts do not pay for the longest one."""
+        lengths = self.token_mask[item_ids].sum(dim=1)  # [U]
+        order = lengths.argsort()
+        pooled = torch.cat([self._pool(item_ids[chunk]) for chunk in order.split(chunk_size or self.train_chunk_size)])
+        return self.project(pooled[order.argsort()])  # [U, D]
+
+    def _pool(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """[C] item ids -> [C, H] pooled LM states."""
+        mask = self.token_mask[item_ids]  # [C, S]
         width = int(mask.sum(dim=1).max())
-        ids, mask = self.token_ids[item_ids, :width], mask[:, :width]
-        states = self.language_model(input_ids=ids, attention_mask=mask).last_hidden_state  # [U, S, H]
-        if self.pooling == "mean":
-            pooled = (states * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        mask = mask[:, :width]
+        if self.top is None:
+            states = self.language_model(input_ids=self.token_ids[item_ids, :width], attention_mask=mask)
         else:
-            pooled = states[torch.arange(len(ids), device=ids.device), mask.sum(1) - 1]
-        return self.project(pooled)  # [U, D]
+            states = self.top(inputs_embeds=self.prefix_states[item_ids, :width], attention_mask=mask)
+        states = states.last_hidden_state  # [C, S, H]
+        if self.pooling == "mean":
+            return (states * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        return states[torch.arange(len(item_ids), device=mask.device), mask.sum(1) - 1]
 
     def encode(self, item_ids: torch.Tensor) -> torch.Tensor:
         unique, inverse = item_ids.unique(return_inverse=True)  # [U], [...]
@@ -131,5 +220,5 @@ class LoRALMItemEncoder(ItemEncoder):
         """The whole catalogue in chunks [N + 1, D]; no gradients (evaluation and inference only)."""
         with torch.no_grad():
             ids = torch.arange(1, self.num_items + 1, device=self.token_ids.device)
-            table = [self.encode_real(chunk) for chunk in ids.split(self.eval_chunk_size)]
+            table = [self.encode_real(ids, self.eval_chunk_size)]
         return torch.cat([table[0].new_zeros(1, self.dim), *table])

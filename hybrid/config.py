@@ -45,6 +45,11 @@ class DataConfig:
     item_text_columns: str | None = _help(
         "Comma-separated item-file columns joined into the item text (default: every non-id column).", None
     )
+    item_text_template: str | None = _help(
+        "Template of the item text over item-file columns, e.g. '{movie_title} ({release_year}). Genres: {class}' "
+        "(overrides item_text_columns and the built-in MovieLens/Amazon texts).",
+        None,
+    )
     delimiter: str | None = _help("Field delimiter of csv files (default: ',' for csv, tab for rechorus).", None)
     min_rating: float | None = _help("Keep only interactions with rating >= this (e.g. 4 for 'rating > 3').", None)
     k_core: int = _help("Iterative k-core: drop users and items with fewer than k interactions (0 = off).", 0)
@@ -115,6 +120,11 @@ class ModelConfig:
     lora_target_modules: str | None = _help(
         "'lm_lora': comma-separated module names to adapt (default: the attention projections).", None
     )
+    lora_layers: int | None = _help(
+        "'lm_lora': put LoRA on the top n layers only; the frozen layers below are run once and their output "
+        "cached (catalogue x tokens x LM hidden floats), so a training step runs n layers. None: every layer.",
+        None,
+    )
     gradient_checkpointing: bool = _help("'lm_lora': recompute LM activations in backward (less memory).", False)
     hidden_size: int = _help("Hidden size D of item vectors and the Transformer.", 64)
     num_layers: int = _help("Transformer layers.", 2)
@@ -173,8 +183,9 @@ class ModelConfig:
             self.text_experts < 1
             or self.text_batch_size < 1
             or (self.text_pca_dim is not None and self.text_pca_dim < 1)
+            or (self.lora_layers is not None and self.lora_layers < 1)
         ):
-            raise ConfigError("text_experts, text_batch_size and text_pca_dim must be >= 1.")
+            raise ConfigError("text_experts, text_batch_size, text_pca_dim and lora_layers must be >= 1.")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads}).")
         if self.temperature <= 0:

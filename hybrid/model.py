@@ -58,6 +58,7 @@ def build_item_encoder(
             lora_dropout=config.lora_dropout,
             lora_target_modules=config.lora_target_modules.split(",") if config.lora_target_modules else None,
             max_length=config.lm_max_length,
+            lora_layers=config.lora_layers,
             gradient_checkpointing=config.gradient_checkpointing,
             initializer_range=config.initializer_range,
         )

@@ -7,6 +7,7 @@ and ratings as floats. Errors name the file, the problem and the setting that fi
 from __future__ import annotations
 
 import os
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,6 +124,32 @@ def _strip_types(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.rename(columns={column: column.split(":", 1)[0] for column in frame.columns})
 
 
+def _template_texts(frame: pd.DataFrame, id_column: str, template: str) -> dict[str, str]:
+    """Fill `template` ('{title} ({year})') from each row; empty cells become ''."""
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    except ValueError as error:
+        raise DataError(
+            f"item_text_template {template!r} is not a valid template ({error}); "
+            "write fields as {column} and a literal brace as {{ or }}."
+        ) from None
+    missing = sorted(fields - set(frame.columns))
+    if missing:
+        raise DataError(
+            f"item_text_template names columns {missing} that the item file lacks; available: "
+            f"{list(frame.columns)}. Fix --item_text_template."
+        )
+    values = frame[sorted(fields)].fillna("").astype(str)
+    ids = frame[id_column].astype(str).tolist()
+    return {i: template.format(**row).strip() for i, row in zip(ids, values.to_dict("records"))}
+
+
+def _item_texts(frame: pd.DataFrame, id_column: str, config: DataConfig) -> dict[str, str]:
+    if config.item_text_template:
+        return _template_texts(frame, id_column, config.item_text_template)
+    return _join_texts(frame, id_column, _split_columns(config.item_text_columns))
+
+
 def _join_texts(frame: pd.DataFrame, id_column: str, text_columns: list[str] | None) -> dict[str, str]:
     columns = text_columns or [column for column in frame.columns if column != id_column]
     missing = [column for column in columns if column not in frame.columns]
@@ -171,7 +198,8 @@ def read_recbole(config: DataConfig) -> RawInteractions:
     if item_path.exists():
         items = _strip_types(_read_delimited(item_path, "\t"))
         _require(items, config.item_column, item_path, "item_column")
-        if {"movie_title", "release_year", "class"} <= set(items.columns) and not config.item_text_columns:
+        movielens = {"movie_title", "release_year", "class"} <= set(items.columns)
+        if movielens and not (config.item_text_columns or config.item_text_template):
             raw.item_texts = {
                 str(i): movielens_text(t, y, g)
                 for i, t, y, g in zip(
@@ -179,7 +207,7 @@ def read_recbole(config: DataConfig) -> RawInteractions:
                 )
             }
         else:
-            raw.item_texts = _join_texts(items, config.item_column, _split_columns(config.item_text_columns))
+            raw.item_texts = _item_texts(items, config.item_column, config)
         raw.files.append(item_path)
     return raw
 
@@ -197,7 +225,10 @@ def read_amazon2023(config: DataConfig) -> RawInteractions:
         meta_path = Path(config.item_file)
         meta = _load_table(meta_path, "json")
         _require(meta, "parent_asin", meta_path, "item_file")
-        raw.item_texts = {str(row["parent_asin"]): amazon_text(row) for row in meta.to_dict("records")}
+        if config.item_text_template:
+            raw.item_texts = _template_texts(meta, "parent_asin", config.item_text_template)
+        else:
+            raw.item_texts = {str(row["parent_asin"]): amazon_text(row) for row in meta.to_dict("records")}
         raw.files.append(meta_path)
     return raw
 
@@ -238,9 +269,7 @@ def read_rechorus(config: DataConfig) -> RawInteractions:
     raw = _concat(raws)
     meta_path = folder / "item_meta.csv"
     if meta_path.exists():
-        raw.item_texts = _join_texts(
-            _read_delimited(meta_path, delimiter), "item_id", _split_columns(config.item_text_columns)
-        )
+        raw.item_texts = _item_texts(_read_delimited(meta_path, delimiter), "item_id", config)
         raw.files.append(meta_path)
     return raw
 
@@ -263,7 +292,7 @@ def read_table(config: DataConfig) -> RawInteractions:
             else _read_delimited(item_path, config.delimiter or ",")
         )
         _require(items, config.item_column, item_path, "item_column")
-        raw.item_texts = _join_texts(items, config.item_column, _split_columns(config.item_text_columns))
+        raw.item_texts = _item_texts(items, config.item_column, config)
         raw.files.append(item_path)
     return raw
 

@@ -73,6 +73,18 @@ def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
+def parameter_counts(model: torch.nn.Module) -> dict[str, int | float]:
+    counts = {
+        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "total": sum(p.numel() for p in model.parameters()),
+    }
+    if hasattr(model.item_encoder, "trainable_share"):
+        trainable, language_model = model.item_encoder.trainable_share()
+        counts |= {"item_encoder_trainable": trainable, "language_model": language_model}
+        counts["trainable_share_of_language_model"] = trainable / language_model
+    return counts
+
+
 def save_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:
     temporary = path.with_name(f".{path.name}.incomplete")
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, temporary)
@@ -275,6 +287,7 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,
         "data": dataset.stats,
+        "parameters": parameter_counts(unwrapped),
         "train_log": state.train_log,
     }
     if main:
@@ -282,6 +295,9 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
         # Per-row ranks (every metric is a function of them): for analysis and exact run comparisons.
         valid_ranks = load_file(output_dir / "valid_ranks.safetensors")["valid"]
         save_atomically({"valid": valid_ranks, "test": test.ranks}, output_dir / "ranks.safetensors")
+        if hasattr(unwrapped.item_encoder, "save_adapter"):  # LoRA weights of the best model, in peft's format
+            unwrapped.item_encoder.save_adapter(output_dir / "adapter")
+    say(f"parameters: {json.dumps(results['parameters'])}")
     say(f"\nprotocol: {test.protocol}")
     say(
         format_table(

@@ -100,3 +100,26 @@ def test_adapter_saves_and_reloads_in_peft_format(tokenizer, tmp_path):
     assert any("lora_B" in name for name, _ in peft_model.named_parameters())  # peft reads it directly
     with pytest.raises(FileNotFoundError, match="adapter_config.json is missing"):
         fresh.load_adapter(tmp_path)
+
+
+@pytest.mark.parametrize("kind,pooling", [("bert", "mean"), ("qwen2", "last_token")])
+def test_top_layer_lora_with_cached_prefix_equals_the_full_forward(tokenizer, kind, pooling, tmp_path):
+    lm = tiny_lm(kind, tokenizer.vocab_size)
+    encoder = LoRALMItemEncoder(TEXTS, lm, tokenizer, dim=8, pooling=pooling, lora_layers=1).eval()
+    with torch.no_grad():
+        for name, parameter in encoder.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_()  # as if trained, so the adapter changes the output
+    lora_names = [name for name, _ in encoder.named_parameters() if "lora_" in name]
+    assert lora_names and all(".1." in name for name in lora_names)  # layer 1 of 0..1 only
+    cached = encoder.item_table()  # runs layer 1 on the cached output of layer 0
+    assert encoder.prefix_states.shape[:2] == encoder.token_ids.shape
+    object.__setattr__(encoder, "top", None)
+    assert torch.allclose(cached, encoder.item_table(), atol=1e-5)  # the whole LM, layer 0 recomputed
+    encoder.save_adapter(tmp_path / "adapter")  # peft names are those of the full model
+    fresh = LoRALMItemEncoder(TEXTS, tiny_lm(kind, tokenizer.vocab_size), tokenizer, 8, pooling, lora_layers=1)
+    fresh.project.load_state_dict(encoder.project.state_dict())
+    fresh.load_adapter(tmp_path / "adapter")
+    assert torch.allclose(fresh.eval().item_table(), cached, atol=1e-5)
+    with pytest.raises(ValueError, match="between 1 and the LM's 2 layers"):
+        LoRALMItemEncoder(TEXTS, tiny_lm(kind, tokenizer.vocab_size), tokenizer, dim=8, lora_layers=3)

@@ -120,3 +120,13 @@ def test_wrong_delimiter_and_bad_timestamp_are_explained(tmp_path, sequential_cs
 def test_missing_file_is_explained(tmp_path):
     with pytest.raises(DataError, match="neither a built-in dataset"):
         read_interactions(DataConfig(dataset=str(tmp_path / "nope.csv"), data_format="csv"))
+
+
+def test_item_text_template_fills_configured_fields():
+    config = DataConfig(item_text_template="{movie_title} ({release_year}). Genres: {class}")
+    raw = read_interactions(config)
+    assert raw.item_texts["1"] == "Toy Story (1995). Genres: Animation Children's Comedy"
+    with pytest.raises(DataError, match=r"\['plot'\].*available.*--item_text_template"):
+        read_interactions(DataConfig(item_text_template="{movie_title}: {plot}"))
+    with pytest.raises(DataError, match=r"not a valid template.*\{\{"):
+        read_interactions(DataConfig(item_text_template="{movie_title"))

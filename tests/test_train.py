@@ -150,3 +150,18 @@ def test_text_encoders_train_end_to_end_with_the_packaged_minilm(tmp_path, seque
     if split == "cold_items":
         assert groups["cold targets"]["rows"] > 0 and "cold targets among cold items" in groups
     assert list((tmp_path / "cache" / "text-vectors").glob("*.safetensors"))  # cached for the next run
+
+
+def test_lora_encoder_trains_end_to_end_and_saves_its_adapter(tmp_path, sequential_csv):
+    from peft import PeftConfig
+
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,title\n" + "".join(f"i{k},movie number {k}\n" for k in range(30)))
+    data = DataConfig(dataset=str(sequential_csv), data_format="csv", item_file=str(items), max_history=8)
+    model = ModelConfig(
+        hidden_size=16, num_heads=2, inner_size=32, item_encoder="lm_lora", lora_layers=1, lm_max_length=8
+    )
+    metrics = train(data, model, quick_train_config(tmp_path, epochs=1))
+    counts = metrics["parameters"]
+    assert 0 < counts["item_encoder_trainable"] < 0.01 * counts["language_model"] < counts["total"]
+    assert PeftConfig.from_pretrained(str(tmp_path / "run" / "adapter")).r == 8
