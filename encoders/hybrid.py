@@ -63,3 +63,11 @@ class HybridItemEncoder(ItemEncoder):
 
     def encode(self, item_ids: torch.Tensor) -> torch.Tensor:
         return self.fuse(self.id_encoder.encode(item_ids), self.text_encoder.encode(item_ids), item_ids)
+
+    def add_items(self, text_vectors: torch.Tensor) -> None:
+        """New items [M, T] from their frozen text vectors: cold (text only) until a model is retrained."""
+        self.text_encoder.add_items(text_vectors)
+        self.id_encoder.add_items(text_vectors.shape[0])
+        cold = self.warm_items.new_zeros(text_vectors.shape[0])
+        self.warm_items = torch.cat([self.warm_items, cold])
+        self.num_items = self.text_encoder.num_items

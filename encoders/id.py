@@ -27,3 +27,14 @@ class IDItemEncoder(ItemEncoder):
 
     def encode(self, item_ids: torch.Tensor) -> torch.Tensor:
         return self.embedding(item_ids)  # [..., D]
+
+    def add_items(self, count: int) -> None:
+        """Rows for ``count`` new items (ids N + 1..N + count). They are zero: a new item has no trained ID
+        vector, so a hybrid encoder treats it as cold (text only)."""
+        weight = self.embedding.weight
+        grown = nn.Embedding(self.num_items + count + 1, self.dim, padding_idx=0).to(weight.device, weight.dtype)
+        with torch.no_grad():
+            grown.weight.zero_()
+            grown.weight[: self.num_items + 1] = weight
+        grown.weight.requires_grad_(weight.requires_grad)
+        self.embedding, self.num_items = grown, self.num_items + count

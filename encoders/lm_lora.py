@@ -134,28 +134,54 @@ class LoRALMItemEncoder(ItemEncoder):
         self.project = nn.Linear(hidden, dim)
         nn.init.normal_(self.project.weight, std=initializer_range)
         nn.init.zeros_(self.project.bias)
-        # Tokenised once: [N + 1, S] ids and mask, row 0 (padding) empty. Right padding, so the last real
-        # token of row i sits at mask.sum() - 1.
-        tokens = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-        ids, mask = tokens["input_ids"], tokens["attention_mask"]
-        if tokenizer.padding_side == "left":  # move padding right
-            order = torch.sort((mask == 0).long(), dim=1, stable=True, descending=False).indices
-            ids, mask = ids.gather(1, order), mask.gather(1, order)
+        self.tokenizer, self.max_length = tokenizer, max_length
+        # Tokenised once: [N + 1, S] ids and mask, row 0 (padding) empty.
+        ids, mask = self._tokenise(texts)
         self.register_buffer("token_ids", torch.cat([ids.new_zeros(1, ids.shape[1]), ids]), persistent=False)
         self.register_buffer("token_mask", torch.cat([mask.new_zeros(1, mask.shape[1]), mask]), persistent=False)
         object.__setattr__(self, "top", None)  # not a submodule: it only re-uses the LM's own modules
         if self.first_tuned:
             # The layers below the first tuned one are frozen and see no adapter: their output never changes,
             # so compute it once; a step then runs only the tuned layers. [N + 1, S, H]
-            self.register_buffer("prefix_states", self._frozen_prefix(), persistent=False)
+            self.register_buffer("prefix_states", self._frozen_prefix(torch.arange(self.num_items + 1)), False)
             object.__setattr__(self, "top", top_layers_view(self.language_model.get_base_model(), self.first_tuned))
 
+    def _tokenise(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Texts -> ids and mask [M, S], right-padded (the last real token of row i sits at mask.sum() - 1)."""
+        tokens = self.tokenizer(
+            list(texts), truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
+        )
+        ids, mask = tokens["input_ids"], tokens["attention_mask"]
+        if self.tokenizer.padding_side == "left":  # move padding right
+            order = torch.sort((mask == 0).long(), dim=1, stable=True, descending=False).indices
+            ids, mask = ids.gather(1, order), mask.gather(1, order)
+        return ids, mask
+
+    def add_items(self, texts: Sequence[str]) -> None:
+        """New items (ids N + 1..N + M) from their texts, usable at once: cold start without retraining."""
+        ids, mask = self._tokenise(texts)  # [M, S']
+        device = self.token_ids.device
+        width = max(ids.shape[1], self.token_ids.shape[1])
+
+        def widen(tensor: torch.Tensor) -> torch.Tensor:  # right-pad the token axis (dim 1) to `width`
+            pad = tensor.new_zeros(tensor.shape[0], width - tensor.shape[1], *tensor.shape[2:])
+            return torch.cat([tensor, pad], dim=1)
+
+        first_new = self.num_items + 1
+        self.token_ids = torch.cat([widen(self.token_ids), widen(ids.to(device))])
+        self.token_mask = torch.cat([widen(self.token_mask), widen(mask.to(device))])
+        self.num_items += len(texts)
+        if self.top is not None:
+            new = self._frozen_prefix(torch.arange(first_new, self.num_items + 1, device=device))
+            self.prefix_states = torch.cat([widen(self.prefix_states), widen(new)])
+
     @torch.no_grad()
-    def _frozen_prefix(self) -> torch.Tensor:
+    def _frozen_prefix(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """Hidden states entering the first tuned layer, [M, S, H] for item ids [M]."""
         base = self.language_model.get_base_model()
         training, states = base.training, []
         base.eval()
-        for chunk in torch.arange(self.num_items + 1).split(self.eval_chunk_size):
+        for chunk in item_ids.split(self.eval_chunk_size):
             output = base(
                 input_ids=self.token_ids[chunk], attention_mask=self.token_mask[chunk], output_hidden_states=True
             )

@@ -166,20 +166,23 @@ class TextItemEncoder(ItemEncoder):
         mean, basis = pca_basis(text_vectors, pca_dim) if pca_dim else (None, None)
         self.register_buffer("pca_mean", mean)  # [T] (None without PCA)
         self.register_buffer("pca_basis", basis)  # [T, P]
-        reduced = self.reduce(text_vectors)  # [N, P]
-        # Not a saved weight: the frozen vectors travel with the item catalogue and are rebuilt from text.
-        self.register_buffer("text_vectors", torch.cat([reduced.new_zeros(1, reduced.shape[1]), reduced]), False)
-        self.adaptor = build_adaptor(adaptor, reduced.shape[1], dim, num_experts, adaptor_dropout, initializer_range)
+        # Not a saved weight: the frozen vectors travel with the item catalogue. Kept unreduced [N + 1, T] so
+        # that items added later and a saved model carry the same vectors the model was trained on.
+        self.register_buffer(
+            "text_vectors", torch.cat([text_vectors.new_zeros(1, self.input_size), text_vectors]), False
+        )
+        in_dim = self.input_size if basis is None else basis.shape[1]
+        self.adaptor = build_adaptor(adaptor, in_dim, dim, num_experts, adaptor_dropout, initializer_range)
 
     def item_table(self) -> torch.Tensor:
-        table = self.adaptor(self.text_vectors[1:])  # [N, D]
+        table = self.adaptor(self.reduce(self.text_vectors[1:]))  # [N, D]
         return torch.cat([table.new_zeros(1, self.dim), table])  # [N + 1, D]
 
     def encode(self, item_ids: torch.Tensor) -> torch.Tensor:
         # A batch repeats items: run the adaptor once per distinct id, then gather.
         unique, inverse = item_ids.unique(return_inverse=True)  # [U], [...]
-        vectors = self.adaptor(self.text_vectors[unique]) * (unique > 0).unsqueeze(-1)  # [U, D], padding -> 0
-        return vectors[inverse]  # [..., D]
+        vectors = self.adaptor(self.reduce(self.text_vectors[unique])) * (unique > 0).unsqueeze(-1)  # [U, D]
+        return vectors[inverse]  # [..., D], padding -> 0
 
     def reduce(self, text_vectors: torch.Tensor) -> torch.Tensor:
         """The PCA projection (identity without PCA): [M, T] -> [M, P]."""
@@ -191,6 +194,5 @@ class TextItemEncoder(ItemEncoder):
         """Append frozen vectors [M, T] of new items (ids N + 1..N + M): cold start without retraining."""
         if text_vectors.ndim != 2 or text_vectors.shape[1] != self.input_size:
             raise ValueError(f"new vectors must be [M, {self.input_size}], got {tuple(text_vectors.shape)}")
-        reduced = self.reduce(text_vectors.float().to(self.text_vectors.device))  # [M, P]
-        self.text_vectors = torch.cat([self.text_vectors, reduced])
+        self.text_vectors = torch.cat([self.text_vectors, text_vectors.float().to(self.text_vectors.device)])
         self.num_items += text_vectors.shape[0]

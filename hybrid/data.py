@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -31,7 +31,7 @@ from hybrid.config import DataConfig
 from hybrid.errors import DataError
 from hybrid.readers import BUILTIN_DATASETS, RawInteractions, read_interactions
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass
@@ -77,6 +77,7 @@ class RecDataset:
     user_ids: list[str]
     item_texts: list[str]  # text of item 1..N, '' where the source has none
     stats: dict
+    item_titles: list[str] = field(default_factory=list)  # title of item 1..N for people (default: its text)
 
     @property
     def num_items(self) -> int:
@@ -228,6 +229,7 @@ def build_dataset(config: DataConfig) -> RecDataset:
             torch.from_numpy(past),
         )
     texts = [raw.item_texts.get(str(item), "") for item in item_ids]
+    titles = [raw.item_titles.get(str(item)) or text for item, text in zip(item_ids, texts)]
     stats = {
         "users": int(len(user_ids)),
         "items": int(len(item_ids)),
@@ -244,6 +246,7 @@ def build_dataset(config: DataConfig) -> RecDataset:
         [str(u) for u in user_ids],
         texts,
         stats,
+        titles,
     )
 
 
@@ -286,9 +289,9 @@ def save_dataset(dataset: RecDataset, folder: Path) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
     tensors = {
-        f"{name}.{field.name}": getattr(dataset.split(name), field.name).contiguous()
+        f"{name}.{column.name}": getattr(dataset.split(name), column.name).contiguous()
         for name in ("train", "valid", "test")
-        for field in dataclasses.fields(SplitData)
+        for column in dataclasses.fields(SplitData)
     }
     save_file(tensors, temporary / "tensors.safetensors")
     meta = {
@@ -296,6 +299,7 @@ def save_dataset(dataset: RecDataset, folder: Path) -> None:
         "item_ids": dataset.item_ids,
         "user_ids": dataset.user_ids,
         "item_texts": dataset.item_texts,
+        "item_titles": dataset.item_titles,
         "stats": dataset.stats,
     }
     (temporary / "meta.json").write_text(json.dumps(meta))
@@ -320,6 +324,7 @@ def read_cached_dataset(folder: Path) -> RecDataset:
         meta["user_ids"],
         meta["item_texts"],
         meta["stats"],
+        meta.get("item_titles") or meta["item_texts"],
     )
 
 

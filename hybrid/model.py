@@ -6,9 +6,12 @@ Shape legend: B batch, L history length, K reasoning steps (S = K + 1 states), D
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
+from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from encoders import IDItemEncoder, ItemEncoder
@@ -16,7 +19,8 @@ from encoders.hybrid import HybridItemEncoder
 from encoders.lm_lora import LoRALMItemEncoder
 from encoders.text import TextItemEncoder, load_or_encode_texts, resolve_text_model
 from hybrid.config import ModelConfig
-from hybrid.errors import DataError
+from hybrid.errors import ConfigError, DataError
+from hybrid.recommend import ItemCatalogue, Recommendation, recommend
 from reasoning.backbone import Backbone, BackboneConfig
 from reasoning.objectives import cross_entropy, erl_loss, item_logits, prl_loss
 from reasoning.rearec import ReasoningHead
@@ -107,7 +111,17 @@ def warm_item_mask(train_history: torch.Tensor, train_target: torch.Tensor, num_
     return warm
 
 
-class HybridRecommender(nn.Module):
+class HybridRecommender(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="hybrid-rearec",
+    tags=["recommendation", "sequential-recommendation", "rearec"],
+):
+    """Item encoder + SASRec backbone + ReaRec head, with its item catalogue once trained or loaded.
+
+    ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` use the folder format of ``hybrid/pretrained.py``.
+    """
+
     def __init__(
         self,
         config: ModelConfig,
@@ -120,6 +134,8 @@ class HybridRecommender(nn.Module):
     ):
         super().__init__()
         self.config = config
+        self.catalogue: ItemCatalogue | None = None  # raw ids/texts/titles of items 1..N, for recommend()
+        self.results: dict | None = None  # test metrics, protocol and training config, for the model card
         self.item_encoder = item_encoder or build_item_encoder(config, num_items, text_vectors, warm_items, item_texts)
         self.backbone = Backbone(
             BackboneConfig(
@@ -241,3 +257,79 @@ class HybridRecommender(nn.Module):
                 config.prl_contrastive_temperature,
             )
         return output
+
+    # ------------------------------------------------------------------------------------ use and share
+    def recommend(
+        self, histories: Sequence[Sequence[str]], k: int = 10, exclude_history: bool = False
+    ) -> list[Recommendation]:
+        """Top-``k`` item ids, titles and scores for each history of item ids or exact titles (oldest first)."""
+        if self.catalogue is None:
+            raise ValueError("this model has no item catalogue; load one with from_pretrained or set .catalogue")
+        return recommend(self, self.catalogue, histories, k=k, exclude_history=exclude_history)
+
+    def add_items(
+        self, texts: Sequence[str], item_ids: Sequence[str] | None = None, titles: Sequence[str] | None = None
+    ) -> list[str]:
+        """Add items known only by their text, usable at once (cold start without retraining). Returns their ids
+        (default 'new-1', 'new-2', ...)."""
+        if self.config.item_encoder == "id":
+            raise ConfigError(
+                "an ID-only model (item_encoder='id') has no vector for an item it never saw; train a 'text', "
+                "'hybrid' or 'lm_lora' model to add items by text."
+            )
+        if self.catalogue is None:
+            raise ValueError("this model has no item catalogue; load one with from_pretrained or set .catalogue")
+        texts = [str(text) for text in texts]
+        vectors = None
+        if self.config.item_encoder in ("text", "hybrid") and all(t.strip() for t in texts):
+            vectors = load_or_encode_texts(texts, self.config.text_model, self.config.text_revision, progress=False)
+        new_ids = self.catalogue.add(texts, item_ids, titles)  # validates before anything changes
+        self.item_encoder.add_items(texts if vectors is None else vectors)
+        return new_ids
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        from hybrid.hub import model_card
+        from hybrid.pretrained import save_folder
+
+        save_folder(self, save_directory)
+        model_card(self).save(Path(save_directory) / "README.md")
+
+    def generate_model_card(self, *args, **kwargs):
+        from hybrid.hub import model_card
+
+        return model_card(self)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | Path,
+        *,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        **kwargs,
+    ) -> HybridRecommender:
+        """Load a folder written by ``save_pretrained``, or download a Hub repo holding one. Strict: a missing or
+        unexpected weight is an error."""
+        from hybrid.pretrained import ModelFileError, load_folder
+
+        if kwargs:
+            raise TypeError(f"unexpected arguments {sorted(kwargs)}")
+        folder = Path(pretrained_model_name_or_path)
+        if not folder.is_dir():
+            from huggingface_hub import snapshot_download
+
+            name = str(pretrained_model_name_or_path)
+            try:
+                folder = Path(
+                    snapshot_download(
+                        name, revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only
+                    )
+                )
+            except Exception as error:  # offline, unknown repo, no access: one clear message
+                raise ModelFileError(
+                    f"{name!r} is neither a local folder nor a Hub repo that could be downloaded "
+                    f"({type(error).__name__}: {error}). Check the path, the repo id, your network and HF_TOKEN."
+                ) from None
+        return load_folder(cls, folder)

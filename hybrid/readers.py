@@ -29,6 +29,7 @@ class RawInteractions:
     times: np.ndarray  # [M] float64
     ratings: np.ndarray | None  # [M] float64
     item_texts: dict[str, str] = field(default_factory=dict)
+    item_titles: dict[str, str] = field(default_factory=dict)  # short names for people; default: the text
     files: list[Path] = field(default_factory=list)  # every file read, for the cache fingerprint
 
 
@@ -208,8 +209,21 @@ def read_recbole(config: DataConfig) -> RawInteractions:
             }
         else:
             raw.item_texts = _item_texts(items, config.item_column, config)
+        raw.item_titles = _titles(items, config.item_column)
         raw.files.append(item_path)
     return raw
+
+
+def _titles(frame: pd.DataFrame, id_column: str) -> dict[str, str]:
+    """Item titles for recommendations shown to people, from a title column where the item file has one."""
+    if {"movie_title", "release_year"} <= set(frame.columns):  # MovieLens: 'Toy Story (1995)'
+        years = frame["release_year"].fillna("").astype(str)
+        titles = [f"{t} ({y})" if y else str(t) for t, y in zip(frame["movie_title"].astype(str), years)]
+        return dict(zip(frame[id_column].astype(str), titles))
+    for column in ("title", "movie_title", "name"):
+        if column in frame.columns:
+            return dict(zip(frame[id_column].astype(str), frame[column].fillna("").astype(str)))
+    return {}
 
 
 def _split_columns(columns: str | None) -> list[str] | None:
@@ -229,6 +243,7 @@ def read_amazon2023(config: DataConfig) -> RawInteractions:
             raw.item_texts = _template_texts(meta, "parent_asin", config.item_text_template)
         else:
             raw.item_texts = {str(row["parent_asin"]): amazon_text(row) for row in meta.to_dict("records")}
+        raw.item_titles = _titles(meta, "parent_asin")
         raw.files.append(meta_path)
     return raw
 
@@ -269,7 +284,8 @@ def read_rechorus(config: DataConfig) -> RawInteractions:
     raw = _concat(raws)
     meta_path = folder / "item_meta.csv"
     if meta_path.exists():
-        raw.item_texts = _item_texts(_read_delimited(meta_path, delimiter), "item_id", config)
+        meta = _read_delimited(meta_path, delimiter)
+        raw.item_texts, raw.item_titles = _item_texts(meta, "item_id", config), _titles(meta, "item_id")
         raw.files.append(meta_path)
     return raw
 
@@ -293,6 +309,7 @@ def read_table(config: DataConfig) -> RawInteractions:
         )
         _require(items, config.item_column, item_path, "item_column")
         raw.item_texts = _item_texts(items, config.item_column, config)
+        raw.item_titles = _titles(items, config.item_column)
         raw.files.append(item_path)
     return raw
 

@@ -1,4 +1,4 @@
-"""Recommendations for new histories given as raw item ids (the ids of the training data).
+"""Recommendations for new histories given as raw item ids or titles.
 
 The item catalogue maps raw ids to the model's item indexes 1..N; a history holding an id the model never
 saw is refused with the ids and the fix, never silently dropped or mapped to padding.
@@ -30,40 +30,93 @@ class Recommendation:
 
 
 class ItemCatalogue:
-    """Raw item ids (and their texts) of items 1..N, in the model's index order."""
+    """Raw item ids, texts and titles of items 1..N, in the model's index order."""
 
-    def __init__(self, item_ids: Sequence[str], item_texts: Sequence[str] | None = None):
+    def __init__(
+        self,
+        item_ids: Sequence[str],
+        item_texts: Sequence[str] | None = None,
+        item_titles: Sequence[str] | None = None,
+    ):
         self.item_ids = [str(i) for i in item_ids]
         self.item_texts = list(item_texts) if item_texts is not None else [""] * len(self.item_ids)
-        if len(self.item_texts) != len(self.item_ids):
-            raise ValueError(f"{len(self.item_texts)} texts for {len(self.item_ids)} items")
+        self.item_titles = list(item_titles) if item_titles else list(self.item_texts)
+        if not len(self.item_texts) == len(self.item_titles) == len(self.item_ids):
+            raise ValueError(f"{len(self.item_texts)} texts, {len(self.item_titles)} titles, {len(self)} items")
         self.index = {item: i + 1 for i, item in enumerate(self.item_ids)}  # 0 is padding
         if len(self.index) != len(self.item_ids):
             raise ValueError("item ids must be unique")
 
     @classmethod
     def from_dataset(cls, dataset) -> ItemCatalogue:
-        return cls(dataset.item_ids, dataset.item_texts)
+        return cls(dataset.item_ids, dataset.item_texts, dataset.item_titles or None)
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"item_ids": self.item_ids, "item_texts": self.item_texts, "item_titles": self.item_titles}
 
     def __len__(self) -> int:
         return len(self.item_ids)
 
+    def add(self, texts: Sequence[str], item_ids: Sequence[str] | None = None, titles: Sequence[str] | None = None):
+        """Append new items; ids default to 'new-1', 'new-2', ... (unused ones). Returns their ids."""
+        if item_ids is None:
+            item_ids, n = [], 0
+            while len(item_ids) < len(texts):
+                n += 1
+                if f"new-{n}" not in self.index:
+                    item_ids.append(f"new-{n}")
+        item_ids = [str(i) for i in item_ids]
+        taken = sorted({i for i in item_ids if i in self.index} | {i for i in item_ids if item_ids.count(i) > 1})
+        if taken or len(item_ids) != len(texts):
+            raise DataError(
+                f"new item ids must be unique and not in the catalogue (already there or repeated: {taken[:5]}), "
+                f"one per text ({len(item_ids)} ids for {len(texts)} texts)."
+            )
+        empty = [n for n, text in enumerate(texts) if not str(text).strip()]
+        if empty:
+            raise DataError(f"texts {empty[:5]} are empty: a new item is known by its text alone; give it one.")
+        titles = list(titles) if titles is not None else [str(t) for t in texts]
+        for item, text, title in zip(item_ids, texts, titles):
+            self.item_ids.append(item)
+            self.item_texts.append(str(text))
+            self.item_titles.append(str(title))
+            self.index[item] = len(self.item_ids)
+        return item_ids
+
+    def resolve(self, item: str) -> str:
+        """An item given by id, or else by its exact title or text (case-insensitive), -> its id."""
+        item = str(item)
+        if item in self.index:
+            return item
+        if not hasattr(self, "_by_name"):
+            self._by_name: dict[str, list[str]] = {}
+            for item_id, title, text in zip(self.item_ids, self.item_titles, self.item_texts):
+                for name in {title.casefold(), text.casefold()} - {""}:
+                    self._by_name.setdefault(name, []).append(item_id)
+        matches = self._by_name.get(item.casefold(), [])
+        if len(matches) > 1:
+            raise DataError(f"{item!r} names {len(matches)} items ({matches[:5]}); give the item id instead.")
+        return matches[0] if matches else item  # an unknown name stays as is and is reported as unknown
+
     def indexes(self, histories: Sequence[Sequence[str]]) -> list[list[int]]:
-        """Raw ids -> item indexes, with one error listing every unknown id and every empty history."""
+        """Raw ids (or titles) -> item indexes, with one error listing every unknown item and empty history."""
         empty = [n for n, history in enumerate(histories) if len(history) == 0]
         if empty:
             raise DataError(
                 f"histories {empty[:5]} are empty; give each at least one item id it interacted with "
                 "(a user with no history needs a popularity or cold-start fallback outside the model)."
             )
-        unknown = sorted({str(item) for history in histories for item in history if str(item) not in self.index})
+        self.__dict__.pop("_by_name", None)  # the catalogue may have grown since the last request
+        histories = [[self.resolve(item) for item in history] for history in histories]
+        unknown = sorted({item for history in histories for item in history if item not in self.index})
         if unknown:
             shown = ", ".join(repr(item) for item in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
             raise UnknownItemError(
-                f"{len(unknown)} item id(s) unknown to this model: {shown}. Use ids of the training data "
-                f"({len(self)} items, e.g. {self.item_ids[0]!r}), or drop the unknown ones from the history."
+                f"{len(unknown)} item(s) unknown to this model: {shown}. Use ids of the training data "
+                f"({len(self)} items, e.g. {self.item_ids[0]!r}) or their exact titles, add new items by text "
+                "(model.add_items), or drop the unknown ones from the history."
             )
-        return [[self.index[str(item)] for item in history] for history in histories]
+        return [[self.index[item] for item in history] for history in histories]
 
 
 def pad_histories(indexes: list[list[int]], max_history: int) -> torch.Tensor:
@@ -106,7 +159,7 @@ def recommend(
         Recommendation(
             item_ids=[catalogue.item_ids[i - 1] for i in items.tolist()],
             scores=values.tolist(),
-            titles=[catalogue.item_texts[i - 1] for i in items.tolist()],
+            titles=[catalogue.item_titles[i - 1] for i in items.tolist()],
         )
         for values, items in zip(top.values, top.indices)
     ]

@@ -30,6 +30,8 @@ from hybrid.data import RecDataset, ShardedBatch, load_dataset, num_batches, sha
 from hybrid.errors import ConfigError
 from hybrid.evaluate import EvalResult, evaluate, format_table
 from hybrid.model import HybridRecommender, item_text_vectors, warm_item_mask
+from hybrid.readers import BUILTIN_DATASETS
+from hybrid.recommend import ItemCatalogue
 from reasoning.noise import global_batch_noise
 
 RUN_FILES = (
@@ -41,6 +43,7 @@ RUN_FILES = (
     "checkpoints",
 )
 BEST_MODEL = "model.safetensors"
+PRETRAINED = "model"  # the save_pretrained folder of the best model
 CHECKPOINT_BEST_MODEL = "best_model.safetensors"  # beside accelerate's own model.safetensors (the current weights)
 
 
@@ -295,8 +298,16 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
         # Per-row ranks (every metric is a function of them): for analysis and exact run comparisons.
         valid_ranks = load_file(output_dir / "valid_ranks.safetensors")["valid"]
         save_atomically({"valid": valid_ranks, "test": test.ranks}, output_dir / "ranks.safetensors")
-        if hasattr(unwrapped.item_encoder, "save_adapter"):  # LoRA weights of the best model, in peft's format
-            unwrapped.item_encoder.save_adapter(output_dir / "adapter")
+        # The best model as a self-contained folder (catalogue, card, adapter): what push_to_hub uploads.
+        unwrapped.catalogue = ItemCatalogue.from_dataset(dataset)
+        unwrapped.results = {
+            "run_name": train_config.run_name,
+            "dataset": data_config.dataset if data_config.dataset in BUILTIN_DATASETS else None,
+            "test": test.metrics,
+            "protocol": test.protocol,
+            "train_config": to_dict(data_config, train_config),
+        }
+        unwrapped.save_pretrained(output_dir / PRETRAINED)
     say(f"parameters: {json.dumps(results['parameters'])}")
     say(f"\nprotocol: {test.protocol}")
     say(

@@ -51,7 +51,7 @@ def model_and_catalogue():
 
 def test_unknown_item_in_a_recommend_request_names_the_ids_and_the_fix(model_and_catalogue):
     model, catalogue = model_and_catalogue
-    with pytest.raises(UnknownItemError, match=r"2 item id\(s\) unknown to this model: 'nope', 'zz'.*drop"):
+    with pytest.raises(UnknownItemError, match=r"2 item\(s\) unknown to this model: 'nope', 'zz'.*drop"):
         recommend(model, catalogue, [["m1", "nope"], ["zz"]])
     with pytest.raises(DataError, match=r"histories \[1\] are empty.*at least one item"):
         recommend(model, catalogue, [["m1"], []])

@@ -164,4 +164,4 @@ def test_lora_encoder_trains_end_to_end_and_saves_its_adapter(tmp_path, sequenti
     metrics = train(data, model, quick_train_config(tmp_path, epochs=1))
     counts = metrics["parameters"]
     assert 0 < counts["item_encoder_trainable"] < 0.01 * counts["language_model"] < counts["total"]
-    assert PeftConfig.from_pretrained(str(tmp_path / "run" / "adapter")).r == 8
+    assert PeftConfig.from_pretrained(str(tmp_path / "run" / "model" / "adapter")).r == 8

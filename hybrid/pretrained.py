@@ -1,0 +1,178 @@
+"""A trained recommender as a self-contained folder: what `save_pretrained` writes and `from_pretrained` reads.
+
+    config.json               format version, the model config, catalogue size and history length
+    model.safetensors         trainable weights (and small fixed tensors: PCA basis, warm-item mask), nothing
+                              frozen: a frozen text model or LM is referenced by name/path, never copied
+    catalogue.json            raw ids, texts and titles of items 1..N (recommendations are reported in these)
+    text_vectors.safetensors  frozen text vectors of items 1..N ('text' and 'hybrid' encoders)
+    adapter/                  the LoRA adapter in peft's own format ('lm_lora')
+    README.md                 the model card
+
+Loading is strict: a missing or unexpected weight, a file from another format version or a damaged file is
+an error naming the file. Nothing is pickled and loading never writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from hybrid.config import ConfigError, ModelConfig
+from hybrid.recommend import ItemCatalogue
+
+if TYPE_CHECKING:
+    from hybrid.model import HybridRecommender
+
+FORMAT_VERSION = 1
+CONFIG, WEIGHTS, CATALOGUE, TEXT_VECTORS, ADAPTER = (
+    "config.json",
+    "model.safetensors",
+    "catalogue.json",
+    "text_vectors.safetensors",
+    "adapter",
+)
+
+
+class ModelFileError(ValueError):
+    """A saved model folder cannot be used: the message names the file and what to do."""
+
+
+def saved_weight_names(model: torch.nn.Module) -> set[str]:
+    """State-dict entries a saved folder holds: everything but frozen parameters and the LM (whose LoRA
+    weights go to the adapter folder)."""
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    return {name for name in model.state_dict() if name not in frozen and ".language_model." not in f".{name}"}
+
+
+def text_encoder_of(model: torch.nn.Module):
+    """The frozen-text encoder inside a 'text' or 'hybrid' model (None for 'id' and 'lm_lora')."""
+    encoder = model.item_encoder
+    encoder = getattr(encoder, "text_encoder", encoder)
+    return encoder if hasattr(encoder, "text_vectors") else None
+
+
+def _write_atomically(path: Path, write) -> None:
+    temporary = path.with_name(f".{path.name}.incomplete")
+    write(temporary)
+    os.replace(temporary, path)
+
+
+def save_folder(model: HybridRecommender, folder: str | Path) -> None:
+    """Write the model (see the module docstring); each file appears whole or not at all."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if model.catalogue is None:
+        raise ValueError("the model has no item catalogue: set model.catalogue = ItemCatalogue(ids, texts) first")
+    config = {
+        "format_version": FORMAT_VERSION,
+        "library": "hybrid-rearec",
+        "num_items": model.num_items,
+        "max_history": model.backbone.config.max_history,
+        "model": dataclasses.asdict(model.config),
+        "results": model.results,  # metrics and training config, shown in the model card
+    }
+    _write_atomically(folder / CONFIG, lambda p: p.write_text(json.dumps(config, indent=2)))
+    names = saved_weight_names(model)
+    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k in names}
+    _write_atomically(folder / WEIGHTS, lambda p: save_file(weights, p, metadata={"format": "pt"}))
+    catalogue = json.dumps(model.catalogue.to_dict(), ensure_ascii=False)
+    _write_atomically(folder / CATALOGUE, lambda p: p.write_text(catalogue, encoding="utf-8"))
+    if (text := text_encoder_of(model)) is not None:
+        vectors = {"text_vectors": text.text_vectors[1:].contiguous().cpu()}  # [N, T]
+        _write_atomically(folder / TEXT_VECTORS, lambda p: save_file(vectors, p))
+    if hasattr(model.item_encoder, "save_adapter"):
+        temporary = Path(tempfile.mkdtemp(dir=folder, prefix=".adapter-"))
+        model.item_encoder.save_adapter(temporary)
+        if (folder / ADAPTER).exists():
+            shutil.rmtree(folder / ADAPTER)
+        os.replace(temporary, folder / ADAPTER)
+
+
+def _read_json(path: Path, what: str) -> dict:
+    if not path.exists():
+        raise ModelFileError(f"{path} is missing: {what}. Is this a folder written by save_pretrained?")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelFileError(f"{path} is not valid JSON ({error}); re-save or re-download the model.") from None
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.exists():
+        raise ModelFileError(f"{path} is missing; re-save or re-download the model.")
+    try:
+        return load_file(path)
+    except Exception as error:  # safetensors raises its own error types for a damaged header or body
+        raise ModelFileError(
+            f"{path} is corrupt or truncated ({type(error).__name__}: {error}); re-save or re-download it."
+        ) from None
+
+
+def read_config(folder: Path) -> tuple[ModelConfig, dict]:
+    raw = _read_json(folder / CONFIG, "it holds the model configuration")
+    version = raw.get("format_version")
+    if version != FORMAT_VERSION or not isinstance(raw.get("model"), dict):
+        raise ModelFileError(
+            f"{folder / CONFIG} has format_version {version!r}, but this hybrid-rearec reads version "
+            f"{FORMAT_VERSION}: load it with the hybrid-rearec version that saved it, or re-save the model."
+        )
+    try:
+        config = ModelConfig(**raw["model"])
+    except TypeError as error:  # a key this version does not know
+        raise ModelFileError(
+            f"{folder / CONFIG} does not fit this hybrid-rearec version ({error}); load it with the version "
+            "that saved it."
+        ) from None
+    except ConfigError as error:
+        raise ModelFileError(f"{folder / CONFIG} holds an invalid model config: {error}") from None
+    return config, raw
+
+
+def load_folder(cls: type[HybridRecommender], folder: str | Path) -> HybridRecommender:
+    """Rebuild a model saved by :func:`save_folder`, strictly; in eval mode."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelFileError(f"{folder} is not a folder; give a folder written by save_pretrained or a Hub repo id.")
+    config, raw = read_config(folder)
+    entries = _read_json(folder / CATALOGUE, "it lists the items the model recommends")
+    catalogue = ItemCatalogue(entries["item_ids"], entries["item_texts"], entries.get("item_titles"))
+    if len(catalogue) != raw["num_items"]:
+        raise ModelFileError(f"{folder / CATALOGUE} lists {len(catalogue)} items, {folder / CONFIG} {raw['num_items']}")
+    text_vectors = None
+    if config.item_encoder in ("text", "hybrid"):
+        text_vectors = _read_tensors(folder / TEXT_VECTORS).get("text_vectors")
+        if text_vectors is None or text_vectors.shape[0] != len(catalogue):
+            raise ModelFileError(f"{folder / TEXT_VECTORS} does not hold one text vector per catalogue item.")
+    if config.item_encoder == "lm_lora" and not (folder / ADAPTER / "adapter_config.json").exists():
+        raise ModelFileError(
+            f"{folder / ADAPTER / 'adapter_config.json'} is missing: a LoRA model needs its peft adapter folder; "
+            "re-save or re-download the model."
+        )
+    weights = _read_tensors(folder / WEIGHTS)
+    model = cls(config, len(catalogue), raw["max_history"], text_vectors=text_vectors, item_texts=catalogue.item_texts)
+    expected = saved_weight_names(model)
+    missing, unexpected = sorted(expected - weights.keys()), sorted(weights.keys() - expected)
+    if missing or unexpected:
+        raise ModelFileError(
+            f"{folder / WEIGHTS} does not fit {folder / CONFIG}: missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}; the two files come from different models."
+        )
+    try:
+        model.load_state_dict(weights, strict=False)  # strict on the saved names, checked above
+    except RuntimeError as error:  # a shape that differs from the config
+        raise ModelFileError(f"{folder / WEIGHTS} does not fit {folder / CONFIG}: {error}") from None
+    if config.item_encoder == "lm_lora":
+        try:
+            model.item_encoder.load_adapter(folder / ADAPTER)
+        except Exception as error:
+            raise ModelFileError(f"{folder / ADAPTER} cannot be loaded ({error}); re-save the model.") from None
+    model.catalogue, model.results = catalogue, raw.get("results")
+    return model.eval()

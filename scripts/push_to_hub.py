@@ -1,0 +1,64 @@
+"""Publish a trained model: `python scripts/push_to_hub.py RUN_DIR REPO_ID [--private]`.
+
+Uploads RUN_DIR/model (the folder `save_pretrained` wrote at the end of training: weights, catalogue, model
+card, adapter) as it is. Uses the token stored by `hf auth login`, or HF_TOKEN; without one, or without
+network, it stops with a clear message before uploading anything.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from hybrid.pretrained import CONFIG, ModelFileError, read_config
+
+
+def model_folder(run_dir: Path) -> Path:
+    """RUN_DIR/model, or RUN_DIR itself when it is already a saved model folder."""
+    for folder in (run_dir / "model", run_dir):
+        if (folder / CONFIG).exists() and (folder / "catalogue.json").exists():
+            read_config(folder)  # refuses a folder from another format version before any upload
+            return folder
+    raise ModelFileError(
+        f"{run_dir} holds no saved model (model/config.json + model/catalogue.json): give a finished run directory."
+    )
+
+
+def push(run_dir: str, repo_id: str, private: bool = False, token: str | None = None) -> str:
+    from huggingface_hub import HfApi
+    from huggingface_hub.utils import get_token
+
+    folder = model_folder(Path(run_dir))
+    token = token or get_token()
+    if not token:
+        raise PermissionError("no Hugging Face token: run `hf auth login` or set HF_TOKEN, then try again.")
+    api = HfApi(token=token)
+    repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    commit = api.upload_folder(
+        repo_id=repo.repo_id, folder_path=str(folder), repo_type="model", commit_message="Upload hybrid-rearec model"
+    )
+    return str(commit)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir")
+    parser.add_argument("repo_id", help="user/name on the Hugging Face Hub")
+    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    args = parser.parse_args()
+    try:
+        print(push(args.run_dir, args.repo_id, args.private))
+    except (ModelFileError, PermissionError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # network down, offline mode, no write access: say so, no traceback
+        print(
+            f"error: upload to {args.repo_id!r} failed ({type(error).__name__}: {error}). Check your network, "
+            "HF_HUB_OFFLINE and that your token can write to this repo.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

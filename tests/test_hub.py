@@ -1,0 +1,242 @@
+"""Sharing trained models: save/load round trips in a fresh process, damaged folders, the Hub upload (network
+replaced at the HTTP transport only), the recommend API and CLI."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx2
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hybrid.analysis import load_run
+from hybrid.config import DataConfig, ModelConfig, TrainConfig
+from hybrid.data import load_dataset
+from hybrid.errors import ConfigError
+from hybrid.model import HybridRecommender
+from hybrid.pretrained import ModelFileError
+from hybrid.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+GENRES = ["comedy", "drama", "horror", "romance", "action"]
+
+
+def train_tiny(tmp_path, sequential_csv, item_encoder: str) -> Path:
+    items = tmp_path / "items.csv"
+    items.write_text(
+        "item_id,title,genre\n" + "".join(f"i{k},Movie {k},{GENRES[k % 5]}\n" for k in range(30)), encoding="utf-8"
+    )
+    data = DataConfig(
+        dataset=str(sequential_csv), data_format="csv", item_file=str(items), max_history=8,
+        item_text_template="{title}. Genre: {genre}",
+    )  # fmt: skip
+    model = ModelConfig(
+        hidden_size=16, num_heads=2, inner_size=32, item_encoder=item_encoder, reasoning_steps=1, text_pca_dim=8,
+        lora_layers=1, lm_max_length=12,
+    )  # fmt: skip
+    train_config = TrainConfig(
+        output_dir=str(tmp_path / "run"), epochs=2, batch_size=32, learning_rate=5e-3, report_to="none",
+        progress=False, seed=3,
+    )  # fmt: skip
+    train(data, model, train_config)
+    return tmp_path / "run"
+
+
+FRESH_PROCESS = """
+import json, sys
+import torch
+from safetensors.torch import save_file
+from hybrid.config import DataConfig
+from hybrid.data import load_dataset
+from hybrid.evaluate import evaluate
+from hybrid.model import HybridRecommender
+
+run = sys.argv[1]
+model = HybridRecommender.from_pretrained(run + "/model")
+data = DataConfig(**json.load(open(run + "/config.json"))["data"])
+test = load_dataset(data).test
+result = evaluate(model, test, "test", split_protocol=data.split)
+with torch.no_grad():
+    scores = model.score(model.user_vectors(test.history))
+save_file({"ranks": result.ranks, "scores": scores}, run + "/fresh.safetensors")
+print(json.dumps(result.metrics))
+"""
+
+
+@pytest.mark.parametrize("item_encoder", ["id", "text", "lm_lora"])
+def test_save_and_load_in_a_fresh_process_gives_identical_metrics_and_scores(tmp_path, sequential_csv, item_encoder):
+    run = train_tiny(tmp_path, sequential_csv, item_encoder)
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, str(run)], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    fresh = load_file(run / "fresh.safetensors")
+    trained = json.loads((run / "metrics.json").read_text())
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == trained["test"]["metrics"]
+    assert torch.equal(fresh["ranks"], load_file(run / "ranks.safetensors")["test"])
+    model, data_config, _, _ = load_run(run)  # the best weights as training held them, rebuilt the training way
+    with torch.no_grad():
+        scores = model.score(model.user_vectors(load_dataset(data_config).test.history))
+    assert torch.equal(fresh["scores"], scores)  # bitwise
+    saved = {p.name for p in (run / "model").iterdir()}
+    assert {"config.json", "model.safetensors", "catalogue.json", "README.md"} <= saved
+    assert ("text_vectors.safetensors" in saved) == (item_encoder == "text")
+    assert ("adapter" in saved) == (item_encoder == "lm_lora")
+    assert not list((run / "model").rglob("*.bin")) and not list((run / "model").rglob("*.pkl"))  # no pickle
+
+
+def test_frozen_minilm_is_referenced_not_copied(tmp_path, sequential_csv):
+    run = train_tiny(tmp_path, sequential_csv, "text")
+    sizes = {p.name: p.stat().st_size for p in (run / "model").iterdir()}
+    print(f"saved frozen-MiniLM model folder: {sum(sizes.values())} bytes {sizes}")
+    assert sum(sizes.values()) < 1_000_000  # MiniLM's own weights are about 90 MB
+    weights = load_file(run / "model" / "model.safetensors")
+    assert not any("encoder.layer" in name or "word_embeddings" in name for name in weights)
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["model"]["text_model"] == "all-MiniLM-L6-v2"
+    card = (run / "model" / "README.md").read_text()
+    assert "library_name: hybrid-rearec" in card and "ndcg" in card and "from_pretrained" in card
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_damaged_folders_name_the_file_and_nothing_is_overwritten(tmp_path, sequential_csv):
+    run = train_tiny(tmp_path, sequential_csv, "lm_lora")
+    folder = run / "model"
+    weights = folder / "model.safetensors"
+    good = weights.read_bytes()
+
+    weights.write_bytes(good[: len(good) // 2])  # truncated
+    before = snapshot(folder)
+    with pytest.raises(ModelFileError, match=r"model\.safetensors is corrupt or truncated.*re-save"):
+        HybridRecommender.from_pretrained(folder)
+    assert snapshot(folder) == before
+    weights.write_bytes(good)
+
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps(config | {"format_version": 99}))
+    with pytest.raises(ModelFileError, match=r"config\.json has format_version 99.*version that saved it"):
+        HybridRecommender.from_pretrained(folder)
+    config_path.write_text(json.dumps(config | {"model": config["model"] | {"reasoning_depth": 3}}))
+    with pytest.raises(ModelFileError, match=r"config\.json does not fit this hybrid-rearec version.*reasoning_depth"):
+        HybridRecommender.from_pretrained(folder)
+    config_path.write_text(json.dumps(config))
+
+    (folder / "adapter").rename(tmp_path / "moved-adapter")
+    before = snapshot(folder)
+    with pytest.raises(ModelFileError, match=r"adapter/adapter_config\.json is missing"):
+        HybridRecommender.from_pretrained(folder)
+    assert snapshot(folder) == before
+    (tmp_path / "moved-adapter").rename(folder / "adapter")
+    assert HybridRecommender.from_pretrained(folder).num_items == 30
+
+    with pytest.raises(ModelFileError, match="neither a local folder nor a Hub repo"):
+        HybridRecommender.from_pretrained(str(tmp_path / "no-such-model"))
+
+
+def test_push_to_hub_uploads_exactly_the_saved_folder(tmp_path, sequential_csv, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.utils._http import hf_request_event_hook
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from push_to_hub import push
+
+    run = train_tiny(tmp_path, sequential_csv, "text")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no stored token either
+    with pytest.raises(PermissionError, match="no Hugging Face token.*HF_TOKEN"):
+        push(str(run), "me/tiny")
+
+    requests, uploaded = [], {}
+
+    def hub(request: httpx2.Request) -> httpx2.Response:  # the Hub's side of the HTTP connection
+        requests.append((request.method, request.url.path, request.headers.get("authorization")))
+        path = request.url.path
+        if path.endswith("/api/repos/create"):
+            return httpx2.Response(200, json={"url": "https://huggingface.co/me/tiny", "name": "me/tiny"})
+        if "/preupload/" in path:
+            files = json.loads(request.content)["files"]
+            return httpx2.Response(
+                200,
+                json={"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]},
+            )
+        if "/commit/" in path:
+            import base64
+
+            for line in request.content.decode().splitlines():
+                entry = json.loads(line)
+                if entry["key"] == "file":
+                    uploaded[entry["value"]["path"]] = base64.b64decode(entry["value"]["content"])
+            return httpx2.Response(
+                200, json={"commitUrl": "https://huggingface.co/me/tiny/commit/1", "commitOid": "1" * 40}
+            )
+        return httpx2.Response(200, json={})
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    huggingface_hub.set_client_factory(
+        lambda: httpx2.Client(transport=httpx2.MockTransport(hub), event_hooks={"request": [hf_request_event_hook]})
+    )
+    try:
+        url = push(str(run), "me/tiny", private=True, token="hf_test")
+    finally:
+        huggingface_hub.set_client_factory(huggingface_hub.utils._http.default_client_factory)
+    assert "commit" in url
+    assert uploaded == snapshot(run / "model")  # every file of the saved folder, byte for byte, nothing else
+    created = [r for r in requests if r[1].endswith("/api/repos/create")]
+    assert created and all(r[2] == "Bearer hf_test" for r in created)
+
+
+def run_cli(folder: Path, lines: list[dict]) -> list[dict]:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "recommend.py"), str(folder), "--k", "3"],
+        input="\n".join(json.dumps(line) for line in lines) + "\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return [json.loads(line) for line in done.stdout.strip().splitlines()]
+
+
+def test_cli_recommends_for_items_added_by_text_and_histories_given_by_titles(tmp_path, sequential_csv):
+    run = train_tiny(tmp_path, sequential_csv, "text")
+    answers = run_cli(
+        run / "model",
+        [
+            {"add_items": [{"text": "Movie 99. Genre: horror", "id": "brand-new", "title": "Movie 99"}]},
+            {"history": ["i3", "brand-new"], "k": 31},
+            {"history": ["Movie 4", "Movie 5"]},
+            {"history": ["i3", "never-seen"]},
+        ],
+    )
+    assert answers[0] == {"added": ["brand-new"]}
+    ranked = [r["item_id"] for r in answers[1]["recommendations"]]
+    assert len(ranked) == 31 and "brand-new" in ranked  # the new item is in the catalogue and ranked
+    assert [r["title"] for r in answers[2]["recommendations"]][0].startswith("Movie")
+    assert len(answers[2]["recommendations"]) == 3
+    assert "unknown to this model: 'never-seen'" in answers[3]["error"]
+
+    model = HybridRecommender.from_pretrained(run / "model")
+    by_title = model.recommend([["Movie 4", "Movie 5"]], k=3)[0]
+    assert by_title.item_ids == model.recommend([["i4", "i5"]], k=3)[0].item_ids
+    assert [r["item_id"] for r in answers[2]["recommendations"]] == by_title.item_ids
+    added = model.add_items(["Movie 99. Genre: horror"])
+    assert added == ["new-1"] and model.num_items == 31
+    scores = model.score(model.user_vectors(torch.tensor([[4, 31]])))
+    assert scores.shape == (1, 32) and torch.isfinite(scores[0, 1:]).all()
+
+
+def test_id_only_model_refuses_new_items(tmp_path, sequential_csv):
+    model = HybridRecommender.from_pretrained(train_tiny(tmp_path, sequential_csv, "id") / "model")
+    with pytest.raises(ConfigError, match="ID-only model.*'text', 'hybrid' or 'lm_lora'"):
+        model.add_items(["A new film"])
+    assert model.num_items == 30 and len(model.catalogue) == 30
