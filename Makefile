@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh clone:
-#   make demo   creates .venv, installs everything, trains + evaluates SASRec on the embedded MovieLens-100k
+#   make demo   creates .venv, installs everything, trains + evaluates SASRec and ReaRec-PRL on the embedded
+#               MovieLens-100k and prints them side by side
 #   make test   creates .venv, installs everything, runs the test suite (offline)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -21,9 +22,12 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $(STAMP)
 
+LAUNCH := $(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no
+
 demo: setup
-	$(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
-		scripts/train.py --config configs/demo.json
+	$(LAUNCH) scripts/train.py --config configs/demo.json --output_dir runs/demo/sasrec --overwrite
+	$(LAUNCH) scripts/train.py --config configs/demo_prl.json --output_dir runs/demo/rearec-prl --overwrite
+	$(BIN)/python scripts/compare.py runs/demo/sasrec runs/demo/rearec-prl
 
 test: setup
 	$(BIN)/python -m pytest tests
