@@ -135,6 +135,11 @@ class ModelConfig:
     layer_norm_eps: float = _help("LayerNorm epsilon.", 1e-12)
     initializer_range: float = _help("Std of the normal init of weights and embeddings.", 0.02)
     temperature: float = _help("Softmax temperature of the training loss (does not change rankings).", 1.0)
+    loss_chunk_size: int | None = _help(
+        "Items per chunk of the training softmax: the batch x catalogue logit matrix is never built (same "
+        "loss, memory batch x chunk), for catalogues of 10^5+ items. None: the whole softmax in one piece.",
+        None,
+    )
     reasoning_steps: int = _help("ReaRec reasoning steps K after the history (0 = plain SASRec).", 0)
     reasoning_method: str = _help(
         "How the K + 1 states are trained and used: 'erl' (mean of all states) or 'prl' (last state).", "prl"
@@ -184,8 +189,16 @@ class ModelConfig:
             or self.text_batch_size < 1
             or (self.text_pca_dim is not None and self.text_pca_dim < 1)
             or (self.lora_layers is not None and self.lora_layers < 1)
+            or (self.loss_chunk_size is not None and self.loss_chunk_size < 1)
         ):
-            raise ConfigError("text_experts, text_batch_size, text_pca_dim and lora_layers must be >= 1.")
+            raise ConfigError(
+                "text_experts, text_batch_size, text_pca_dim, lora_layers and loss_chunk_size must be >= 1."
+            )
+        if self.loss_chunk_size and self.reasoning_steps and self.reasoning_method == "erl" and self.erl_kl_weight:
+            raise ConfigError(
+                "ERL's KL diversity needs every step's full item distribution, which a chunked loss never builds: "
+                "set --erl_kl_weight 0, use --reasoning_method prl, or leave --loss_chunk_size unset."
+            )
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads}).")
         if self.temperature <= 0:

@@ -1,8 +1,9 @@
 """Full-ranking evaluation (DESIGN.md section 4), one process or many.
 
-Each process scores its share of the rows against the whole item table, a batch of users at a time (memory
-is batch x items), turns scores into target ranks and gathers only those per-row ranks; every metric is a
-function of the rank, so the gathered result equals a single-process run exactly.
+Each process ranks its share of the rows against the whole item table, a batch of users against a chunk of
+items at a time (hybrid/ranking.py: memory is bounded by a budget, never users x items), and gathers only
+the per-row target ranks; every metric is a function of the rank, so the gathered result equals a
+single-process run exactly.
 
 Shape legend: B users in a batch, N items, D hidden size, R rows of the split.
 """
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 import torch
 
 from hybrid.data import SplitData
-from hybrid.metrics import DEFAULT_CUTOFFS, metric_keys, metric_means, target_ranks
+from hybrid.metrics import DEFAULT_CUTOFFS, metric_keys, metric_means
+from hybrid.ranking import DEFAULT_MEMORY_BYTES, chunked_target_ranks, item_chunk_size
 
 
 @dataclass
@@ -59,23 +61,20 @@ def rank_batch(
     exclude_history: bool,
     steps: int | None = None,
     cold_items: torch.Tensor | None = None,
+    memory_bytes: int = DEFAULT_MEMORY_BYTES,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Ranks [B] of the targets of ``rows`` (a batch of row indices) against every item; with ``cold_items``
     ([N + 1] bool) also the rank among cold items only (-1 where the target is warm)."""
     device = item_table.device
     history, target = split.batch(rows)
     history, target = history.to(device), target.to(device)
-    scores = model.score(model.user_vectors(history, steps), item_table)  # [B, N + 1]
+    users = model.user_vectors(history, steps)  # [B, D]
+    past = None
     if exclude_history:
-        target_score = scores.gather(1, target[:, None])  # [B, 1]
         positions, items = split.past_mask_indices(rows)
-        scores[positions.to(device), items.to(device)] = float("-inf")
-        scores.scatter_(1, target[:, None], target_score)  # a repeated target is never masked
-    ranks = target_ranks(scores, target)  # [B]
-    if cold_items is None:
-        return ranks, None
-    among_cold = target_ranks(scores.masked_fill(~cold_items[None, :], float("-inf")), target)  # [B]
-    return ranks, torch.where(cold_items[target], among_cold, -1)
+        past = positions.to(device), items.to(device)
+    chunk = item_chunk_size(len(rows), memory_bytes)
+    return chunked_target_ranks(users, item_table, target, chunk, past, cold_items)
 
 
 @torch.no_grad()
@@ -91,13 +90,15 @@ def evaluate(
     cutoffs=DEFAULT_CUTOFFS,
     steps: int | None = None,
     cold_items: torch.Tensor | None = None,
+    memory_bytes: int = DEFAULT_MEMORY_BYTES,
 ) -> EvalResult:
     """Evaluate ``model`` (an unwrapped HybridRecommender) on ``split``.
 
     ``batches`` yields this process's row indices (default: every row, in order); ``gather`` collects a
     per-row tensor from all processes (``accelerator.gather_for_metrics``; default: identity).
     ``steps`` runs fewer reasoning steps than trained (default: all). ``cold_items`` ([N + 1] bool, items
-    without training interactions) adds warm-target and cold-target metrics.
+    without training interactions) adds warm-target and cold-target metrics. ``memory_bytes`` bounds one
+    users x items score block.
     """
     was_training = model.training
     model.eval()
@@ -110,7 +111,7 @@ def evaluate(
     all_rows, all_ranks, all_cold_ranks = [], [], []
     for rows in batches:
         rows = rows.cpu()
-        ranks, cold_ranks = rank_batch(model, split, rows, item_table, exclude_history, steps, cold_items)
+        ranks, cold_ranks = rank_batch(model, split, rows, item_table, exclude_history, steps, cold_items, memory_bytes)
         all_rows.append(gather(rows.to(item_table.device)).cpu())
         all_ranks.append(gather(ranks).cpu())
         if cold_ranks is not None:

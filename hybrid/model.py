@@ -22,7 +22,7 @@ from hybrid.config import ModelConfig
 from hybrid.errors import ConfigError, DataError
 from hybrid.recommend import ItemCatalogue, Recommendation, recommend
 from reasoning.backbone import Backbone, BackboneConfig
-from reasoning.objectives import cross_entropy, erl_loss, item_logits, prl_loss
+from reasoning.objectives import erl_loss, item_logits, prl_loss, state_cross_entropy
 from reasoning.rearec import ReasoningHead
 
 
@@ -237,10 +237,18 @@ class HybridRecommender(
         if table is None:
             table = self.item_encoder.item_table()  # [N + 1, D]
         if config.reasoning_steps == 0:
-            output.loss = cross_entropy(item_logits(output.user_vector, table), target, config.temperature)
+            output.loss = state_cross_entropy(
+                output.user_vector, table, target, config.temperature, config.loss_chunk_size
+            )
         elif config.reasoning_method == "erl":
             output.loss, output.loss_parts = erl_loss(
-                states, table, target, config.temperature, config.erl_kl_weight, config.erl_kl_pairs
+                states,
+                table,
+                target,
+                config.temperature,
+                config.erl_kl_weight,
+                config.erl_kl_pairs,
+                config.loss_chunk_size,
             )
         else:
             output.loss, output.loss_parts = prl_loss(
@@ -255,6 +263,7 @@ class HybridRecommender(
                 config.prl_contrastive_weight,
                 config.prl_contrastive_similarity,
                 config.prl_contrastive_temperature,
+                config.loss_chunk_size,
             )
         return output
 

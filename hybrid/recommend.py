@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from hybrid.errors import DataError
+from hybrid.ranking import chunked_top_k, item_chunk_size
 
 
 class UnknownItemError(DataError):
@@ -148,18 +149,21 @@ def recommend(
     was_training = model.training
     model.eval()
     try:
-        scores = model.score(model.user_vectors(history))  # [B, N + 1], column 0 is -inf
+        users = model.user_vectors(history)  # [B, D]
+        table = model.item_encoder.item_table()  # [N + 1, D]
     finally:
         model.train(was_training)
+    exclude = None
     if exclude_history:
-        for row, items in enumerate(indexes):
-            scores[row, items] = float("-inf")
-    top = scores.topk(k, dim=1)  # ties: torch's order, stable for a given input
+        rows = [row for row, items in enumerate(indexes) for _ in items]
+        exclude = torch.tensor(rows), torch.tensor([item for items in indexes for item in items])
+    # Chunked over the items with a running top-k: memory stays bounded for any catalogue size.
+    top_scores, top_items = chunked_top_k(users, table, k, item_chunk_size(len(indexes)), exclude)  # [B, k]
     return [
         Recommendation(
             item_ids=[catalogue.item_ids[i - 1] for i in items.tolist()],
             scores=values.tolist(),
             titles=[catalogue.item_titles[i - 1] for i in items.tolist()],
         )
-        for values, items in zip(top.values, top.indices)
+        for values, items in zip(top_scores, top_items)
     ]

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from reasoning.chunked import chunked_cross_entropy
+
 
 def item_logits(states: torch.Tensor, item_table: torch.Tensor) -> torch.Tensor:
     """Dot-product scores [..., N + 1] of states [..., D] against the item table [N + 1, D]; column 0 = -inf."""
@@ -26,6 +28,20 @@ def item_logits(states: torch.Tensor, item_table: torch.Tensor) -> torch.Tensor:
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
     """Mean full-softmax CE of logits [B, N + 1] / temperature against target ids [B]."""
     return F.cross_entropy(logits / temperature, target)
+
+
+def state_cross_entropy(
+    states: torch.Tensor,  # [B, D]
+    item_table: torch.Tensor,  # [N + 1, D]
+    target: torch.Tensor,  # [B]
+    temperature: float,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Full-softmax CE of states against every item: in one [B, N + 1] piece, or with ``chunk_size`` in item
+    chunks that never build the logit matrix (same loss, bounded memory; see reasoning/chunked.py)."""
+    if chunk_size is None or chunk_size >= item_table.shape[0] - 1:
+        return cross_entropy(item_logits(states, item_table), target, temperature)
+    return chunked_cross_entropy(states, item_table, target, temperature, chunk_size)
 
 
 def kl_diversity(step_logits: torch.Tensor, pairs: str = "ordered_mean") -> torch.Tensor:
@@ -58,9 +74,17 @@ def erl_loss(
     temperature: float,
     kl_weight: float,
     kl_pairs: str = "ordered_mean",
+    chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Ensemble Reasoning Learning: CE of the mean state minus kl_weight x the steps' KL diversity."""
-    recommendation = cross_entropy(item_logits(states.mean(dim=1), item_table), target, temperature)
+    recommendation = state_cross_entropy(states.mean(dim=1), item_table, target, temperature, chunk_size)
+    if kl_weight == 0:
+        return recommendation, {"ce": recommendation.detach()}
+    if chunk_size is not None and chunk_size < item_table.shape[0] - 1:
+        raise ValueError(
+            "ERL's KL diversity needs every step's full item distribution; with a chunked loss set "
+            "erl_kl_weight 0, or leave loss_chunk_size unset"
+        )
     diversity = kl_diversity(item_logits(states, item_table) / temperature, kl_pairs)
     loss = recommendation - kl_weight * diversity
     return loss, {"ce": recommendation.detach(), "kl": diversity.detach()}
@@ -97,13 +121,13 @@ def prl_loss(
     contrastive_weight: float = 1.0,
     contrastive_similarity: str = "dot",
     contrastive_temperature: float | None = None,
+    chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Progressive Reasoning Learning: annealed per-step CEs plus reasoning-aware contrastive learning."""
     steps = states.shape[1] - 1
     temperatures = step_temperatures(temperature, alpha, steps)
-    logits = item_logits(states, item_table)  # [B, S, N + 1]
-    final = cross_entropy(logits[:, -1], target, temperatures[-1])
-    earlier = [cross_entropy(logits[:, k], target, temperatures[k]) for k in range(steps)]
+    final = state_cross_entropy(states[:, -1], item_table, target, temperatures[-1], chunk_size)
+    earlier = [state_cross_entropy(states[:, k], item_table, target, temperatures[k], chunk_size) for k in range(steps)]
     if step_reduction not in ("mean", "sum"):
         raise ValueError(f"step_reduction must be 'mean' or 'sum', got {step_reduction!r}")
     progressive = torch.stack(earlier).sum() if earlier else final.new_zeros(())

@@ -44,18 +44,16 @@ def cold_item_mask_from(dataset):
 
 
 class FixedScores(torch.nn.Module):
-    """A model whose scores are a fixed [N + 1] vector for every user."""
+    """A model whose scores are a fixed [N + 1] vector for every user: 1-d item vectors, every user vector 1."""
 
     def __init__(self, scores):
         super().__init__()
-        self.fixed, self.num_items = scores, len(scores) - 1
-        self.item_encoder = SimpleNamespace(item_table=lambda: torch.zeros(self.num_items + 1, 1))
+        self.num_items = len(scores) - 1
+        table = torch.cat([torch.zeros(1), scores[1:]])[:, None]  # [N + 1, 1], padding row 0
+        self.item_encoder = SimpleNamespace(item_table=lambda: table)
 
     def user_vectors(self, history, steps=None):
-        return torch.zeros(len(history), 1)
-
-    def score(self, user_vector, item_table):
-        return self.fixed.expand(len(user_vector), -1).clone()
+        return torch.ones(len(history), 1)
 
 
 def test_warm_and_cold_target_metrics_and_ranking_among_cold_items(tmp_path):
