@@ -3,6 +3,7 @@
     python scripts/benchmark.py                       # both suites
     python scripts/benchmark.py --suite foundation    # SASRec training/evaluation speed and peak memory
     python scripts/benchmark.py --suite reasoning     # evaluation cost of K = 0..5 reasoning steps
+    python scripts/benchmark.py --suite scale         # catalogues of 10^3..10^6 items (benchmark_scale.py)
 
 Foundation:
 Measured here, in this process: training instances per second over whole epochs (the same train_step the
@@ -33,6 +34,10 @@ from hybrid.data import load_dataset, shard_batches  # noqa: E402
 from hybrid.evaluate import evaluate  # noqa: E402
 from hybrid.model import HybridRecommender  # noqa: E402
 from hybrid.train import step_noise_seed, train_step  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import benchmark_scale  # noqa: E402
+from benchmark_scale import SIZES  # noqa: E402
 
 # RecBole 1.2.1 SASRec on ML-100k, same settings, on this machine kind (figures given in issue 2; not rerun).
 RECBOLE_REFERENCE = {
@@ -110,7 +115,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="timed training epochs")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (RecBole's figure used 2)")
     parser.add_argument("--rss_epochs", type=int, default=2, help="epochs of the separate peak-memory run")
-    parser.add_argument("--suite", default="all", choices=("all", "foundation", "reasoning"))
+    parser.add_argument("--suite", default="all", choices=("all", "foundation", "reasoning", "scale"))
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="scale: catalogue sizes")
+    parser.add_argument("--users", type=int, default=10_000, help="scale: synthetic users (all evaluated)")
+    parser.add_argument("--mean_length", type=float, default=6.0, help="scale: interactions per user")
     parser.add_argument("--repeats", type=int, default=15, help="timed repeats per reasoning depth")
     parser.add_argument("--output_dir", default=str(ROOT / "benchmarks"))
     args = parser.parse_args()
@@ -118,6 +126,8 @@ def main() -> None:
         foundation(args)
     if args.suite in ("all", "reasoning"):
         reasoning(args)
+    if args.suite in ("all", "scale"):
+        benchmark_scale.run(args, header(args), write)
 
 
 def write(results: dict, text: str, path: Path) -> None:
