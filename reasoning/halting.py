@@ -1,0 +1,168 @@
+"""Adaptive reasoning depth: train with K steps, decide per user at inference how many to run.
+
+After each step k the user's current answer (the model's aggregate of r_0..r_k: r_k for PRL, their mean for
+ERL) is compared with the previous one; a user who halts leaves the batch, so the remaining steps really run
+on fewer rows. Two rules:
+
+- ``KLHalting``: stop once KL(q_{k-1} || q_k) < epsilon (the item distribution has converged), after at
+  least ``min_steps`` steps.
+- ``LearnedHalting``: a small logistic head on features of the current step (KL to the previous answer,
+  entropy, top probability, state change, depth) predicts whether one more step would improve the target's
+  rank; stop when that probability is below ``threshold``. It is fitted on training rows of a frozen model.
+
+Shape legend: B users (A still active), D hidden size, N items, K trained steps, F features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reasoning.backbone import KVCache
+
+
+def answer_log_probs(user_vectors: torch.Tensor, item_table: torch.Tensor) -> torch.Tensor:
+    """log q over items 1..N of user vectors [A, D] -> [A, N] (the inference softmax, no temperature)."""
+    return F.log_softmax(user_vectors @ item_table[1:].T, dim=-1)
+
+
+def kl_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) per row of log-probabilities [A, N] -> [A]."""
+    return (log_p.exp() * (log_p - log_q)).sum(dim=-1)
+
+
+def step_features(
+    previous_log_q: torch.Tensor, log_q: torch.Tensor, previous_state: torch.Tensor, state: torch.Tensor, depth: float
+) -> torch.Tensor:
+    """Features [A, F] of the answer after a step, for the learned rule."""
+    probs = log_q.exp()
+    return torch.stack(
+        [
+            kl_divergence(previous_log_q, log_q),
+            -(probs * log_q).sum(dim=-1),  # entropy
+            probs.max(dim=-1).values,
+            1 - F.cosine_similarity(previous_state, state, dim=-1),
+            torch.full_like(probs[:, 0], depth),
+        ],
+        dim=-1,
+    )
+
+
+@dataclass
+class KLHalting:
+    epsilon: float
+    min_steps: int = 1
+
+    def stop(self, step: int, previous_log_q, log_q, previous_state, state, depth) -> torch.Tensor:
+        """[A] bool: which active users halt after ``step``."""
+        if step < self.min_steps:
+            return torch.zeros(log_q.shape[0], dtype=torch.bool, device=log_q.device)
+        return kl_divergence(previous_log_q, log_q) < self.epsilon
+
+
+class LearnedHalting(nn.Module):
+    """Logistic regression on :func:`step_features` (standardised): P(one more step improves the rank)."""
+
+    def __init__(self, num_features: int = 5, threshold: float = 0.5, min_steps: int = 0):
+        super().__init__()
+        self.linear = nn.Linear(num_features, 1)
+        self.register_buffer("mean", torch.zeros(num_features))
+        self.register_buffer("std", torch.ones(num_features))
+        self.threshold, self.min_steps = threshold, min_steps
+
+    def probability(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.linear((features - self.mean) / self.std)[:, 0])  # [A]
+
+    def fit(self, features: torch.Tensor, improves: torch.Tensor, iterations: int = 200) -> LearnedHalting:
+        """Features [M, F], labels [M] (1 = the next step ranked the target better); full-batch L-BFGS."""
+        self.mean, self.std = features.mean(0), features.std(0).clamp(min=1e-6)
+        optimizer = torch.optim.LBFGS(self.linear.parameters(), max_iter=iterations, line_search_fn="strong_wolfe")
+        x, y = (features - self.mean) / self.std, improves.float()
+
+        def closure():
+            optimizer.zero_grad()
+            loss = (
+                F.binary_cross_entropy_with_logits(self.linear(x)[:, 0], y) + 1e-4 * self.linear.weight.square().sum()
+            )
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        return self
+
+    def stop(self, step: int, previous_log_q, log_q, previous_state, state, depth) -> torch.Tensor:
+        if step < self.min_steps:
+            return torch.zeros(log_q.shape[0], dtype=torch.bool, device=log_q.device)
+        with torch.no_grad():
+            return self.probability(step_features(previous_log_q, log_q, previous_state, state, depth)) < self.threshold
+
+
+def _select(cache: KVCache, rows: torch.Tensor) -> KVCache:
+    return KVCache([k[rows] for k in cache.keys], [v[rows] for v in cache.values], cache.key_valid[rows])
+
+
+@torch.no_grad()
+def adaptive_user_vectors(model, history: torch.Tensor, rule, item_table: torch.Tensor | None = None):
+    """User vectors [B, D] and steps used [B] with per-user halting; halted users leave the batch.
+
+    ``model`` is a trained HybridRecommender in eval mode; ``rule`` a KLHalting or LearnedHalting.
+    """
+    head, backbone = model.reasoning, model.backbone
+    table = model.item_encoder.item_table() if item_table is None else item_table
+    key_valid = history > 0
+    inputs = backbone.embed(model.item_encoder.encode(history), key_valid)
+    hidden, cache = backbone.prefill(inputs, key_valid, last_only=True)
+    state = hidden[:, -1]  # r_0 [B, D]
+    total = state.clone()  # running sum of states (ERL's mean)
+    erl = model.config.reasoning_steps > 0 and model.config.reasoning_method == "erl"
+    answer = state.clone()  # current user vector of every user [B, D]
+    steps_used = torch.zeros(len(history), dtype=torch.long, device=history.device)
+    active = torch.arange(len(history), device=history.device)  # rows still reasoning
+    log_q = answer_log_probs(answer, table)  # [A, N]
+    for step in range(1, head.reasoning_steps + 1):
+        if len(active) == 0:
+            break
+        token = state + head.position_embedding.weight[step - 1]
+        state, cache = backbone.step(head.embed_token(backbone, token), cache)  # only the active rows
+        total = total + state
+        current = total / (step + 1) if erl else state
+        new_log_q = answer_log_probs(current, table)
+        depth = step / head.reasoning_steps
+        halt = rule.stop(step, log_q, new_log_q, answer[active], current, depth)
+        answer[active] = current
+        steps_used[active] = step
+        keep = ~halt
+        active, state, total, log_q = active[keep], state[keep], total[keep], new_log_q[keep]
+        cache = _select(cache, keep.nonzero()[:, 0])
+    return answer, steps_used
+
+
+class AdaptiveDepth(nn.Module):
+    """A trained model whose ``user_vectors`` halt per user: drop-in for ``hybrid.evaluate.evaluate``.
+    ``steps_used`` collects the depth of every user scored since the last ``reset``."""
+
+    def __init__(self, model, rule):
+        super().__init__()
+        self.model, self.rule, self.steps_used = model, rule, []
+
+    @property
+    def item_encoder(self):
+        return self.model.item_encoder
+
+    @property
+    def num_items(self) -> int:
+        return self.model.num_items
+
+    def reset(self) -> None:
+        self.steps_used = []
+
+    def user_vectors(self, history: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        vectors, used = adaptive_user_vectors(self.model, history, self.rule)
+        self.steps_used.append(used.cpu())
+        return vectors
+
+    def mean_steps(self) -> float:
+        return float(torch.cat(self.steps_used).float().mean()) if self.steps_used else 0.0

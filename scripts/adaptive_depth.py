@@ -1,0 +1,153 @@
+"""Adaptive reasoning depth on a trained ReaRec run: `python scripts/adaptive_depth.py RUN_DIR`.
+
+Compares every fixed depth 0..K, KL-convergence halting and the learned halting head, and the label-using
+ORACLE that picks each user's best depth. Epsilon and the head's threshold are chosen on validation NDCG@10
+(ties: fewer steps); the head is fitted on training rows of the frozen model. Test metrics, mean steps,
+the share of the best-fixed-to-oracle gap closed, and evaluation time (fixed K vs halting) are written to
+RUN_DIR/analysis/adaptive_depth.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hybrid.analysis import load_run  # noqa: E402
+from hybrid.data import load_dataset  # noqa: E402
+from hybrid.evaluate import evaluate  # noqa: E402
+from hybrid.metrics import metric_means  # noqa: E402
+from hybrid.ranking import chunked_target_ranks, item_chunk_size  # noqa: E402
+from reasoning.halting import AdaptiveDepth, KLHalting, LearnedHalting, answer_log_probs, step_features  # noqa: E402
+
+EPSILONS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
+THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+def halting_result(model, split, rule, name: str):
+    wrapped = AdaptiveDepth(model, rule).eval()
+    result = evaluate(wrapped, split, name)
+    return result, wrapped.mean_steps()
+
+
+@torch.no_grad()
+def learned_head_data(model, split, rows: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features after each step k = 1..K-1 and whether step k + 1 ranks the target better, on training rows."""
+    generator = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(len(split), generator=generator)[:rows]
+    table = model.item_encoder.item_table()
+    features, labels = [], []
+    for batch in chosen.split(1024):
+        history, target = split.batch(batch)
+        answers = [model.user_vectors(history, k) for k in range(model.config.reasoning_steps + 1)]
+        ranks = [chunked_target_ranks(a, table, target, item_chunk_size(len(batch)))[0] for a in answers]
+        log_qs = [answer_log_probs(a, table) for a in answers]
+        for k in range(1, model.config.reasoning_steps):
+            depth = k / model.config.reasoning_steps
+            features.append(step_features(log_qs[k - 1], log_qs[k], answers[k - 1], answers[k], depth))
+            labels.append(ranks[k + 1] < ranks[k])
+    return torch.cat(features), torch.cat(labels)
+
+
+def pick(candidates: list[tuple]) -> tuple:
+    """(setting, valid result, mean steps) with the best valid NDCG@10, fewer steps on ties."""
+    return max(candidates, key=lambda c: (round(c[1].metrics["ndcg@10"], 6), -c[2]))
+
+
+def median_time(function, repeats: int = 5) -> float:
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir")
+    parser.add_argument("--head_rows", type=int, default=20_000, help="training rows the halting head is fitted on")
+    args = parser.parse_args()
+    model, data_config, model_config, _ = load_run(args.run_dir)
+    if model_config.reasoning_steps < 2:
+        print("error: adaptive depth needs a model trained with reasoning_steps >= 2", file=sys.stderr)
+        return 2
+    torch.manual_seed(0)
+    dataset = load_dataset(data_config)
+    steps = model_config.reasoning_steps
+    fixed = {split: [evaluate(model, dataset.split(split), split, steps=k) for k in range(steps + 1)]
+             for split in ("valid", "test")}  # fmt: skip
+    oracle = metric_means(torch.stack([r.ranks for r in fixed["test"]]).min(dim=0).values)
+    best_fixed = max(range(steps + 1), key=lambda k: fixed["valid"][k].metrics["ndcg@10"])  # chosen on valid
+
+    kl = pick([(e, *halting_result(model, dataset.valid, KLHalting(e), "valid")) for e in EPSILONS])
+    head = LearnedHalting().fit(*learned_head_data(model, dataset.train, args.head_rows))
+    learned = []
+    for threshold in THRESHOLDS:
+        head.threshold = threshold
+        learned.append((threshold, *halting_result(model, dataset.valid, head, "valid")))
+    learned = pick(learned)
+    head.threshold = learned[0]
+
+    kl_test, kl_steps = halting_result(model, dataset.test, KLHalting(kl[0]), "test")
+    head_test, head_steps = halting_result(model, dataset.test, head, "test")
+    fixed_time = median_time(lambda: evaluate(model, dataset.test, "test"))
+    halting_time = median_time(lambda: evaluate(AdaptiveDepth(model, KLHalting(kl[0])), dataset.test, "test"))
+
+    best = fixed["test"][best_fixed].metrics["ndcg@10"]
+
+    def closed(value: float) -> str:
+        gap = oracle["ndcg@10"] - best
+        return f"{(value - best) / gap:+.1%}" if gap > 0 else "n/a"
+
+    lines = ["| depth rule | valid NDCG@10 | test NDCG@10 | test Recall@10 | mean steps | gap to oracle closed |",
+             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for k in range(steps + 1):
+        marker = " (best on valid)" if k == best_fixed else ""
+        v, t = fixed["valid"][k].metrics, fixed["test"][k].metrics
+        lines.append(
+            f"| fixed K = {k}{marker} | {v['ndcg@10']:.4f} | {t['ndcg@10']:.4f} | {t['recall@10']:.4f} | {k} | |"
+        )
+    for name, choice, test, mean_steps in (
+        (f"KL halting, epsilon {kl[0]:g}", kl, kl_test, kl_steps),
+        (f"learned head, threshold {learned[0]:g}", learned, head_test, head_steps),
+    ):
+        t = test.metrics
+        lines.append(
+            f"| {name} | {choice[1].metrics['ndcg@10']:.4f} | {t['ndcg@10']:.4f} | {t['recall@10']:.4f} | "
+            f"{mean_steps:.2f} | {closed(t['ndcg@10'])} |"
+        )
+    lines.append(f"| ORACLE (best depth per user, uses the label) | | {oracle['ndcg@10']:.4f} | "
+                 f"{oracle['recall@10']:.4f} | | 100% |")  # fmt: skip
+    text = (
+        f"# Adaptive reasoning depth: {Path(args.run_dir).name}\n\nProtocol: {kl_test.protocol}\n\n"
+        + "\n".join(lines)
+        + f"\n\nTest-set evaluation time (median of 5): fixed K = {steps} {fixed_time:.3f} s, KL halting "
+        f"{halting_time:.3f} s ({halting_time / fixed_time:.2f}x).\n"
+    )
+    results = {
+        "fixed": {k: {"valid": fixed["valid"][k].metrics, "test": fixed["test"][k].metrics} for k in range(steps + 1)},
+        "best_fixed_on_valid": best_fixed,
+        "kl": {"epsilon": kl[0], "test": kl_test.metrics, "mean_steps": kl_steps},
+        "learned": {"threshold": learned[0], "test": head_test.metrics, "mean_steps": head_steps},
+        "oracle_test": oracle,
+        "eval_seconds": {"fixed_K": fixed_time, "kl_halting": halting_time},
+    }
+    folder = Path(args.run_dir) / "analysis"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "adaptive_depth.md").write_text(text)
+    (folder / "adaptive_depth.json").write_text(json.dumps(results, indent=2))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

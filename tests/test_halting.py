@@ -1,0 +1,69 @@
+"""Adaptive reasoning depth: the halting rules, halted users frozen, the batch really shrinking."""
+
+import math
+
+import pytest
+import torch
+
+from hybrid.config import ModelConfig
+from hybrid.model import HybridRecommender
+from reasoning.halting import AdaptiveDepth, KLHalting, LearnedHalting, adaptive_user_vectors, kl_divergence
+
+
+def test_kl_rule_on_hand_made_distributions():
+    same = torch.log(torch.tensor([[0.7, 0.2, 0.1]]))
+    moved = torch.log(torch.tensor([[0.1, 0.2, 0.7]]))
+    assert kl_divergence(same, same).item() == pytest.approx(0.0, abs=1e-7)
+    expected = 0.7 * math.log(7) + 0.1 * math.log(1 / 7)
+    assert kl_divergence(same, moved).item() == pytest.approx(expected, rel=1e-5)
+    rule = KLHalting(epsilon=0.01, min_steps=2)
+    both = torch.cat([same, same]), torch.cat([same, moved])  # row 0 converged, row 1 moved
+    states = torch.zeros(2, 4)
+    assert rule.stop(1, *both, states, states, 0.5).tolist() == [False, False]  # below the minimum depth
+    assert rule.stop(2, *both, states, states, 1.0).tolist() == [True, False]
+
+
+class Recorder:
+    """A rule that halts chosen rows after chosen steps and records how many rows each step ran on."""
+
+    def __init__(self, halt_after):
+        self.halt_after, self.active_rows, self.seen = halt_after, [], None
+
+    def stop(self, step, previous_log_q, log_q, previous_state, state, depth):
+        self.active_rows.append(log_q.shape[0])
+        if self.seen is None:
+            self.seen = torch.arange(log_q.shape[0])
+        halt = torch.tensor([self.halt_after.get(int(row), 99) <= step for row in self.seen])
+        self.seen = self.seen[~halt]
+        return halt
+
+
+@pytest.mark.parametrize("method", ["prl", "erl"])
+def test_halted_users_keep_their_state_and_leave_the_batch(method):
+    torch.manual_seed(0)
+    config = ModelConfig(hidden_size=16, num_heads=2, inner_size=32, reasoning_steps=3, reasoning_method=method)
+    model = HybridRecommender(config, num_items=40, max_history=6).eval()
+    history = torch.randint(1, 41, (5, 6))
+    rule = Recorder({0: 1, 3: 2})  # row 0 halts after step 1, row 3 after step 2, the rest run all 3
+    vectors, steps = adaptive_user_vectors(model, history, rule)
+    assert steps.tolist() == [1, 3, 3, 2, 3]
+    assert rule.active_rows == [5, 4, 3]  # the batch shrinks as users halt
+    for row, depth in enumerate(steps.tolist()):
+        fixed = model.user_vectors(history[row : row + 1], steps=depth)[0]
+        assert torch.allclose(vectors[row], fixed, atol=1e-5)  # frozen at its halting depth
+    never = adaptive_user_vectors(model, history, KLHalting(epsilon=-1.0))[0]  # KL is never below -1
+    assert torch.allclose(never, model.user_vectors(history), atol=1e-5)
+    always = adaptive_user_vectors(model, history, KLHalting(epsilon=float("inf"), min_steps=1))
+    assert always[1].tolist() == [1] * 5 and torch.allclose(always[0], model.user_vectors(history, 1), atol=1e-5)
+    wrapped = AdaptiveDepth(model, KLHalting(epsilon=float("inf"), min_steps=2))
+    wrapped.user_vectors(history)
+    assert wrapped.mean_steps() == 2.0
+
+
+def test_learned_head_separates_steps_that_help_from_steps_that_do_not():
+    torch.manual_seed(0)
+    features = torch.randn(400, 5)
+    improves = features[:, 0] > 0.3  # the first feature decides
+    head = LearnedHalting(threshold=0.5).fit(features, improves)
+    accuracy = ((head.probability(features) > 0.5) == improves).float().mean()
+    assert accuracy > 0.95
