@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from benchmark import median_seconds  # noqa: E402
 
 from hybrid.analysis import load_run  # noqa: E402
 from hybrid.data import load_dataset  # noqa: E402
@@ -62,15 +63,6 @@ def pick(candidates: list[tuple]) -> tuple:
     return max(candidates, key=lambda c: (round(c[1].metrics["ndcg@10"], 6), -c[2]))
 
 
-def median_time(function, repeats: int = 5) -> float:
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir")
@@ -99,8 +91,8 @@ def main() -> int:
 
     kl_test, kl_steps = halting_result(model, dataset.test, KLHalting(kl[0]), "test")
     head_test, head_steps = halting_result(model, dataset.test, head, "test")
-    fixed_time = median_time(lambda: evaluate(model, dataset.test, "test"))
-    halting_time = median_time(lambda: evaluate(AdaptiveDepth(model, KLHalting(kl[0])), dataset.test, "test"))
+    fixed_time = median_seconds(lambda: evaluate(model, dataset.test, "test"), 5)
+    halting_time = median_seconds(lambda: evaluate(AdaptiveDepth(model, KLHalting(kl[0])), dataset.test, "test"), 5)
 
     best = fixed["test"][best_fixed].metrics["ndcg@10"]
 
