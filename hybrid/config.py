@@ -126,6 +126,17 @@ class ModelConfig:
         None,
     )
     gradient_checkpointing: bool = _help("'lm_lora': recompute LM activations in backward (less memory).", False)
+    backbone: str = _help(
+        "Sequence encoder: 'sasrec' (causal) or 'bert4rec' (bidirectional over the history with an appended "
+        "[MASK] token whose output is r_0; reasoning tokens stay causal: prefix masking).",
+        "sasrec",
+    )
+    cloze_prob: float = _help(
+        "bert4rec: share of history items replaced by [MASK] in training and predicted (BERT4Rec's cloze "
+        "objective), besides the next item predicted at the appended [MASK].",
+        0.2,
+    )
+    cloze_weight: float = _help("bert4rec: weight of the cloze loss on masked history items.", 1.0)
     hidden_size: int = _help("Hidden size D of item vectors and the Transformer.", 64)
     num_layers: int = _help("Transformer layers.", 2)
     num_heads: int = _help("Attention heads (must divide hidden_size).", 2)
@@ -173,6 +184,7 @@ class ModelConfig:
             "prl_step_reduction": ("mean", "sum"),
             "prl_contrastive_similarity": ("dot", "cosine"),
             "item_encoder": ("id", "text", "hybrid", "lm_lora"),
+            "backbone": ("sasrec", "bert4rec"),
             "lm_pooling": ("mean", "last_token"),
             "text_adaptor": ("moe", "linear"),
             "fusion": ("sum", "concat", "gate"),
@@ -184,6 +196,8 @@ class ModelConfig:
             raise ConfigError(f"reasoning_steps must be >= 0 (0 = plain SASRec), got {self.reasoning_steps}.")
         if self.prl_warmup_epochs < 0 or self.prl_noise_std < 0:
             raise ConfigError("prl_warmup_epochs and prl_noise_std must be >= 0.")
+        if not 0 <= self.cloze_prob < 1 or self.cloze_weight < 0:
+            raise ConfigError("cloze_prob must be in [0, 1) and cloze_weight >= 0.")
         if (
             self.text_experts < 1
             or self.text_batch_size < 1

@@ -21,6 +21,7 @@ from encoders.text import TextItemEncoder, load_or_encode_texts, resolve_text_mo
 from hybrid.config import ModelConfig
 from hybrid.errors import ConfigError, DataError
 from hybrid.recommend import ItemCatalogue, Recommendation, recommend
+from reasoning import noise
 from reasoning.backbone import Backbone, BackboneConfig
 from reasoning.objectives import erl_loss, item_logits, prl_loss, state_cross_entropy
 from reasoning.rearec import ReasoningHead
@@ -148,6 +149,7 @@ class HybridRecommender(
                 layer_norm_eps=config.layer_norm_eps,
                 max_history=max_history,
                 initializer_range=config.initializer_range,
+                bidirectional=config.backbone == "bert4rec",
             )
         )
         self.reasoning = ReasoningHead(
@@ -162,17 +164,37 @@ class HybridRecommender(
     def num_items(self) -> int:
         return self.item_encoder.num_items
 
+    def history_inputs(
+        self,
+        history: torch.Tensor,
+        history_vectors: torch.Tensor | None = None,  # [B, L, D] when the caller encoded the items already
+        cloze: torch.Tensor | None = None,  # [B, L] bool: history items replaced by [MASK] (BERT4Rec training)
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Transformer inputs [B, L', D] and key validity [B, L'] of left-padded item ids [B, L]; BERT4Rec
+        appends its [MASK] token (L' = L + 1), whose output is r_0."""
+        key_valid = history > 0  # [B, L]
+        vectors = self.item_encoder.encode(history) if history_vectors is None else history_vectors
+        mask_token = self.backbone.mask_token
+        if mask_token is not None:
+            if cloze is not None:
+                vectors = torch.where(cloze[..., None], mask_token.to(vectors.dtype), vectors)
+            appended = mask_token.to(vectors.dtype).expand(vectors.shape[0], 1, -1)  # [B, 1, D]
+            vectors = torch.cat([vectors, appended], dim=1)
+            key_valid = torch.cat([key_valid, key_valid.new_ones(key_valid.shape[0], 1)], dim=1)
+        return self.backbone.embed(vectors, key_valid), key_valid
+
     def user_states(
         self,
         history: torch.Tensor,
         steps: int | None = None,
         noisy_view: bool = False,
         history_vectors: torch.Tensor | None = None,  # [B, L, D] when the caller encoded the items already
-    ) -> torch.Tensor:
-        """Left-padded item ids [B, L] -> reasoning states r_0..r_steps [B, steps + 1, D]."""
-        key_valid = history > 0  # [B, L]
-        vectors = self.item_encoder.encode(history) if history_vectors is None else history_vectors
-        inputs = self.backbone.embed(vectors, key_valid)  # [B, L, D]
+        cloze: torch.Tensor | None = None,  # [B, L] bool (BERT4Rec training)
+        return_prefill: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded item ids [B, L] -> reasoning states r_0..r_steps [B, steps + 1, D] (and, with
+        ``return_prefill``, the last-layer states of every input position)."""
+        inputs, key_valid = self.history_inputs(history, history_vectors, cloze)  # [B, L', D]
         return self.reasoning(
             self.backbone,
             inputs,
@@ -181,7 +203,18 @@ class HybridRecommender(
             noisy_view=noisy_view,
             noise_std=self.config.prl_noise_std,
             noisy_from_clean=self.config.prl_noisy_from_clean,
+            return_prefill=return_prefill,
         )
+
+    def cloze_positions(self, history: torch.Tensor) -> torch.Tensor | None:
+        """[B, L] bool: real history items masked for BERT4Rec's cloze loss (training only), else None. Drawn
+        at full max_history width and right-aligned, so a row's mask does not depend on the batch's width
+        (or on how the global batch is split over processes)."""
+        if not (self.training and self.config.backbone == "bert4rec" and self.config.cloze_prob > 0):
+            return None
+        width = self.backbone.config.max_history
+        draw = noise.rand((history.shape[0], width), history.device)[:, width - history.shape[1] :]  # [B, L]
+        return (draw < self.config.cloze_prob) & (history > 0)
 
     def aggregate(self, states: torch.Tensor) -> torch.Tensor:
         """States [B, S, D] -> the user vector [B, D]: ERL averages all states, PRL/SASRec take the last."""
@@ -225,12 +258,27 @@ class HybridRecommender(
             # An LM encoder encodes only the batch's items; the softmax runs over them (in-batch candidates).
             table, history, target = self.batch_items(history, target)  # [C + 1, D], local ids
             history_vectors = table[history]  # [B, L, D]
+        cloze = self.cloze_positions(history) if target is not None else None  # [B, L] or None
+        prefill = None  # [B, L', D] every position's output, only for the cloze loss
         if two_views:
             views = None if history_vectors is None else torch.cat([history_vectors, history_vectors])
-            both = self.user_states(torch.cat([history, history]), noisy_view=True, history_vectors=views)
+            both = self.user_states(
+                torch.cat([history, history]),
+                noisy_view=True,
+                history_vectors=views,
+                cloze=None if cloze is None else torch.cat([cloze, cloze]),
+                return_prefill=cloze is not None,
+            )
+            if cloze is not None:
+                both, prefill = both[0], both[1][: len(history)]
             states, noisy_states = both.chunk(2)  # [B, S, D] each
         else:
-            states, noisy_states = self.user_states(history, history_vectors=history_vectors), None  # [B, S, D]
+            states = self.user_states(
+                history, history_vectors=history_vectors, cloze=cloze, return_prefill=cloze is not None
+            )
+            if cloze is not None:
+                states, prefill = states
+            noisy_states = None
         output = RecommenderOutput(user_vector=self.aggregate(states), user_states=states)
         if target is None:
             return output
@@ -265,6 +313,12 @@ class HybridRecommender(
                 config.prl_contrastive_temperature,
                 config.loss_chunk_size,
             )
+        if cloze is not None and cloze.any():
+            # BERT4Rec's cloze objective: predict the masked history items from their output states.
+            masked = prefill[:, : history.shape[1]][cloze]  # [M, D]
+            cloze_loss = state_cross_entropy(masked, table, history[cloze], config.temperature, config.loss_chunk_size)
+            output.loss = output.loss + config.cloze_weight * cloze_loss
+            output.loss_parts["cloze"] = cloze_loss.detach()
         return output
 
     # ------------------------------------------------------------------------------------ use and share

@@ -33,6 +33,9 @@ class BackboneConfig:
     layer_norm_eps: float = 1e-12
     max_history: int = 50
     initializer_range: float = 0.02
+    # BERT4Rec: the history (plus an appended [MASK] token whose output is r_0) attends bidirectionally;
+    # tokens after it (ReaRec's reasoning tokens) stay causal: "prefix masking".
+    bidirectional: bool = False
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -139,6 +142,19 @@ class TransformerLayer(nn.Module):
         return self.ffn_norm(hidden + self.dropout(ffn)), (key, value)
 
 
+def attention_mask(key_valid: torch.Tensor, prefix: int = 0) -> torch.Tensor:
+    """[B, 1, T, T] bool, True where query i may attend to key j: the first ``prefix`` positions see each other
+    (bidirectional), every later position sees itself and everything before it (causal); padding is never
+    seen. ``prefix`` 0 is SASRec's causal mask; BERT4Rec + ReaRec uses the history (+ [MASK]) as prefix."""
+    length = key_valid.shape[1]
+    visible = torch.ones(length, length, dtype=torch.bool, device=key_valid.device).tril()  # [T, T]
+    visible[:prefix, :prefix] = True
+    eye = torch.eye(length, dtype=torch.bool, device=key_valid.device)
+    # A padded query may attend to itself only: keeps its row finite (an all-masked row would be NaN and
+    # poison later layers through 0 * NaN) while real queries never see padding.
+    return (visible & (key_valid[:, None, :] | eye))[:, None]
+
+
 class Backbone(nn.Module):
     """SASRec: position embeddings + input LayerNorm/dropout + a stack of causal post-LN layers.
 
@@ -148,12 +164,18 @@ class Backbone(nn.Module):
     def __init__(self, config: BackboneConfig):
         super().__init__()
         self.config = config
-        # Position 0 is the OLDEST real item of the history (RecBole/ReaRec convention).
-        self.position_embedding = nn.Embedding(config.max_history, config.hidden_size)
+        # Position 0 is the OLDEST real item of the history (RecBole/ReaRec convention); the bidirectional
+        # mode needs one more for its appended [MASK] token.
+        positions = config.max_history + int(config.bidirectional)
+        self.position_embedding = nn.Embedding(positions, config.hidden_size)
+        # BERT4Rec's [MASK] input: where the next item (and, in training, masked history items) is predicted.
+        self.mask_token = nn.Parameter(torch.zeros(config.hidden_size)) if config.bidirectional else None
         self.input_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.input_dropout = Dropout(config.hidden_dropout)
         self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_layers))
         self.apply(self._init_weights)
+        if self.mask_token is not None:
+            nn.init.normal_(self.mask_token, std=config.initializer_range)
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -167,7 +189,7 @@ class Backbone(nn.Module):
     def embed(self, item_vectors: torch.Tensor, key_valid: torch.Tensor) -> torch.Tensor:
         """Item vectors [B, L, D] of a left-padded history -> Transformer inputs [B, L, D]."""
         positions = (key_valid.long().cumsum(dim=1) - 1).clamp(min=0)  # [B, L], 0 at the oldest real item
-        if positions.shape[1] > self.config.max_history:
+        if positions.shape[1] > self.position_embedding.num_embeddings:
             raise ValueError(f"history of length {positions.shape[1]} exceeds max_history={self.config.max_history}")
         return self.embed_tokens(item_vectors + self.position_embedding(positions))
 
@@ -180,16 +202,14 @@ class Backbone(nn.Module):
         x: torch.Tensor,  # [B, L, D] embedded inputs (see ``embed``)
         key_valid: torch.Tensor,  # [B, L] bool, False at padding
         last_only: bool = False,
+        prefix: int | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
-        """Encode a whole history causally. Returns last-layer states ([B, L, D], or [B, 1, D] for the
-        last position only when ``last_only``) and the cache for ``step``."""
-        length = x.shape[1]
-        causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()  # [L, L]
-        eye = torch.eye(length, dtype=torch.bool, device=x.device)
-        # A padded query may attend to itself only: keeps its row finite (an all-masked row would be NaN
-        # and poison later layers through 0 * NaN) while real queries never see padding.
-        mask = causal & (key_valid[:, None, :] | eye)  # [B, L, L]
-        mask = mask[:, None]  # [B, 1, L, L]
+        """Encode a whole history (causally, or bidirectionally in the bidirectional mode; ``prefix`` overrides
+        how many leading positions see each other). Returns last-layer states ([B, L, D], or [B, 1, D] for
+        the last position only when ``last_only``) and the cache for ``step``."""
+        if prefix is None:
+            prefix = x.shape[1] if self.config.bidirectional else 0
+        mask = attention_mask(key_valid, prefix)  # [B, 1, L, L]
         keys, values = [], []
         for index, layer in enumerate(self.layers):
             is_last = index == len(self.layers) - 1

@@ -112,8 +112,7 @@ def adaptive_user_vectors(model, history: torch.Tensor, rule, item_table: torch.
     """
     head, backbone = model.reasoning, model.backbone
     table = model.item_encoder.item_table() if item_table is None else item_table
-    key_valid = history > 0
-    inputs = backbone.embed(model.item_encoder.encode(history), key_valid)
+    inputs, key_valid = model.history_inputs(history)  # BERT4Rec appends its [MASK] here
     hidden, cache = backbone.prefill(inputs, key_valid, last_only=True)
     state = hidden[:, -1]  # r_0 [B, D]
     total = state.clone()  # running sum of states (ERL's mean)

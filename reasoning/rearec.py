@@ -65,16 +65,19 @@ class ReasoningHead(nn.Module):
         noisy_view: bool = False,
         noise_std: float = 0.0,
         noisy_from_clean: bool = True,
-    ) -> torch.Tensor:
+        return_prefill: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """States R = [r_0, ..., r_steps]: [B, steps + 1, D].
 
         With ``noisy_view`` the batch is read as two views [clean; noisy] of the same rows (PRL's
         reasoning-aware contrastive learning; the views already differ by their dropout masks): the second
         half's reasoning inputs get Gaussian noise of std ``noise_std``. ``noisy_from_clean`` builds them
         from the clean half's r_{k-1}, as the released code does; otherwise from the noisy half's own state.
+        ``return_prefill`` also returns the last-layer states of every input position [B, L, D] (BERT4Rec's
+        cloze objective predicts masked history items from them).
         """
         steps = self.check_steps(steps)
-        hidden, cache = backbone.prefill(inputs, key_valid, last_only=True)  # [B, 1, D]
+        hidden, cache = backbone.prefill(inputs, key_valid, last_only=not return_prefill)  # [B, 1 or L, D]
         states = [hidden[:, -1]]  # r_0: [B, D]
         half = inputs.shape[0] // 2
         for k in range(1, steps + 1):
@@ -87,6 +90,8 @@ class ReasoningHead(nn.Module):
                 token = torch.cat([token[:half], token[half:] + jitter], dim=0)
             state, cache = backbone.step(self.embed_token(backbone, token), cache)  # [B, D]
             states.append(state)
+        if return_prefill:
+            return torch.stack(states, dim=1), hidden
         return torch.stack(states, dim=1)  # [B, steps + 1, D]
 
     def forward_recompute(
@@ -102,6 +107,8 @@ class ReasoningHead(nn.Module):
             tokens.append(self.embed_token(backbone, states[-1] + self.position_embedding.weight[k - 1])[:, None])
             sequence = torch.cat([inputs, *tokens], dim=1)  # [B, L + k, D]
             valid = torch.cat([key_valid, key_valid.new_ones(batch, k)], dim=1)
-            hidden, _ = backbone.prefill(sequence, valid, last_only=True)
+            # The history sees itself only (causally, or bidirectionally for BERT4Rec); reasoning tokens are causal.
+            prefix = inputs.shape[1] if backbone.config.bidirectional else 0
+            hidden, _ = backbone.prefill(sequence, valid, last_only=True, prefix=prefix)
             states.append(hidden[:, -1])
         return torch.stack(states, dim=1)  # [B, steps + 1, D]
