@@ -76,15 +76,27 @@ class Dropout(nn.Module):
 
 @dataclass
 class KVCache:
-    """Per-layer keys and values of every position encoded so far, and which positions are real."""
+    """Per-layer keys and values of the encoded history (written once by ``prefill``, never copied again),
+    which history positions are real, and the keys and values of the tokens added by ``step`` since."""
 
-    keys: list[torch.Tensor]  # num_layers x [B, H, S, Dh]
-    values: list[torch.Tensor]  # num_layers x [B, H, S, Dh]
-    key_valid: torch.Tensor  # [B, S] bool, False at padding
+    keys: list[torch.Tensor]  # num_layers x [B, H, L, Dh]
+    values: list[torch.Tensor]  # num_layers x [B, H, L, Dh]
+    key_valid: torch.Tensor  # [B, L] bool, False at padding
+    step_keys: list[torch.Tensor] | None = None  # num_layers x [B, H, k, Dh], k tokens added so far
+    step_values: list[torch.Tensor] | None = None
+    key_bias: torch.Tensor | None = None  # [B, 1, 1, L] 0 at real history positions, -inf at padding
 
     @property
     def length(self) -> int:
-        return self.key_valid.shape[1]
+        return self.key_valid.shape[1] + (0 if self.step_keys is None else self.step_keys[0].shape[2])
+
+    def select(self, rows: torch.Tensor) -> KVCache:
+        """The cache of a subset of the batch rows."""
+        pick = lambda tensors: None if tensors is None else [t[rows] for t in tensors]  # noqa: E731
+        bias = None if self.key_bias is None else self.key_bias[rows]
+        return KVCache(
+            pick(self.keys), pick(self.values), self.key_valid[rows], pick(self.step_keys), pick(self.step_values), bias
+        )
 
 
 class TransformerLayer(nn.Module):
@@ -111,14 +123,12 @@ class TransformerLayer(nn.Module):
         self,
         x: torch.Tensor,  # [B, T, D] inputs of the new positions
         attention_mask: torch.Tensor,  # [B, 1, Tq, S] bool, True where a query may attend
-        past: tuple[torch.Tensor, torch.Tensor] | None = None,  # cached keys/values [B, H, S - T, Dh]
         query_last_only: bool = False,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         query, key, value = self.qkv(x).chunk(3, dim=-1)  # 3 x [B, T, D]
-        key, value = self._heads(key), self._heads(value)  # [B, H, T, Dh]
-        if past is not None:
-            key = torch.cat([past[0], key], dim=2)  # [B, H, S, Dh]
-            value = torch.cat([past[1], value], dim=2)
+        # Contiguous heads: attention here reads them faster, and reasoning steps reuse them as the cache
+        # without a copy per step.
+        key, value = self._heads(key).contiguous(), self._heads(value).contiguous()  # [B, H, T, Dh]
         if query_last_only:  # only the last row is needed downstream: skip the others' attention and FFN
             x, query = x[:, -1:], query[:, -1:]  # [B, 1, D]
         query = self._heads(query)  # [B, H, Tq, Dh]
@@ -136,10 +146,38 @@ class TransformerLayer(nn.Module):
                 attn_mask=attention_mask,
                 dropout_p=self.attention_dropout if self.training else 0.0,
             )  # [B, H, Tq, Dh]
+        return self._output(x, attended), (key, value)
+
+    def _output(self, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """Heads [B, H, Tq, Dh] -> attention output, residual + LN, FFN, residual + LN: [B, Tq, D]."""
         attended = attended.transpose(1, 2).reshape(x.shape)  # [B, Tq, D]
         hidden = self.attention_norm(x + self.dropout(self.attention_output(attended)))
         ffn = self.ffn_out(F.gelu(self.ffn_in(hidden)))  # erf GeLU, as SASRec/BERT
-        return self.ffn_norm(hidden + self.dropout(ffn)), (key, value)
+        return self.ffn_norm(hidden + self.dropout(ffn))
+
+    def step(
+        self,
+        x: torch.Tensor,  # [B, 1, D] the new token
+        history_key: torch.Tensor,  # [B, H, L, Dh]
+        history_value: torch.Tensor,  # [B, H, L, Dh]
+        history_bias: torch.Tensor,  # [B, 1, 1, L] 0 at real positions, -inf at padding
+        previous: tuple[torch.Tensor, torch.Tensor] | None,  # earlier step tokens' keys/values [B, H, k, Dh]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """One new row attending to the history and to the step tokens so far (itself included). Returns the
+        row's output [B, 1, D] and the step tokens' keys/values extended by it [B, H, k + 1, Dh]."""
+        query, key, value = self.qkv(x).chunk(3, dim=-1)  # 3 x [B, 1, D]
+        query, key, value = self._heads(query), self._heads(key), self._heads(value)  # [B, H, 1, Dh]
+        if previous is not None:
+            key, value = torch.cat([previous[0], key], dim=2), torch.cat([previous[1], value], dim=2)
+        scale = self.head_dim**-0.5
+        # The history's keys/values are contiguous (see forward): read in place, never copied per step.
+        history_scores = query @ history_key.transpose(-1, -2)  # [B, H, 1, L]
+        history_scores = history_scores * scale + history_bias
+        scores = torch.cat([history_scores, (query @ key.transpose(-1, -2)) * scale], dim=-1)  # [B, H, 1, L + k + 1]
+        probs = dropout(scores.softmax(dim=-1), self.attention_dropout, training=self.training)
+        length = history_key.shape[2]
+        attended = probs[..., :length] @ history_value + probs[..., length:] @ value  # [B, H, 1, Dh]
+        return self._output(x, attended), (key, value)
 
 
 def attention_mask(key_valid: torch.Tensor, prefix: int = 0) -> torch.Tensor:
@@ -222,15 +260,20 @@ class Backbone(nn.Module):
     def step(self, x: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
         """Run ONE new token [B, D] (already embedded) through every layer, attending to the cache.
 
-        Only the new row is computed: O(S * D) attention plus O(D^2) projections and FFN per layer.
+        Only the new row is computed: O(S * D) attention plus O(D^2) projections and FFN per layer. The
+        history's keys and values are read where prefill left them (appending to them would copy the
+        whole cache at every step); only the few step tokens' keys and values grow.
         Returns its last-layer state [B, D] and the cache extended by one position.
         """
-        key_valid = torch.cat([cache.key_valid, cache.key_valid.new_ones(x.shape[0], 1)], dim=1)  # [B, S+1]
-        mask = key_valid[:, None, None, :]  # [B, 1, 1, S+1]
         hidden = x[:, None, :]  # [B, 1, D]
-        keys, values = [], []
-        for layer, past_key, past_value in zip(self.layers, cache.keys, cache.values):
-            hidden, (key, value) = layer(hidden, mask, past=(past_key, past_value))
-            keys.append(key)
-            values.append(value)
-        return hidden[:, 0], KVCache(keys, values, key_valid)
+        bias = cache.key_bias
+        if bias is None:  # once per sequence, shared by every layer and step
+            bias = torch.zeros(cache.key_valid.shape, dtype=x.dtype, device=x.device)
+            bias = bias.masked_fill(~cache.key_valid, float("-inf"))[:, None, None, :]  # [B, 1, 1, L]
+        step_keys, step_values = [], []
+        for index, layer in enumerate(self.layers):
+            previous = None if cache.step_keys is None else (cache.step_keys[index], cache.step_values[index])
+            hidden, (key, value) = layer.step(hidden, cache.keys[index], cache.values[index], bias, previous)
+            step_keys.append(key)
+            step_values.append(value)
+        return hidden[:, 0], KVCache(cache.keys, cache.values, cache.key_valid, step_keys, step_values, bias)

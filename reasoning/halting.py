@@ -21,8 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reasoning.backbone import KVCache
-
 
 def answer_log_probs(user_vectors: torch.Tensor, item_table: torch.Tensor) -> torch.Tensor:
     """log q over items 1..N of user vectors [A, D] -> [A, N] (the inference softmax, no temperature)."""
@@ -100,10 +98,6 @@ class LearnedHalting(nn.Module):
             return self.probability(step_features(previous_log_q, log_q, previous_state, state, depth)) < self.threshold
 
 
-def _select(cache: KVCache, rows: torch.Tensor) -> KVCache:
-    return KVCache([k[rows] for k in cache.keys], [v[rows] for v in cache.values], cache.key_valid[rows])
-
-
 @torch.no_grad()
 def adaptive_user_vectors(model, history: torch.Tensor, rule, item_table: torch.Tensor | None = None):
     """User vectors [B, D] and steps used [B] with per-user halting; halted users leave the batch.
@@ -135,7 +129,7 @@ def adaptive_user_vectors(model, history: torch.Tensor, rule, item_table: torch.
         steps_used[active] = step
         keep = ~halt
         active, state, total, log_q = active[keep], state[keep], total[keep], new_log_q[keep]
-        cache = _select(cache, keep.nonzero()[:, 0])
+        cache = cache.select(keep.nonzero()[:, 0])
     return answer, steps_used
 
 
