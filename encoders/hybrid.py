@@ -1,7 +1,9 @@
 """ID + text fusion: an item is its trained ID vector and its text vector together; a cold item, its text alone.
 
 Cold items (no training interaction) have ID vectors that never received a gradient, only their random init,
-so their ID part is masked to zero and the fusion sees text only.
+so their ID part is masked to zero and the fusion sees text only. ``id_dropout`` (DropoutNet, Volkovs et al.
+2017) also drops the ID part of random warm items in training, so the sequence model learns to score items
+from their text alone, on the same scale as warm ones, which is what a cold item is.
 
 Shape legend: N items (without padding), D item-vector size.
 """
@@ -27,13 +29,16 @@ class HybridItemEncoder(ItemEncoder):
         text_encoder: ItemEncoder,
         fusion: str = "sum",
         warm_items: torch.Tensor | None = None,  # [N + 1] bool, True where the ID vector was trained
+        id_dropout: float = 0.0,
     ):
         super().__init__()
         if fusion not in FUSIONS:
             raise ValueError(f"fusion {fusion!r} is not one of {FUSIONS}")
         if id_encoder.num_items != text_encoder.num_items or id_encoder.dim != text_encoder.dim:
             raise ValueError("the ID and text encoders must cover the same items with the same dimension")
-        self.id_encoder, self.text_encoder, self.fusion = id_encoder, text_encoder, fusion
+        if not 0.0 <= id_dropout < 1.0:
+            raise ValueError(f"id_dropout must be in [0, 1), got {id_dropout}")
+        self.id_encoder, self.text_encoder, self.fusion, self.id_dropout = id_encoder, text_encoder, fusion, id_dropout
         self.num_items, self.dim = id_encoder.num_items, id_encoder.dim
         warm = torch.ones(self.num_items + 1, dtype=torch.bool) if warm_items is None else warm_items.bool()
         if warm.shape != (self.num_items + 1,):
@@ -47,6 +52,8 @@ class HybridItemEncoder(ItemEncoder):
     def fuse(self, id_vectors: torch.Tensor, text_vectors: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
         """[..., D] ID and text vectors of ``item_ids`` [...] -> fused [..., D]; padding stays zero."""
         warm = self.warm_items[item_ids].unsqueeze(-1)  # [..., 1]
+        if self.training and self.id_dropout > 0:  # each occurrence of a warm item may be shown as cold
+            warm = warm & (torch.rand(warm.shape, device=warm.device) >= self.id_dropout)
         id_vectors = id_vectors * warm
         if self.fusion == "sum":
             fused = id_vectors + text_vectors

@@ -108,6 +108,11 @@ class ModelConfig:
     text_pca_dim: int | None = _help("Reduce the text vectors to this many principal components first.", None)
     text_batch_size: int = _help("Texts encoded at once when the vectors are computed (once, then cached).", 256)
     fusion: str = _help("'hybrid' fusion of ID and text vectors: 'sum', 'concat' or 'gate'.", "sum")
+    id_dropout: float = _help(
+        "'hybrid': in training, show each warm item occurrence as cold (text alone) with this probability "
+        "(DropoutNet), so cold items are scored on the same scale as warm ones. 0 = off.",
+        0.0,
+    )
     lm_model: str = _help(
         "'lm_lora': transformers model (local path or Hub id; 'all-MiniLM-L6-v2' is the packaged copy).",
         "all-MiniLM-L6-v2",
@@ -196,6 +201,8 @@ class ModelConfig:
             raise ConfigError(f"reasoning_steps must be >= 0 (0 = plain SASRec), got {self.reasoning_steps}.")
         if self.prl_warmup_epochs < 0 or self.prl_noise_std < 0:
             raise ConfigError("prl_warmup_epochs and prl_noise_std must be >= 0.")
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ConfigError(f"id_dropout must be in [0, 1), got {self.id_dropout}.")
         if not 0 <= self.cloze_prob < 1 or self.cloze_weight < 0:
             raise ConfigError("cloze_prob must be in [0, 1) and cloze_weight >= 0.")
         if (
@@ -254,6 +261,12 @@ class TrainConfig:
     keep_checkpoints: int = _help("Complete checkpoints kept under output_dir/checkpoints (oldest removed).", 2)
     resume: str | None = _help("Resume from 'latest' (in output_dir) or a checkpoints/step-N folder.", None)
     exclude_history: bool = _help("Mask the user's past items when ranking (default off, as RecBole).", False)
+    softmax_items: str = _help(
+        "Candidates of the training softmax: 'seen' (items with training interactions; the others do not exist "
+        "when the model is trained, so they are neither pushed down as negatives nor fitted), 'all', or 'auto' "
+        "('seen' on the cold_items split, 'all' otherwise). Evaluation always ranks every item.",
+        "auto",
+    )
     num_threads: int = _help("CPU threads per process (0 = cores / processes on this machine).", 0)
     log_every: int = _help("Log the training loss every this many steps.", 50)
     report_to: str = _help("Experiment tracker: 'tensorboard' or 'none'.", "tensorboard")
@@ -281,6 +294,8 @@ class TrainConfig:
             raise ConfigError(f"mixed_precision={self.mixed_precision!r} must be 'no', 'bf16' or 'fp16'.")
         if self.report_to not in ("tensorboard", "none"):
             raise ConfigError(f"report_to={self.report_to!r} must be 'tensorboard' or 'none'.")
+        if self.softmax_items not in ("auto", "seen", "all"):
+            raise ConfigError(f"softmax_items={self.softmax_items!r} must be 'auto', 'seen' or 'all'.")
 
 
 CONFIG_CLASSES = (DataConfig, ModelConfig, TrainConfig)

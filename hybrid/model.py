@@ -83,7 +83,7 @@ def build_item_encoder(
     if config.item_encoder == "text":
         return text
     ids = IDItemEncoder(num_items, config.hidden_size, config.initializer_range)
-    return HybridItemEncoder(ids, text, config.fusion, warm_items)
+    return HybridItemEncoder(ids, text, config.fusion, warm_items, config.id_dropout)
 
 
 def item_text_vectors(config: ModelConfig, item_texts: list[str], progress: bool = True) -> torch.Tensor | None:
@@ -159,6 +159,22 @@ class HybridRecommender(
             config.separate_reasoning_norm,
             config.layer_norm_eps,
         )
+        # Training-softmax candidates (set_softmax_items): their ids [C + 1] and each item's row among them [N + 1].
+        self.register_buffer("softmax_ids", None, persistent=False)
+        self.register_buffer("softmax_rows", None, persistent=False)
+
+    def set_softmax_items(self, items: torch.Tensor | None) -> None:
+        """Train the softmax over ``items`` only ([N + 1] bool; None: every item). Items left out, e.g. cold
+        items that do not exist yet when the model is trained, are neither negatives nor targets."""
+        if items is None:
+            self.softmax_ids = self.softmax_rows = None
+            return
+        keep = items.to(torch.bool).clone()
+        keep[0] = True  # padding stays row 0 (masked in the loss)
+        ids = keep.nonzero().squeeze(1)  # [C + 1]
+        rows = torch.zeros(keep.shape[0], dtype=torch.long, device=ids.device)
+        rows[ids] = torch.arange(ids.shape[0], device=ids.device)
+        self.softmax_ids, self.softmax_rows = ids, rows
 
     @property
     def num_items(self) -> int:
@@ -282,8 +298,13 @@ class HybridRecommender(
         output = RecommenderOutput(user_vector=self.aggregate(states), user_states=states)
         if target is None:
             return output
+        labels = history  # ids the cloze loss predicts, in the loss table's numbering
         if table is None:
             table = self.item_encoder.item_table()  # [N + 1, D]
+            if self.softmax_ids is not None:  # seen items only: [C + 1, D], targets renumbered into them
+                if not bool(torch.all(self.softmax_rows[target] > 0)):
+                    raise ValueError("a training target is outside the training-softmax items (set_softmax_items)")
+                table, target, labels = table[self.softmax_ids], self.softmax_rows[target], self.softmax_rows[history]
         if config.reasoning_steps == 0:
             output.loss = state_cross_entropy(
                 output.user_vector, table, target, config.temperature, config.loss_chunk_size
@@ -316,7 +337,7 @@ class HybridRecommender(
         if cloze is not None and cloze.any():
             # BERT4Rec's cloze objective: predict the masked history items from their output states.
             masked = prefill[:, : history.shape[1]][cloze]  # [M, D]
-            cloze_loss = state_cross_entropy(masked, table, history[cloze], config.temperature, config.loss_chunk_size)
+            cloze_loss = state_cross_entropy(masked, table, labels[cloze], config.temperature, config.loss_chunk_size)
             output.loss = output.loss + config.cloze_weight * cloze_loss
             output.loss_parts["cloze"] = cloze_loss.detach()
         return output

@@ -134,6 +134,11 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
     )
     cold_items = ~warm_items
     cold_items[0] = False  # [N + 1]: items no training row mentions
+    softmax_items = train_config.softmax_items
+    if softmax_items == "auto":
+        softmax_items = "seen" if data_config.split == "cold_items" else "all"
+    if softmax_items == "seen":
+        model.set_softmax_items(warm_items)
     optimizer = torch.optim.AdamW(
         decay_groups(model, train_config.weight_decay), lr=train_config.learning_rate, weight_decay=0.0
     )
@@ -254,9 +259,12 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
             {"train/epoch_loss": epoch_loss, **{f"valid/{k}": v for k, v in valid.metrics.items()}}, step=state.step
         )
         improved = valid.metrics["ndcg@10"] > state.best_ndcg
+        cold_valid = valid.groups.get("cold targets") if valid.group_rows.get("cold targets") else None
         say(
             f"epoch {epoch}: loss {epoch_loss:.4f}, valid ndcg@10 {valid.metrics['ndcg@10']:.4f}, "
-            f"recall@10 {valid.metrics['recall@10']:.4f} ({state.epoch_seconds[-1]:.1f}s){' *' if improved else ''}"
+            f"recall@10 {valid.metrics['recall@10']:.4f}"
+            + (f" (cold targets: ndcg@10 {cold_valid['ndcg@10']:.4f})" if cold_valid else "")
+            + f" ({state.epoch_seconds[-1]:.1f}s){' *' if improved else ''}"
         )
         if improved:
             state.best_ndcg, state.best_epoch, state.best_valid = valid.metrics["ndcg@10"], epoch, valid.to_dict()

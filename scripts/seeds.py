@@ -52,6 +52,22 @@ def summarise(folder: Path) -> str:
     )
     protocol = next(iter(metrics.values()))["protocol"]
     text = f"# {folder.name}\n\nProtocol: {protocol}\n\n" + "\n".join(lines) + "\n"
+    groups = group_metrics(metrics)
+    if groups:
+        group_keys = ("recall@10", "ndcg@10", "ndcg@20", "mrr@10")
+        rows = ["| group | run | rows | " + " | ".join(f"test {k}" for k in group_keys) + " |"]
+        rows.append("|---|---|---:|" + "---:|" * len(group_keys))
+        for group, runs_of_group in groups.items():
+            for name, (count, values) in runs_of_group.items():
+                rows.append(
+                    f"| {group} | {name} | {count} | " + " | ".join(f"{values[k]:.4f}" for k in group_keys) + " |"
+                )
+            rows.append(
+                f"| {group} | **mean ± std** | | "
+                + " | ".join(spread([v[k] for _, v in runs_of_group.values()]) for k in group_keys)
+                + " |"
+            )
+        text += "\nTest metrics by target group (cold targets: no training interactions):\n\n" + "\n".join(rows) + "\n"
     summary = {
         "runs": {
             name: {"best_epoch": r["best_epoch"], "valid": r["valid"]["metrics"], "test": r["test"]["metrics"]}
@@ -60,10 +76,26 @@ def summarise(folder: Path) -> str:
         "mean_test": {k: statistics.mean(r["test"]["metrics"][k] for r in metrics.values()) for k in keys},
         "mean_valid_ndcg@10": statistics.mean(valid),
         "protocol": protocol,
+        "groups": {
+            group: {
+                "runs": {name: {"rows": count, "test": values} for name, (count, values) in runs_of_group.items()},
+                "mean_test": {k: statistics.mean(v[k] for _, v in runs_of_group.values()) for k in keys},
+            }
+            for group, runs_of_group in groups.items()
+        },
     }
     (folder / "summary.md").write_text(text)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     return text
+
+
+def group_metrics(metrics: dict[str, dict]) -> dict[str, dict[str, tuple[int, dict[str, float]]]]:
+    """Per target group (e.g. cold targets), each run's (row count, test metrics); groups every run has."""
+    groups: dict[str, dict[str, tuple[int, dict[str, float]]]] = {}
+    for name, result in metrics.items():
+        for group, entry in result["test"].get("groups", {}).items():
+            groups.setdefault(group, {})[name] = (entry["rows"], entry["metrics"])
+    return {group: runs for group, runs in groups.items() if len(runs) == len(metrics)}
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 
 from hybrid.config import DataConfig
@@ -70,3 +71,32 @@ def test_warm_and_cold_target_metrics_and_ranking_among_cold_items(tmp_path):
     among_cold = result.groups["cold targets among cold items"]  # items 5 and 6 rank 1 and 2 among 4, 5, 6
     assert among_cold["mrr@5"] == (1 / 2 + 1 / 3) / 2
     assert "groups" in result.to_dict() and result.to_dict()["groups"]["cold targets"]["rows"] == 2
+
+
+def test_seen_items_softmax_leaves_cold_items_out_of_training():
+    from hybrid.config import ModelConfig
+    from hybrid.model import HybridRecommender
+    from reasoning.objectives import cross_entropy, item_logits
+
+    torch.manual_seed(0)
+    model = HybridRecommender(ModelConfig(hidden_size=8, num_heads=2, inner_size=16), num_items=6, max_history=4)
+    model.eval()  # no dropout: the two losses below see the same states
+    history = torch.tensor([[0, 1, 2, 3], [0, 0, 2, 4]])
+    target = torch.tensor([4, 1])
+    seen = torch.tensor([False, True, True, True, True, False, False])  # items 5 and 6 are cold
+    model.set_softmax_items(seen)
+    loss = model(history, target).loss
+    loss.backward()
+    table = model.item_encoder.item_table().detach()
+    states = model.user_vectors(history).detach()
+    logits = item_logits(states, table)
+    logits[:, 5:] = float("-inf")  # the softmax of the seen items only
+    assert torch.allclose(loss, cross_entropy(logits, target, model.config.temperature), atol=1e-6)
+    grad = model.item_encoder.embedding.weight.grad  # [N + 1, D]
+    assert grad[1:5].abs().sum() > 0 and torch.all(grad[5:] == 0)  # cold rows: not even negatives
+    with pytest.raises(ValueError, match="outside the training-softmax"):
+        model(history, torch.tensor([5, 1]))  # a cold item cannot be a training target
+    model.set_softmax_items(None)  # back to every item: cold rows are negatives again
+    model.zero_grad()
+    model(history, target).loss.backward()
+    assert grad is not None and model.item_encoder.embedding.weight.grad[5:].abs().sum() > 0

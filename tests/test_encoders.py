@@ -89,6 +89,23 @@ def test_hybrid_fusion_uses_text_alone_for_cold_items(fusion):
     assert not torch.allclose(moved[1], table[1], atol=1e-3)  # warm: uses its ID vector
 
 
+def test_id_dropout_shows_warm_items_as_cold_in_training_only():
+    torch.manual_seed(0)
+    warm = torch.ones(201, dtype=torch.bool)
+    warm[0] = False
+    encoder = HybridItemEncoder(
+        IDItemEncoder(200, 5), TextItemEncoder(torch.randn(200, 6), 5, "linear"), warm_items=warm, id_dropout=0.5
+    )
+    text_only = encoder.text_encoder.item_table().detach()  # [N + 1, D]
+    table = encoder.train().item_table().detach()
+    dropped = torch.isclose(table, text_only, atol=1e-7).all(dim=1)[1:]  # [N]: ID part left out
+    assert 0.3 < dropped.float().mean() < 0.7  # about half of the warm items, drawn at random
+    evaluated = encoder.eval().item_table().detach()
+    assert not torch.isclose(evaluated, text_only, atol=1e-7).all(dim=1)[1:].any()  # evaluation: never dropped
+    with pytest.raises(ValueError, match="id_dropout"):
+        HybridItemEncoder(IDItemEncoder(200, 5), TextItemEncoder(torch.randn(200, 6), 5, "linear"), id_dropout=1.0)
+
+
 def test_warm_items_are_those_of_training_rows():
     warm = warm_item_mask(torch.tensor([[0, 1, 2], [0, 0, 2]]), torch.tensor([3, 1]), num_items=5)
     assert warm.tolist() == [False, True, True, True, False, False]
