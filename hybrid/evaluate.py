@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from hybrid.data import SplitData
-from hybrid.metrics import DEFAULT_CUTOFFS, metric_keys, metric_means
+from hybrid.metrics import DEFAULT_CUTOFFS, metric_keys, metric_means, random_ranking_metrics
 from hybrid.ranking import DEFAULT_MEMORY_BYTES, chunked_target_ranks, item_chunk_size
 
 
@@ -32,6 +32,8 @@ class EvalResult:
     # rows ranked among cold items only; with their row counts.
     groups: dict[str, dict[str, float]] = field(default_factory=dict)
     group_rows: dict[str, int] = field(default_factory=dict)
+    # Expected metrics of a uniformly random ranking, for the cold-target groups (chance level).
+    random_ranking: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -39,6 +41,7 @@ class EvalResult:
             "rows": int(self.ranks.numel()),
             "metrics": self.metrics,
             "groups": {name: {"rows": self.group_rows[name], "metrics": m} for name, m in self.groups.items()},
+            "random_ranking": self.random_ranking,
             "protocol": self.protocol,
         }
 
@@ -136,6 +139,12 @@ def evaluate(
             result.group_rows[name] = int(mask.sum())
             if mask.any():
                 result.groups[name] = metric_means(values[mask], cutoffs)
+        if not exclude_history:  # else the candidate count differs per row
+            num_cold = int(cold_items.sum())
+            result.random_ranking = {
+                f"all {model.num_items} items": random_ranking_metrics(model.num_items, cutoffs),
+                **({f"{num_cold} cold items": random_ranking_metrics(num_cold, cutoffs)} if num_cold else {}),
+            }
     return result
 
 

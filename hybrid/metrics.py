@@ -40,3 +40,11 @@ def metric_means(ranks: torch.Tensor, cutoffs=DEFAULT_CUTOFFS) -> dict[str, floa
 
 def metric_keys(cutoffs=DEFAULT_CUTOFFS) -> list[str]:
     return [f"{name}@{k}" for name in METRIC_NAMES for k in cutoffs]
+
+
+def random_ranking_metrics(num_candidates: int, cutoffs=DEFAULT_CUTOFFS) -> dict[str, float]:
+    """Expected metrics of a uniformly random ranking of ``num_candidates`` items (the target equally likely
+    at every rank): the chance level a model must beat, e.g. 4.54 / N for NDCG@10."""
+    if num_candidates < 1:
+        raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
+    return metric_means(torch.arange(num_candidates), cutoffs)

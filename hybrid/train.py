@@ -327,7 +327,12 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
         )
     )
     if test.group_rows.get("cold targets"):
-        say(format_table({f"test, {name} ({test.group_rows[name]} rows)": m for name, m in test.groups.items()}))
+        say(
+            format_table(
+                {f"test, {name} ({test.group_rows[name]} rows)": m for name, m in test.groups.items()}
+                | {f"random ranking of {name}": m for name, m in test.random_ranking.items()}
+            )
+        )
     say(f"run directory: {output_dir}")
     accelerator.end_training()
     return results

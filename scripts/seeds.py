@@ -67,6 +67,12 @@ def summarise(folder: Path) -> str:
                 + " | ".join(spread([v[k] for _, v in runs_of_group.values()]) for k in group_keys)
                 + " |"
             )
+        for name, values in next(iter(metrics.values()))["test"].get("random_ranking", {}).items():
+            rows.append(
+                f"| random ranking of {name} | expected | | "
+                + " | ".join(f"{values[k]:.4f}" for k in group_keys)
+                + " |"
+            )
         text += "\nTest metrics by target group (cold targets: no training interactions):\n\n" + "\n".join(rows) + "\n"
     summary = {
         "runs": {

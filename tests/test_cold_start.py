@@ -71,6 +71,8 @@ def test_warm_and_cold_target_metrics_and_ranking_among_cold_items(tmp_path):
     among_cold = result.groups["cold targets among cold items"]  # items 5 and 6 rank 1 and 2 among 4, 5, 6
     assert among_cold["mrr@5"] == (1 / 2 + 1 / 3) / 2
     assert "groups" in result.to_dict() and result.to_dict()["groups"]["cold targets"]["rows"] == 2
+    chance = result.to_dict()["random_ranking"]  # expected metrics of a random ranking: 6 items, 3 cold
+    assert chance["all 6 items"]["recall@5"] == 5 / 6 and chance["3 cold items"]["recall@5"] == 1.0
 
 
 def test_seen_items_softmax_leaves_cold_items_out_of_training():

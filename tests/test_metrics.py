@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from hybrid.metrics import metric_means, metrics_from_ranks, target_ranks
@@ -43,3 +44,17 @@ def test_metrics_match_hand_computed_values_and_cutoffs():
 def test_nan_scores_never_count_as_hits():
     scores = torch.tensor([[float("-inf"), float("nan"), 0.3, 0.2]])
     assert target_ranks(scores, torch.tensor([1])).tolist() == [2]
+
+
+def test_random_ranking_metrics_are_the_chance_level():
+    from hybrid.metrics import random_ranking_metrics
+
+    expected = random_ranking_metrics(1682)
+    harmonic = sum(1 / math.log2(r + 2) for r in range(10))  # 4.543
+    assert expected["ndcg@10"] == pytest.approx(harmonic / 1682)
+    assert expected["recall@20"] == pytest.approx(20 / 1682) and expected["mrr@5"] == pytest.approx(
+        sum(1 / r for r in range(1, 6)) / 1682
+    )
+    assert random_ranking_metrics(3)["recall@5"] == pytest.approx(1.0)  # fewer candidates than the cut-off
+    with pytest.raises(ValueError, match="num_candidates"):
+        random_ranking_metrics(0)
