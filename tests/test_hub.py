@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from hybrid.analysis import load_run
 from hybrid.config import DataConfig, ModelConfig, TrainConfig
@@ -85,6 +85,18 @@ def test_save_and_load_in_a_fresh_process_gives_identical_metrics_and_scores(tmp
     assert ("text_vectors.safetensors" in saved) == (item_encoder == "text")
     assert ("adapter" in saved) == (item_encoder == "lm_lora")
     assert not list((run / "model").rglob("*.bin")) and not list((run / "model").rglob("*.pkl"))  # no pickle
+
+
+def test_check_reload_script_compares_every_test_rank(tmp_path, sequential_csv):
+    run = train_tiny(tmp_path, sequential_csv, "id")
+    command = [sys.executable, "scripts/check_reload.py", str(run)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0 and "ranks equal to the training run's: True" in done.stdout, done.stderr[-2000:]
+    ranks = load_file(run / "ranks.safetensors")
+    ranks["test"][0] += 1  # a record that the reloaded model does not reproduce
+    save_file(ranks, run / "ranks.safetensors")
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 1 and "(1 differ)" in done.stdout
 
 
 def test_frozen_minilm_is_referenced_not_copied(tmp_path, sequential_csv):
