@@ -298,13 +298,14 @@ class HybridRecommender(
         output = RecommenderOutput(user_vector=self.aggregate(states), user_states=states)
         if target is None:
             return output
-        labels = history  # ids the cloze loss predicts, in the loss table's numbering
+        renumber = None  # item id -> row of the loss table, when the table holds a subset of the items
         if table is None:
             table = self.item_encoder.item_table()  # [N + 1, D]
             if self.softmax_ids is not None:  # seen items only: [C + 1, D], targets renumbered into them
-                if not bool(torch.all(self.softmax_rows[target] > 0)):
+                renumber = self.softmax_rows
+                if not bool(torch.all(renumber[target] > 0)):
                     raise ValueError("a training target is outside the training-softmax items (set_softmax_items)")
-                table, target, labels = table[self.softmax_ids], self.softmax_rows[target], self.softmax_rows[history]
+                table, target = table[self.softmax_ids], renumber[target]
         if config.reasoning_steps == 0:
             output.loss = state_cross_entropy(
                 output.user_vector, table, target, config.temperature, config.loss_chunk_size
@@ -337,7 +338,8 @@ class HybridRecommender(
         if cloze is not None and cloze.any():
             # BERT4Rec's cloze objective: predict the masked history items from their output states.
             masked = prefill[:, : history.shape[1]][cloze]  # [M, D]
-            cloze_loss = state_cross_entropy(masked, table, labels[cloze], config.temperature, config.loss_chunk_size)
+            labels = history[cloze] if renumber is None else renumber[history[cloze]]  # [M]
+            cloze_loss = state_cross_entropy(masked, table, labels, config.temperature, config.loss_chunk_size)
             output.loss = output.loss + config.cloze_weight * cloze_loss
             output.loss_parts["cloze"] = cloze_loss.detach()
         return output

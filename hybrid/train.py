@@ -259,7 +259,7 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
             {"train/epoch_loss": epoch_loss, **{f"valid/{k}": v for k, v in valid.metrics.items()}}, step=state.step
         )
         improved = valid.metrics["ndcg@10"] > state.best_ndcg
-        cold_valid = valid.groups.get("cold targets") if valid.group_rows.get("cold targets") else None
+        cold_valid = valid.groups.get("cold targets")  # present only when some validation target is cold
         say(
             f"epoch {epoch}: loss {epoch_loss:.4f}, valid ndcg@10 {valid.metrics['ndcg@10']:.4f}, "
             f"recall@10 {valid.metrics['recall@10']:.4f}"

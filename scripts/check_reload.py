@@ -35,9 +35,11 @@ def main() -> int:
             print(f"error: {run / name} is missing: is {str(run)!r} a finished training run?", file=sys.stderr)
             return 2
     model = HybridRecommender.from_pretrained(run / PRETRAINED).eval()
-    data_config = DataConfig(**json.loads((run / "config.json").read_text())["data"])
-    exclude_history = json.loads((run / "config.json").read_text())["train"].get("exclude_history", False)
-    test = evaluate(model, load_dataset(data_config).split("test"), "test", exclude_history=exclude_history)
+    config = json.loads((run / "config.json").read_text())
+    exclude_history = config["train"].get("exclude_history", False)
+    test = evaluate(
+        model, load_dataset(DataConfig(**config["data"])).split("test"), "test", exclude_history=exclude_history
+    )
     saved = load_file(run / "ranks.safetensors")["test"]
     recorded = json.loads((run / "metrics.json").read_text())["test"]["metrics"]["ndcg@10"]
     equal = torch.equal(test.ranks, saved)
