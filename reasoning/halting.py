@@ -6,6 +6,9 @@ on fewer rows. Two rules:
 
 - ``KLHalting``: stop once KL(q_{k-1} || q_k) < epsilon (the item distribution has converged), after at
   least ``min_steps`` steps.
+- ``StateHalting``: stop once the answer's direction has converged, 1 - cos(answer_{k-1}, answer_k) <
+  epsilon. Rankings depend on the answer's direction only, and this rule scores no items, so halting
+  saves time instead of adding a softmax over the catalogue per step.
 - ``LearnedHalting``: a small logistic head on features of the current step (KL to the previous answer,
   entropy, top probability, state change, depth) predicts whether one more step would improve the target's
   rank; stop when that probability is below ``threshold``. It is fitted on training rows of a frozen model.
@@ -53,6 +56,7 @@ def step_features(
 class KLHalting:
     epsilon: float
     min_steps: int = 1
+    needs_distribution = True  # reads log q over the catalogue after every step
 
     def stop(self, step: int, previous_log_q, log_q, previous_state, state, depth) -> torch.Tensor:
         """[A] bool: which active users halt after ``step``."""
@@ -61,8 +65,23 @@ class KLHalting:
         return kl_divergence(previous_log_q, log_q) < self.epsilon
 
 
+@dataclass
+class StateHalting:
+    epsilon: float
+    min_steps: int = 1
+    needs_distribution = False  # reads the answer vectors only: no item scoring during reasoning
+
+    def stop(self, step: int, previous_log_q, log_q, previous_state, state, depth) -> torch.Tensor:
+        """[A] bool: which active users halt after ``step`` (``previous_log_q``/``log_q`` are unused)."""
+        if step < self.min_steps:
+            return torch.zeros(state.shape[0], dtype=torch.bool, device=state.device)
+        return 1 - F.cosine_similarity(previous_state, state, dim=-1) < self.epsilon
+
+
 class LearnedHalting(nn.Module):
     """Logistic regression on :func:`step_features` (standardised): P(one more step improves the rank)."""
+
+    needs_distribution = True
 
     def __init__(self, num_features: int = 5, threshold: float = 0.5, min_steps: int = 0):
         super().__init__()
@@ -102,7 +121,8 @@ class LearnedHalting(nn.Module):
 def adaptive_user_vectors(model, history: torch.Tensor, rule, item_table: torch.Tensor | None = None):
     """User vectors [B, D] and steps used [B] with per-user halting; halted users leave the batch.
 
-    ``model`` is a trained HybridRecommender in eval mode; ``rule`` a KLHalting or LearnedHalting.
+    ``model`` is a trained HybridRecommender in eval mode; ``rule`` a KLHalting, StateHalting or
+    LearnedHalting.
     """
     head, backbone = model.reasoning, model.backbone
     table = model.item_encoder.item_table() if item_table is None else item_table
@@ -114,7 +134,8 @@ def adaptive_user_vectors(model, history: torch.Tensor, rule, item_table: torch.
     answer = state.clone()  # current user vector of every user [B, D]
     steps_used = torch.zeros(len(history), dtype=torch.long, device=history.device)
     active = torch.arange(len(history), device=history.device)  # rows still reasoning
-    log_q = answer_log_probs(answer, table)  # [A, N]
+    scores = getattr(rule, "needs_distribution", True)
+    log_q = answer_log_probs(answer, table) if scores else None  # [A, N]
     for step in range(1, head.reasoning_steps + 1):
         if len(active) == 0:
             break
@@ -122,13 +143,17 @@ def adaptive_user_vectors(model, history: torch.Tensor, rule, item_table: torch.
         state, cache = backbone.step(head.embed_token(backbone, token), cache)  # only the active rows
         total = total + state
         current = total / (step + 1) if erl else state
-        new_log_q = answer_log_probs(current, table)
+        new_log_q = answer_log_probs(current, table) if scores else None
         depth = step / head.reasoning_steps
         halt = rule.stop(step, log_q, new_log_q, answer[active], current, depth)
         answer[active] = current
         steps_used[active] = step
+        log_q = new_log_q
+        if step == head.reasoning_steps or not halt.any():
+            continue  # nobody leaves: no copy of the cache
         keep = ~halt
-        active, state, total, log_q = active[keep], state[keep], total[keep], new_log_q[keep]
+        active, state, total = active[keep], state[keep], total[keep]
+        log_q = None if log_q is None else log_q[keep]
         cache = cache.select(keep.nonzero()[:, 0])
     return answer, steps_used
 

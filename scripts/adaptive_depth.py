@@ -1,9 +1,10 @@
 """Adaptive reasoning depth on a trained ReaRec run: `python scripts/adaptive_depth.py RUN_DIR`.
 
-Compares every fixed depth 0..K, KL-convergence halting and the learned halting head, and the label-using
-ORACLE that picks each user's best depth. Epsilon and the head's threshold are chosen on validation NDCG@10
-(ties: fewer steps); the head is fitted on training rows of the frozen model. Test metrics, mean steps,
-the share of the best-fixed-to-oracle gap closed, and evaluation time (fixed K vs halting) are written to
+Compares every fixed depth 0..K, KL-convergence halting, answer-direction (state) halting and the learned
+halting head, and the label-using ORACLE that picks each user's best depth. Each rule's epsilon or threshold
+is chosen on validation NDCG@10 (ties: fewer steps); the head is fitted on training rows of the frozen
+model. Test metrics, mean steps, the share of the best-fixed-to-oracle gap closed, and evaluation time
+(fixed K vs each halting rule, timed in interleaved rounds so machine noise hits all alike) are written to
 RUN_DIR/analysis/adaptive_depth.{md,json}.
 """
 
@@ -11,25 +12,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from benchmark import median_seconds  # noqa: E402
 
 from hybrid.analysis import load_run  # noqa: E402
 from hybrid.data import load_dataset  # noqa: E402
 from hybrid.evaluate import evaluate  # noqa: E402
 from hybrid.metrics import metric_means  # noqa: E402
 from hybrid.ranking import chunked_target_ranks, item_chunk_size  # noqa: E402
-from reasoning.halting import AdaptiveDepth, KLHalting, LearnedHalting, answer_log_probs, step_features  # noqa: E402
+from reasoning.halting import (  # noqa: E402
+    AdaptiveDepth,
+    KLHalting,
+    LearnedHalting,
+    StateHalting,
+    answer_log_probs,
+    step_features,
+)
 
 EPSILONS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
+STATE_EPSILONS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)  # 1 - cosine between answers
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
@@ -58,6 +66,18 @@ def learned_head_data(model, split, rows: int, seed: int = 0) -> tuple[torch.Ten
     return torch.cat(features), torch.cat(labels)
 
 
+def interleaved_seconds(functions: dict, rounds: int) -> dict[str, float]:
+    """Median seconds of each function, run in turn in every round (after one warm-up round)."""
+    seconds = {name: [] for name in functions}
+    for round_ in range(rounds + 1):
+        for name, function in functions.items():
+            started = time.perf_counter()
+            function()
+            if round_:
+                seconds[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
 def pick(candidates: list[tuple]) -> tuple:
     """(setting, valid result, mean steps) with the best valid NDCG@10, fewer steps on ties."""
     return max(candidates, key=lambda c: (round(c[1].metrics["ndcg@10"], 6), -c[2]))
@@ -67,7 +87,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir")
     parser.add_argument("--head_rows", type=int, default=20_000, help="training rows the halting head is fitted on")
+    parser.add_argument("--timing_rounds", type=int, default=11, help="interleaved rounds of the evaluation timing")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model, data_config, model_config, _ = load_run(args.run_dir)
     if model_config.reasoning_steps < 2:
         print("error: adaptive depth needs a model trained with reasoning_steps >= 2", file=sys.stderr)
@@ -81,6 +105,7 @@ def main() -> int:
     best_fixed = max(range(steps + 1), key=lambda k: fixed["valid"][k].metrics["ndcg@10"])  # chosen on valid
 
     kl = pick([(e, *halting_result(model, dataset.valid, KLHalting(e), "valid")) for e in EPSILONS])
+    state = pick([(e, *halting_result(model, dataset.valid, StateHalting(e), "valid")) for e in STATE_EPSILONS])
     head = LearnedHalting().fit(*learned_head_data(model, dataset.train, args.head_rows))
     learned = []
     for threshold in THRESHOLDS:
@@ -90,9 +115,21 @@ def main() -> int:
     head.threshold = learned[0]
 
     kl_test, kl_steps = halting_result(model, dataset.test, KLHalting(kl[0]), "test")
+    state_test, state_steps = halting_result(model, dataset.test, StateHalting(state[0]), "test")
     head_test, head_steps = halting_result(model, dataset.test, head, "test")
-    fixed_time = median_seconds(lambda: evaluate(model, dataset.test, "test"), 5)
-    halting_time = median_seconds(lambda: evaluate(AdaptiveDepth(model, KLHalting(kl[0])), dataset.test, "test"), 5)
+    times = interleaved_seconds(
+        {
+            f"fixed K = {steps}": lambda: evaluate(model, dataset.test, "test"),
+            f"KL halting ({kl_steps:.2f} mean steps)": lambda: evaluate(
+                AdaptiveDepth(model, KLHalting(kl[0])), dataset.test, "test"
+            ),
+            f"state halting ({state_steps:.2f} mean steps)": lambda: evaluate(
+                AdaptiveDepth(model, StateHalting(state[0])), dataset.test, "test"
+            ),
+        },
+        rounds=args.timing_rounds,
+    )
+    fixed_time = times[f"fixed K = {steps}"]
 
     best = fixed["test"][best_fixed].metrics["ndcg@10"]
 
@@ -110,6 +147,7 @@ def main() -> int:
         )
     for name, choice, test, mean_steps in (
         (f"KL halting, epsilon {kl[0]:g}", kl, kl_test, kl_steps),
+        (f"state halting, epsilon {state[0]:g}", state, state_test, state_steps),
         (f"learned head, threshold {learned[0]:g}", learned, head_test, head_steps),
     ):
         t = test.metrics
@@ -122,16 +160,18 @@ def main() -> int:
     text = (
         f"# Adaptive reasoning depth: {Path(args.run_dir).name}\n\nProtocol: {kl_test.protocol}\n\n"
         + "\n".join(lines)
-        + f"\n\nTest-set evaluation time (median of 5): fixed K = {steps} {fixed_time:.3f} s, KL halting "
-        f"{halting_time:.3f} s ({halting_time / fixed_time:.2f}x).\n"
+        + f"\n\nTest-set evaluation time, median of {args.timing_rounds} interleaved rounds, "
+        f"{torch.get_num_threads()} thread(s):\n\n| rule | seconds | vs fixed K = {steps} |\n|---|---:|---:|\n"
+        + "".join(f"| {name} | {value:.3f} | {value / fixed_time:.3f}x |\n" for name, value in times.items())
     )
     results = {
         "fixed": {k: {"valid": fixed["valid"][k].metrics, "test": fixed["test"][k].metrics} for k in range(steps + 1)},
         "best_fixed_on_valid": best_fixed,
         "kl": {"epsilon": kl[0], "test": kl_test.metrics, "mean_steps": kl_steps},
+        "state": {"epsilon": state[0], "test": state_test.metrics, "mean_steps": state_steps},
         "learned": {"threshold": learned[0], "test": head_test.metrics, "mean_steps": head_steps},
         "oracle_test": oracle,
-        "eval_seconds": {"fixed_K": fixed_time, "kl_halting": halting_time},
+        "eval_seconds": times,
     }
     folder = Path(args.run_dir) / "analysis"
     folder.mkdir(parents=True, exist_ok=True)

@@ -4,10 +4,19 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from hybrid.config import ModelConfig
 from hybrid.model import HybridRecommender
-from reasoning.halting import AdaptiveDepth, KLHalting, LearnedHalting, adaptive_user_vectors, kl_divergence
+from reasoning import halting
+from reasoning.halting import (
+    AdaptiveDepth,
+    KLHalting,
+    LearnedHalting,
+    StateHalting,
+    adaptive_user_vectors,
+    kl_divergence,
+)
 
 
 def test_kl_rule_on_hand_made_distributions():
@@ -21,6 +30,37 @@ def test_kl_rule_on_hand_made_distributions():
     states = torch.zeros(2, 4)
     assert rule.stop(1, *both, states, states, 0.5).tolist() == [False, False]  # below the minimum depth
     assert rule.stop(2, *both, states, states, 1.0).tolist() == [True, False]
+
+
+def test_state_rule_on_hand_made_vectors():
+    previous = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    current = torch.tensor([[3.0, 0.0], [1.0, 0.01], [0.0, 1.0]])  # same direction, nudged, turned 90 degrees
+    rule = StateHalting(epsilon=1e-3, min_steps=1)
+    assert rule.stop(0, None, None, previous, current, 0.0).tolist() == [False, False, False]  # below min depth
+    assert rule.stop(1, None, None, previous, current, 0.5).tolist() == [True, True, False]  # 1 - cos: 0, 5e-5, 1
+
+
+def test_state_rule_scores_no_items_and_matches_fixed_depths(monkeypatch):
+    torch.manual_seed(0)
+    config = ModelConfig(hidden_size=16, num_heads=2, inner_size=32, reasoning_steps=3, reasoning_method="erl")
+    model = HybridRecommender(config, num_items=40, max_history=6).eval()
+    history = torch.randint(1, 41, (8, 6))
+    with torch.no_grad():
+        vectors = [model.user_vectors(history, k) for k in range(4)]  # ERL answers at depths 0..3
+    distances = torch.stack([1 - F.cosine_similarity(vectors[k - 1], vectors[k], dim=-1) for k in (1, 2, 3)])
+    epsilon = float(distances.median())  # some users halt early, some run on
+
+    def no_scoring(*args):
+        raise AssertionError("the state rule must not score items")
+
+    monkeypatch.setattr(halting, "answer_log_probs", no_scoring)
+    answers, steps = adaptive_user_vectors(model, history, StateHalting(epsilon))
+    expected = torch.full((8,), 3)
+    for k in (2, 1):  # the first step after which the user's answer moved less than epsilon
+        expected = torch.where(distances[k - 1] < epsilon, torch.full_like(expected, k), expected)
+    assert steps.tolist() == expected.tolist() and 0 < int((steps < 3).sum()) < 8
+    for row, depth in enumerate(steps.tolist()):
+        assert torch.allclose(answers[row], vectors[depth][row], atol=1e-5)
 
 
 class Recorder:
