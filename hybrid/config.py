@@ -244,6 +244,12 @@ class TrainConfig:
     learning_rate: float = _help("Learning rate.", 1e-3)
     weight_decay: float = _help("Weight decay (AdamW; 0 gives Adam). Biases and norms are never decayed.", 0.0)
     max_grad_norm: float | None = _help("Clip gradients to this norm (off when unset).", None)
+    ema_decay: float | None = _help(
+        "Keep an exponential moving average of the weights with this decay per step (e.g. 0.999) and validate, "
+        "test and save the average instead of the last weights: a smoother model for early stopping. Off when "
+        "unset.",
+        None,
+    )
     gradient_accumulation_steps: int = _help(
         "Split each batch into this many micro-batches (same result, less memory).", 1
     )
@@ -286,6 +292,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}.")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ConfigError(
+                f"ema_decay must be in (0, 1) (e.g. 0.999), or unset to turn it off; got {self.ema_decay}."
+            )
         if self.gradient_accumulation_steps > self.batch_size:
             raise ConfigError("gradient_accumulation_steps cannot exceed batch_size.")
         if self.resume is not None and self.output_dir is None and self.resume == "latest":

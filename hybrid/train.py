@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from hybrid.checkpoint import TrainerState, load_checkpoint, resolve_checkpoint, save_checkpoint
 from hybrid.config import DataConfig, ModelConfig, TrainConfig, to_dict
 from hybrid.data import RecDataset, ShardedBatch, load_dataset, num_batches, shard_batches
+from hybrid.ema import WeightAverage
 from hybrid.errors import ConfigError
 from hybrid.evaluate import EvalResult, evaluate, format_table
 from hybrid.model import HybridRecommender, item_text_vectors, warm_item_mask
@@ -45,6 +46,7 @@ RUN_FILES = (
 BEST_MODEL = "model.safetensors"
 PRETRAINED = "model"  # the save_pretrained folder of the best model
 CHECKPOINT_BEST_MODEL = "best_model.safetensors"  # beside accelerate's own model.safetensors (the current weights)
+CHECKPOINT_EMA = "weight_average.safetensors"  # the running weight average (--ema_decay)
 
 
 def configure_threads(config: TrainConfig, accelerator: Accelerator) -> None:
@@ -144,6 +146,9 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
+    # Validated, tested and saved in place of the trained weights when set (same on every process: DDP
+    # keeps the weights equal).
+    ema = WeightAverage(unwrapped, train_config.ema_decay) if train_config.ema_decay else None
     config_dict = to_dict(data_config, model_config, train_config)
     config_dict["train"]["output_dir"] = str(output_dir)
     if main:
@@ -160,6 +165,13 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
         state = load_checkpoint(accelerator, checkpoint)
         if state.best_epoch:
             best_state = load_file(checkpoint / CHECKPOINT_BEST_MODEL)
+        if ema is not None:
+            if not (checkpoint / CHECKPOINT_EMA).exists():
+                raise ConfigError(
+                    f"--ema_decay is set but checkpoint {str(checkpoint)!r} holds no weight average (it was trained "
+                    "without one): resume with the run's own settings, or start a new run."
+                )
+            ema.load_state_dict(load_file(checkpoint / CHECKPOINT_EMA))
         say(f"resumed from {checkpoint}: epoch {state.epoch}, {state.batches_done} batches done, step {state.step}")
 
     eval_loaders = {
@@ -187,13 +199,10 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
         state.epoch_loss_sum, loss_sum = total, torch.zeros_like(loss_sum)  # reduced once, kept on main
         if main:
             loss_sum += total
-        folder = save_checkpoint(
-            accelerator,
-            output_dir,
-            state,
-            train_config.keep_checkpoints,
-            extra={CHECKPOINT_BEST_MODEL: best_state} if best_state is not None else None,
-        )
+        extra = {} if best_state is None else {CHECKPOINT_BEST_MODEL: best_state}
+        if ema is not None:
+            extra[CHECKPOINT_EMA] = ema.state_dict()
+        folder = save_checkpoint(accelerator, output_dir, state, train_config.keep_checkpoints, extra=extra)
         say(f"checkpoint: {folder}")
 
     steps_per_epoch = num_batches(len(dataset.train), train_config.batch_size)
@@ -241,6 +250,8 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
                     "--learning_rate, raise --temperature, or set --max_grad_norm (e.g. 1.0)."
                 )
             loss_sum += local_sum
+            if ema is not None:
+                ema.update()
             state.step += 1
             state.batches_done = index + 1
             if state.step % train_config.log_every == 0:
@@ -254,11 +265,14 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
         bar.close()
         state.epoch_seconds.append(time.perf_counter() - started)
         epoch_loss = accelerator.reduce(loss_sum, "sum").item() / len(dataset.train)
-        valid = run_eval("valid")
+        with ema.applied() if ema is not None else contextlib.nullcontext():
+            valid = run_eval("valid")
+            improved = valid.metrics["ndcg@10"] > state.best_ndcg
+            if improved:  # the weights validated (the average when --ema_decay is set)
+                best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
         accelerator.log(
             {"train/epoch_loss": epoch_loss, **{f"valid/{k}": v for k, v in valid.metrics.items()}}, step=state.step
         )
-        improved = valid.metrics["ndcg@10"] > state.best_ndcg
         cold_valid = valid.groups.get("cold targets")  # present only when some validation target is cold
         say(
             f"epoch {epoch}: loss {epoch_loss:.4f}, valid ndcg@10 {valid.metrics['ndcg@10']:.4f}, "
@@ -269,7 +283,6 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
         if improved:
             state.best_ndcg, state.best_epoch, state.best_valid = valid.metrics["ndcg@10"], epoch, valid.to_dict()
             state.bad_evals = 0
-            best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
             if main:
                 save_atomically(best_state, output_dir / BEST_MODEL)
                 save_atomically({"valid": valid.ranks}, output_dir / "valid_ranks.safetensors")
