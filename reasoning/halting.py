@@ -125,7 +125,10 @@ def adaptive_user_vectors(model, history: torch.Tensor, rule, item_table: torch.
     LearnedHalting.
     """
     head, backbone = model.reasoning, model.backbone
-    table = model.item_encoder.item_table() if item_table is None else item_table
+    scores = getattr(rule, "needs_distribution", True)
+    table = item_table
+    if table is None and scores:  # a text encoder's table costs a forward pass: only when the rule reads it
+        table = model.item_encoder.item_table()
     inputs, key_valid = model.history_inputs(history)  # BERT4Rec appends its [MASK] here
     hidden, cache = backbone.prefill(inputs, key_valid, last_only=True)
     state = hidden[:, -1]  # r_0 [B, D]
@@ -134,7 +137,6 @@ def adaptive_user_vectors(model, history: torch.Tensor, rule, item_table: torch.
     answer = state.clone()  # current user vector of every user [B, D]
     steps_used = torch.zeros(len(history), dtype=torch.long, device=history.device)
     active = torch.arange(len(history), device=history.device)  # rows still reasoning
-    scores = getattr(rule, "needs_distribution", True)
     log_q = answer_log_probs(answer, table) if scores else None  # [A, N]
     for step in range(1, head.reasoning_steps + 1):
         if len(active) == 0:
