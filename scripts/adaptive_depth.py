@@ -36,9 +36,10 @@ from reasoning.halting import (  # noqa: E402
     step_features,
 )
 
-EPSILONS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
-STATE_EPSILONS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)  # 1 - cosine between answers
-THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+# 0 never halts (the fixed trained depth): validation may prefer it to any halting.
+EPSILONS = (0.0, 1e-6, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
+STATE_EPSILONS = (0.0, 1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)  # 1 - cosine between answers
+THRESHOLDS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # 0 never halts
 
 
 def halting_result(model, split, rule, name: str):
