@@ -62,7 +62,8 @@ class KLHalting:
         """[A] bool: which active users halt after ``step``."""
         if step < self.min_steps:
             return torch.zeros(log_q.shape[0], dtype=torch.bool, device=log_q.device)
-        return kl_divergence(previous_log_q, log_q) < self.epsilon
+        # Clamped: rounding makes KL of (nearly) equal rows slightly negative, so epsilon 0 never halts.
+        return kl_divergence(previous_log_q, log_q).clamp(min=0) < self.epsilon
 
 
 @dataclass
@@ -75,7 +76,7 @@ class StateHalting:
         """[A] bool: which active users halt after ``step`` (``previous_log_q``/``log_q`` are unused)."""
         if step < self.min_steps:
             return torch.zeros(state.shape[0], dtype=torch.bool, device=state.device)
-        return 1 - F.cosine_similarity(previous_state, state, dim=-1) < self.epsilon
+        return (1 - F.cosine_similarity(previous_state, state, dim=-1)).clamp(min=0) < self.epsilon
 
 
 class LearnedHalting(nn.Module):

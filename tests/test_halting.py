@@ -30,6 +30,8 @@ def test_kl_rule_on_hand_made_distributions():
     states = torch.zeros(2, 4)
     assert rule.stop(1, *both, states, states, 0.5).tolist() == [False, False]  # below the minimum depth
     assert rule.stop(2, *both, states, states, 1.0).tolist() == [True, False]
+    never = KLHalting(epsilon=0.0).stop(2, *both, states, states, 1.0)  # KL of equal rows may round below 0
+    assert never.tolist() == [False, False]
 
 
 def test_state_rule_on_hand_made_vectors():
