@@ -30,13 +30,15 @@ class WeightAverage:
         self.decay, self.updates = decay, 0
         self.parameters = {name: p for name, p in model.named_parameters() if p.requires_grad}
         self.shadow = {name: p.detach().clone() for name, p in self.parameters.items()}
+        # The same tensors as flat lists, built once: update runs after every optimizer step.
+        self._shadow_list = list(self.shadow.values())
+        self._parameter_list = [p.detach() for p in self.parameters.values()]
 
     @torch.no_grad()
     def update(self) -> None:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        names = list(self.shadow)
-        torch._foreach_lerp_([self.shadow[n] for n in names], [self.parameters[n].detach() for n in names], 1 - decay)
+        torch._foreach_lerp_(self._shadow_list, self._parameter_list, 1 - decay)
 
     @contextlib.contextmanager
     @torch.no_grad()

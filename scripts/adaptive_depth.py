@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from benchmark import interleaved_seconds  # noqa: E402
 
 from hybrid.analysis import load_run  # noqa: E402
 from hybrid.data import load_dataset  # noqa: E402
@@ -65,18 +66,6 @@ def learned_head_data(model, split, rows: int, seed: int = 0) -> tuple[torch.Ten
             features.append(step_features(log_qs[k - 1], log_qs[k], answers[k - 1], answers[k], depth))
             labels.append(ranks[k + 1] < ranks[k])
     return torch.cat(features), torch.cat(labels)
-
-
-def interleaved_seconds(functions: dict, rounds: int) -> dict[str, float]:
-    """Median seconds of each function, run in turn in every round (after one warm-up round)."""
-    seconds = {name: [] for name in functions}
-    for round_ in range(rounds + 1):
-        for name, function in functions.items():
-            started = time.perf_counter()
-            function()
-            if round_:
-                seconds[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in seconds.items()}
 
 
 def pick(candidates: list[tuple]) -> tuple:

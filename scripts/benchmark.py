@@ -201,14 +201,21 @@ def foundation(args) -> None:
     write(results, text, Path(args.output_dir) / "foundation")
 
 
+def interleaved_seconds(functions: dict, rounds: int) -> dict[str, float]:
+    """Median seconds of each function, run in turn in every round (after one warm-up round), so machine
+    noise hits all of them alike."""
+    seconds = {name: [] for name in functions}
+    for round_ in range(rounds + 1):
+        for name, function in functions.items():
+            started = time.perf_counter()
+            function()
+            if round_:
+                seconds[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
 def median_seconds(function, repeats: int) -> float:
-    function()  # warm-up
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds)
+    return interleaved_seconds({"": function}, repeats)[""]
 
 
 @torch.no_grad()
