@@ -163,9 +163,15 @@ class ModelConfig:
     separate_reasoning_norm: bool = _help(
         "Own LayerNorm for reasoning tokens (the released code shares the item inputs' one).", False
     )
+    reasoning_dropout: float | None = _help(
+        "Input dropout on reasoning tokens (default: hidden_dropout, like item inputs). A reasoning token "
+        "carries the whole user state; the released code drops 0.2 of every input.",
+        None,
+    )
     erl_kl_weight: float = _help("ERL: weight lambda of the KL diversity between steps (subtracted).", 0.05)
     erl_kl_pairs: str = _help(
-        "ERL: 'ordered_mean' (released code: mean over i != j, one side detached) or 'unordered_sum' (paper).",
+        "ERL: 'ordered_mean' (released code: mean KL over i != j, one side detached), 'unordered_sum' (paper: "
+        "sum of KL over i < j), or 'js_mean' (mean Jensen-Shannon divergence over i < j: bounded by log 2).",
         "ordered_mean",
     )
     prl_alpha: float = _help("PRL: temperature decay alpha; step k uses temperature * alpha^(K - k).", 5.0)
@@ -185,7 +191,7 @@ class ModelConfig:
     def __post_init__(self):
         choices = {
             "reasoning_method": ("erl", "prl"),
-            "erl_kl_pairs": ("ordered_mean", "unordered_sum"),
+            "erl_kl_pairs": ("ordered_mean", "unordered_sum", "js_mean"),
             "prl_step_reduction": ("mean", "sum"),
             "prl_contrastive_similarity": ("dot", "cosine"),
             "item_encoder": ("id", "text", "hybrid", "lm_lora"),
@@ -227,6 +233,8 @@ class ModelConfig:
         for name in ("hidden_dropout", "attention_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
+        if self.reasoning_dropout is not None and not 0.0 <= self.reasoning_dropout < 1.0:
+            raise ConfigError(f"reasoning_dropout must be in [0, 1) or unset, got {self.reasoning_dropout}.")
 
 
 @dataclass

@@ -158,6 +158,7 @@ class HybridRecommender(
             config.initializer_range,
             config.separate_reasoning_norm,
             config.layer_norm_eps,
+            config.reasoning_dropout,
         )
         # Training-softmax candidates (set_softmax_items): their ids [C + 1] and each item's row among them [N + 1].
         self.register_buffer("softmax_ids", None, persistent=False)

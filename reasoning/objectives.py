@@ -2,7 +2,8 @@
 
 Every paper-vs-released-code difference is an argument (see ``reference/rearec.md``):
 - ERL's KL diversity: ``kl_pairs="ordered_mean"`` (code: mean over ordered pairs i != j of
-  KL(p_j || sg(p_i))) or ``"unordered_sum"`` (paper Eq. 7: sum over i < j of KL(p_i || p_j)).
+  KL(p_j || sg(p_i))) or ``"unordered_sum"`` (paper Eq. 7: sum over i < j of KL(p_i || p_j)); both are
+  unbounded, so ``"js_mean"`` (ours: mean Jensen-Shannon divergence over i < j, at most log 2) is offered too.
 - PRL's earlier-step CEs: ``step_reduction="mean"`` (code) or ``"sum"`` (paper Eq. 10).
 - PRL's contrastive similarity: ``"dot"`` (code; logits of order 10^3 at tau 0.07) or ``"cosine"`` with its
   own temperature.
@@ -64,7 +65,14 @@ def kl_diversity(step_logits: torch.Tensor, pairs: str = "ordered_mean") -> torc
         kl = neg_entropy[:, :, None] - cross  # KL(p_i || p_j)
         upper = torch.ones(states, states, dtype=torch.bool, device=kl.device).triu(1)  # i < j
         return kl[:, upper].sum(-1).mean()
-    raise ValueError(f"kl_pairs must be 'ordered_mean' or 'unordered_sum', got {pairs!r}")
+    if pairs == "js_mean":
+        # JS(p_i, p_j) = H(m) - (H(p_i) + H(p_j)) / 2 with m = (p_i + p_j) / 2: bounded by log 2, so the
+        # diversity cannot outgrow the recommendation loss.
+        i, j = torch.ones(states, states, dtype=torch.bool, device=p.device).triu(1).nonzero().unbind(1)
+        mixture = (p[:, i] + p[:, j]) / 2  # [B, pairs, N]
+        mixture_neg_entropy = torch.special.xlogy(mixture, mixture).sum(-1)  # [B, pairs]
+        return ((neg_entropy[:, i] + neg_entropy[:, j]) / 2 - mixture_neg_entropy).mean()
+    raise ValueError(f"kl_pairs must be 'ordered_mean', 'unordered_sum' or 'js_mean', got {pairs!r}")
 
 
 def erl_loss(

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from reasoning import noise
-from reasoning.backbone import Backbone
+from reasoning.backbone import Backbone, Dropout
 
 
 class ReasoningHead(nn.Module):
@@ -28,6 +28,7 @@ class ReasoningHead(nn.Module):
         initializer_range: float = 0.02,
         separate_norm: bool = False,
         layer_norm_eps: float = 1e-12,
+        dropout: float | None = None,
     ):
         super().__init__()
         if reasoning_steps < 0:
@@ -39,6 +40,9 @@ class ReasoningHead(nn.Module):
             nn.init.normal_(self.position_embedding.weight, std=initializer_range)
         # The released code normalises reasoning tokens with the item inputs' LayerNorm; an own one is a flag.
         self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps) if separate_norm and reasoning_steps else None
+        # None: reasoning tokens share the item inputs' dropout (hidden_dropout). A token carries the whole
+        # user state, so an own, lighter rate is a flag (the released code uses 0.2 on every input).
+        self.dropout = Dropout(dropout) if dropout is not None else None
 
     def check_steps(self, steps: int | None) -> int:
         steps = self.reasoning_steps if steps is None else steps
@@ -52,9 +56,10 @@ class ReasoningHead(nn.Module):
 
     def embed_token(self, backbone: Backbone, token: torch.Tensor) -> torch.Tensor:
         """Reasoning input [B, D] -> the embedded token fed to the stack (LayerNorm + input dropout)."""
-        if self.norm is None:
+        if self.norm is None and self.dropout is None:
             return backbone.embed_tokens(token)
-        return backbone.input_dropout(self.norm(token))
+        normed = backbone.input_norm(token) if self.norm is None else self.norm(token)
+        return (backbone.input_dropout if self.dropout is None else self.dropout)(normed)
 
     def forward(
         self,

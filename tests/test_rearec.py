@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from hybrid.config import ModelConfig
+from hybrid.errors import ConfigError
 from hybrid.model import HybridRecommender
 from reasoning.objectives import erl_loss, info_nce, item_logits, kl_diversity, prl_loss, step_temperatures
 from tests.test_backbone import left_padded
@@ -47,6 +48,21 @@ def test_cached_reasoning_equals_full_recompute(separate_norm):
             tokens.append(model.reasoning.embed_token(model.backbone, token)[:, None])
 
 
+def test_reasoning_dropout_is_its_own_rate_on_reasoning_tokens_only():
+    token = torch.randn(64, 16)
+    own = tiny(dropout=0.5, reasoning_dropout=0.0).train()
+    # No dropout on reasoning tokens even though item inputs drop half.
+    assert torch.equal(own.reasoning.embed_token(own.backbone, token), own.backbone.input_norm(token))
+    assert not torch.equal(own.backbone.embed_tokens(token), own.backbone.input_norm(token))
+    heavy = tiny(dropout=0.0, reasoning_dropout=0.9).train()
+    history = left_padded()
+    first, second = heavy.user_states(history), heavy.user_states(history)  # [B, 4, D] each
+    assert torch.equal(first[:, 0], second[:, 0])  # the history path has no dropout at all
+    assert not torch.allclose(first[:, 1], second[:, 1])  # reasoning tokens are dropped at 0.9
+    with pytest.raises(ConfigError, match="reasoning_dropout"):
+        tiny_config(reasoning_dropout=1.0)
+
+
 def test_fewer_steps_than_trained_work_and_more_are_a_clear_error():
     model = tiny(steps=2).eval()
     history = left_padded()
@@ -74,8 +90,18 @@ def test_kl_diversity_pairs_and_sign():
     unordered = sum(manual_kl(p[:, i], p[:, j]) for i in range(3) for j in range(i + 1, 3))
     assert kl_diversity(logits, "ordered_mean").item() == pytest.approx(ordered.mean().item(), rel=1e-5)
     assert kl_diversity(logits, "unordered_sum").item() == pytest.approx(unordered.mean().item(), rel=1e-5)
+    mixtures = [(p[:, i] + p[:, j]) / 2 for i in range(3) for j in range(i + 1, 3)]
+    pairs = [(i, j) for i in range(3) for j in range(i + 1, 3)]
+    js = sum(manual_kl(p[:, i], m) / 2 + manual_kl(p[:, j], m) / 2 for (i, j), m in zip(pairs, mixtures)) / 3
+    assert kl_diversity(logits, "js_mean").item() == pytest.approx(js.mean().item(), rel=1e-5)
     same = torch.randn(2, 1, 6).expand(2, 3, 6).clone()
-    assert kl_diversity(same, "unordered_sum").abs() < 1e-6  # identical steps are not diverse
+    for pairs in ("ordered_mean", "unordered_sum", "js_mean"):
+        assert kl_diversity(same, pairs).abs() < 1e-6  # identical steps are not diverse
+    # Disjoint one-hot distributions: KL grows without bound as they sharpen, JS stops at log 2.
+    sharp = torch.full((1, 2, 3), -1e4)
+    sharp[0, 0, 1] = sharp[0, 1, 2] = 0.0
+    assert kl_diversity(sharp, "js_mean").item() == pytest.approx(math.log(2), rel=1e-5)
+    assert kl_diversity(sharp, "unordered_sum").item() > 100
     # ERL subtracts the diversity: the loss is the CE of the mean state minus lambda * KL
     states, table, target = torch.randn(2, 3, 4), torch.randn(6, 4), torch.tensor([1, 5])
     loss, parts = erl_loss(states, table, target, temperature=0.5, kl_weight=0.1, kl_pairs="unordered_sum")
