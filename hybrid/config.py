@@ -168,7 +168,9 @@ class ModelConfig:
         "carries the whole user state; the released code drops 0.2 of every input.",
         None,
     )
-    erl_kl_weight: float = _help("ERL: weight lambda of the KL diversity between steps (subtracted).", 0.05)
+    erl_kl_weight: float = _help(
+        "ERL: weight lambda of the diversity between steps (KL, or JS with erl_kl_pairs js_mean; subtracted).", 0.05
+    )
     erl_kl_pairs: str = _help(
         "ERL: 'ordered_mean' (released code: mean KL over i != j, one side detached), 'unordered_sum' (paper: "
         "sum of KL over i < j), or 'js_mean' (mean Jensen-Shannon divergence over i < j: bounded by log 2).",
