@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,15 @@ def test_preset_and_command_line_override(tmp_path):
     preset.write_text(json.dumps({"model": {"hidden_size": 32}, "train": {"epochs": 3}, "k_core": 2}))
     data, model, train = parse_configs(["--config", str(preset), "--epochs", "5", "--exclude_history"])
     assert model.hidden_size == 32 and train.epochs == 5 and data.k_core == 2 and train.exclude_history is True
+
+
+PRESETS = sorted((Path(__file__).parents[1] / "configs").glob("*.json"))
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
+def test_every_shipped_preset_parses(preset):
+    data, model, train = parse_configs(["--config", str(preset)])  # unknown keys or bad values raise
+    assert train.seed == 2020 and data.max_history == 50 and model.hidden_size > 0
 
 
 def test_defaults_are_recbole_sasrec():
