@@ -56,10 +56,9 @@ class ReasoningHead(nn.Module):
 
     def embed_token(self, backbone: Backbone, token: torch.Tensor) -> torch.Tensor:
         """Reasoning input [B, D] -> the embedded token fed to the stack (LayerNorm + input dropout)."""
-        if self.norm is None and self.dropout is None:
-            return backbone.embed_tokens(token)
-        normed = backbone.input_norm(token) if self.norm is None else self.norm(token)
-        return (backbone.input_dropout if self.dropout is None else self.dropout)(normed)
+        norm = backbone.input_norm if self.norm is None else self.norm
+        dropout = backbone.input_dropout if self.dropout is None else self.dropout
+        return dropout(norm(token))
 
     def forward(
         self,
