@@ -189,6 +189,13 @@ class ModelConfig:
         "PRL: temperature of the contrastive loss (default: `temperature`).", None
     )
     prl_warmup_epochs: int = _help("PRL: epochs before the contrastive loss starts (0 = from the start).", 2)
+    prl_noisy_view: str = _help(
+        "PRL: what the noisy view encodes again: 'sequence' (released code: the whole batch twice, the views "
+        "differ by every dropout mask) or 'reasoning' (the history is encoded once and shared; only the K "
+        "reasoning steps run twice, with the noise and their own dropout masks: a contrastive step costs about "
+        "half as much).",
+        "sequence",
+    )
 
     def __post_init__(self):
         choices = {
@@ -196,6 +203,7 @@ class ModelConfig:
             "erl_kl_pairs": ("ordered_mean", "unordered_sum", "js_mean"),
             "prl_step_reduction": ("mean", "sum"),
             "prl_contrastive_similarity": ("dot", "cosine"),
+            "prl_noisy_view": ("sequence", "reasoning"),
             "item_encoder": ("id", "text", "hybrid", "lm_lora"),
             "backbone": ("sasrec", "bert4rec"),
             "lm_pooling": ("mean", "last_token"),

@@ -208,9 +208,11 @@ class HybridRecommender(
         history_vectors: torch.Tensor | None = None,  # [B, L, D] when the caller encoded the items already
         cloze: torch.Tensor | None = None,  # [B, L] bool (BERT4Rec training)
         return_prefill: bool = False,
+        share_history: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Left-padded item ids [B, L] -> reasoning states r_0..r_steps [B, steps + 1, D] (and, with
-        ``return_prefill``, the last-layer states of every input position)."""
+        ``return_prefill``, the last-layer states of every input position). ``noisy_view`` with
+        ``share_history`` returns both PRL views [2B, ...] of a batch given once (see ReasoningHead)."""
         inputs, key_valid = self.history_inputs(history, history_vectors, cloze)  # [B, L', D]
         return self.reasoning(
             self.backbone,
@@ -221,6 +223,7 @@ class HybridRecommender(
             noise_std=self.config.prl_noise_std,
             noisy_from_clean=self.config.prl_noisy_from_clean,
             return_prefill=return_prefill,
+            share_history=share_history,
         )
 
     def cloze_positions(self, history: torch.Tensor) -> torch.Tensor | None:
@@ -277,7 +280,19 @@ class HybridRecommender(
             history_vectors = table[history]  # [B, L, D]
         cloze = self.cloze_positions(history) if target is not None else None  # [B, L] or None
         prefill = None  # [B, L', D] every position's output, only for the cloze loss
-        if two_views:
+        if two_views and config.prl_noisy_view == "reasoning":  # the history encoded once, steps twice
+            both = self.user_states(
+                history,
+                noisy_view=True,
+                history_vectors=history_vectors,
+                cloze=cloze,
+                return_prefill=cloze is not None,
+                share_history=True,
+            )
+            if cloze is not None:
+                both, prefill = both
+            states, noisy_states = both.chunk(2)  # [B, S, D] each
+        elif two_views:  # the whole batch encoded twice (released code)
             views = None if history_vectors is None else torch.cat([history_vectors, history_vectors])
             both = self.user_states(
                 torch.cat([history, history]),

@@ -70,6 +70,7 @@ class ReasoningHead(nn.Module):
         noise_std: float = 0.0,
         noisy_from_clean: bool = True,
         return_prefill: bool = False,
+        share_history: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """States R = [r_0, ..., r_steps]: [B, steps + 1, D].
 
@@ -79,11 +80,18 @@ class ReasoningHead(nn.Module):
         from the clean half's r_{k-1}, as the released code does; otherwise from the noisy half's own state.
         ``return_prefill`` also returns the last-layer states of every input position [B, L, D] (BERT4Rec's
         cloze objective predicts masked history items from them).
+        With ``noisy_view`` and ``share_history`` the batch holds each row ONCE: the history is encoded once
+        and both views start from its cache and r_0, so they differ only in the reasoning steps (noise and
+        the steps' dropout masks); the states are still [2B, steps + 1, D], clean rows first.
         """
         steps = self.check_steps(steps)
         hidden, cache = backbone.prefill(inputs, key_valid, last_only=not return_prefill)  # [B, 1 or L, D]
         states = [hidden[:, -1]]  # r_0: [B, D]
         half = inputs.shape[0] // 2
+        if noisy_view and share_history:
+            half = inputs.shape[0]
+            both = torch.arange(half, device=inputs.device).repeat(2)  # [2B]: every row twice
+            cache, states = cache.select(both), [states[0][both]]  # the views share the history's encoding
         for k in range(1, steps + 1):
             previous = states[-1]  # r_{k-1}: [B, D]
             if noisy_view and noisy_from_clean:

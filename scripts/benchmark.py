@@ -3,6 +3,7 @@
     python scripts/benchmark.py                       # both suites
     python scripts/benchmark.py --suite foundation    # SASRec training/evaluation speed and peak memory
     python scripts/benchmark.py --suite reasoning     # evaluation cost of K = 0..5 reasoning steps
+    python scripts/benchmark.py --suite prl           # PRL training step: warm-up, and each noisy view
     python scripts/benchmark.py --suite scale         # catalogues of 10^3..10^6 items (benchmark_scale.py)
 
 Foundation:
@@ -115,7 +116,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="timed training epochs")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (RecBole's figure used 2)")
     parser.add_argument("--rss_epochs", type=int, default=2, help="epochs of the separate peak-memory run")
-    parser.add_argument("--suite", default="all", choices=("all", "foundation", "reasoning", "scale"))
+    parser.add_argument("--suite", default="all", choices=("all", "foundation", "reasoning", "prl", "scale"))
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="scale: catalogue sizes")
     parser.add_argument("--users", type=int, default=10_000, help="scale: synthetic users (all evaluated)")
     parser.add_argument("--mean_length", type=float, default=6.0, help="scale: interactions per user")
@@ -126,6 +127,8 @@ def main() -> None:
         foundation(args)
     if args.suite in ("all", "reasoning"):
         reasoning(args)
+    if args.suite in ("all", "prl"):
+        prl_training(args)
     if args.suite in ("all", "scale"):
         benchmark_scale.run(args, header(args), write)
 
@@ -148,6 +151,16 @@ def header(args) -> dict:
             "python": platform.python_version(),
         },
     }
+
+
+def report_text(title: str, results: dict, body: str, explanation: str) -> str:
+    """A benchmark's Markdown: title, setting, machine, date, the command, its table and what it means."""
+    machine = results["machine"]
+    return (
+        f"# {title}\n\n{results['setting']}.\n\n"
+        f"Machine: {machine['cpu']}, {machine['threads']} threads, torch {machine['torch']}. "
+        f"Date: {results['date']}.\n\nCommand: `{results['command']}`\n\n{body}\n\n{explanation}\n"
+    )
 
 
 def foundation(args) -> None:
@@ -191,12 +204,12 @@ def foundation(args) -> None:
             f"| peak RSS of a training run (GB) | {peak:.2f} | {RECBOLE_REFERENCE['peak_rss_gb']:.1f} | |",
         ]
     )
-    text = (
-        f"# Foundation benchmark: SASRec on MovieLens-100k\n\n{results['setting']}.\n\n"
-        f"Machine: {results['machine']['cpu']}, {args.threads} threads, torch {torch.__version__}. "
-        f"Date: {results['date']}.\n\nCommand: `{results['command']}`\n\n{table}\n\n"
+    text = report_text(
+        "Foundation benchmark: SASRec on MovieLens-100k",
+        results,
+        table,
         "RecBole's figures were measured on this machine kind with the same settings and are quoted, not rerun "
-        "side by side; this machine is shared and noisy, so compare ratios within one run where possible.\n"
+        "side by side; this machine is shared and noisy, so compare ratios within one run where possible.",
     )
     write(results, text, Path(args.output_dir) / "foundation")
 
@@ -268,15 +281,68 @@ def reasoning(args, max_steps: int = 5) -> None:
         f"({len(dataset.test)} users, {dataset.num_items} items), medians of {args.repeats} runs",
         "rows": rows,
     }
-    text = (
-        f"# Reasoning benchmark: cost of K steps\n\n{results['setting']}.\n\n"
-        f"Machine: {results['machine']['cpu']}, {args.threads} threads, torch {torch.__version__}. "
-        f"Date: {results['date']}.\n\nCommand: `{results['command']}`\n\n" + "\n".join(lines) + "\n\n"
+    text = report_text(
+        "Reasoning benchmark: cost of K steps",
+        results,
+        "\n".join(lines),
         "Evaluation = user states + scores against every item + ranks, for all test users. 'Cached' runs one "
         "new row per reasoning step over the key/value cache; 'full recompute' re-encodes the whole appended "
-        "sequence at every step (the cost the released code's half-used cache approaches).\n"
+        "sequence at every step (the cost the released code's half-used cache approaches).",
     )
     write(results, text, Path(args.output_dir) / "reasoning")
+
+
+def prl_training(args, batch_size: int = 256) -> None:
+    """Seconds per training step (forward, backward, Adam) of SASRec and of ReaRec-PRL (K = 2) before its
+    contrastive warm-up ends and after it with each noisy view, on one batch of ML-100k training rows,
+    timed in interleaved rounds."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    dataset = load_dataset(DataConfig())
+    rows = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(0))[:batch_size]
+    history, target = dataset.train.batch(rows, dataset.train.width(rows))
+    prl = dict(reasoning_steps=2, reasoning_method="prl", prl_contrastive_similarity="cosine")
+    settings = {  # name: (model config, contrastive)
+        "SASRec (K = 0)": (ModelConfig(), False),
+        "PRL, warm-up (no contrastive loss)": (ModelConfig(**prl), False),
+        "PRL, contrastive, noisy view 'sequence' (released code)": (
+            ModelConfig(**prl, prl_noisy_view="sequence"),
+            True,
+        ),
+        "PRL, contrastive, noisy view 'reasoning'": (ModelConfig(**prl, prl_noisy_view="reasoning"), True),
+    }
+    steps = {}
+    for name, (config, contrastive) in settings.items():
+        model = HybridRecommender(config, dataset.num_items).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+        def step(model=model, optimizer=optimizer, contrastive=contrastive) -> None:
+            loss = model(history, target, contrastive=contrastive).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        steps[name] = step
+    seconds = interleaved_seconds(steps, args.repeats)
+    base = seconds["PRL, warm-up (no contrastive loss)"]
+    lines = ["| training step | seconds | vs PRL warm-up | rows/s |", "|---|---:|---:|---:|"]
+    for name, value in seconds.items():
+        lines.append(f"| {name} | {value:.4f} | {value / base:.2f}x | {batch_size / value:,.0f} |")
+    results = {
+        **header(args),
+        "setting": f"one batch of {batch_size} ML-100k training rows (width {history.shape[1]}), hidden 64, "
+        f"2 layers, {dataset.num_items} items, medians of {args.repeats} interleaved rounds",
+        "seconds": seconds,
+    }
+    text = report_text(
+        "PRL training step: cost of the contrastive views",
+        results,
+        "\n".join(lines),
+        "After its warm-up PRL adds a noisy second view of every row. 'sequence' (the released code) encodes the "
+        "whole batch twice; 'reasoning' encodes the history once and runs only the K reasoning steps twice. "
+        "The rounds are interleaved, so on a shared machine the ratios hold better than the seconds.",
+    )
+    write(results, text, Path(args.output_dir) / "prl_training")
 
 
 if __name__ == "__main__":

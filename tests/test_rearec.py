@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from hybrid.config import ModelConfig
 from hybrid.errors import ConfigError
 from hybrid.model import HybridRecommender
+from reasoning.noise import global_batch_noise
 from reasoning.objectives import erl_loss, info_nce, item_logits, kl_diversity, prl_loss, step_temperatures
 from tests.test_backbone import left_padded
 
@@ -178,6 +179,60 @@ def test_loss_falls_on_a_toy_task_without_nan(method, contrastive):
     assert sum(losses[-5:]) / 5 < losses[0] - 0.5
     if contrastive and method == "prl":
         assert "contrastive" in output.loss_parts
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "bert4rec"])
+def test_prl_reasoning_view_encodes_the_history_once(backbone):
+    """prl_noisy_view 'reasoning': one prefill of B rows, the steps run for both views; without randomness
+    both views equal the released code's two-copy views."""
+    torch.manual_seed(0)
+    shared = tiny(steps=2, prl_noisy_view="reasoning", prl_noise_std=0.0, backbone=backbone)
+    copies = tiny(steps=2, prl_noisy_view="sequence", prl_noise_std=0.0, backbone=backbone)
+    copies.load_state_dict(shared.state_dict())
+    history = left_padded()
+    shared.eval(), copies.eval()
+    both = shared.user_states(history, noisy_view=True, share_history=True)  # [2B, S, D]
+    reference = copies.user_states(torch.cat([history, history]), noisy_view=True)
+    assert both.shape == (2 * len(history), 3, 16)
+    assert torch.allclose(both, reference, atol=1e-6)
+    assert torch.allclose(both[: len(history)], shared.user_states(history), atol=1e-6)
+
+    seen = []
+    original = shared.backbone.prefill
+    shared.backbone.prefill = lambda inputs, *a, **k: seen.append(len(inputs)) or original(inputs, *a, **k)
+    shared.train()
+    output = shared(history, torch.tensor([3, 4, 5, 6]), contrastive=True)
+    assert seen == [len(history)] and torch.isfinite(output.loss) and output.loss_parts["contrastive"] > 0
+    # with dropout the views differ in their reasoning steps only: r_0 is shared
+    dropout = tiny(steps=2, dropout=0.3, prl_noisy_view="reasoning").train()
+    clean, noisy = dropout.user_states(history, noisy_view=True, share_history=True).chunk(2)
+    assert torch.equal(clean[:, 0], noisy[:, 0]) and not torch.allclose(clean[:, 1:], noisy[:, 1:])
+    with pytest.raises(ConfigError, match="prl_noisy_view"):
+        tiny_config(prl_noisy_view="history")
+
+
+@pytest.mark.parametrize("view", ["sequence", "reasoning"])
+def test_prl_views_do_not_depend_on_how_the_batch_is_split(view):
+    """Each row's two views (dropout masks and noise) depend only on its place in the global batch, so
+    processes and accumulation micro-batches see the views one big batch would. (The contrastive loss itself
+    uses the rows of each forward as negatives, as in-batch losses do.)"""
+    torch.manual_seed(0)
+    model = tiny(steps=2, dropout=0.3, prl_noisy_view=view, prl_noise_std=0.1).train()
+    history = torch.randint(1, 20, (8, 6))
+
+    def views(rows: torch.Tensor, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+        with global_batch_noise(7, offset, len(rows), len(history)):
+            if view == "reasoning":
+                both = model.user_states(history[rows], noisy_view=True, share_history=True)
+            else:
+                both = model.user_states(torch.cat([history[rows], history[rows]]), noisy_view=True)
+        return both.chunk(2)  # clean [B, S, D], noisy [B, S, D]
+
+    clean, noisy = views(torch.arange(8), 0)
+    parts = [views(torch.arange(0, 3), 0), views(torch.arange(3, 8), 3)]
+    assert torch.allclose(clean, torch.cat([p[0] for p in parts]), atol=1e-6)
+    assert torch.allclose(noisy, torch.cat([p[1] for p in parts]), atol=1e-6)
+    assert not torch.allclose(clean[:, 1:], noisy[:, 1:])
 
 
 def test_user_vector_is_mean_for_erl_and_last_for_prl():
