@@ -4,6 +4,7 @@
     python scripts/benchmark.py --suite foundation    # SASRec training/evaluation speed and peak memory
     python scripts/benchmark.py --suite reasoning     # evaluation cost of K = 0..5 reasoning steps
     python scripts/benchmark.py --suite prl           # PRL training step: warm-up, and each noisy view
+    python scripts/benchmark.py --suite precision     # training step in fp32 and with bf16 autocast
     python scripts/benchmark.py --suite scale         # catalogues of 10^3..10^6 items (benchmark_scale.py)
 
 Foundation:
@@ -116,7 +117,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="timed training epochs")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (RecBole's figure used 2)")
     parser.add_argument("--rss_epochs", type=int, default=2, help="epochs of the separate peak-memory run")
-    parser.add_argument("--suite", default="all", choices=("all", "foundation", "reasoning", "prl", "scale"))
+    parser.add_argument(
+        "--suite",
+        default="all",
+        choices=("all", "foundation", "reasoning", "prl", "precision", "scale"),
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="scale: catalogue sizes")
     parser.add_argument("--users", type=int, default=10_000, help="scale: synthetic users (all evaluated)")
     parser.add_argument("--mean_length", type=float, default=6.0, help="scale: interactions per user")
@@ -129,6 +134,8 @@ def main() -> None:
         reasoning(args)
     if args.suite in ("all", "prl"):
         prl_training(args)
+    if args.suite in ("all", "precision"):
+        precision(args)
     if args.suite in ("all", "scale"):
         benchmark_scale.run(args, header(args), write)
 
@@ -292,48 +299,56 @@ def reasoning(args, max_steps: int = 5) -> None:
     write(results, text, Path(args.output_dir) / "reasoning")
 
 
-def prl_training(args, batch_size: int = 256) -> None:
-    """Seconds per training step (forward, backward, Adam) of SASRec and of ReaRec-PRL (K = 2) before its
-    contrastive warm-up ends and after it with each noisy view, on one batch of ML-100k training rows,
-    timed in interleaved rounds."""
+def training_step_seconds(args, settings: dict, batch_size: int) -> tuple[dict[str, float], str]:
+    """Median seconds of one training step (forward, backward, AdamW) per setting {name: (model config,
+    contrastive, bf16)}, all on the same batch of ML-100k training rows, timed in interleaved rounds. Also
+    returns the setting's description."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     dataset = load_dataset(DataConfig())
     rows = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(0))[:batch_size]
     history, target = dataset.train.batch(rows, dataset.train.width(rows))
-    prl = dict(reasoning_steps=2, reasoning_method="prl", prl_contrastive_similarity="cosine")
-    settings = {  # name: (model config, contrastive)
-        "SASRec (K = 0)": (ModelConfig(), False),
-        "PRL, warm-up (no contrastive loss)": (ModelConfig(**prl), False),
-        "PRL, contrastive, noisy view 'sequence' (released code)": (
-            ModelConfig(**prl, prl_noisy_view="sequence"),
-            True,
-        ),
-        "PRL, contrastive, noisy view 'reasoning'": (ModelConfig(**prl, prl_noisy_view="reasoning"), True),
-    }
     steps = {}
-    for name, (config, contrastive) in settings.items():
+    for name, (config, contrastive, bf16) in settings.items():
         model = HybridRecommender(config, dataset.num_items).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
-        def step(model=model, optimizer=optimizer, contrastive=contrastive) -> None:
-            loss = model(history, target, contrastive=contrastive).loss
+        def step(model=model, optimizer=optimizer, contrastive=contrastive, bf16=bf16) -> None:
+            # What accelerate's --mixed_precision bf16 does on CPU: autocast the forward, fp32 weights.
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(bf16)):
+                loss = model(history, target, contrastive=contrastive).loss
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.float().backward()
             optimizer.step()
 
         steps[name] = step
-    seconds = interleaved_seconds(steps, args.repeats)
+    setting = (
+        f"one batch of {batch_size} ML-100k training rows (width {history.shape[1]}), hidden 64, 2 layers, "
+        f"{dataset.num_items} items, medians of {args.repeats} interleaved rounds"
+    )
+    return interleaved_seconds(steps, args.repeats), setting
+
+
+def prl_training(args, batch_size: int = 256) -> None:
+    """Seconds per training step of SASRec and of ReaRec-PRL (K = 2) before its contrastive warm-up ends
+    and after it with each noisy view."""
+    prl = dict(reasoning_steps=2, reasoning_method="prl", prl_contrastive_similarity="cosine")
+    settings = {  # name: (model config, contrastive, bf16)
+        "SASRec (K = 0)": (ModelConfig(), False, False),
+        "PRL, warm-up (no contrastive loss)": (ModelConfig(**prl), False, False),
+        "PRL, contrastive, noisy view 'sequence' (released code)": (
+            ModelConfig(**prl, prl_noisy_view="sequence"),
+            True,
+            False,
+        ),
+        "PRL, contrastive, noisy view 'reasoning'": (ModelConfig(**prl, prl_noisy_view="reasoning"), True, False),
+    }
+    seconds, setting = training_step_seconds(args, settings, batch_size)
     base = seconds["PRL, warm-up (no contrastive loss)"]
     lines = ["| training step | seconds | vs PRL warm-up | rows/s |", "|---|---:|---:|---:|"]
     for name, value in seconds.items():
         lines.append(f"| {name} | {value:.4f} | {value / base:.2f}x | {batch_size / value:,.0f} |")
-    results = {
-        **header(args),
-        "setting": f"one batch of {batch_size} ML-100k training rows (width {history.shape[1]}), hidden 64, "
-        f"2 layers, {dataset.num_items} items, medians of {args.repeats} interleaved rounds",
-        "seconds": seconds,
-    }
+    results = {**header(args), "setting": setting, "seconds": seconds}
     text = report_text(
         "PRL training step: cost of the contrastive views",
         results,
@@ -343,6 +358,46 @@ def prl_training(args, batch_size: int = 256) -> None:
         "The rounds are interleaved, so on a shared machine the ratios hold better than the seconds.",
     )
     write(results, text, Path(args.output_dir) / "prl_training")
+
+
+def precision(args, batch_size: int = 256) -> None:
+    """Seconds per training step in fp32 and with bf16 autocast, for each model family."""
+    models = {
+        "SASRec": (ModelConfig(), False),
+        "ReaRec-ERL (K = 2, js_mean)": (
+            ModelConfig(reasoning_steps=2, reasoning_method="erl", erl_kl_pairs="js_mean"),
+            False,
+        ),
+        "ReaRec-PRL (K = 2, contrastive)": (
+            ModelConfig(reasoning_steps=2, reasoning_method="prl", prl_contrastive_similarity="cosine"),
+            True,
+        ),
+        "BERT4Rec (cloze 0.2)": (ModelConfig(backbone="bert4rec", cloze_prob=0.2), False),
+    }
+    settings = {
+        (name, bf16): (config, contrastive, bf16) for name, (config, contrastive) in models.items() for bf16 in (0, 1)
+    }
+    seconds, setting = training_step_seconds(args, settings, batch_size)
+    lines = ["| model | fp32 (s) | bf16 autocast (s) | fp32 / bf16 |", "|---|---:|---:|---:|"]
+    for name in models:
+        fp32, bf16 = seconds[(name, 0)], seconds[(name, 1)]
+        lines.append(f"| {name} | {fp32:.4f} | {bf16:.4f} | {fp32 / bf16:.2f}x |")
+    results = {
+        **header(args),
+        "setting": setting,
+        "seconds": {name: {"fp32": seconds[(name, 0)], "bf16": seconds[(name, 1)]} for name in models},
+    }
+    text = report_text(
+        "Training precision on CPU: fp32 against bf16 autocast",
+        results,
+        "\n".join(lines),
+        "bf16 autocast (`--mixed_precision bf16`) runs matrix products in bfloat16 while the weights, the "
+        "optimizer and evaluation stay fp32. The gain needs a CPU with native bf16 instructions (AVX512-BF16 "
+        "or AMX); on others bf16 can be slower. Whether it changes quality is a separate, seed-level "
+        "question (benchmarks/quality/tuning_ml100k.md). The rounds are interleaved, so on a shared machine the "
+        "ratios hold better than the seconds.",
+    )
+    write(results, text, Path(args.output_dir) / "precision")
 
 
 if __name__ == "__main__":
