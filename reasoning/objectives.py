@@ -48,8 +48,15 @@ def state_cross_entropy(
 def kl_diversity(step_logits: torch.Tensor, pairs: str = "ordered_mean") -> torch.Tensor:
     """How different the steps' item distributions are: a non-negative scalar that ERL maximises.
 
-    step_logits: [B, S, N + 1], already divided by the temperature.
+    step_logits: [B, S, N + 1], already divided by the temperature. Computed in fp32 even under bf16/fp16
+    autocast: the divergences are small differences of entropies of order log N, which half precision
+    cannot resolve.
     """
+    with torch.autocast(step_logits.device.type, enabled=False):
+        return _diversity(step_logits.float(), pairs)
+
+
+def _diversity(step_logits: torch.Tensor, pairs: str) -> torch.Tensor:
     log_p = F.log_softmax(step_logits[..., 1:], dim=-1)  # [B, S, N], padding excluded
     p = log_p.exp()
     neg_entropy = (p * log_p).sum(-1)  # [B, S]

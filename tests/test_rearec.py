@@ -109,6 +109,27 @@ def test_kl_diversity_pairs_and_sign():
     assert parts["kl"] > 0 and loss.item() == pytest.approx((parts["ce"] - 0.1 * parts["kl"]).item(), rel=1e-6)
 
 
+@pytest.mark.parametrize("pairs", ["ordered_mean", "unordered_sum", "js_mean"])
+def test_kl_diversity_stays_fp32_under_bf16_autocast(pairs):
+    """Entropies of order log N cancel in the divergence: in bf16 its error would be as large as its value."""
+    torch.manual_seed(0)
+    logits = torch.randn(8, 3, 501) * 0.3  # near-uniform steps over 500 items: small divergences
+    logits[..., 0] = float("-inf")
+    exact = kl_diversity(logits, pairs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = kl_diversity(logits, pairs)
+    assert mixed.dtype == torch.float32 and torch.allclose(mixed, exact, rtol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.autocast("cpu", enabled=False):
+        rounded = _reference_bf16(logits, pairs)
+    assert abs(rounded - exact) > 0.01 * exact  # what computing it in bf16 would cost
+
+
+def _reference_bf16(logits: torch.Tensor, pairs: str) -> float:
+    from reasoning.objectives import _diversity
+
+    return float(_diversity(logits.bfloat16(), pairs))
+
+
 def test_ordered_kl_detaches_the_log_side():
     logits = torch.randn(1, 2, 5, requires_grad=True)
     kl_diversity(logits, "ordered_mean").backward()
