@@ -113,8 +113,14 @@ def step_temperatures(temperature: float, alpha: float, reasoning_steps: int) ->
 def info_nce(anchors: torch.Tensor, candidates: torch.Tensor, temperature: float, similarity: str) -> torch.Tensor:
     """Per-step InfoNCE: anchor b at step k must pick candidate b among the batch's candidates at step k.
 
-    anchors, candidates: [B, K, D]. Returns the mean over rows and steps.
+    anchors, candidates: [B, K, D]. Returns the mean over rows and steps. In fp32 even under autocast: dot
+    logits reach 10^3 / temperature, where bf16 rounds by whole units.
     """
+    with torch.autocast(anchors.device.type, enabled=False):
+        return _info_nce(anchors.float(), candidates.float(), temperature, similarity)
+
+
+def _info_nce(anchors: torch.Tensor, candidates: torch.Tensor, temperature: float, similarity: str) -> torch.Tensor:
     if similarity == "cosine":
         anchors, candidates = F.normalize(anchors, dim=-1), F.normalize(candidates, dim=-1)
     elif similarity != "dot":

@@ -181,6 +181,15 @@ def test_info_nce_prefers_matching_rows():
     )
 
 
+def test_info_nce_stays_fp32_under_bf16_autocast():
+    torch.manual_seed(0)
+    anchors, candidates = torch.randn(16, 2, 64) * 4, torch.randn(16, 2, 64) * 4  # dot logits ~ 10^2 / tau
+    exact = info_nce(anchors, candidates, 0.07, "dot")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = info_nce(anchors, candidates, 0.07, "dot")
+    assert mixed.dtype == torch.float32 and torch.allclose(mixed, exact, rtol=1e-5)
+
+
 @pytest.mark.parametrize("method", ["erl", "prl"])
 @pytest.mark.parametrize("contrastive", [False, True])
 def test_loss_falls_on_a_toy_task_without_nan(method, contrastive):
