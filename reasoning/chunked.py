@@ -21,7 +21,13 @@ def _chunks(num_rows: int, chunk_size: int):
 class ChunkedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, states, item_table, target, temperature: float, chunk_size: int):
-        # states [B, D], item_table [N + 1, D], target [B]; at least float32 inside (bf16/fp16 are upcast)
+        # states [B, D], item_table [N + 1, D], target [B]; at least float32 inside (bf16/fp16 are upcast, and
+        # autocast is off: it would round every chunk's logits and partial sums to half precision)
+        with torch.autocast(states.device.type, enabled=False):
+            return ChunkedCrossEntropy._forward(ctx, states, item_table, target, temperature, chunk_size)
+
+    @staticmethod
+    def _forward(ctx, states, item_table, target, temperature: float, chunk_size: int):
         ctx.dtypes = (states.dtype, item_table.dtype)
         dtype = torch.promote_types(torch.promote_types(states.dtype, item_table.dtype), torch.float32)
         states, item_table = states.to(dtype), item_table.to(dtype)

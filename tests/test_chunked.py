@@ -28,6 +28,21 @@ def test_chunked_cross_entropy_matches_the_full_softmax_and_its_gradients(chunk_
     assert torch.equal(chunked_grads[1][0], torch.zeros(8, dtype=torch.float64))  # padding is never a candidate
 
 
+def test_chunked_cross_entropy_stays_fp32_under_bf16_autocast():
+    """Autocast would otherwise run every chunk's logits in bf16: the loss must match fp32 outside it."""
+    torch.manual_seed(0)
+    states = torch.randn(32, 16, requires_grad=True)
+    table = torch.randn(501, 16)
+    target = torch.randint(1, 501, (32,))
+    exact = chunked_cross_entropy(states, table, target, 0.5, 64)
+    exact_grad = torch.autograd.grad(exact, states)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = chunked_cross_entropy(states, table, target, 0.5, 64)
+    mixed_grad = torch.autograd.grad(mixed, states)[0]
+    assert mixed.dtype == torch.float32 and abs(mixed.item() - exact.item()) < 1e-5
+    assert torch.allclose(mixed_grad, exact_grad, atol=1e-6)
+
+
 @pytest.mark.parametrize("method", ["none", "prl", "erl"])
 def test_model_loss_with_chunks_agrees_with_the_exact_loss_to_1e5(method):
     steps = 0 if method == "none" else 2
