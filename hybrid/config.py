@@ -160,6 +160,11 @@ class ModelConfig:
     reasoning_method: str = _help(
         "How the K + 1 states are trained and used: 'erl' (mean of all states) or 'prl' (last state).", "prl"
     )
+    inference_steps: int | None = _help(
+        "Reasoning steps run at inference, 0..reasoning_steps (unset: all trained steps). Training always runs "
+        "reasoning_steps. Set by train --select_inference_steps.",
+        None,
+    )
     separate_reasoning_norm: bool = _help(
         "Own LayerNorm for reasoning tokens (the released code shares the item inputs' one).", False
     )
@@ -215,6 +220,11 @@ class ModelConfig:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not one of {allowed}.")
         if self.reasoning_steps < 0:
             raise ConfigError(f"reasoning_steps must be >= 0 (0 = plain SASRec), got {self.reasoning_steps}.")
+        if self.inference_steps is not None and not 0 <= self.inference_steps <= self.reasoning_steps:
+            raise ConfigError(
+                f"inference_steps={self.inference_steps} must lie in 0..reasoning_steps ({self.reasoning_steps}): a "
+                "model cannot run more reasoning steps than it was trained with. Unset it to use all of them."
+            )
         if self.prl_warmup_epochs < 0 or self.prl_noise_std < 0:
             raise ConfigError("prl_warmup_epochs and prl_noise_std must be >= 0.")
         if not 0.0 <= self.id_dropout < 1.0:
@@ -267,6 +277,11 @@ class TrainConfig:
         "test and save the average instead of the last weights: a smoother model for early stopping. Off when "
         "unset.",
         None,
+    )
+    select_inference_steps: bool = _help(
+        "After training, choose the reasoning steps run at inference (0..reasoning_steps) on validation "
+        "NDCG@10 (ties: fewer steps), then test and save the model with that depth.",
+        False,
     )
     gradient_accumulation_steps: int = _help(
         "Split each batch into this many micro-batches (same result, less memory).", 1

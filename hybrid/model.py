@@ -243,7 +243,9 @@ class HybridRecommender(
         return states[:, -1]
 
     def user_vectors(self, history: torch.Tensor, steps: int | None = None) -> torch.Tensor:
-        """Left-padded item ids [B, L] -> user vectors [B, D] (``steps`` below the trained K is allowed)."""
+        """Left-padded item ids [B, L] -> user vectors [B, D] (``steps`` below the trained K is allowed;
+        unset: the configured ``inference_steps``, else all trained steps)."""
+        steps = self.config.inference_steps if steps is None else steps
         return self.aggregate(self.user_states(history, steps))
 
     def score(self, user_vector: torch.Tensor, item_table: torch.Tensor | None = None) -> torch.Tensor:

@@ -181,11 +181,12 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
         for name in ("valid", "test")
     }
 
-    def run_eval(name: str) -> EvalResult:
+    def run_eval(name: str, steps: int | None = None) -> EvalResult:
         return evaluate(
             unwrapped,
             dataset.split(name),
             name,
+            steps=steps,
             batches=eval_loaders[name],
             gather=accelerator.gather_for_metrics,
             exclude_history=train_config.exclude_history,
@@ -300,10 +301,25 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
     if best_state is None:
         raise RuntimeError("no epoch was trained: check --epochs and the checkpoint you resumed from")
     unwrapped.load_state_dict(best_state)
+    valid_by_steps, valid_ranks = None, None
+    if train_config.select_inference_steps and model_config.reasoning_steps > 0:
+        # Model selection like the epoch's: every depth 0..K on validation, ties to the cheaper one.
+        by_steps = {k: run_eval("valid", steps=k) for k in range(model_config.reasoning_steps + 1)}
+        valid_by_steps = {k: result.metrics["ndcg@10"] for k, result in by_steps.items()}
+        chosen = max(valid_by_steps, key=lambda k: (valid_by_steps[k], -k))
+        unwrapped.config.inference_steps = chosen  # used by test, saved with the model
+        state.best_valid, valid_ranks = by_steps[chosen].to_dict(), by_steps[chosen].ranks
+        say(
+            f"inference steps chosen on validation NDCG@10: {chosen} ("
+            + ", ".join(f"{k}: {value:.4f}" for k, value in valid_by_steps.items())
+            + ")"
+        )
     test = run_eval("test")
     results = {
         "best_epoch": state.best_epoch,
         "epochs_run": state.epoch - 1,
+        "inference_steps": unwrapped.config.inference_steps,
+        "valid_ndcg@10_by_inference_steps": valid_by_steps,
         "valid": state.best_valid,
         "test": test.to_dict(),
         "protocol": test.protocol,
@@ -317,7 +333,8 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
     if main:
         (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
         # Per-row ranks (every metric is a function of them): for analysis and exact run comparisons.
-        valid_ranks = load_file(output_dir / "valid_ranks.safetensors")["valid"]
+        if valid_ranks is None:  # the best epoch's, at the trained depth
+            valid_ranks = load_file(output_dir / "valid_ranks.safetensors")["valid"]
         save_atomically({"valid": valid_ranks, "test": test.ranks}, output_dir / "ranks.safetensors")
         # The best model as a self-contained folder (catalogue, card, adapter): what push_to_hub uploads.
         unwrapped.catalogue = ItemCatalogue.from_dataset(dataset)

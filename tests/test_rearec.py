@@ -265,6 +265,17 @@ def test_prl_views_do_not_depend_on_how_the_batch_is_split(view):
     assert not torch.allclose(clean[:, 1:], noisy[:, 1:])
 
 
+def test_inference_steps_sets_the_default_depth_of_user_vectors_only():
+    torch.manual_seed(0)
+    model = tiny(steps=2, inference_steps=1).eval()
+    history = left_padded()
+    assert torch.equal(model.user_vectors(history), model.user_vectors(history, steps=1))
+    assert not torch.allclose(model.user_vectors(history), model.user_vectors(history, steps=2))
+    assert model(history).user_states.shape[1] == 3  # the forward (training) runs every trained step
+    with pytest.raises(ConfigError, match="inference_steps=3 must lie in 0..reasoning_steps"):
+        tiny_config(steps=2, inference_steps=3)
+
+
 def test_user_vector_is_mean_for_erl_and_last_for_prl():
     history = left_padded()
     for method in ("erl", "prl"):

@@ -9,7 +9,9 @@ import torch
 from safetensors.torch import load_file
 
 from hybrid.config import DataConfig, ModelConfig, TrainConfig
+from hybrid.data import load_dataset
 from hybrid.errors import ConfigError
+from hybrid.evaluate import evaluate
 from hybrid.model import HybridRecommender
 from hybrid.train import train
 
@@ -165,3 +167,22 @@ def test_lora_encoder_trains_end_to_end_and_saves_its_adapter(tmp_path, sequenti
     counts = metrics["parameters"]
     assert 0 < counts["item_encoder_trainable"] < 0.01 * counts["language_model"] < counts["total"]
     assert PeftConfig.from_pretrained(str(tmp_path / "run" / "model" / "adapter")).r == 8
+
+
+def test_select_inference_steps_picks_the_depth_on_validation_and_saves_it(tmp_path, csv_data_config):
+    model_config = ModelConfig(
+        hidden_size=16, num_heads=2, inner_size=32, reasoning_steps=2, reasoning_method="prl", prl_alpha=2.0
+    )
+    metrics = train(csv_data_config, model_config, quick_train_config(tmp_path, epochs=3, select_inference_steps=True))
+    by_steps = {int(k): v for k, v in metrics["valid_ndcg@10_by_inference_steps"].items()}
+    chosen = metrics["inference_steps"]
+    assert set(by_steps) == {0, 1, 2} and by_steps[chosen] == max(by_steps.values())
+    assert all(by_steps[k] < by_steps[chosen] for k in range(chosen))  # ties go to fewer steps
+    assert metrics["valid"]["metrics"]["ndcg@10"] == by_steps[chosen]
+    model = HybridRecommender.from_pretrained(str(tmp_path / "run" / "model"))
+    assert model.config.inference_steps == chosen and model.config.reasoning_steps == 2
+    dataset = load_dataset(csv_data_config)
+    test = evaluate(model, dataset.split("test"), "test")
+    assert test.metrics == metrics["test"]["metrics"]  # the saved model tests at the chosen depth
+    ranks = load_file(tmp_path / "run" / "ranks.safetensors")
+    assert torch.equal(ranks["valid"], evaluate(model, dataset.split("valid"), "valid").ranks)
