@@ -10,6 +10,7 @@ to continue a killed run exactly where it stopped.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -307,7 +308,8 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
         by_steps = {k: run_eval("valid", steps=k) for k in range(model_config.reasoning_steps + 1)}
         valid_by_steps = {k: result.metrics["ndcg@10"] for k, result in by_steps.items()}
         chosen = max(valid_by_steps, key=lambda k: (valid_by_steps[k], -k))
-        unwrapped.config.inference_steps = chosen  # used by test, saved with the model
+        # A copy: used by test and saved with the model, while the caller's config stays as given.
+        unwrapped.config = dataclasses.replace(unwrapped.config, inference_steps=chosen)
         state.best_valid, valid_ranks = by_steps[chosen].to_dict(), by_steps[chosen].ranks
         say(
             f"inference steps chosen on validation NDCG@10: {chosen} ("

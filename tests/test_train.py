@@ -179,6 +179,7 @@ def test_select_inference_steps_picks_the_depth_on_validation_and_saves_it(tmp_p
     assert set(by_steps) == {0, 1, 2} and by_steps[chosen] == max(by_steps.values())
     assert all(by_steps[k] < by_steps[chosen] for k in range(chosen))  # ties go to fewer steps
     assert metrics["valid"]["metrics"]["ndcg@10"] == by_steps[chosen]
+    assert model_config.inference_steps is None  # the caller's config is left as given
     model = HybridRecommender.from_pretrained(str(tmp_path / "run" / "model"))
     assert model.config.inference_steps == chosen and model.config.reasoning_steps == 2
     dataset = load_dataset(csv_data_config)
