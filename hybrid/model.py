@@ -282,26 +282,18 @@ class HybridRecommender(
             history_vectors = table[history]  # [B, L, D]
         cloze = self.cloze_positions(history) if target is not None else None  # [B, L] or None
         prefill = None  # [B, L', D] every position's output, only for the cloze loss
-        if two_views and config.prl_noisy_view == "reasoning":  # the history encoded once, steps twice
+        if two_views:
+            # 'reasoning': the history is encoded once and only the steps run twice; 'sequence' (released
+            # code): the whole batch is encoded twice.
+            shared = config.prl_noisy_view == "reasoning"
+            twice = lambda x: x if shared or x is None else torch.cat([x, x])  # noqa: E731
             both = self.user_states(
-                history,
+                twice(history),
                 noisy_view=True,
-                history_vectors=history_vectors,
-                cloze=cloze,
+                history_vectors=twice(history_vectors),
+                cloze=twice(cloze),
                 return_prefill=cloze is not None,
-                share_history=True,
-            )
-            if cloze is not None:
-                both, prefill = both
-            states, noisy_states = both.chunk(2)  # [B, S, D] each
-        elif two_views:  # the whole batch encoded twice (released code)
-            views = None if history_vectors is None else torch.cat([history_vectors, history_vectors])
-            both = self.user_states(
-                torch.cat([history, history]),
-                noisy_view=True,
-                history_vectors=views,
-                cloze=None if cloze is None else torch.cat([cloze, cloze]),
-                return_prefill=cloze is not None,
+                share_history=shared,
             )
             if cloze is not None:
                 both, prefill = both[0], both[1][: len(history)]

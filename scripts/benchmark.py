@@ -315,7 +315,7 @@ def training_step_seconds(args, settings: dict, batch_size: int) -> tuple[dict[s
 
         def step(model=model, optimizer=optimizer, contrastive=contrastive, bf16=bf16) -> None:
             # What accelerate's --mixed_precision bf16 does on CPU: autocast the forward, fp32 weights.
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(bf16)):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 loss = model(history, target, contrastive=contrastive).loss
             optimizer.zero_grad(set_to_none=True)
             loss.float().backward()
@@ -375,17 +375,19 @@ def precision(args, batch_size: int = 256) -> None:
         "BERT4Rec (cloze 0.2)": (ModelConfig(backbone="bert4rec", cloze_prob=0.2), False),
     }
     settings = {
-        (name, bf16): (config, contrastive, bf16) for name, (config, contrastive) in models.items() for bf16 in (0, 1)
+        (name, bf16): (config, contrastive, bf16)
+        for name, (config, contrastive) in models.items()
+        for bf16 in (False, True)
     }
     seconds, setting = training_step_seconds(args, settings, batch_size)
     lines = ["| model | fp32 (s) | bf16 autocast (s) | fp32 / bf16 |", "|---|---:|---:|---:|"]
     for name in models:
-        fp32, bf16 = seconds[(name, 0)], seconds[(name, 1)]
+        fp32, bf16 = seconds[(name, False)], seconds[(name, True)]
         lines.append(f"| {name} | {fp32:.4f} | {bf16:.4f} | {fp32 / bf16:.2f}x |")
     results = {
         **header(args),
         "setting": setting,
-        "seconds": {name: {"fp32": seconds[(name, 0)], "bf16": seconds[(name, 1)]} for name in models},
+        "seconds": {name: {"fp32": seconds[(name, False)], "bf16": seconds[(name, True)]} for name in models},
     }
     text = report_text(
         "Training precision on CPU: fp32 against bf16 autocast",
