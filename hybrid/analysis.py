@@ -47,7 +47,7 @@ def load_run(run_dir: str | Path) -> tuple[HybridRecommender, DataConfig, ModelC
 @torch.no_grad()
 def step_ranks(model: HybridRecommender, split: SplitData, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """Ranks of every row's target under each state's own scores [R, S] and under the model's vector [R]."""
-    item_table = model.item_encoder.item_table()
+    item_table = model.scoring_table()
     per_step, aggregated = [], []
     for rows in torch.arange(len(split)).split(batch_size):
         history, target = split.batch(rows)

@@ -151,6 +151,12 @@ class ModelConfig:
     layer_norm_eps: float = _help("LayerNorm epsilon.", 1e-12)
     initializer_range: float = _help("Std of the normal init of weights and embeddings.", 0.02)
     temperature: float = _help("Softmax temperature of the training loss (does not change rankings).", 1.0)
+    score_similarity: str = _help(
+        "How a user vector scores an item: 'dot' (SASRec) or 'cosine' (UniSRec: every reasoning state and item "
+        "vector is L2-normalised, so an item's norm cannot carry its popularity; pair it with a low temperature "
+        "such as 0.07). ERL's user vector is then the mean of unit step states.",
+        "dot",
+    )
     loss_chunk_size: int | None = _help(
         "Items per chunk of the training softmax: the batch x catalogue logit matrix is never built (same "
         "loss, memory batch x chunk), for catalogues of 10^5+ items. None: the whole softmax in one piece.",
@@ -208,6 +214,7 @@ class ModelConfig:
             "erl_kl_pairs": ("ordered_mean", "unordered_sum", "js_mean"),
             "prl_step_reduction": ("mean", "sum"),
             "prl_contrastive_similarity": ("dot", "cosine"),
+            "score_similarity": ("dot", "cosine"),
             "prl_noisy_view": ("sequence", "reasoning"),
             "item_encoder": ("id", "text", "hybrid", "lm_lora"),
             "backbone": ("sasrec", "bert4rec"),

@@ -105,7 +105,7 @@ def evaluate(
     """
     was_training = model.training
     model.eval()
-    item_table = model.item_encoder.item_table()  # [N + 1, D], computed once for the whole split
+    item_table = model.scoring_table()  # [N + 1, D], computed once for the whole split
     if batches is None:
         batches = torch.arange(len(split)).split(batch_size)
     gather = gather or (lambda tensor: tensor)

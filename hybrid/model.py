@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
@@ -214,7 +215,7 @@ class HybridRecommender(
         ``return_prefill``, the last-layer states of every input position). ``noisy_view`` with
         ``share_history`` returns both PRL views [2B, ...] of a batch given once (see ReasoningHead)."""
         inputs, key_valid = self.history_inputs(history, history_vectors, cloze)  # [B, L', D]
-        return self.reasoning(
+        output = self.reasoning(
             self.backbone,
             inputs,
             key_valid,
@@ -225,6 +226,18 @@ class HybridRecommender(
             return_prefill=return_prefill,
             share_history=share_history,
         )
+        # Cosine scoring normalises the outputs only: each step's input stays the raw state, as trained.
+        if return_prefill:
+            return self.unit(output[0]), self.unit(output[1])
+        return self.unit(output)
+
+    def unit(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Vectors [..., D] in scoring space: L2-normalised under cosine scoring, unchanged under dot."""
+        return F.normalize(vectors, dim=-1) if self.config.score_similarity == "cosine" else vectors
+
+    def scoring_table(self) -> torch.Tensor:
+        """The item table [N + 1, D] that user vectors are scored against (unit rows under cosine scoring)."""
+        return self.unit(self.item_encoder.item_table())
 
     def cloze_positions(self, history: torch.Tensor) -> torch.Tensor | None:
         """[B, L] bool: real history items masked for BERT4Rec's cloze loss (training only), else None. Drawn
@@ -249,8 +262,8 @@ class HybridRecommender(
         return self.aggregate(self.user_states(history, steps))
 
     def score(self, user_vector: torch.Tensor, item_table: torch.Tensor | None = None) -> torch.Tensor:
-        """Dot-product scores [B, N + 1] against every item; the padding column is -inf."""
-        return item_logits(user_vector, self.item_encoder.item_table() if item_table is None else item_table)
+        """Scores [B, N + 1] against every item (``item_table`` from ``scoring_table``); padding column -inf."""
+        return item_logits(user_vector, self.scoring_table() if item_table is None else item_table)
 
     def batch_items(
         self, history: torch.Tensor, target: torch.Tensor
@@ -279,7 +292,8 @@ class HybridRecommender(
         if target is not None and getattr(self.item_encoder, "encodes_batch_items", False):
             # An LM encoder encodes only the batch's items; the softmax runs over them (in-batch candidates).
             table, history, target = self.batch_items(history, target)  # [C + 1, D], local ids
-            history_vectors = table[history]  # [B, L, D]
+            history_vectors = table[history]  # [B, L, D] raw vectors feed the Transformer
+            table = self.unit(table)
         cloze = self.cloze_positions(history) if target is not None else None  # [B, L] or None
         prefill = None  # [B, L', D] every position's output, only for the cloze loss
         if two_views:
@@ -310,7 +324,7 @@ class HybridRecommender(
             return output
         renumber = None  # item id -> row of the loss table, when the table holds a subset of the items
         if table is None:
-            table = self.item_encoder.item_table()  # [N + 1, D]
+            table = self.scoring_table()  # [N + 1, D]
             if self.softmax_ids is not None:  # seen items only: [C + 1, D], targets renumbered into them
                 renumber = self.softmax_rows
                 if not bool(torch.all(renumber[target] > 0)):

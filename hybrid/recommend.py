@@ -150,7 +150,7 @@ def recommend(
     model.eval()
     try:
         users = model.user_vectors(history)  # [B, D]
-        table = model.item_encoder.item_table()  # [N + 1, D]
+        table = model.scoring_table()  # [N + 1, D]
     finally:
         model.train(was_training)
     exclude = None

@@ -129,24 +129,27 @@ def adaptive_user_vectors(model, history: torch.Tensor, rule, item_table: torch.
     scores = getattr(rule, "needs_distribution", True)
     table = item_table
     if table is None and scores:  # a text encoder's table costs a forward pass: only when the rule reads it
-        table = model.item_encoder.item_table()
+        table = model.scoring_table()
     inputs, key_valid = model.history_inputs(history)  # BERT4Rec appends its [MASK] here
     hidden, cache = backbone.prefill(inputs, key_valid, last_only=True)
     state = hidden[:, -1]  # r_0 [B, D]
-    total = state.clone()  # running sum of states (ERL's mean)
+    # Under cosine scoring the answers are built from unit states (model.unit), and the inference softmax
+    # divides by the temperature: cosine logits in [-1, 1] alone give near-uniform distributions.
+    scale = 1.0 / model.config.temperature if model.config.score_similarity == "cosine" else 1.0
+    total = model.unit(state).clone()  # running sum of states (ERL's mean)
     erl = model.config.reasoning_steps > 0 and model.config.reasoning_method == "erl"
-    answer = state.clone()  # current user vector of every user [B, D]
+    answer = total.clone()  # current user vector of every user [B, D]
     steps_used = torch.zeros(len(history), dtype=torch.long, device=history.device)
     active = torch.arange(len(history), device=history.device)  # rows still reasoning
-    log_q = answer_log_probs(answer, table) if scores else None  # [A, N]
+    log_q = answer_log_probs(answer * scale, table) if scores else None  # [A, N]
     for step in range(1, head.reasoning_steps + 1):
         if len(active) == 0:
             break
         token = state + head.position_embedding.weight[step - 1]
         state, cache = backbone.step(head.embed_token(backbone, token), cache)  # only the active rows
-        total = total + state
-        current = total / (step + 1) if erl else state
-        new_log_q = answer_log_probs(current, table) if scores else None
+        total = total + model.unit(state)
+        current = total / (step + 1) if erl else model.unit(state)
+        new_log_q = answer_log_probs(current * scale, table) if scores else None
         depth = step / head.reasoning_steps
         halt = rule.stop(step, log_q, new_log_q, answer[active], current, depth)
         answer[active] = current
@@ -176,6 +179,9 @@ class AdaptiveDepth(nn.Module):
     @property
     def num_items(self) -> int:
         return self.model.num_items
+
+    def scoring_table(self) -> torch.Tensor:
+        return self.model.scoring_table()
 
     def reset(self) -> None:
         self.steps_used = []

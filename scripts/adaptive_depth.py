@@ -54,7 +54,7 @@ def learned_head_data(model, split, rows: int, seed: int = 0) -> tuple[torch.Ten
     """Features after each step k = 1..K-1 and whether step k + 1 ranks the target better, on training rows."""
     generator = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(len(split), generator=generator)[:rows]
-    table = model.item_encoder.item_table()
+    table = model.scoring_table()
     features, labels = [], []
     for batch in chosen.split(1024):
         history, target = split.batch(batch)

@@ -109,3 +109,23 @@ def test_learned_head_separates_steps_that_help_from_steps_that_do_not():
     head = LearnedHalting(threshold=0.5).fit(features, improves)
     accuracy = ((head.probability(features) > 0.5) == improves).float().mean()
     assert accuracy > 0.95
+
+
+@pytest.mark.parametrize("method", ["prl", "erl"])
+def test_halting_under_cosine_scoring_matches_fixed_depths(method):
+    torch.manual_seed(0)
+    config = ModelConfig(
+        hidden_size=16,
+        num_heads=2,
+        inner_size=32,
+        reasoning_steps=3,
+        reasoning_method=method,
+        score_similarity="cosine",
+        temperature=0.1,
+    )
+    model = HybridRecommender(config, num_items=40, max_history=6).eval()
+    history = torch.randint(1, 41, (5, 6))
+    never = adaptive_user_vectors(model, history, KLHalting(epsilon=-1.0))[0]
+    assert torch.allclose(never, model.user_vectors(history), atol=1e-5)
+    always = adaptive_user_vectors(model, history, KLHalting(epsilon=float("inf"), min_steps=1))
+    assert torch.allclose(always[0], model.user_vectors(history, 1), atol=1e-5)

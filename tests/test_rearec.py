@@ -289,3 +289,56 @@ def test_recompute_reference_path_matches_the_cached_path():
     cached = model.reasoning(model.backbone, inputs, key_valid)
     recomputed = model.reasoning.forward_recompute(model.backbone, inputs, key_valid)
     assert (cached - recomputed).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("method", ["erl", "prl"])
+def test_cosine_scoring_normalises_states_and_items_and_ignores_item_norms(method):
+    torch.manual_seed(0)
+    model = tiny(method=method, steps=2, score_similarity="cosine", temperature=0.1).eval()
+    history = left_padded()
+    states = model.user_states(history)  # [B, 3, D]
+    assert torch.allclose(states.norm(dim=-1), torch.ones(states.shape[:2]), atol=1e-5)
+    # The raw (unnormalised) states are what a dot model with the same weights computes.
+    dot = HybridRecommender(tiny_config(method, 2, 0.0, temperature=0.1), num_items=20, max_history=12).eval()
+    dot.load_state_dict(model.state_dict())
+    assert torch.allclose(states, F.normalize(dot.user_states(history), dim=-1), atol=1e-5)
+    user = model.user_vectors(history)  # [B, D]
+    scores = model.score(user)  # [B, N + 1]
+    assert scores[:, 1:].abs().max() <= 1 + 1e-5  # cosines of (mean) unit vectors
+    # Scaling an item's vector changes its dot score but not its cosine score.
+    with torch.no_grad():
+        model.item_encoder.embedding.weight[5] *= 10.0
+    assert torch.allclose(model.score(user), scores, atol=1e-5)
+    assert torch.allclose(dot.score(user)[:, 5] * 10, dot.score(user, model.item_encoder.item_table())[:, 5])
+    # The loss is the cross-entropy of those cosines / temperature.
+    model.train()
+    target = torch.randint(1, 21, (history.shape[0],))
+    output = model(history, target)
+    with torch.no_grad():
+        model.eval()
+        user = model.user_vectors(history)
+    if method == "erl" or model.config.reasoning_steps == 0:
+        expected = F.cross_entropy(model.score(user) / 0.1, target)
+        assert torch.allclose(output.loss_parts["ce"], expected, atol=1e-4)
+    assert torch.isfinite(output.loss)
+
+
+def test_cosine_scoring_trains_on_a_toy_task():
+    torch.manual_seed(0)
+    model = tiny(method="erl", steps=2, dropout=0.1, temperature=0.1, score_similarity="cosine")
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    history = torch.randint(1, 20, (32, 6))
+    target = (history[:, -1] % 20) + 1
+    losses = []
+    for _ in range(60):
+        output = model(history, target)
+        optimizer.zero_grad()
+        output.loss.backward()
+        optimizer.step()
+        losses.append(output.loss.item())
+    assert sum(losses[-5:]) / 5 < losses[0] - 0.5
+
+
+def test_score_similarity_typo_is_a_clear_error():
+    with pytest.raises(ConfigError, match="score_similarity"):
+        tiny_config(score_similarity="cos")
