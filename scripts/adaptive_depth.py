@@ -109,12 +109,16 @@ def main() -> int:
     head_test, head_steps = halting_result(model, dataset.test, head, "test")
     times = interleaved_seconds(
         {
-            f"fixed K = {steps}": lambda: evaluate(model, dataset.test, "test"),
+            # steps given: a run saved with a validation-chosen inference depth would otherwise time that one
+            f"fixed K = {steps}": lambda: evaluate(model, dataset.test, "test", steps=steps),
             f"KL halting ({kl_steps:.2f} mean steps)": lambda: evaluate(
                 AdaptiveDepth(model, KLHalting(kl[0])), dataset.test, "test"
             ),
             f"state halting ({state_steps:.2f} mean steps)": lambda: evaluate(
                 AdaptiveDepth(model, StateHalting(state[0])), dataset.test, "test"
+            ),
+            f"learned head ({head_steps:.2f} mean steps)": lambda: evaluate(
+                AdaptiveDepth(model, head), dataset.test, "test"
             ),
         },
         rounds=args.timing_rounds,

@@ -1,12 +1,14 @@
 """Adaptive reasoning depth: the halting rules, halted users frozen, the batch really shrinking."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from hybrid.config import ModelConfig
+from hybrid.evaluate import evaluate
 from hybrid.model import HybridRecommender
 from reasoning import halting
 from reasoning.halting import (
@@ -17,6 +19,8 @@ from reasoning.halting import (
     adaptive_user_vectors,
     kl_divergence,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_kl_rule_on_hand_made_distributions():
@@ -129,3 +133,39 @@ def test_halting_under_cosine_scoring_matches_fixed_depths(method):
     assert torch.allclose(never, model.user_vectors(history), atol=1e-5)
     always = adaptive_user_vectors(model, history, KLHalting(epsilon=float("inf"), min_steps=1))
     assert torch.allclose(always[0], model.user_vectors(history, 1), atol=1e-5)
+
+
+def test_adaptive_depth_command_times_the_trained_depth_of_a_run_saved_with_fewer(
+    tmp_path, csv_data_config, monkeypatch
+):
+    """A run saved with a validation-chosen inference depth (K = 1 of 2) is still compared with fixed K = 2."""
+    import importlib.util
+    import json
+
+    from hybrid.train import train
+    from tests.test_train import quick_train_config
+
+    config = ModelConfig(
+        hidden_size=16, num_layers=1, num_heads=2, inner_size=32, reasoning_steps=2, reasoning_method="prl",
+        inference_steps=1,
+    )  # fmt: skip
+    train(csv_data_config, config, quick_train_config(tmp_path, epochs=1))
+    spec = importlib.util.spec_from_file_location("adaptive_depth", ROOT / "scripts" / "adaptive_depth.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    depths = []  # the depth of every evaluation of the plain model
+
+    def recording(model, split, name, **kwargs):
+        if isinstance(model, HybridRecommender):
+            depths.append(kwargs.get("steps", model.config.inference_steps))
+        return evaluate(model, split, name, **kwargs)
+
+    monkeypatch.setattr(script, "evaluate", recording)
+    run = str(tmp_path / "run")
+    monkeypatch.setattr("sys.argv", ["adaptive_depth.py", run, "--timing_rounds", "1", "--head_rows", "64"])
+    assert script.main() == 0
+    results = json.loads((tmp_path / "run" / "analysis" / "adaptive_depth.json").read_text())
+    assert sorted(results["fixed"]) == ["0", "1", "2"]
+    assert any(name.startswith("learned head") for name in results["eval_seconds"])
+    # 2 x 3 fixed depths, then the timed fixed-K evaluation: at the trained K, not the saved K = 1
+    assert depths[:6] == [0, 1, 2, 0, 1, 2] and depths[6:] and set(depths[6:]) == {2}
