@@ -52,6 +52,7 @@ class FixedScores(torch.nn.Module):
         self.num_items = len(scores) - 1
         table = torch.cat([torch.zeros(1), scores[1:]])[:, None]  # [N + 1, 1], padding row 0
         self.item_encoder = SimpleNamespace(item_table=lambda: table)
+        self.scoring_table = lambda: table
 
     def user_vectors(self, history, steps=None):
         return torch.ones(len(history), 1)
