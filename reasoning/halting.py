@@ -147,8 +147,9 @@ def adaptive_user_vectors(model, history: torch.Tensor, rule, item_table: torch.
             break
         token = state + head.position_embedding.weight[step - 1]
         state, cache = backbone.step(head.embed_token(backbone, token), cache)  # only the active rows
-        total = total + model.unit(state)
-        current = total / (step + 1) if erl else model.unit(state)
+        unit_state = model.unit(state)
+        total = total + unit_state
+        current = total / (step + 1) if erl else unit_state
         new_log_q = answer_log_probs(current * scale, table) if scores else None
         depth = step / head.reasoning_steps
         halt = rule.stop(step, log_q, new_log_q, answer[active], current, depth)
