@@ -310,17 +310,21 @@ def test_cosine_scoring_normalises_states_and_items_and_ignores_item_norms(metho
         model.item_encoder.embedding.weight[5] *= 10.0
     assert torch.allclose(model.score(user), scores, atol=1e-5)
     assert torch.allclose(dot.score(user)[:, 5] * 10, dot.score(user, model.item_encoder.item_table())[:, 5])
-    # The loss is the cross-entropy of those cosines / temperature.
-    model.train()
+    # The loss is the method's loss of the unit states against the unit item table (no dropout: deterministic).
     target = torch.randint(1, 21, (history.shape[0],))
-    output = model(history, target)
-    with torch.no_grad():
-        model.eval()
-        user = model.user_vectors(history)
-    if method == "erl" or model.config.reasoning_steps == 0:
+    states = model.user_states(history)  # item 5 (in the history) was scaled above: recompute
+    user = model.aggregate(states)
+    output = model.train()(history, target)
+    unit_table = F.normalize(model.item_encoder.item_table(), dim=-1)
+    config = model.config
+    if method == "erl":
         expected = F.cross_entropy(model.score(user) / 0.1, target)
         assert torch.allclose(output.loss_parts["ce"], expected, atol=1e-4)
-    assert torch.isfinite(output.loss)
+    else:
+        expected, _ = prl_loss(
+            states, unit_table, target, 0.1, config.prl_alpha, config.prl_step_weight, config.prl_step_reduction
+        )
+        assert torch.allclose(output.loss, expected, atol=1e-4)
 
 
 def test_cosine_scoring_trains_on_a_toy_task():
