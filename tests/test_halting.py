@@ -19,6 +19,7 @@ from reasoning.halting import (
     adaptive_user_vectors,
     kl_divergence,
 )
+from tests.test_rearec import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,10 +85,12 @@ class Recorder:
         return halt
 
 
+@pytest.mark.parametrize("similarity", ["dot", "cosine"])
 @pytest.mark.parametrize("method", ["prl", "erl"])
-def test_halted_users_keep_their_state_and_leave_the_batch(method):
+def test_halted_users_keep_their_state_and_leave_the_batch(method, similarity):
     torch.manual_seed(0)
-    config = ModelConfig(hidden_size=16, num_heads=2, inner_size=32, reasoning_steps=3, reasoning_method=method)
+    # temperature: read by halting under cosine scoring only
+    config = tiny_config(method, steps=3, score_similarity=similarity, temperature=0.1)
     model = HybridRecommender(config, num_items=40, max_history=6).eval()
     history = torch.randint(1, 41, (5, 6))
     rule = Recorder({0: 1, 3: 2})  # row 0 halts after step 1, row 3 after step 2, the rest run all 3
@@ -113,26 +116,6 @@ def test_learned_head_separates_steps_that_help_from_steps_that_do_not():
     head = LearnedHalting(threshold=0.5).fit(features, improves)
     accuracy = ((head.probability(features) > 0.5) == improves).float().mean()
     assert accuracy > 0.95
-
-
-@pytest.mark.parametrize("method", ["prl", "erl"])
-def test_halting_under_cosine_scoring_matches_fixed_depths(method):
-    torch.manual_seed(0)
-    config = ModelConfig(
-        hidden_size=16,
-        num_heads=2,
-        inner_size=32,
-        reasoning_steps=3,
-        reasoning_method=method,
-        score_similarity="cosine",
-        temperature=0.1,
-    )
-    model = HybridRecommender(config, num_items=40, max_history=6).eval()
-    history = torch.randint(1, 41, (5, 6))
-    never = adaptive_user_vectors(model, history, KLHalting(epsilon=-1.0))[0]
-    assert torch.allclose(never, model.user_vectors(history), atol=1e-5)
-    always = adaptive_user_vectors(model, history, KLHalting(epsilon=float("inf"), min_steps=1))
-    assert torch.allclose(always[0], model.user_vectors(history, 1), atol=1e-5)
 
 
 def test_adaptive_depth_command_times_the_trained_depth_of_a_run_saved_with_fewer(

@@ -185,9 +185,11 @@ def test_info_nce_stays_fp32_under_bf16_autocast():
 
 @pytest.mark.parametrize("method", ["erl", "prl"])
 @pytest.mark.parametrize("contrastive", [False, True])
-def test_loss_falls_on_a_toy_task_without_nan(method, contrastive):
+@pytest.mark.parametrize("similarity", ["dot", "cosine"])
+def test_loss_falls_on_a_toy_task_without_nan(method, contrastive, similarity):
     torch.manual_seed(0)
-    model = tiny(method=method, steps=2, dropout=0.1, temperature=0.2)
+    temperature = 0.2 if similarity == "dot" else 0.1  # cosine logits lie in [-1, 1]
+    model = tiny(method=method, steps=2, dropout=0.1, temperature=temperature, score_similarity=similarity)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     history = torch.randint(1, 20, (32, 6))
     target = (history[:, -1] % 20) + 1  # next item = last item + 1
@@ -325,22 +327,6 @@ def test_cosine_scoring_normalises_states_and_items_and_ignores_item_norms(metho
             states, unit_table, target, 0.1, config.prl_alpha, config.prl_step_weight, config.prl_step_reduction
         )
         assert torch.allclose(output.loss, expected, atol=1e-4)
-
-
-def test_cosine_scoring_trains_on_a_toy_task():
-    torch.manual_seed(0)
-    model = tiny(method="erl", steps=2, dropout=0.1, temperature=0.1, score_similarity="cosine")
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    history = torch.randint(1, 20, (32, 6))
-    target = (history[:, -1] % 20) + 1
-    losses = []
-    for _ in range(60):
-        output = model(history, target)
-        optimizer.zero_grad()
-        output.loss.backward()
-        optimizer.step()
-        losses.append(output.loss.item())
-    assert sum(losses[-5:]) / 5 < losses[0] - 0.5
 
 
 def test_score_similarity_typo_is_a_clear_error():
