@@ -9,15 +9,18 @@ on fewer rows. Two rules:
 - ``StateHalting``: stop once the answer's direction has converged, 1 - cos(answer_{k-1}, answer_k) <
   epsilon. Rankings depend on the answer's direction only, and this rule scores no items, so halting
   saves time instead of adding a softmax over the catalogue per step.
-- ``LearnedHalting``: a small logistic head on features of the current step (KL to the previous answer,
-  entropy, top probability, state change, depth) predicts whether one more step would improve the target's
-  rank; stop when that probability is below ``threshold``. It is fitted on training rows of a frozen model.
+- ``LearnedHalting``: a small logistic head on features of the current step predicts whether one more step
+  would improve the target's rank; stop when that probability is below ``threshold``. It is fitted on
+  training rows of a frozen model. Feature sets: ``answer`` (KL to the previous answer, entropy, top
+  probability over the catalogue, plus the state features) or ``state`` (the answer's direction change, norm
+  and relative change, depth), which scores no items and so can save time like ``StateHalting``.
 
 Shape legend: B users (A still active), D hidden size, N items, K trained steps, F features.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -35,21 +38,34 @@ def kl_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     return (log_p.exp() * (log_p - log_q)).sum(dim=-1)
 
 
-def step_features(
-    previous_log_q: torch.Tensor, log_q: torch.Tensor, previous_state: torch.Tensor, state: torch.Tensor, depth: float
-) -> torch.Tensor:
-    """Features [A, F] of the answer after a step, for the learned rule."""
-    probs = log_q.exp()
+def state_features(previous_state: torch.Tensor, state: torch.Tensor, depth: float) -> torch.Tensor:
+    """Features [A, 4] of the answer vectors [A, D] alone (no item scoring): direction change, log norm,
+    relative change, depth."""
+    norm = state.norm(dim=-1)
     return torch.stack(
         [
-            kl_divergence(previous_log_q, log_q),
-            -(probs * log_q).sum(dim=-1),  # entropy
-            probs.max(dim=-1).values,
             1 - F.cosine_similarity(previous_state, state, dim=-1),
-            torch.full_like(probs[:, 0], depth),
+            norm.clamp(min=1e-12).log(),
+            (state - previous_state).norm(dim=-1) / previous_state.norm(dim=-1).clamp(min=1e-12),
+            torch.full_like(norm, depth),
         ],
         dim=-1,
     )
+
+
+def step_features(
+    previous_log_q: torch.Tensor, log_q: torch.Tensor, previous_state: torch.Tensor, state: torch.Tensor, depth: float
+) -> torch.Tensor:
+    """Features [A, 7] of the answer after a step, for the learned rule: the item distribution's change,
+    entropy and top probability, then :func:`state_features`."""
+    probs = log_q.exp()
+    distribution = torch.stack(
+        [kl_divergence(previous_log_q, log_q), -(probs * log_q).sum(dim=-1), probs.max(dim=-1).values], dim=-1
+    )
+    return torch.cat([distribution, state_features(previous_state, state, depth)], dim=-1)
+
+
+FEATURE_SETS = {"answer": 7, "state": 4}  # name -> number of features
 
 
 @dataclass
@@ -80,22 +96,43 @@ class StateHalting:
 
 
 class LearnedHalting(nn.Module):
-    """Logistic regression on :func:`step_features` (standardised): P(one more step improves the rank)."""
+    """Logistic regression on standardised step features: P(one more step improves the rank).
+    ``features``: ``answer`` (:func:`step_features`, reads the item distribution after every step) or
+    ``state`` (:func:`state_features`, scores no items)."""
 
-    needs_distribution = True
-
-    def __init__(self, num_features: int = 5, threshold: float = 0.5, min_steps: int = 0):
+    def __init__(self, features: str = "answer", threshold: float = 0.5, min_steps: int = 0):
         super().__init__()
+        if features not in FEATURE_SETS:
+            raise ValueError(f"unknown halting features {features!r}: choose one of {sorted(FEATURE_SETS)}")
+        self.features, self.needs_distribution = features, features == "answer"
+        num_features = FEATURE_SETS[features]
         self.linear = nn.Linear(num_features, 1)
         self.register_buffer("mean", torch.zeros(num_features))
         self.register_buffer("std", torch.ones(num_features))
         self.threshold, self.min_steps = threshold, min_steps
+
+    def step_features(self, previous_log_q, log_q, previous_state, state, depth) -> torch.Tensor:
+        """This head's features [A, F] (``previous_log_q``/``log_q`` unused, and may be None, for ``state``)."""
+        if self.features == "state":
+            return state_features(previous_state, state, depth)
+        return step_features(previous_log_q, log_q, previous_state, state, depth)
+
+    def at(self, threshold: float) -> LearnedHalting:
+        """The same fitted head (weights shared) halting at another threshold."""
+        head = copy.copy(self)
+        head.threshold = threshold
+        return head
 
     def probability(self, features: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.linear((features - self.mean) / self.std)[:, 0])  # [A]
 
     def fit(self, features: torch.Tensor, improves: torch.Tensor, iterations: int = 200) -> LearnedHalting:
         """Features [M, F], labels [M] (1 = the next step ranked the target better); full-batch L-BFGS."""
+        if features.ndim != 2 or features.shape[1] != self.linear.in_features:
+            raise ValueError(
+                f"the {self.features!r} halting head takes {self.linear.in_features} features per row, got a "
+                f"tensor of shape {tuple(features.shape)}: build them with this head's step_features"
+            )
         self.mean, self.std = features.mean(0), features.std(0).clamp(min=1e-6)
         optimizer = torch.optim.LBFGS(self.linear.parameters(), max_iter=iterations, line_search_fn="strong_wolfe")
         x, y = (features - self.mean) / self.std, improves.float()
@@ -113,9 +150,10 @@ class LearnedHalting(nn.Module):
 
     def stop(self, step: int, previous_log_q, log_q, previous_state, state, depth) -> torch.Tensor:
         if step < self.min_steps:
-            return torch.zeros(log_q.shape[0], dtype=torch.bool, device=log_q.device)
+            return torch.zeros(state.shape[0], dtype=torch.bool, device=state.device)
         with torch.no_grad():
-            return self.probability(step_features(previous_log_q, log_q, previous_state, state, depth)) < self.threshold
+            features = self.step_features(previous_log_q, log_q, previous_state, state, depth)
+            return self.probability(features) < self.threshold
 
 
 @torch.no_grad()

@@ -1,8 +1,8 @@
 """Adaptive reasoning depth on a trained ReaRec run: `python scripts/adaptive_depth.py RUN_DIR`.
 
-Compares every fixed depth 0..K, KL-convergence halting, answer-direction (state) halting and the learned
-halting head, and the label-using ORACLE that picks each user's best depth. Each rule's epsilon or threshold
-is chosen on validation NDCG@10 (ties: fewer steps); the head is fitted on training rows of the frozen
+Compares every fixed depth 0..K, KL-convergence halting, answer-direction (state) halting, the learned
+halting head on the item distribution's features and on state features alone, and the label-using ORACLE that picks each user's best depth. Each rule's epsilon or threshold
+is chosen on validation NDCG@10 (ties: fewer steps); the heads are fitted on training rows of the frozen
 model. Test metrics, mean steps, the share of the best-fixed-to-oracle gap closed, and evaluation time
 (fixed K vs each halting rule, timed in interleaved rounds so machine noise hits all alike) are written to
 RUN_DIR/analysis/adaptive_depth.{md,json}.
@@ -34,7 +34,6 @@ from reasoning.halting import (  # noqa: E402
     LearnedHalting,
     StateHalting,
     answer_log_probs,
-    step_features,
 )
 
 # 0 never halts (the fixed trained depth): validation may prefer it to any halting.
@@ -50,12 +49,13 @@ def halting_result(model, split, rule, name: str):
 
 
 @torch.no_grad()
-def learned_head_data(model, split, rows: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features after each step k = 1..K-1 and whether step k + 1 ranks the target better, on training rows."""
+def learned_head_data(model, split, rows: int, heads: list, seed: int = 0) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Each head's features after each step k = 1..K-1 and whether step k + 1 ranks the target better, on
+    training rows: ([M, F] per head, [M])."""
     generator = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(len(split), generator=generator)[:rows]
     table = model.scoring_table()
-    features, labels = [], []
+    features, labels = [[] for _ in heads], []
     for batch in chosen.split(1024):
         history, target = split.batch(batch)
         answers = [model.user_vectors(history, k) for k in range(model.config.reasoning_steps + 1)]
@@ -63,9 +63,10 @@ def learned_head_data(model, split, rows: int, seed: int = 0) -> tuple[torch.Ten
         log_qs = [answer_log_probs(a, table) for a in answers]
         for k in range(1, model.config.reasoning_steps):
             depth = k / model.config.reasoning_steps
-            features.append(step_features(log_qs[k - 1], log_qs[k], answers[k - 1], answers[k], depth))
+            for collected, head in zip(features, heads):
+                collected.append(head.step_features(log_qs[k - 1], log_qs[k], answers[k - 1], answers[k], depth))
             labels.append(ranks[k + 1] < ranks[k])
-    return torch.cat(features), torch.cat(labels)
+    return [torch.cat(collected) for collected in features], torch.cat(labels)
 
 
 def pick(candidates: list[tuple]) -> tuple:
@@ -94,35 +95,33 @@ def main() -> int:
     oracle = metric_means(torch.stack([r.ranks for r in fixed["test"]]).min(dim=0).values)
     best_fixed = max(range(steps + 1), key=lambda k: fixed["valid"][k].metrics["ndcg@10"])  # chosen on valid
 
-    kl = pick([(e, *halting_result(model, dataset.valid, KLHalting(e), "valid")) for e in EPSILONS])
-    state = pick([(e, *halting_result(model, dataset.valid, StateHalting(e), "valid")) for e in STATE_EPSILONS])
-    head = LearnedHalting().fit(*learned_head_data(model, dataset.train, args.head_rows))
-    learned = []
-    for threshold in THRESHOLDS:
-        head.threshold = threshold
-        learned.append((threshold, *halting_result(model, dataset.valid, head, "valid")))
-    learned = pick(learned)
-    head.threshold = learned[0]
+    heads = {"learned head": LearnedHalting("answer"), "learned head, state features": LearnedHalting("state")}
+    features, improves = learned_head_data(model, dataset.train, args.head_rows, list(heads.values()))
+    for head, head_features in zip(heads.values(), features):
+        head.fit(head_features, improves)
 
-    kl_test, kl_steps = halting_result(model, dataset.test, KLHalting(kl[0]), "test")
-    state_test, state_steps = halting_result(model, dataset.test, StateHalting(state[0]), "test")
-    head_test, head_steps = halting_result(model, dataset.test, head, "test")
-    times = interleaved_seconds(
-        {
-            # steps given: a run saved with a validation-chosen inference depth would otherwise time that one
-            f"fixed K = {steps}": lambda: evaluate(model, dataset.test, "test", steps=steps),
-            f"KL halting ({kl_steps:.2f} mean steps)": lambda: evaluate(
-                AdaptiveDepth(model, KLHalting(kl[0])), dataset.test, "test"
-            ),
-            f"state halting ({state_steps:.2f} mean steps)": lambda: evaluate(
-                AdaptiveDepth(model, StateHalting(state[0])), dataset.test, "test"
-            ),
-            f"learned head ({head_steps:.2f} mean steps)": lambda: evaluate(
-                AdaptiveDepth(model, head), dataset.test, "test"
-            ),
-        },
-        rounds=args.timing_rounds,
-    )
+    def tuned(name: str, make_rule, settings) -> dict:
+        """The rule's setting with the best validation NDCG@10, and its test result."""
+        setting, valid, _ = pick([(s, *halting_result(model, dataset.valid, make_rule(s), "valid")) for s in settings])
+        test, mean_steps = halting_result(model, dataset.test, make_rule(setting), "test")
+        return {"name": name, "setting": setting, "valid": valid, "test": test, "mean_steps": mean_steps,
+                "rule": make_rule(setting)}  # fmt: skip
+
+    answer_head, state_head = heads.values()
+    rules = {
+        "kl": tuned("KL halting, epsilon", KLHalting, EPSILONS),
+        "state": tuned("state halting, epsilon", StateHalting, STATE_EPSILONS),
+        "learned": tuned("learned head, threshold", answer_head.at, THRESHOLDS),
+        "learned_state": tuned("learned head on state features, threshold", state_head.at, THRESHOLDS),
+    }
+    timed = {
+        # steps given: a run saved with a validation-chosen inference depth would otherwise time that one
+        f"fixed K = {steps}": lambda: evaluate(model, dataset.test, "test", steps=steps),
+    }
+    for rule in rules.values():
+        label = f"{rule['name'].rsplit(',', 1)[0]} ({rule['mean_steps']:.2f} mean steps)"
+        timed[label] = lambda rule=rule["rule"]: evaluate(AdaptiveDepth(model, rule), dataset.test, "test")
+    times = interleaved_seconds(timed, rounds=args.timing_rounds)
     fixed_time = times[f"fixed K = {steps}"]
 
     best = fixed["test"][best_fixed].metrics["ndcg@10"]
@@ -139,20 +138,16 @@ def main() -> int:
         lines.append(
             f"| fixed K = {k}{marker} | {v['ndcg@10']:.4f} | {t['ndcg@10']:.4f} | {t['recall@10']:.4f} | {k} | |"
         )
-    for name, choice, test, mean_steps in (
-        (f"KL halting, epsilon {kl[0]:g}", kl, kl_test, kl_steps),
-        (f"state halting, epsilon {state[0]:g}", state, state_test, state_steps),
-        (f"learned head, threshold {learned[0]:g}", learned, head_test, head_steps),
-    ):
-        t = test.metrics
+    for rule in rules.values():
+        t = rule["test"].metrics
         lines.append(
-            f"| {name} | {choice[1].metrics['ndcg@10']:.4f} | {t['ndcg@10']:.4f} | {t['recall@10']:.4f} | "
-            f"{mean_steps:.2f} | {closed(t['ndcg@10'])} |"
+            f"| {rule['name']} {rule['setting']:g} | {rule['valid'].metrics['ndcg@10']:.4f} | {t['ndcg@10']:.4f} | "
+            f"{t['recall@10']:.4f} | {rule['mean_steps']:.2f} | {closed(t['ndcg@10'])} |"
         )
     lines.append(f"| ORACLE (best depth per user, uses the label) | | {oracle['ndcg@10']:.4f} | "
                  f"{oracle['recall@10']:.4f} | | 100% |")  # fmt: skip
     text = (
-        f"# Adaptive reasoning depth: {Path(args.run_dir).name}\n\nProtocol: {kl_test.protocol}\n\n"
+        f"# Adaptive reasoning depth: {Path(args.run_dir).name}\n\nProtocol: {rules['kl']['test'].protocol}\n\n"
         + "\n".join(lines)
         + f"\n\nTest-set evaluation time, median of {args.timing_rounds} interleaved rounds, "
         f"{torch.get_num_threads()} thread(s):\n\n| rule | seconds | vs fixed K = {steps} |\n|---|---:|---:|\n"
@@ -161,9 +156,10 @@ def main() -> int:
     results = {
         "fixed": {k: {"valid": fixed["valid"][k].metrics, "test": fixed["test"][k].metrics} for k in range(steps + 1)},
         "best_fixed_on_valid": best_fixed,
-        "kl": {"epsilon": kl[0], "test": kl_test.metrics, "mean_steps": kl_steps},
-        "state": {"epsilon": state[0], "test": state_test.metrics, "mean_steps": state_steps},
-        "learned": {"threshold": learned[0], "test": head_test.metrics, "mean_steps": head_steps},
+        **{
+            key: {"setting": rule["setting"], "test": rule["test"].metrics, "mean_steps": rule["mean_steps"]}
+            for key, rule in rules.items()
+        },
         "oracle_test": oracle,
         "eval_seconds": times,
     }

@@ -111,11 +111,46 @@ def test_halted_users_keep_their_state_and_leave_the_batch(method, similarity):
 
 def test_learned_head_separates_steps_that_help_from_steps_that_do_not():
     torch.manual_seed(0)
-    features = torch.randn(400, 5)
+    features = torch.randn(400, 7)
     improves = features[:, 0] > 0.3  # the first feature decides
     head = LearnedHalting(threshold=0.5).fit(features, improves)
     accuracy = ((head.probability(features) > 0.5) == improves).float().mean()
     assert accuracy > 0.95
+
+
+def test_state_feature_head_scores_no_items_and_halts_where_it_predicts_no_gain(monkeypatch):
+    torch.manual_seed(0)
+    config = ModelConfig(hidden_size=16, num_heads=2, inner_size=32, reasoning_steps=3, reasoning_method="prl")
+    model = HybridRecommender(config, num_items=40, max_history=6).eval()
+    history = torch.randint(1, 41, (8, 6))
+    with torch.no_grad():
+        vectors = [model.user_vectors(history, k) for k in range(4)]  # PRL answers r_0..r_3
+    features = halting.state_features(vectors[0], vectors[1], 1 / 3)  # [8, 4] after step 1
+    assert features.shape == (8, 4)
+    assert torch.allclose(features[:, 0], 1 - F.cosine_similarity(vectors[0], vectors[1], dim=-1))
+    assert torch.allclose(features[:, 1], vectors[1].norm(dim=-1).log())
+    # Fitted so that "another step helps" exactly when the first step turned the answer by more than the median.
+    moved = features[:, 0] > features[:, 0].median()
+    head = LearnedHalting("state").fit(features, moved)
+    assert not head.needs_distribution and LearnedHalting("answer").needs_distribution
+
+    def no_scoring(*args):
+        raise AssertionError("the state-feature head must not score items")
+
+    monkeypatch.setattr(halting, "answer_log_probs", no_scoring)
+    answers, steps = adaptive_user_vectors(model, history, head.at(0.5), item_table=None)
+    halted_at_1 = steps == 1
+    assert halted_at_1.tolist() == (~moved).tolist()  # the users it predicted no gain for stopped after step 1
+    for row, depth in enumerate(steps.tolist()):
+        assert torch.allclose(answers[row], vectors[depth][row], atol=1e-5)
+    assert head.threshold == 0.5 and head.at(0.0).linear is head.linear  # a threshold copy shares the weights
+
+
+def test_learned_head_rejects_features_of_the_other_set():
+    with pytest.raises(ValueError, match="takes 4 features"):
+        LearnedHalting("state").fit(torch.randn(10, 7), torch.rand(10) > 0.5)
+    with pytest.raises(ValueError, match="unknown halting features 'states'"):
+        LearnedHalting("states")
 
 
 def test_adaptive_depth_command_times_the_trained_depth_of_a_run_saved_with_fewer(
@@ -149,6 +184,8 @@ def test_adaptive_depth_command_times_the_trained_depth_of_a_run_saved_with_fewe
     assert script.main() == 0
     results = json.loads((tmp_path / "run" / "analysis" / "adaptive_depth.json").read_text())
     assert sorted(results["fixed"]) == ["0", "1", "2"]
-    assert any(name.startswith("learned head") for name in results["eval_seconds"])
+    assert any(name.startswith("learned head (") for name in results["eval_seconds"])
+    assert any(name.startswith("learned head on state features (") for name in results["eval_seconds"])
+    assert {"kl", "state", "learned", "learned_state"} <= set(results)
     # 2 x 3 fixed depths, then the timed fixed-K evaluation: at the trained K, not the saved K = 1
     assert depths[:6] == [0, 1, 2, 0, 1, 2] and depths[6:] and set(depths[6:]) == {2}
