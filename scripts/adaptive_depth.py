@@ -1,11 +1,11 @@
 """Adaptive reasoning depth on a trained ReaRec run: `python scripts/adaptive_depth.py RUN_DIR`.
 
 Compares every fixed depth 0..K, KL-convergence halting, answer-direction (state) halting, the learned
-halting head on the item distribution's features and on state features alone, and the label-using ORACLE that picks each user's best depth. Each rule's epsilon or threshold
-is chosen on validation NDCG@10 (ties: fewer steps); the heads are fitted on training rows of the frozen
-model. Test metrics, mean steps, the share of the best-fixed-to-oracle gap closed, and evaluation time
-(fixed K vs each halting rule, timed in interleaved rounds so machine noise hits all alike) are written to
-RUN_DIR/analysis/adaptive_depth.{md,json}.
+halting head on the item distribution's features and on state features alone, and the label-using ORACLE
+that picks each user's best depth. Each rule's epsilon or threshold is chosen on validation NDCG@10 (ties:
+fewer steps); the heads are fitted on training rows of the frozen model. Test metrics, mean steps, the
+share of the best-fixed-to-oracle gap closed, and evaluation time (fixed K vs each halting rule, timed in
+interleaved rounds so machine noise hits all alike) are written to RUN_DIR/analysis/adaptive_depth.{md,json}.
 """
 
 from __future__ import annotations

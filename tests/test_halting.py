@@ -47,13 +47,18 @@ def test_state_rule_on_hand_made_vectors():
     assert rule.stop(1, None, None, previous, current, 0.5).tolist() == [True, True, False]  # 1 - cos: 0, 5e-5, 1
 
 
-def test_state_rule_scores_no_items_and_matches_fixed_depths(monkeypatch):
+def model_and_answers(method: str):
+    """A random K = 3 model, 8 histories and the users' answers at every fixed depth 0..3 ([8, D] each)."""
     torch.manual_seed(0)
-    config = ModelConfig(hidden_size=16, num_heads=2, inner_size=32, reasoning_steps=3, reasoning_method="erl")
+    config = ModelConfig(hidden_size=16, num_heads=2, inner_size=32, reasoning_steps=3, reasoning_method=method)
     model = HybridRecommender(config, num_items=40, max_history=6).eval()
     history = torch.randint(1, 41, (8, 6))
     with torch.no_grad():
-        vectors = [model.user_vectors(history, k) for k in range(4)]  # ERL answers at depths 0..3
+        return model, history, [model.user_vectors(history, k) for k in range(4)]
+
+
+def test_state_rule_scores_no_items_and_matches_fixed_depths(monkeypatch):
+    model, history, vectors = model_and_answers("erl")  # ERL answers: means of the states so far
     distances = torch.stack([1 - F.cosine_similarity(vectors[k - 1], vectors[k], dim=-1) for k in (1, 2, 3)])
     epsilon = float(distances.median())  # some users halt early, some run on
 
@@ -119,12 +124,7 @@ def test_learned_head_separates_steps_that_help_from_steps_that_do_not():
 
 
 def test_state_feature_head_scores_no_items_and_halts_where_it_predicts_no_gain(monkeypatch):
-    torch.manual_seed(0)
-    config = ModelConfig(hidden_size=16, num_heads=2, inner_size=32, reasoning_steps=3, reasoning_method="prl")
-    model = HybridRecommender(config, num_items=40, max_history=6).eval()
-    history = torch.randint(1, 41, (8, 6))
-    with torch.no_grad():
-        vectors = [model.user_vectors(history, k) for k in range(4)]  # PRL answers r_0..r_3
+    model, history, vectors = model_and_answers("prl")  # PRL answers: r_0..r_3
     features = halting.state_features(vectors[0], vectors[1], 1 / 3)  # [8, 4] after step 1
     assert features.shape == (8, 4)
     assert torch.allclose(features[:, 0], 1 - F.cosine_similarity(vectors[0], vectors[1], dim=-1))
