@@ -162,6 +162,14 @@ class ModelConfig:
         "loss, memory batch x chunk), for catalogues of 10^5+ items. None: the whole softmax in one piece.",
         None,
     )
+    loss_positions: str = _help(
+        "'last': one training row per (history prefix, next item), loss at the prefix's last position (RecBole, "
+        "ReaRec). 'all': a speed flag for plain SASRec (reasoning_steps 0): each user's training items are cut "
+        "into windows of max_history and the next item is predicted at every position of a window at once "
+        "(each target once, context truncated at its window's start; a row's loss is the sum of its targets' "
+        "cross-entropies / max_history).",
+        "last",
+    )
     reasoning_steps: int = _help("ReaRec reasoning steps K after the history (0 = plain SASRec).", 0)
     reasoning_method: str = _help(
         "How the K + 1 states are trained and used: 'erl' (mean of all states) or 'prl' (last state).", "prl"
@@ -221,6 +229,7 @@ class ModelConfig:
             "lm_pooling": ("mean", "last_token"),
             "text_adaptor": ("moe", "linear"),
             "fusion": ("sum", "concat", "gate"),
+            "loss_positions": ("last", "all"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -231,6 +240,14 @@ class ModelConfig:
             raise ConfigError(
                 f"inference_steps={self.inference_steps} must lie in 0..reasoning_steps ({self.reasoning_steps}): a "
                 "model cannot run more reasoning steps than it was trained with. Unset it to use all of them."
+            )
+        if self.loss_positions == "all" and (
+            self.reasoning_steps or self.backbone != "sasrec" or self.item_encoder == "lm_lora"
+        ):
+            raise ConfigError(
+                "loss_positions='all' trains plain SASRec only (reasoning_steps 0, backbone sasrec, an id, text or "
+                "hybrid item encoder): reasoning runs at the last position and BERT4Rec is not causal. Use "
+                "loss_positions='last'."
             )
         if self.prl_warmup_epochs < 0 or self.prl_noise_std < 0:
             raise ConfigError("prl_warmup_epochs and prl_noise_std must be >= 0.")

@@ -67,6 +67,49 @@ class SplitData:
 
 
 @dataclass
+class SequenceRows:
+    """Training windows for ``loss_positions='all'``: each user's training items cut into windows of up to L
+    inputs, the next item the target at every position. Same ``batch``/``width`` interface as SplitData."""
+
+    history: torch.Tensor  # [W, L] int64 inputs, left-padded with 0
+    target: torch.Tensor  # [W, L] int64 next item after each input, 0 at padding
+
+    def __len__(self) -> int:
+        return self.target.shape[0]
+
+    def width(self, rows: torch.Tensor) -> int:
+        return max(int((self.history[rows] > 0).sum(dim=1).max()), 1) if len(rows) else 1
+
+    def batch(self, rows: torch.Tensor, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs [B, W] and targets [B, W] of ``rows`` (left padding beyond ``width`` columns dropped)."""
+        width = self.width(rows) if width is None else width
+        return self.history[rows][:, -width:], self.target[rows][:, -width:]
+
+
+def sequence_rows(train: SplitData, max_history: int) -> SequenceRows:
+    """Windows of the training rows: every (last history item, target) pair of ``train`` exactly once.
+
+    A user's rows are consecutive and in time order, so row i's input is its most recent history item and
+    its target the next one. Windows are cut from the user's most recent row backwards, right-aligned.
+    """
+    user = train.user
+    if len(user) and int(torch.unique_consecutive(user).numel()) != int(torch.unique(user).numel()):
+        raise DataError("training rows are not grouped by user: cannot build per-position windows")
+    _, counts = torch.unique_consecutive(user, return_counts=True)  # rows per user, in row order
+    ends = torch.repeat_interleave(counts.cumsum(0), counts)  # [R] one past each row's user block
+    from_end = ends - 1 - torch.arange(len(user))  # 0 = the user's most recent row
+    windows = (counts + max_history - 1) // max_history  # per user
+    first_window = torch.repeat_interleave(windows.cumsum(0) - windows, counts)
+    window = first_window + from_end // max_history  # [R]
+    column = max_history - 1 - from_end % max_history
+    history = torch.zeros(int(windows.sum()), max_history, dtype=torch.long)
+    target = torch.zeros_like(history)
+    history[window, column] = train.history[:, -1]
+    target[window, column] = train.target
+    return SequenceRows(history, target)
+
+
+@dataclass
 class RecDataset:
     """The processed dataset: three splits and the item catalogue."""
 

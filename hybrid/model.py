@@ -265,6 +265,27 @@ class HybridRecommender(
         """Scores [B, N + 1] against every item (``item_table`` from ``scoring_table``); padding column -inf."""
         return item_logits(user_vector, self.scoring_table() if item_table is None else item_table)
 
+    def all_positions_forward(self, history: torch.Tensor, target: torch.Tensor) -> RecommenderOutput:
+        """Plain SASRec's causal loss at every position: inputs [B, L], next items [B, L] (0 at padding).
+        A row's loss is the sum of its targets' cross-entropies / max_history, so the batch loss weighs every
+        target alike however the batch is split over processes or micro-batches."""
+        if self.config.loss_positions != "all":
+            raise ValueError("per-position targets [B, L] need a model configured with loss_positions='all'")
+        inputs, key_valid = self.history_inputs(history)  # [B, L, D]
+        hidden, _ = self.backbone.prefill(inputs, key_valid)  # [B, L, D]: position i sees items <= i only
+        states = self.unit(hidden)
+        table = self.scoring_table()  # [N + 1, D]
+        real = target > 0  # [B, L]
+        labels = target[real]  # [M]
+        if self.softmax_ids is not None:  # seen items only: targets renumbered into them
+            labels = self.softmax_rows[labels]
+            if not bool(torch.all(labels > 0)):
+                raise ValueError("a training target is outside the training-softmax items (set_softmax_items)")
+            table = table[self.softmax_ids]
+        mean = state_cross_entropy(states[real], table, labels, self.config.temperature, self.config.loss_chunk_size)
+        loss = mean * real.sum() / (history.shape[0] * self.backbone.config.max_history)
+        return RecommenderOutput(user_vector=states[:, -1], user_states=states[:, -1:], loss=loss)
+
     def batch_items(
         self, history: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -279,8 +300,11 @@ class HybridRecommender(
     def forward(
         self, history: torch.Tensor, target: torch.Tensor | None = None, contrastive: bool = False
     ) -> RecommenderOutput:
-        """``contrastive`` turns on PRL's noisy second view (after its warm-up)."""
+        """``contrastive`` turns on PRL's noisy second view (after its warm-up). A target [B, L] (next item at
+        every position, 0 at padding) trains with the per-position loss of ``loss_positions='all'``."""
         config = self.config
+        if target is not None and target.ndim == 2:
+            return self.all_positions_forward(history, target)
         two_views = (
             contrastive
             and target is not None

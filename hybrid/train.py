@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from hybrid.checkpoint import TrainerState, load_checkpoint, resolve_checkpoint, save_checkpoint
 from hybrid.config import DataConfig, ModelConfig, TrainConfig, to_dict
-from hybrid.data import RecDataset, ShardedBatch, load_dataset, num_batches, shard_batches
+from hybrid.data import SequenceRows, ShardedBatch, SplitData, load_dataset, num_batches, sequence_rows, shard_batches
 from hybrid.ema import WeightAverage
 from hybrid.errors import ConfigError
 from hybrid.evaluate import EvalResult, evaluate, format_table
@@ -207,7 +207,11 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
         folder = save_checkpoint(accelerator, output_dir, state, train_config.keep_checkpoints, extra=extra)
         say(f"checkpoint: {folder}")
 
-    steps_per_epoch = num_batches(len(dataset.train), train_config.batch_size)
+    # The rows the loss is computed on: prefix rows, or per-position windows of them (loss_positions 'all').
+    train_rows = (
+        sequence_rows(dataset.train, data_config.max_history) if model_config.loss_positions == "all" else dataset.train
+    )
+    steps_per_epoch = num_batches(len(train_rows), train_config.batch_size)
     stopped = state.bad_evals >= train_config.patience
     loss_sum = torch.zeros((), device=accelerator.device)
     if main:
@@ -225,7 +229,7 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
             mininterval=1.0 if sys.stderr.isatty() else 30.0,
         )
         batches = shard_batches(
-            len(dataset.train),
+            len(train_rows),
             train_config.batch_size,
             train_config.seed,
             epoch,
@@ -240,7 +244,7 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
                 model,
                 optimizer,
                 accelerator,
-                dataset,
+                train_rows,
                 batch,
                 train_config,
                 contrastive,
@@ -266,7 +270,7 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
                 checkpoint_now()
         bar.close()
         state.epoch_seconds.append(time.perf_counter() - started)
-        epoch_loss = accelerator.reduce(loss_sum, "sum").item() / len(dataset.train)
+        epoch_loss = accelerator.reduce(loss_sum, "sum").item() / len(train_rows)
         with ema.applied() if ema is not None else contextlib.nullcontext():
             valid = run_eval("valid")
             improved = valid.metrics["ndcg@10"] > state.best_ndcg
@@ -374,7 +378,7 @@ def train_step(
     model,
     optimizer,
     accelerator,
-    dataset: RecDataset,
+    train_rows: SplitData | SequenceRows,
     batch: ShardedBatch,
     config: TrainConfig,
     contrastive: bool = False,
@@ -385,7 +389,7 @@ def train_step(
     (``reasoning.noise``), so any process count and accumulation gives the same step. Returns the summed
     loss of the slice (for logging)."""
     global_size = len(batch.global_rows)
-    width = dataset.train.width(batch.global_rows)  # the same padding on every process
+    width = train_rows.width(batch.global_rows)  # the same padding on every process
     loss_sum = torch.zeros((), device=accelerator.device)
     if len(batch.rows) == 0:  # global batch smaller than the process count: join the all-reduce with zero weight
         chunks, offsets, weights = [batch.global_rows[:1]], [0], [0.0]
@@ -396,7 +400,7 @@ def train_step(
     for index, (chunk, offset, weight) in enumerate(zip(chunks, offsets, weights)):
         # DDP averages gradients over processes: scale so the sum over chunks and processes is the global mean.
         scale = weight * len(chunk) * accelerator.num_processes / global_size
-        history, target = dataset.train.batch(chunk, width)
+        history, target = train_rows.batch(chunk, width)
         last = index == len(chunks) - 1
         randomness = (
             contextlib.nullcontext()

@@ -51,7 +51,9 @@ def child(items: int, users: int, mean_length: float, threads: int) -> dict:
     model.train()
     started = time.perf_counter()
     for step, batch in enumerate(shard_batches(len(dataset.train), config.batch_size, config.seed, 1), 1):
-        train_step(model, optimizer, accelerator, dataset, batch, config, noise_seed=step_noise_seed(config, step))
+        train_step(
+            model, optimizer, accelerator, dataset.train, batch, config, noise_seed=step_noise_seed(config, step)
+        )
     epoch_seconds = time.perf_counter() - started
     started = time.perf_counter()
     result = evaluate(accelerator.unwrap_model(model), dataset.test, "test", batch_size=1024)

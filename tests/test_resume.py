@@ -31,7 +31,7 @@ def test_gradient_accumulation_matches_one_big_batch(csv_data_config, tiny_model
         model = HybridRecommender(tiny_model_config, dataset.num_items, 8)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         config = TrainConfig(batch_size=64, gradient_accumulation_steps=steps)
-        loss = train_step(model, optimizer, Accelerator(cpu=True), dataset, batch, config, noise_seed=7)
+        loss = train_step(model, optimizer, Accelerator(cpu=True), dataset.train, batch, config, noise_seed=7)
         results.append((loss / 64, torch.cat([p.detach().flatten() for p in model.parameters()])))
     for loss, weights in results[1:]:
         assert abs(results[0][0] - loss) < 1e-5

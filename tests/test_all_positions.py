@@ -1,0 +1,79 @@
+"""loss_positions='all': per-position windows of the training rows and SASRec's causal loss at every position."""
+
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+import torch
+
+from hybrid.config import ModelConfig
+from hybrid.data import load_dataset, sequence_rows
+from hybrid.errors import ConfigError
+from hybrid.model import HybridRecommender
+from hybrid.train import train
+from tests.test_train import quick_train_config
+
+
+def test_windows_hold_every_training_pair_once_in_order(csv_data_config):
+    train_rows = load_dataset(csv_data_config).train  # 40 users x 9 training rows
+    windows = sequence_rows(train_rows, max_history=4)  # 9 rows per user -> windows of 4, 4 and 1
+    assert windows.history.shape == (40 * 3, 4) and windows.target.shape == (40 * 3, 4)
+    real = windows.target > 0
+    assert torch.equal(real, windows.history > 0)  # an input exactly where there is a target
+    pairs = Counter(zip(windows.history[real].tolist(), windows.target[real].tolist()))
+    assert pairs == Counter(zip(train_rows.history[:, -1].tolist(), train_rows.target.tolist()))
+    # Inside a window each target is the next position's input: the user's items in time order.
+    inner = real[:, :-1] & real[:, 1:]
+    assert torch.equal(windows.target[:, :-1][inner], windows.history[:, 1:][inner])
+    assert bool(real[:, -1].all())  # right-aligned: the last column is always real
+    # A user's most recent window ends with their most recent training row.
+    assert windows.target[0, -1] == train_rows.target[8] and windows.history[0, -1] == train_rows.history[8, -1]
+    lone = windows.history[2]  # the oldest window holds the user's first input only
+    assert int((lone > 0).sum()) == 1 and lone[-1] == train_rows.history[0, -1]
+    history, target = windows.batch(torch.tensor([2, 3]))  # padding beyond the longest row dropped
+    assert history.shape == target.shape == (2, 4)
+    history, target = windows.batch(torch.tensor([2]))
+    assert history.shape == (1, 1) and target[0, 0] == train_rows.target[0]
+
+
+def test_all_positions_loss_is_the_prefix_rows_loss_when_nothing_is_truncated():
+    torch.manual_seed(0)
+    config = ModelConfig(hidden_size=16, num_heads=2, inner_size=32, loss_positions="all")
+    model = HybridRecommender(config, num_items=30, max_history=8).eval()  # eval: no dropout
+    items = torch.tensor([[0, 0, 3, 7, 1, 9, 4, 2], [0, 0, 0, 0, 0, 5, 6, 8]])  # two left-padded users
+    inputs, targets = items[:, :-1], items[:, 1:] * (items[:, :-1] > 0)  # [2, 7] each, 0 at padding
+    window_loss = model(inputs, targets).loss
+    # The same targets as separate (prefix, next item) rows, each with the last-position loss.
+    prefixes, next_items = [], []
+    for row in range(2):
+        for column in range(7):
+            if targets[row, column] > 0:
+                prefix = torch.zeros(7, dtype=torch.long)
+                prefix[7 - column - 1 :] = inputs[row, : column + 1]
+                prefixes.append(prefix)
+                next_items.append(targets[row, column])
+    prefix_loss = model(torch.stack(prefixes), torch.stack(next_items)).loss  # mean over the 7 targets
+    assert len(prefixes) == 7
+    # window rows: sum of CEs / max_history each, averaged over the 2 rows
+    assert window_loss.item() == pytest.approx(prefix_loss.item() * 7 / (2 * 8), rel=1e-5)
+
+
+def test_all_positions_is_refused_where_the_loss_is_not_causal_or_not_at_the_last_position():
+    for settings in ({"reasoning_steps": 2}, {"backbone": "bert4rec"}, {"item_encoder": "lm_lora"}):
+        with pytest.raises(ConfigError, match="loss_positions='all' trains plain SASRec only"):
+            ModelConfig(loss_positions="all", **settings)
+    with pytest.raises(ConfigError, match="loss_positions="):
+        ModelConfig(loss_positions="every")
+    model = HybridRecommender(ModelConfig(hidden_size=16, num_heads=2, inner_size=32), num_items=30, max_history=8)
+    with pytest.raises(ValueError, match="loss_positions='all'"):
+        model(torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.long))
+
+
+def test_training_with_all_positions_learns_the_planted_walk(tmp_path, csv_data_config, tiny_model_config):
+    config = replace(tiny_model_config, loss_positions="all")
+    results = train(csv_data_config, config, quick_train_config(tmp_path, epochs=30))
+    losses = [entry["loss"] for entry in results["train_log"]]
+    assert losses[-1] < losses[0]
+    assert results["test"]["metrics"]["ndcg@10"] > 0.5  # random ranking of 30 items gives about 0.1
+    # 40 users x 9 training rows -> 80 windows of up to 8: 3 batches of 32 per epoch instead of 12
+    assert results["train_log"][-1]["step"] <= 3 * 30
