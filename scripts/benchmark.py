@@ -235,9 +235,9 @@ def foundation(args) -> None:
     write(results, text, Path(args.output_dir) / "foundation")
 
 
-def interleaved_seconds(functions: dict, rounds: int) -> dict[str, float]:
-    """Median seconds of each function, run in turn in every round (after one warm-up round), so machine
-    noise hits all of them alike."""
+def interleaved_samples(functions: dict, rounds: int) -> dict[str, list[float]]:
+    """Seconds of each function in every round; the functions run in turn in each round (after one warm-up
+    round), so machine noise hits all of them alike and round r of two functions can be compared."""
     seconds = {name: [] for name in functions}
     for round_ in range(rounds + 1):
         for name, function in functions.items():
@@ -245,7 +245,12 @@ def interleaved_seconds(functions: dict, rounds: int) -> dict[str, float]:
             function()
             if round_:
                 seconds[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in seconds.items()}
+    return seconds
+
+
+def interleaved_seconds(functions: dict, rounds: int) -> dict[str, float]:
+    """Median seconds of each function over interleaved rounds (see :func:`interleaved_samples`)."""
+    return {name: statistics.median(values) for name, values in interleaved_samples(functions, rounds).items()}
 
 
 def median_seconds(function, repeats: int) -> float:

@@ -180,12 +180,22 @@ def test_adaptive_depth_command_times_the_trained_depth_of_a_run_saved_with_fewe
 
     monkeypatch.setattr(script, "evaluate", recording)
     run = str(tmp_path / "run")
-    monkeypatch.setattr("sys.argv", ["adaptive_depth.py", run, "--timing_rounds", "1", "--head_rows", "64"])
+    report = tmp_path / "halting"
+    monkeypatch.setattr(
+        "sys.argv",
+        ["adaptive_depth.py", run, "--timing_rounds", "2", "--head_rows", "64", "--report", str(report)],
+    )
     assert script.main() == 0
     results = json.loads((tmp_path / "run" / "analysis" / "adaptive_depth.json").read_text())
     assert sorted(results["fixed"]) == ["0", "1", "2"]
-    assert any(name.startswith("learned head (") for name in results["eval_seconds"])
-    assert any(name.startswith("learned head on state features (") for name in results["eval_seconds"])
     assert {"kl", "state", "learned", "learned_state"} <= set(results)
-    # 2 x 3 fixed depths, then the timed fixed-K evaluation: at the trained K, not the saved K = 1
-    assert depths[:6] == [0, 1, 2, 0, 1, 2] and depths[6:] and set(depths[6:]) == {2}
+    timed = ["fixed K = 0", "fixed K = 1", "fixed K = 2", "KL halting", "state halting", "learned head",
+             "learned head on state features"]  # fmt: skip
+    assert list(results["eval_seconds"]) == timed
+    assert all(len(rounds) == 2 for rounds in results["eval_seconds_by_round"].values())
+    # 2 x 3 fixed depths, then a warm-up and 2 timed rounds of fixed K = 0, 1, 2 (the last at the trained
+    # K = 2, not the saved K = 1) besides the rules
+    assert depths == [0, 1, 2, 0, 1, 2] + [0, 1, 2] * 3
+    benchmark = json.loads(report.with_suffix(".json").read_text())
+    assert benchmark["rounds_faster_than_fixed_K"]["fixed K = 2"] == 0  # never faster than itself
+    assert "rounds faster than fixed K = 2" in report.with_suffix(".md").read_text()
