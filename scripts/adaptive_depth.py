@@ -3,9 +3,10 @@
 Compares every fixed depth 0..K, KL-convergence halting, answer-direction (state) halting, the learned
 halting head on the item distribution's features and on state features alone, and the label-using ORACLE
 that picks each user's best depth. Each rule's epsilon or threshold is chosen on validation NDCG@10 (ties:
-fewer steps); the heads are fitted on training rows of the frozen model. Test metrics, mean steps, the
-share of the best-fixed-to-oracle gap closed, and evaluation time (fixed K vs each halting rule, timed in
-interleaved rounds so machine noise hits all alike) are written to RUN_DIR/analysis/adaptive_depth.{md,json}.
+fewer steps); the heads are fitted on training (or, `--head_split valid`, validation) rows of the frozen
+model. Test metrics, mean steps, the share of the best-fixed-to-oracle gap closed, and evaluation time
+(every fixed depth and each rule, timed in interleaved rounds so machine noise hits all alike) are written
+to RUN_DIR/analysis/adaptive_depth.{md,json}.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def halting_result(model, split, rule, name: str):
 @torch.no_grad()
 def learned_head_data(model, split, rows: int, heads: list, seed: int = 0) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Each head's features after each step k = 1..K-1 and whether step k + 1 ranks the target better, on
-    training rows: ([M, F] per head, [M])."""
+    ``rows`` rows of ``split``: ([M, F] per head, [M])."""
     generator = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(len(split), generator=generator)[:rows]
     table = model.scoring_table()
@@ -78,7 +79,14 @@ def pick(candidates: list[tuple]) -> tuple:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir")
-    parser.add_argument("--head_rows", type=int, default=20_000, help="training rows the halting head is fitted on")
+    parser.add_argument("--head_rows", type=int, default=20_000, help="rows the halting heads are fitted on (at most)")
+    parser.add_argument(
+        "--head_split",
+        default="train",
+        choices=("train", "valid"),
+        help="rows the heads are fitted on: 'train' (the model has fitted their targets) or 'valid' (held out like "
+        "test; the thresholds are then chosen on the same rows)",
+    )
     parser.add_argument("--timing_rounds", type=int, default=11, help="interleaved rounds of the evaluation timing")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument(
@@ -102,7 +110,7 @@ def main() -> int:
     best_fixed = max(range(steps + 1), key=lambda k: fixed["valid"][k].metrics["ndcg@10"])  # chosen on valid
 
     heads = {"learned head": LearnedHalting("answer"), "learned head, state features": LearnedHalting("state")}
-    features, improves = learned_head_data(model, dataset.train, args.head_rows, list(heads.values()))
+    features, improves = learned_head_data(model, dataset.split(args.head_split), args.head_rows, list(heads.values()))
     for head, head_features in zip(heads.values(), features):
         head.fit(head_features, improves)
 
@@ -168,6 +176,7 @@ def main() -> int:
     )
     text = (
         f"# Adaptive reasoning depth: {Path(args.run_dir).name}\n\nProtocol: {rules['kl']['test'].protocol}\n\n"
+        f"Halting heads fitted on {args.head_split} rows.\n\n"
         + "\n".join(lines)
         + f"\n\nTest-set evaluation time, median of {args.timing_rounds} interleaved rounds, "
         f"{torch.get_num_threads()} thread(s):\n\n{timing}"
@@ -179,6 +188,7 @@ def main() -> int:
             key: {"setting": rule["setting"], "test": rule["test"].metrics, "mean_steps": rule["mean_steps"]}
             for key, rule in rules.items()
         },
+        "head_split": args.head_split,
         "oracle_test": oracle,
         "eval_seconds": times,
         "eval_seconds_by_round": samples,

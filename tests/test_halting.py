@@ -153,8 +153,9 @@ def test_learned_head_rejects_features_of_the_other_set():
         LearnedHalting("states")
 
 
+@pytest.mark.parametrize("head_split", ["train", "valid"])
 def test_adaptive_depth_command_times_the_trained_depth_of_a_run_saved_with_fewer(
-    tmp_path, csv_data_config, monkeypatch
+    tmp_path, csv_data_config, monkeypatch, head_split
 ):
     """A run saved with a validation-chosen inference depth (K = 1 of 2) is still compared with fixed K = 2."""
     import importlib.util
@@ -183,12 +184,23 @@ def test_adaptive_depth_command_times_the_trained_depth_of_a_run_saved_with_fewe
     report = tmp_path / "halting"
     monkeypatch.setattr(
         "sys.argv",
-        ["adaptive_depth.py", run, "--timing_rounds", "2", "--head_rows", "64", "--report", str(report)],
+        [
+            "adaptive_depth.py",
+            run,
+            "--timing_rounds",
+            "2",
+            "--head_rows",
+            "64",
+            "--report",
+            str(report),
+            "--head_split",
+            head_split,
+        ],  # fmt: skip
     )
     assert script.main() == 0
     results = json.loads((tmp_path / "run" / "analysis" / "adaptive_depth.json").read_text())
     assert sorted(results["fixed"]) == ["0", "1", "2"]
-    assert {"kl", "state", "learned", "learned_state"} <= set(results)
+    assert {"kl", "state", "learned", "learned_state"} <= set(results) and results["head_split"] == head_split
     timed = ["fixed K = 0", "fixed K = 1", "fixed K = 2", "KL halting", "state halting", "learned head",
              "learned head on state features"]  # fmt: skip
     assert list(results["eval_seconds"]) == timed
