@@ -33,6 +33,12 @@ def answer_log_probs(user_vectors: torch.Tensor, item_table: torch.Tensor) -> to
     return F.log_softmax(user_vectors @ item_table[1:].T, dim=-1)
 
 
+def answer_scale(model) -> float:
+    """What user vectors are multiplied by before :func:`answer_log_probs`. Under cosine scoring the inference
+    softmax divides by the temperature: cosine logits in [-1, 1] alone give near-uniform distributions."""
+    return 1.0 / model.config.temperature if model.config.score_similarity == "cosine" else 1.0
+
+
 def kl_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """KL(p || q) per row of log-probabilities [A, N] -> [A]."""
     return (log_p.exp() * (log_p - log_q)).sum(dim=-1)
@@ -171,9 +177,7 @@ def adaptive_user_vectors(model, history: torch.Tensor, rule, item_table: torch.
     inputs, key_valid = model.history_inputs(history)  # BERT4Rec appends its [MASK] here
     hidden, cache = backbone.prefill(inputs, key_valid, last_only=True)
     state = hidden[:, -1]  # r_0 [B, D]
-    # Under cosine scoring the answers are built from unit states (model.unit), and the inference softmax
-    # divides by the temperature: cosine logits in [-1, 1] alone give near-uniform distributions.
-    scale = 1.0 / model.config.temperature if model.config.score_similarity == "cosine" else 1.0
+    scale = answer_scale(model)  # under cosine scoring the answers are built from unit states (model.unit)
     total = model.unit(state).clone()  # running sum of states (ERL's mean)
     erl = model.config.reasoning_steps > 0 and model.config.reasoning_method == "erl"
     answer = total.clone()  # current user vector of every user [B, D]

@@ -60,7 +60,7 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def time_training(epochs: int, threads: int, loss_positions: str = "last") -> list[float]:
+def time_training(epochs: int, threads: int, loss_positions: str = "last") -> tuple:
     """Seconds of each whole training epoch, the number of training rows, the model and the dataset."""
     from accelerate import Accelerator
 

@@ -138,12 +138,13 @@ def test_state_feature_head_scores_no_items_and_halts_where_it_predicts_no_gain(
         raise AssertionError("the state-feature head must not score items")
 
     monkeypatch.setattr(halting, "answer_log_probs", no_scoring)
-    answers, steps = adaptive_user_vectors(model, history, head.at(0.5), item_table=None)
+    answers, steps = adaptive_user_vectors(model, history, head, item_table=None)
     halted_at_1 = steps == 1
     assert halted_at_1.tolist() == (~moved).tolist()  # the users it predicted no gain for stopped after step 1
     for row, depth in enumerate(steps.tolist()):
         assert torch.allclose(answers[row], vectors[depth][row], atol=1e-5)
-    assert head.threshold == 0.5 and head.at(0.0).linear is head.linear  # a threshold copy shares the weights
+    copy = head.at(0.9)  # a threshold copy shares the weights and leaves the head's own threshold alone
+    assert copy.threshold == 0.9 and head.threshold == 0.5 and copy.linear is head.linear
 
 
 def test_learned_head_rejects_features_of_the_other_set():
@@ -153,12 +154,49 @@ def test_learned_head_rejects_features_of_the_other_set():
         LearnedHalting("states")
 
 
+def adaptive_depth_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("adaptive_depth", ROOT / "scripts" / "adaptive_depth.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+class Rows:
+    """The part of a split learned_head_data reads: len and batch(rows)."""
+
+    def __init__(self, history, target):
+        self.history, self.target = history, target
+
+    def __len__(self):
+        return len(self.target)
+
+    def batch(self, rows):
+        return self.history[rows], self.target[rows]
+
+
+@pytest.mark.parametrize("similarity", ["dot", "cosine"])
+def test_the_head_is_fitted_on_the_features_it_sees_when_it_runs(similarity):
+    """Under cosine scoring the inference softmax divides by the temperature: fitting must do the same."""
+    torch.manual_seed(0)
+    config = tiny_config("prl", steps=2, score_similarity=similarity, temperature=0.1)
+    model = HybridRecommender(config, num_items=40, max_history=6).eval()
+    history, target = torch.randint(1, 41, (8, 6)), torch.randint(1, 41, (8,))
+    head = LearnedHalting("answer")
+    (fitted,), _ = adaptive_depth_script().learned_head_data(model, Rows(history, target), 8, [head])
+    seen = []
+    head.step_features = lambda *args: seen.append(LearnedHalting.step_features(head, *args)) or seen[-1]
+    adaptive_user_vectors(model, history, head)
+    chosen = torch.randperm(8, generator=torch.Generator().manual_seed(0))  # the rows the script drew, in order
+    assert torch.allclose(fitted, seen[0][chosen], atol=1e-5)  # after step 1, every user still active
+
+
 @pytest.mark.parametrize("head_split", ["train", "valid"])
 def test_adaptive_depth_command_times_the_trained_depth_of_a_run_saved_with_fewer(
     tmp_path, csv_data_config, monkeypatch, head_split
 ):
     """A run saved with a validation-chosen inference depth (K = 1 of 2) is still compared with fixed K = 2."""
-    import importlib.util
     import json
 
     from hybrid.train import train
@@ -169,9 +207,7 @@ def test_adaptive_depth_command_times_the_trained_depth_of_a_run_saved_with_fewe
         inference_steps=1,
     )  # fmt: skip
     train(csv_data_config, config, quick_train_config(tmp_path, epochs=1))
-    spec = importlib.util.spec_from_file_location("adaptive_depth", ROOT / "scripts" / "adaptive_depth.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = adaptive_depth_script()
     depths = []  # the depth of every evaluation of the plain model
 
     def recording(model, split, name, **kwargs):
