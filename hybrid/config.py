@@ -166,8 +166,9 @@ class ModelConfig:
         "'last': one training row per (history prefix, next item), loss at the prefix's last position (RecBole, "
         "ReaRec). 'all': a speed flag for plain SASRec (reasoning_steps 0): each user's training items are cut "
         "into windows of max_history and the next item is predicted at every position of a window at once "
-        "(each target once, context truncated at its window's start; a row's loss is the sum of its targets' "
-        "cross-entropies / max_history).",
+        "(each target once, context truncated at its window's start). batch_size then counts windows of up to "
+        "max_history targets: a step's logits are [batch_size x max_history, items], so set loss_chunk_size or "
+        "a smaller batch_size for large catalogues.",
         "last",
     )
     reasoning_steps: int = _help("ReaRec reasoning steps K after the history (0 = plain SASRec).", 0)
@@ -241,14 +242,18 @@ class ModelConfig:
                 f"inference_steps={self.inference_steps} must lie in 0..reasoning_steps ({self.reasoning_steps}): a "
                 "model cannot run more reasoning steps than it was trained with. Unset it to use all of them."
             )
-        if self.loss_positions == "all" and (
-            self.reasoning_steps or self.backbone != "sasrec" or self.item_encoder == "lm_lora"
-        ):
-            raise ConfigError(
-                "loss_positions='all' trains plain SASRec only (reasoning_steps 0, backbone sasrec, an id, text or "
-                "hybrid item encoder): reasoning runs at the last position and BERT4Rec is not causal. Use "
-                "loss_positions='last'."
-            )
+        if self.loss_positions == "all":
+            refused = {
+                "reasoning_steps": (self.reasoning_steps != 0, "reasoning runs at the last position only"),
+                "backbone": (self.backbone != "sasrec", "BERT4Rec's history is not causal"),
+                "item_encoder": (self.item_encoder == "lm_lora", "'lm_lora' softmaxes over the batch's own items"),
+            }
+            for name, (clash, why) in refused.items():
+                if clash:
+                    raise ConfigError(
+                        f"loss_positions='all' trains plain SASRec only, not with {name}={getattr(self, name)!r} "
+                        f"({why}). Use loss_positions='last'."
+                    )
         if self.prl_warmup_epochs < 0 or self.prl_noise_std < 0:
             raise ConfigError("prl_warmup_epochs and prl_noise_std must be >= 0.")
         if not 0.0 <= self.id_dropout < 1.0:

@@ -57,6 +57,10 @@ class SplitData:
         width = self.width(rows) if width is None else width
         return self.history[rows][:, self.history.shape[1] - width :], self.target[rows]
 
+    def loss_per_target(self, loss_sum: float, rows: torch.Tensor | None = None) -> float:
+        """Mean training loss per target from the summed loss of ``rows`` (default: all): one target a row."""
+        return loss_sum / (len(self) if rows is None else len(rows))
+
     def past_mask_indices(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(batch position, item id) pairs of every past item of ``rows``, for masking seen items."""
         starts, ends = self.past_offsets[rows], self.past_offsets[rows + 1]
@@ -78,12 +82,19 @@ class SequenceRows:
         return self.target.shape[0]
 
     def width(self, rows: torch.Tensor) -> int:
+        """Columns needed by the longest window among ``rows`` (at least 1)."""
         return max(int((self.history[rows] > 0).sum(dim=1).max()), 1) if len(rows) else 1
 
     def batch(self, rows: torch.Tensor, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs [B, W] and targets [B, W] of ``rows`` (left padding beyond ``width`` columns dropped)."""
         width = self.width(rows) if width is None else width
         return self.history[rows][:, -width:], self.target[rows][:, -width:]
+
+    def loss_per_target(self, loss_sum: float, rows: torch.Tensor | None = None) -> float:
+        """Mean cross-entropy per target from the summed loss of ``rows`` (default: all). A window's loss is
+        the sum of its targets' cross-entropies / L (see HybridRecommender.all_positions_forward)."""
+        targets = self.target if rows is None else self.target[rows]
+        return loss_sum * self.history.shape[1] / max(int((targets > 0).sum()), 1)
 
 
 def sequence_rows(train: SplitData, max_history: int) -> SequenceRows:
@@ -93,8 +104,15 @@ def sequence_rows(train: SplitData, max_history: int) -> SequenceRows:
     its target the next one. Windows are cut from the user's most recent row backwards, right-aligned.
     """
     user = train.user
-    if len(user) and int(torch.unique_consecutive(user).numel()) != int(torch.unique(user).numel()):
-        raise DataError("training rows are not grouped by user: cannot build per-position windows")
+    same_user = user[1:] == user[:-1]  # [R - 1]
+    follows = train.history[1:, -1] == train.target[:-1]  # a row's last input is its predecessor's target
+    if int(torch.unique_consecutive(user).numel()) != int(torch.unique(user).numel()) or not bool(
+        follows[same_user].all()
+    ):
+        raise DataError(
+            "training rows are not grouped by user in time order, one row per interaction: cannot build "
+            "per-position windows (loss_positions='all'); use loss_positions='last'"
+        )
     _, counts = torch.unique_consecutive(user, return_counts=True)  # rows per user, in row order
     ends = torch.repeat_interleave(counts.cumsum(0), counts)  # [R] one past each row's user block
     from_end = ends - 1 - torch.arange(len(user))  # 0 = the user's most recent row

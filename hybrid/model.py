@@ -269,11 +269,14 @@ class HybridRecommender(
         """Plain SASRec's causal loss at every position: inputs [B, L], next items [B, L] (0 at padding).
         A row's loss is the sum of its targets' cross-entropies / max_history, so the batch loss weighs every
         target alike however the batch is split over processes or micro-batches."""
-        if self.config.loss_positions != "all":
-            raise ValueError("per-position targets [B, L] need a model configured with loss_positions='all'")
+        if self.config.loss_positions != "all" or getattr(self.item_encoder, "encodes_batch_items", False):
+            raise ValueError(
+                "per-position targets [B, L] need a model configured with loss_positions='all' and an id, text or "
+                "hybrid item encoder"
+            )
         inputs, key_valid = self.history_inputs(history)  # [B, L, D]
         hidden, _ = self.backbone.prefill(inputs, key_valid)  # [B, L, D]: position i sees items <= i only
-        states = self.unit(hidden)
+        states = self.unit(hidden)  # [B, L, D]
         table = self.scoring_table()  # [N + 1, D]
         real = target > 0  # [B, L]
         labels = target[real]  # [M]

@@ -261,7 +261,9 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
             state.step += 1
             state.batches_done = index + 1
             if state.step % train_config.log_every == 0:
-                logged = accelerator.reduce(local_sum.clone(), "sum").item() / len(batch.global_rows)
+                logged = train_rows.loss_per_target(
+                    accelerator.reduce(local_sum.clone(), "sum").item(), batch.global_rows
+                )
                 accelerator.log({"train/loss": logged}, step=state.step)
                 state.train_log.append({"step": state.step, "loss": logged})
                 bar.set_postfix(loss=f"{logged:.4f}")
@@ -270,7 +272,7 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
                 checkpoint_now()
         bar.close()
         state.epoch_seconds.append(time.perf_counter() - started)
-        epoch_loss = accelerator.reduce(loss_sum, "sum").item() / len(train_rows)
+        epoch_loss = train_rows.loss_per_target(accelerator.reduce(loss_sum, "sum").item())
         with ema.applied() if ema is not None else contextlib.nullcontext():
             valid = run_eval("valid")
             improved = valid.metrics["ndcg@10"] > state.best_ndcg

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from hybrid.config import ModelConfig
-from hybrid.data import load_dataset, sequence_rows
-from hybrid.errors import ConfigError
+from hybrid.data import SplitData, load_dataset, sequence_rows
+from hybrid.errors import ConfigError, DataError
 from hybrid.model import HybridRecommender
 from hybrid.train import train
 from tests.test_train import quick_train_config
@@ -36,6 +36,31 @@ def test_windows_hold_every_training_pair_once_in_order(csv_data_config):
     assert history.shape == (1, 1) and target[0, 0] == train_rows.target[0]
 
 
+def prefix_rows(sequences: list[list[int]], max_history: int) -> SplitData:
+    """Training rows (every item after a user's first, as the target of the items before it) of hand-made users."""
+    history, target, user = [], [], []
+    for index, items in enumerate(sequences):
+        for position in range(1, len(items)):
+            past = items[max(0, position - max_history) : position]
+            history.append([0] * (max_history - len(past)) + past)
+            target.append(items[position])
+            user.append(index)
+    empty = torch.zeros(len(target) + 1, dtype=torch.long)
+    return SplitData(torch.tensor(history), torch.tensor(target), torch.tensor(user), empty, empty[:0])
+
+
+def test_windows_of_users_of_uneven_lengths():
+    rows = prefix_rows([[1, 2], [3, 4, 5, 6, 7, 8], [9, 10, 11, 12]], max_history=3)  # 1, 5 and 3 rows
+    windows = sequence_rows(rows, max_history=2)
+    assert windows.history.tolist() == [[0, 1], [6, 7], [4, 5], [0, 3], [10, 11], [0, 9]]
+    assert windows.target.tolist() == [[0, 2], [7, 8], [5, 6], [0, 4], [11, 12], [0, 10]]
+    assert windows.loss_per_target(10.0) == pytest.approx(10.0 * 2 / 9)  # 9 targets, loss sums / width 2
+    shuffled = prefix_rows([[1, 2, 3, 4]], max_history=3)
+    shuffled.history, shuffled.target = shuffled.history.flip(0), shuffled.target.flip(0)
+    with pytest.raises(DataError, match="not grouped by user in time order"):
+        sequence_rows(shuffled, max_history=2)
+
+
 def test_all_positions_loss_is_the_prefix_rows_loss_when_nothing_is_truncated():
     torch.manual_seed(0)
     config = ModelConfig(hidden_size=16, num_heads=2, inner_size=32, loss_positions="all")
@@ -60,7 +85,8 @@ def test_all_positions_loss_is_the_prefix_rows_loss_when_nothing_is_truncated():
 
 def test_all_positions_is_refused_where_the_loss_is_not_causal_or_not_at_the_last_position():
     for settings in ({"reasoning_steps": 2}, {"backbone": "bert4rec"}, {"item_encoder": "lm_lora"}):
-        with pytest.raises(ConfigError, match="loss_positions='all' trains plain SASRec only"):
+        ((name, value),) = settings.items()
+        with pytest.raises(ConfigError, match=f"trains plain SASRec only, not with {name}={value!r}"):
             ModelConfig(loss_positions="all", **settings)
     with pytest.raises(ConfigError, match="loss_positions="):
         ModelConfig(loss_positions="every")

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from accelerate import Accelerator
 from safetensors.torch import load_file
 
 from hybrid.config import TrainConfig
-from hybrid.data import ShardedBatch, load_dataset
+from hybrid.data import ShardedBatch, load_dataset, sequence_rows
 from hybrid.errors import ConfigError
 from hybrid.model import HybridRecommender
 from hybrid.train import train, train_step
@@ -20,18 +21,22 @@ from hybrid.train import train, train_step
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_gradient_accumulation_matches_one_big_batch(csv_data_config, tiny_model_config):
-    """2 micro-batches of B equal one batch of 2B, dropout included (masks are drawn per global row)."""
+@pytest.mark.parametrize("loss_positions", ["last", "all"])
+def test_gradient_accumulation_matches_one_big_batch(csv_data_config, tiny_model_config, loss_positions):
+    """2 micro-batches of B equal one batch of 2B, dropout included (masks are drawn per global row); with
+    loss_positions 'all' the rows are per-user windows whose target counts differ."""
     dataset = load_dataset(csv_data_config)
     assert tiny_model_config.hidden_dropout > 0 and tiny_model_config.attention_dropout > 0
+    model_config = replace(tiny_model_config, loss_positions=loss_positions)
+    rows = sequence_rows(dataset.train, 8) if loss_positions == "all" else dataset.train  # 80 windows or 360 rows
     batch = ShardedBatch(torch.arange(64), 0, torch.arange(64))
     results = []
     for steps in (1, 2, 4):
         torch.manual_seed(0)
-        model = HybridRecommender(tiny_model_config, dataset.num_items, 8)
+        model = HybridRecommender(model_config, dataset.num_items, 8)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         config = TrainConfig(batch_size=64, gradient_accumulation_steps=steps)
-        loss = train_step(model, optimizer, Accelerator(cpu=True), dataset.train, batch, config, noise_seed=7)
+        loss = train_step(model, optimizer, Accelerator(cpu=True), rows, batch, config, noise_seed=7)
         results.append((loss / 64, torch.cat([p.detach().flatten() for p in model.parameters()])))
     for loss, weights in results[1:]:
         assert abs(results[0][0] - loss) < 1e-5
