@@ -34,6 +34,11 @@ from hybrid.readers import BUILTIN_DATASETS, RawInteractions, read_interactions
 CACHE_VERSION = 2
 
 
+def filled_width(history: torch.Tensor, rows: torch.Tensor) -> int:
+    """Columns of left-padded ``history`` [R, L] holding a real item in at least one of ``rows`` (at least 1)."""
+    return max(int((history[rows] > 0).sum(dim=1).max()), 1) if len(rows) else 1
+
+
 @dataclass
 class SplitData:
     """Rows of one split as tensors built once (never per sample in the training loop)."""
@@ -49,7 +54,7 @@ class SplitData:
 
     def width(self, rows: torch.Tensor) -> int:
         """Columns needed by the longest history among ``rows`` (at least 1)."""
-        return max(int((self.history[rows] > 0).sum(dim=1).max()), 1) if len(rows) else 1
+        return filled_width(self.history, rows)
 
     def batch(self, rows: torch.Tensor, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """History [B, W] and target [B] of ``rows``. Left padding beyond ``width`` columns (default: the
@@ -83,7 +88,7 @@ class SequenceRows:
 
     def width(self, rows: torch.Tensor) -> int:
         """Columns needed by the longest window among ``rows`` (at least 1)."""
-        return max(int((self.history[rows] > 0).sum(dim=1).max()), 1) if len(rows) else 1
+        return filled_width(self.history, rows)
 
     def batch(self, rows: torch.Tensor, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs [B, W] and targets [B, W] of ``rows`` (left padding beyond ``width`` columns dropped)."""
@@ -104,16 +109,14 @@ def sequence_rows(train: SplitData, max_history: int) -> SequenceRows:
     its target the next one. Windows are cut from the user's most recent row backwards, right-aligned.
     """
     user = train.user
+    _, counts = torch.unique_consecutive(user, return_counts=True)  # rows per user block, in row order
     same_user = user[1:] == user[:-1]  # [R - 1]
     follows = train.history[1:, -1] == train.target[:-1]  # a row's last input is its predecessor's target
-    if int(torch.unique_consecutive(user).numel()) != int(torch.unique(user).numel()) or not bool(
-        follows[same_user].all()
-    ):
+    if len(counts) != int(torch.unique(user).numel()) or not bool(follows[same_user].all()):
         raise DataError(
             "training rows are not grouped by user in time order, one row per interaction: cannot build "
             "per-position windows (loss_positions='all'); use loss_positions='last'"
         )
-    _, counts = torch.unique_consecutive(user, return_counts=True)  # rows per user, in row order
     ends = torch.repeat_interleave(counts.cumsum(0), counts)  # [R] one past each row's user block
     from_end = ends - 1 - torch.arange(len(user))  # 0 = the user's most recent row
     windows = (counts + max_history - 1) // max_history  # per user

@@ -265,6 +265,17 @@ class HybridRecommender(
         """Scores [B, N + 1] against every item (``item_table`` from ``scoring_table``); padding column -inf."""
         return item_logits(user_vector, self.scoring_table() if item_table is None else item_table)
 
+    def softmax_table(self, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The training softmax's item table, ``target`` renumbered into its rows, and the renumbering (None
+        when the table holds every item): [N + 1, D] or, after ``set_softmax_items``, [C + 1, D]."""
+        table = self.scoring_table()  # [N + 1, D]
+        if self.softmax_ids is None:
+            return table, target, None
+        renumber = self.softmax_rows  # seen items only: targets renumbered into them
+        if not bool(torch.all(renumber[target] > 0)):
+            raise ValueError("a training target is outside the training-softmax items (set_softmax_items)")
+        return table[self.softmax_ids], renumber[target], renumber
+
     def all_positions_forward(self, history: torch.Tensor, target: torch.Tensor) -> RecommenderOutput:
         """Plain SASRec's causal loss at every position: inputs [B, L], next items [B, L] (0 at padding).
         A row's loss is the sum of its targets' cross-entropies / max_history, so the batch loss weighs every
@@ -277,14 +288,8 @@ class HybridRecommender(
         inputs, key_valid = self.history_inputs(history)  # [B, L, D]
         hidden, _ = self.backbone.prefill(inputs, key_valid)  # [B, L, D]: position i sees items <= i only
         states = self.unit(hidden)  # [B, L, D]
-        table = self.scoring_table()  # [N + 1, D]
         real = target > 0  # [B, L]
-        labels = target[real]  # [M]
-        if self.softmax_ids is not None:  # seen items only: targets renumbered into them
-            labels = self.softmax_rows[labels]
-            if not bool(torch.all(labels > 0)):
-                raise ValueError("a training target is outside the training-softmax items (set_softmax_items)")
-            table = table[self.softmax_ids]
+        table, labels, _ = self.softmax_table(target[real])  # labels [M]
         mean = state_cross_entropy(states[real], table, labels, self.config.temperature, self.config.loss_chunk_size)
         loss = mean * real.sum() / (history.shape[0] * self.backbone.config.max_history)
         return RecommenderOutput(user_vector=states[:, -1], user_states=states[:, -1:], loss=loss)
@@ -351,12 +356,7 @@ class HybridRecommender(
             return output
         renumber = None  # item id -> row of the loss table, when the table holds a subset of the items
         if table is None:
-            table = self.scoring_table()  # [N + 1, D]
-            if self.softmax_ids is not None:  # seen items only: [C + 1, D], targets renumbered into them
-                renumber = self.softmax_rows
-                if not bool(torch.all(renumber[target] > 0)):
-                    raise ValueError("a training target is outside the training-softmax items (set_softmax_items)")
-                table, target = table[self.softmax_ids], renumber[target]
+            table, target, renumber = self.softmax_table(target)
         if config.reasoning_steps == 0:
             output.loss = state_cross_entropy(
                 output.user_vector, table, target, config.temperature, config.loss_chunk_size

@@ -118,9 +118,10 @@ def main() -> int:
     def tuned(name: str, make_rule, settings) -> dict:
         """The rule's setting with the best validation NDCG@10, and its test result."""
         setting, valid, _ = pick([(s, *halting_result(model, dataset.valid, make_rule(s), "valid")) for s in settings])
-        test, mean_steps = halting_result(model, dataset.test, make_rule(setting), "test")
+        rule = make_rule(setting)
+        test, mean_steps = halting_result(model, dataset.test, rule, "test")
         return {"name": name, "setting": setting, "valid": valid, "test": test, "mean_steps": mean_steps,
-                "rule": make_rule(setting)}  # fmt: skip
+                "rule": rule}  # fmt: skip
 
     answer_head, state_head = heads.values()
     rules = {
