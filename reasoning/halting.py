@@ -1,8 +1,8 @@
 """Adaptive reasoning depth: train with K steps, decide per user at inference how many to run.
 
 After each step k the user's current answer (the model's aggregate of r_0..r_k: r_k for PRL, their mean for
-ERL) is compared with the previous one; a user who halts leaves the batch, so the remaining steps really run
-on fewer rows. Two rules:
+ERL) is compared with the previous one; a user who halts keeps that answer and leaves the batch (as soon as
+dropping rows costs less than carrying them), so the remaining steps really run on fewer rows. The rules:
 
 - ``KLHalting``: stop once KL(q_{k-1} || q_k) < epsilon (the item distribution has converged), after at
   least ``min_steps`` steps.
@@ -162,13 +162,24 @@ class LearnedHalting(nn.Module):
             return self.probability(features) < self.threshold
 
 
+def _rows(tensor: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor | None:
+    return tensor if tensor is None or mask is None else tensor[mask]
+
+
 @torch.no_grad()
-def adaptive_user_vectors(model, history: torch.Tensor, rule, item_table: torch.Tensor | None = None):
-    """User vectors [B, D] and steps used [B] with per-user halting; halted users leave the batch.
+def adaptive_user_vectors(
+    model, history: torch.Tensor, rule, item_table: torch.Tensor | None = None, compact_ratio: float = 1.0
+):
+    """User vectors [B, D] and steps used [B] with per-user halting.
 
     ``model`` is a trained HybridRecommender in eval mode; ``rule`` a KLHalting, StateHalting or
-    LearnedHalting.
+    LearnedHalting. A halted user's answer is frozen at once; the user leaves the batch when that pays.
+    Dropping rows copies the cache of every row that stays (about what one step reads per row), so halted
+    rows are dropped only once (halted rows in the batch) x (steps left) >= ``compact_ratio`` x (rows still
+    reasoning); until then they ride along and their results are discarded. 0 drops them at every halt.
     """
+    if compact_ratio < 0:
+        raise ValueError(f"compact_ratio must be >= 0 (0 drops halted rows at once), got {compact_ratio}")
     head, backbone = model.reasoning, model.backbone
     scores = getattr(rule, "needs_distribution", True)
     table = item_table
@@ -182,28 +193,36 @@ def adaptive_user_vectors(model, history: torch.Tensor, rule, item_table: torch.
     erl = model.config.reasoning_steps > 0 and model.config.reasoning_method == "erl"
     answer = total.clone()  # current user vector of every user [B, D]
     steps_used = torch.zeros(len(history), dtype=torch.long, device=history.device)
-    active = torch.arange(len(history), device=history.device)  # rows still reasoning
-    log_q = answer_log_probs(answer * scale, table) if scores else None  # [A, N]
-    for step in range(1, head.reasoning_steps + 1):
-        if len(active) == 0:
-            break
+    rows = torch.arange(len(history), device=history.device)  # user of each row of the batch [C]
+    live = torch.ones(len(history), dtype=torch.bool, device=history.device)  # [C] rows still reasoning
+    log_q = answer_log_probs(answer * scale, table) if scores else None  # [C, N]
+    steps = head.reasoning_steps
+    for step in range(1, steps + 1):
         token = state + head.position_embedding.weight[step - 1]
-        state, cache = backbone.step(head.embed_token(backbone, token), cache)  # only the active rows
+        state, cache = backbone.step(head.embed_token(backbone, token), cache)  # [C, D]
         unit_state = model.unit(state)
         total = total + unit_state
         current = total / (step + 1) if erl else unit_state
         new_log_q = answer_log_probs(current * scale, table) if scores else None
-        depth = step / head.reasoning_steps
-        halt = rule.stop(step, log_q, new_log_q, answer[active], current, depth)
-        answer[active] = current
-        steps_used[active] = step
+        mine = None if live.all() else live.clone()  # rows whose step this was (None: all)
+        reasoning = _rows(rows, mine)  # their users [A]
+        halt = rule.stop(
+            step, _rows(log_q, mine), _rows(new_log_q, mine), answer[reasoning], _rows(current, mine), step / steps
+        )  # [A]
+        answer[reasoning] = _rows(current, mine)
+        steps_used[reasoning] = step
         log_q = new_log_q
-        if step == head.reasoning_steps or not halt.any():
-            continue  # nobody leaves: no copy of the cache
-        keep = ~halt
-        active, state, total = active[keep], state[keep], total[keep]
-        log_q = None if log_q is None else log_q[keep]
-        cache = cache.select(keep.nonzero()[:, 0])
+        if step == steps:
+            break
+        live[live.clone()] = ~halt  # [C]
+        alive = int(live.sum())
+        if alive == 0:
+            break
+        if (len(live) - alive) * (steps - step) >= compact_ratio * alive:  # dropping the halted rows pays
+            keep = live.nonzero()[:, 0]
+            rows, state, total, live = rows[keep], state[keep], total[keep], live[keep]
+            log_q = None if log_q is None else log_q[keep]
+            cache = cache.select(keep)
     return answer, steps_used
 
 
@@ -211,9 +230,9 @@ class AdaptiveDepth(nn.Module):
     """A trained model whose ``user_vectors`` halt per user: drop-in for ``hybrid.evaluate.evaluate``.
     ``steps_used`` collects the depth of every user scored since the last ``reset``."""
 
-    def __init__(self, model, rule):
+    def __init__(self, model, rule, compact_ratio: float = 1.0):
         super().__init__()
-        self.model, self.rule, self.steps_used = model, rule, []
+        self.model, self.rule, self.compact_ratio, self.steps_used = model, rule, compact_ratio, []
 
     @property
     def item_encoder(self):
@@ -230,7 +249,7 @@ class AdaptiveDepth(nn.Module):
         self.steps_used = []
 
     def user_vectors(self, history: torch.Tensor, steps: int | None = None) -> torch.Tensor:
-        vectors, used = adaptive_user_vectors(self.model, history, self.rule)
+        vectors, used = adaptive_user_vectors(self.model, history, self.rule, compact_ratio=self.compact_ratio)
         self.steps_used.append(used.cpu())
         return vectors
 

@@ -45,8 +45,8 @@ STATE_EPSILONS = (0.0, 1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1
 THRESHOLDS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # 0 never halts
 
 
-def halting_result(model, split, rule, name: str):
-    wrapped = AdaptiveDepth(model, rule).eval()
+def halting_result(model, split, rule, name: str, compact_ratio: float = 1.0):
+    wrapped = AdaptiveDepth(model, rule, compact_ratio).eval()
     result = evaluate(wrapped, split, name)
     return result, wrapped.mean_steps()
 
@@ -90,6 +90,13 @@ def main() -> int:
     )
     parser.add_argument("--timing_rounds", type=int, default=11, help="interleaved rounds of the evaluation timing")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--compact_ratio",
+        type=float,
+        default=1.0,
+        help="halted users leave the batch once (halted rows) x (steps left) >= this x (rows still reasoning); "
+        "0 drops them at every halt (see reasoning.halting.adaptive_user_vectors)",
+    )
     parser.add_argument(
         "--report",
         default=None,
@@ -135,7 +142,9 @@ def main() -> int:
     mean_steps = {f"fixed K = {k}": float(k) for k in range(steps + 1)}
     for rule in rules.values():
         label = rule["name"].rsplit(",", 1)[0]
-        timed[label] = lambda rule=rule["rule"]: evaluate(AdaptiveDepth(model, rule), dataset.test, "test")
+        timed[label] = lambda rule=rule["rule"]: evaluate(
+            AdaptiveDepth(model, rule, args.compact_ratio), dataset.test, "test"
+        )
         mean_steps[label] = rule["mean_steps"]
     samples = interleaved_samples(timed, rounds=args.timing_rounds)
     times = {name: statistics.median(values) for name, values in samples.items()}
@@ -182,7 +191,7 @@ def main() -> int:
         f"Halting heads fitted on {args.head_split} rows.\n\n"
         + "\n".join(lines)
         + f"\n\nTest-set evaluation time, median of {args.timing_rounds} interleaved rounds, "
-        f"{torch.get_num_threads()} thread(s):\n\n{timing}"
+        f"{torch.get_num_threads()} thread(s), compact ratio {args.compact_ratio:g}:\n\n{timing}"
     )
     results = {
         "fixed": {k: {"valid": fixed["valid"][k].metrics, "test": fixed["test"][k].metrics} for k in range(steps + 1)},
@@ -195,6 +204,7 @@ def main() -> int:
         "oracle_test": oracle,
         "eval_seconds": times,
         "eval_seconds_by_round": samples,
+        "compact_ratio": args.compact_ratio,
     }
     folder = Path(args.run_dir) / "analysis"
     folder.mkdir(parents=True, exist_ok=True)
@@ -207,7 +217,7 @@ def main() -> int:
             **header(argparse.Namespace(threads=torch.get_num_threads())),
             "setting": f"evaluation of the {len(dataset.test)} test users of run {args.run_dir} "
             f"(trained K = {steps}) at every fixed depth and with each halting rule at its validation-chosen "
-            f"setting, {args.timing_rounds} interleaved rounds",
+            f"setting, {args.timing_rounds} interleaved rounds, compact ratio {args.compact_ratio:g}",
             "mean_steps": mean_steps,
             "eval_seconds": times,
             "eval_seconds_by_round": samples,

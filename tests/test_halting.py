@@ -90,18 +90,34 @@ class Recorder:
         return halt
 
 
+def step_batch_sizes(model, monkeypatch) -> list[int]:
+    """Records the number of rows every reasoning step of ``model`` runs on."""
+    sizes, step = [], model.backbone.step
+
+    def recording_step(x, cache):
+        sizes.append(x.shape[0])
+        return step(x, cache)
+
+    monkeypatch.setattr(model.backbone, "step", recording_step)
+    return sizes
+
+
 @pytest.mark.parametrize("similarity", ["dot", "cosine"])
 @pytest.mark.parametrize("method", ["prl", "erl"])
-def test_halted_users_keep_their_state_and_leave_the_batch(method, similarity):
+@pytest.mark.parametrize(("compact_ratio", "batch_sizes"), [(0.0, [5, 4, 3]), (1.0, [5, 5, 5]), (math.inf, [5, 5, 5])])
+def test_halted_users_keep_their_state_and_leave_the_batch(method, similarity, compact_ratio, batch_sizes, monkeypatch):
     torch.manual_seed(0)
     # temperature: read by halting under cosine scoring only
     config = tiny_config(method, steps=3, score_similarity=similarity, temperature=0.1)
     model = HybridRecommender(config, num_items=40, max_history=6).eval()
     history = torch.randint(1, 41, (5, 6))
+    sizes = step_batch_sizes(model, monkeypatch)
     rule = Recorder({0: 1, 3: 2})  # row 0 halts after step 1, row 3 after step 2, the rest run all 3
-    vectors, steps = adaptive_user_vectors(model, history, rule)
+    vectors, steps = adaptive_user_vectors(model, history, rule, compact_ratio=compact_ratio)
     assert steps.tolist() == [1, 3, 3, 2, 3]
-    assert rule.active_rows == [5, 4, 3]  # the batch shrinks as users halt
+    assert rule.active_rows == [5, 4, 3]  # the rule judges only the users still reasoning
+    # 0 drops halted rows at once; at 1 one halted row x 2 steps left < 4 reasoning rows: carrying is cheaper
+    assert sizes == batch_sizes
     for row, depth in enumerate(steps.tolist()):
         fixed = model.user_vectors(history[row : row + 1], steps=depth)[0]
         assert torch.allclose(vectors[row], fixed, atol=1e-5)  # frozen at its halting depth
@@ -112,6 +128,20 @@ def test_halted_users_keep_their_state_and_leave_the_batch(method, similarity):
     wrapped = AdaptiveDepth(model, KLHalting(epsilon=float("inf"), min_steps=2))
     wrapped.user_vectors(history)
     assert wrapped.mean_steps() == 2.0
+
+
+def test_halted_rows_leave_once_dropping_them_pays(monkeypatch):
+    torch.manual_seed(0)
+    model = HybridRecommender(tiny_config("erl", steps=3), num_items=40, max_history=6).eval()
+    history = torch.randint(1, 41, (6, 6))
+    sizes = step_batch_sizes(model, monkeypatch)
+    # after step 1 three of six halt: 3 halted x 2 steps left >= 1 x 3 reasoning rows, so they leave
+    vectors, steps = adaptive_user_vectors(model, history, Recorder({0: 1, 2: 1, 4: 1}), compact_ratio=1.0)
+    assert sizes == [6, 3, 3] and steps.tolist() == [1, 3, 1, 3, 1, 3]
+    carried = adaptive_user_vectors(model, history, Recorder({0: 1, 2: 1, 4: 1}), compact_ratio=math.inf)[0]
+    assert torch.allclose(vectors, carried, atol=1e-6)  # the policy changes the cost, never the answers
+    with pytest.raises(ValueError, match="compact_ratio"):
+        adaptive_user_vectors(model, history, KLHalting(0.1), compact_ratio=-1)
 
 
 def test_learned_head_separates_steps_that_help_from_steps_that_do_not():
