@@ -239,15 +239,28 @@ class HybridRecommender(
         """The item table [N + 1, D] that user vectors are scored against (unit rows under cosine scoring)."""
         return self.unit(self.item_encoder.item_table())
 
+    @property
+    def trains_cloze(self) -> bool:
+        """Whether a training forward masks history items for BERT4Rec's cloze loss."""
+        return self.training and self.config.backbone == "bert4rec" and self.config.cloze_prob > 0
+
     def cloze_positions(self, history: torch.Tensor) -> torch.Tensor | None:
         """[B, L] bool: real history items masked for BERT4Rec's cloze loss (training only), else None. Drawn
         at full max_history width and right-aligned, so a row's mask does not depend on the batch's width
         (or on how the global batch is split over processes)."""
-        if not (self.training and self.config.backbone == "bert4rec" and self.config.cloze_prob > 0):
+        if not self.trains_cloze:
             return None
         width = self.backbone.config.max_history
-        draw = noise.rand((history.shape[0], width), history.device)[:, width - history.shape[1] :]  # [B, L]
-        return (draw < self.config.cloze_prob) & (history > 0)
+        # Own stream: the training loop redraws them for the whole global batch to count them (cloze_per_row).
+        draw = noise.rand((history.shape[0], width), history.device, stream="cloze")  # [B, max_history]
+        return (draw[:, width - history.shape[1] :] < self.config.cloze_prob) & (history > 0)  # [B, L]
+
+    def cloze_per_row(self, history: torch.Tensor) -> float | None:
+        """Masked positions per row of a WHOLE global batch [G, L] (call inside its ``global_batch_noise``
+        at offset 0): the forward divides its masked CEs by (its rows x this), so the cloze loss is the global
+        batch's mean over its masked positions however the batch is split. None when nothing is masked."""
+        cloze = self.cloze_positions(history)
+        return None if cloze is None else float(cloze.sum()) / len(history)
 
     def aggregate(self, states: torch.Tensor) -> torch.Tensor:
         """States [B, S, D] -> the user vector [B, D]: ERL averages all states, PRL/SASRec take the last."""
@@ -306,10 +319,15 @@ class HybridRecommender(
         return table, local[: history.numel()].view_as(history), local[history.numel() :]
 
     def forward(
-        self, history: torch.Tensor, target: torch.Tensor | None = None, contrastive: bool = False
+        self,
+        history: torch.Tensor,
+        target: torch.Tensor | None = None,
+        contrastive: bool = False,
+        cloze_per_row: float | None = None,
     ) -> RecommenderOutput:
         """``contrastive`` turns on PRL's noisy second view (after its warm-up). A target [B, L] (next item at
-        every position, 0 at padding) trains with the per-position loss of ``loss_positions='all'``."""
+        every position, 0 at padding) trains with the per-position loss of ``loss_positions='all'``.
+        ``cloze_per_row``: see :meth:`cloze_per_row`; None averages over this forward's masked positions."""
         config = self.config
         if target is not None and target.ndim == 2:
             return self.all_positions_forward(history, target)
@@ -391,6 +409,8 @@ class HybridRecommender(
             masked = prefill[:, : history.shape[1]][cloze]  # [M, D]
             labels = history[cloze] if renumber is None else renumber[history[cloze]]  # [M]
             cloze_loss = state_cross_entropy(masked, table, labels, config.temperature, config.loss_chunk_size)
+            if cloze_per_row:  # the global batch's masked positions, not this slice's, divide the sum
+                cloze_loss = cloze_loss * (len(masked) / (len(history) * cloze_per_row))
             output.loss = output.loss + config.cloze_weight * cloze_loss
             output.loss_parts["cloze"] = cloze_loss.detach()
         return output

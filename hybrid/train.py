@@ -399,6 +399,11 @@ def train_step(
         chunks = [c for c in batch.rows.tensor_split(config.gradient_accumulation_steps) if len(c)]
         offsets = [batch.offset + sum(len(c) for c in chunks[:i]) for i in range(len(chunks))]
         weights = [1.0] * len(chunks)
+    cloze_per_row = None  # BERT4Rec: the global batch's masked positions per row, the same on every process
+    unwrapped = accelerator.unwrap_model(model)
+    if noise_seed is not None and unwrapped.trains_cloze:
+        with global_batch_noise(noise_seed, 0, global_size, global_size):
+            cloze_per_row = unwrapped.cloze_per_row(train_rows.batch(batch.global_rows, width)[0])
     for index, (chunk, offset, weight) in enumerate(zip(chunks, offsets, weights)):
         # DDP averages gradients over processes: scale so the sum over chunks and processes is the global mean.
         scale = weight * len(chunk) * accelerator.num_processes / global_size
@@ -407,10 +412,15 @@ def train_step(
         randomness = (
             contextlib.nullcontext()
             if noise_seed is None
-            else global_batch_noise(noise_seed, offset, len(chunk), global_size)
+            else global_batch_noise(noise_seed, offset, len(chunk), global_size, counted=weight > 0)
         )
         with contextlib.nullcontext() if last else accelerator.no_sync(model), randomness:
-            output = model(history.to(accelerator.device), target.to(accelerator.device), contrastive=contrastive)
+            output = model(
+                history.to(accelerator.device),
+                target.to(accelerator.device),
+                contrastive=contrastive,
+                cloze_per_row=cloze_per_row,
+            )
             accelerator.backward(output.loss * scale)
         loss_sum += output.loss.detach() * len(chunk) * weight
     if config.max_grad_norm is not None:

@@ -7,6 +7,10 @@ the WHOLE global batch from a generator seeded by ``seed`` (the training loop pa
 and the forward keeps its own rows: a row's masks and noise depend only on the seed, the step and its
 position in the global batch. The cost is drawing N x the local random numbers.
 
+Draws made for one purpose may use a named ``stream`` (BERT4Rec's cloze masks use "cloze"): its own
+generator, so the training loop can redraw the same masks for the whole global batch up front (to count
+them) whatever else the forward draws first.
+
 Outside the context (evaluation, tests, benchmarks) draws come from torch's global RNG as usual.
 """
 
@@ -16,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from zlib import crc32
 
 import torch
 
@@ -26,15 +31,17 @@ class GlobalBatchNoise:
     offset: int  # position of this forward's first row in the global batch
     rows: int  # rows of this forward
     global_size: int  # rows of the global batch
+    counted: bool = True  # False: a stand-in forward whose rows carry no weight (a process with no rows)
     generators: dict[str, torch.Generator] = field(default_factory=dict)
 
-    def generator(self, device: torch.device) -> torch.Generator:
-        key = str(device)
-        if key not in self.generators:  # one stream per device, restarted for every forward
-            self.generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+    def generator(self, device: torch.device, stream: str = "") -> torch.Generator:
+        key = f"{device}/{stream}"
+        if key not in self.generators:  # one generator per device and stream, restarted for every forward
+            seed = self.seed if not stream else (self.seed + crc32(stream.encode())) % 2**63
+            self.generators[key] = torch.Generator(device=device).manual_seed(seed)
         return self.generators[key]
 
-    def draw(self, shape: tuple[int, ...], device: torch.device, make) -> torch.Tensor:
+    def draw(self, shape: tuple[int, ...], device: torch.device, make, stream: str = "") -> torch.Tensor:
         """``make(global_shape, generator)`` for the global batch, then this forward's rows. A forward may
         stack V views of its rows ([view 1; view 2; ...], as PRL's clean and noisy views): then the draw
         holds V global batches and each view keeps its own slice."""
@@ -42,7 +49,7 @@ class GlobalBatchNoise:
         if leading % self.rows:
             raise ValueError(f"a draw of {leading} rows does not stack views of the forward's {self.rows} rows")
         views = leading // self.rows
-        drawn = make((views * self.global_size, *shape[1:]), self.generator(torch.device(device)))
+        drawn = make((views * self.global_size, *shape[1:]), self.generator(torch.device(device), stream))
         drawn = drawn.view(views, self.global_size, *shape[1:])[:, self.offset : self.offset + self.rows]
         return drawn.reshape(shape)
 
@@ -51,11 +58,13 @@ _ACTIVE: ContextVar[GlobalBatchNoise | None] = ContextVar("global_batch_noise", 
 
 
 @contextmanager
-def global_batch_noise(seed: int, offset: int, rows: int, global_size: int) -> Iterator[GlobalBatchNoise]:
+def global_batch_noise(
+    seed: int, offset: int, rows: int, global_size: int, counted: bool = True
+) -> Iterator[GlobalBatchNoise]:
     """Make every draw of :func:`random_int16` and :func:`randn` independent of how the batch is split."""
     if not (0 <= offset and 0 < rows and offset + rows <= global_size):
         raise ValueError(f"rows {offset}..{offset + rows} do not lie in a global batch of {global_size}")
-    token = _ACTIVE.set(GlobalBatchNoise(seed, offset, rows, global_size))
+    token = _ACTIVE.set(GlobalBatchNoise(seed, offset, rows, global_size, counted))
     try:
         yield _ACTIVE.get()
     finally:
@@ -66,9 +75,15 @@ def active() -> bool:
     return _ACTIVE.get() is not None
 
 
-def _draw(shape: tuple[int, ...], device: torch.device, make) -> torch.Tensor:
+def counted() -> bool:
+    """Whether this forward's rows carry weight (False only for a stand-in forward of a process with no rows)."""
     plan = _ACTIVE.get()
-    return make(shape, None) if plan is None else plan.draw(tuple(shape), device, make)
+    return plan is None or plan.counted
+
+
+def _draw(shape: tuple[int, ...], device: torch.device, make, stream: str = "") -> torch.Tensor:
+    plan = _ACTIVE.get()
+    return make(shape, None) if plan is None else plan.draw(tuple(shape), device, make, stream)
 
 
 def random_int16(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
@@ -86,9 +101,11 @@ def random_int16(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     return _draw(shape, device, make)
 
 
-def rand(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Uniform [0, 1) values (dropout masks on accelerators)."""
-    return _draw(shape, device, lambda size, gen: torch.rand(size, device=device, dtype=dtype, generator=gen))
+def rand(
+    shape: tuple[int, ...], device: torch.device, dtype: torch.dtype = torch.float32, stream: str = ""
+) -> torch.Tensor:
+    """Uniform [0, 1) values (dropout masks on accelerators, cloze masks)."""
+    return _draw(shape, device, lambda size, gen: torch.rand(size, device=device, dtype=dtype, generator=gen), stream)
 
 
 def randn(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -6,7 +6,9 @@ Every paper-vs-released-code difference is an argument (see ``reference/rearec.m
   unbounded, so ``"js_mean"`` (ours: mean Jensen-Shannon divergence over i < j, at most log 2) is offered too.
 - PRL's earlier-step CEs: ``step_reduction="mean"`` (code) or ``"sum"`` (paper Eq. 10).
 - PRL's contrastive similarity: ``"dot"`` (code; logits of order 10^3 at tau 0.07) or ``"cosine"`` with its
-  own temperature.
+  own temperature. Its in-batch negatives are the rows of the same forward on every process (gathered, with
+  gradients flowing back to each process's rows), so N processes train as one; with gradient accumulation
+  they are the rows of the micro-batch, as in the released code's smaller batch.
 
 Shape legend: B batch, S = K + 1 reasoning states (r_0..r_K), D hidden size, N items; logits have N + 1
 columns, column 0 is padding and never takes part in a softmax.
@@ -15,8 +17,10 @@ columns, column 0 is padding and never takes part in a softmax.
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
+from reasoning import noise
 from reasoning.chunked import chunked_cross_entropy
 
 
@@ -110,23 +114,62 @@ def step_temperatures(temperature: float, alpha: float, reasoning_steps: int) ->
     return [temperature * alpha ** (reasoning_steps - k) for k in range(reasoning_steps + 1)]
 
 
-def info_nce(anchors: torch.Tensor, candidates: torch.Tensor, temperature: float, similarity: str) -> torch.Tensor:
-    """Per-step InfoNCE: anchor b at step k must pick candidate b among the batch's candidates at step k.
+class _AllGather(torch.autograd.Function):
+    """[M, ...] on each of P processes -> [P, M, ...] on all; backward sums every process's gradient for
+    this process's rows. (All-reduce based: plain all_gather/all_reduce work on every backend, gloo too.)"""
 
-    anchors, candidates: [B, K, D]. Returns the mean over rows and steps. In fp32 even under autocast: dot
-    logits reach 10^3 / temperature, where bf16 rounds by whole units.
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor) -> torch.Tensor:
+        ctx.rank = dist.get_rank()
+        parts = [torch.empty_like(rows) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, rows.contiguous())
+        return torch.stack(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[ctx.rank]
+
+
+def rows_of_every_process(rows: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """This process's rows [B, ...] -> the rows of every process [B_all, ...], in rank order, and where this
+    process's rows start. Gradients flow back to each process's own rows. A stand-in forward of a process
+    with no rows (``noise.counted()`` False) contributes none. One process: (rows, 0)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return rows, 0
+    rank = dist.get_rank()
+    size = torch.tensor([rows.shape[0] if noise.counted() else 0], device=rows.device)
+    sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, size)
+    sizes = [int(s) for s in sizes]
+    # all_gather needs equal shapes: pad to the largest share, then drop the padding
+    padding = rows.new_zeros((max(sizes) - sizes[rank], *rows.shape[1:]))
+    gathered = _AllGather.apply(torch.cat([rows[: sizes[rank]], padding]))  # [P, max share, ...]
+    return torch.cat([part[:n] for part, n in zip(gathered, sizes)]), sum(sizes[:rank])
+
+
+def info_nce(anchors: torch.Tensor, candidates: torch.Tensor, temperature: float, similarity: str) -> torch.Tensor:
+    """Per-step InfoNCE: anchor b at step k must pick candidate b among the candidates at step k of every
+    row of the batch (on every process: :func:`rows_of_every_process`).
+
+    anchors, candidates: [B, K, D]. Returns the mean over this process's rows and steps. In fp32 even under
+    autocast: dot logits reach 10^3 / temperature, where bf16 rounds by whole units.
     """
     with torch.autocast(anchors.device.type, enabled=False):
-        return _info_nce(anchors.float(), candidates.float(), temperature, similarity)
+        candidates, offset = rows_of_every_process(candidates.float())  # [B_all, K, D]
+        return _info_nce(anchors.float(), candidates, temperature, similarity, offset)
 
 
-def _info_nce(anchors: torch.Tensor, candidates: torch.Tensor, temperature: float, similarity: str) -> torch.Tensor:
+def _info_nce(
+    anchors: torch.Tensor, candidates: torch.Tensor, temperature: float, similarity: str, offset: int = 0
+) -> torch.Tensor:
     if similarity == "cosine":
         anchors, candidates = F.normalize(anchors, dim=-1), F.normalize(candidates, dim=-1)
     elif similarity != "dot":
         raise ValueError(f"contrastive similarity must be 'dot' or 'cosine', got {similarity!r}")
-    logits = torch.einsum("bkd,jkd->kbj", anchors, candidates) / temperature  # [K, B, B]
-    labels = torch.arange(anchors.shape[0], device=anchors.device).expand(logits.shape[0], -1)  # [K, B]
+    logits = torch.einsum("bkd,jkd->kbj", anchors, candidates) / temperature  # [K, B, B_all]
+    labels = offset + torch.arange(anchors.shape[0], device=anchors.device).expand(logits.shape[0], -1)  # [K, B]
     return F.cross_entropy(logits.flatten(0, 1), labels.flatten())
 
 

@@ -21,14 +21,25 @@ from hybrid.train import train, train_step
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("loss_positions", ["last", "all"])
-def test_gradient_accumulation_matches_one_big_batch(csv_data_config, tiny_model_config, loss_positions):
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"loss_positions": "last"},
+        {"loss_positions": "all"},
+        {"backbone": "bert4rec"},
+        {"backbone": "bert4rec", "reasoning_steps": 2, "reasoning_method": "prl"},
+    ],
+    ids=["last", "all", "bert4rec", "bert4rec-prl"],
+)
+def test_gradient_accumulation_matches_one_big_batch(csv_data_config, tiny_model_config, variant):
     """2 micro-batches of B equal one batch of 2B, dropout included (masks are drawn per global row); with
-    loss_positions 'all' the rows are per-user windows whose target counts differ."""
+    loss_positions 'all' the rows are per-user windows whose target counts differ; BERT4Rec's micro-batches
+    hold different numbers of masked items, and the cloze loss is still the global batch's mean over them."""
     dataset = load_dataset(csv_data_config)
     assert tiny_model_config.hidden_dropout > 0 and tiny_model_config.attention_dropout > 0
-    model_config = replace(tiny_model_config, loss_positions=loss_positions)
-    rows = sequence_rows(dataset.train, 8) if loss_positions == "all" else dataset.train  # 80 windows or 360 rows
+    model_config = replace(tiny_model_config, **variant)
+    all_positions = model_config.loss_positions == "all"
+    rows = sequence_rows(dataset.train, 8) if all_positions else dataset.train  # 80 windows or 360 rows
     batch = ShardedBatch(torch.arange(64), 0, torch.arange(64))
     results = []
     for steps in (1, 2, 4):
