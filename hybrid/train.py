@@ -401,7 +401,8 @@ def train_step(
         weights = [1.0] * len(chunks)
     cloze_per_row = None  # BERT4Rec: the global batch's masked positions per row, the same on every process
     unwrapped = accelerator.unwrap_model(model)
-    if noise_seed is not None and unwrapped.trains_cloze:
+    split = accelerator.num_processes > 1 or len(chunks) > 1  # one whole-batch forward counts its own masks
+    if noise_seed is not None and split and unwrapped.trains_cloze:
         with global_batch_noise(noise_seed, 0, global_size, global_size):
             cloze_per_row = unwrapped.cloze_per_row(train_rows.batch(batch.global_rows, width)[0])
     for index, (chunk, offset, weight) in enumerate(zip(chunks, offsets, weights)):
