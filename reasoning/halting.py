@@ -14,6 +14,10 @@ dropping rows costs less than carrying them), so the remaining steps really run 
   training rows of a frozen model. Feature sets: ``answer`` (KL to the previous answer, entropy, top
   probability over the catalogue, plus the state features) or ``state`` (the answer's direction change, norm
   and relative change, depth), which scores no items and so can save time like ``StateHalting``.
+- ``HistoryDepth``: the depth is planned per user before reasoning starts, from the history length alone
+  (users with at most ``max_length`` items run ``short_steps``, the others ``long_steps``). It reads no
+  state and scores no items. Why: how much a step helps differs with the history length (on BERT4Rec + PRL
+  short histories gain from the last step, long ones lose), and the length is known for free.
 
 Shape legend: B users (A still active), D hidden size, N items, K trained steps, F features.
 """
@@ -162,6 +166,31 @@ class LearnedHalting(nn.Module):
             return self.probability(features) < self.threshold
 
 
+@dataclass
+class HistoryDepth:
+    max_length: int  # users with at most this many history items run short_steps, the others long_steps
+    short_steps: int
+    long_steps: int
+    needs_distribution = False  # plans from the history alone: no item scoring, no state read
+
+    def __post_init__(self):
+        if min(self.max_length, self.short_steps, self.long_steps) < 0:
+            raise ValueError(f"HistoryDepth takes lengths and depths >= 0, got {self}")
+
+    def planned_steps(self, history: torch.Tensor) -> torch.Tensor:
+        """[B] the depth of each user of ``history`` [B, L] (0 pads)."""
+        return self.steps_for_lengths((history > 0).sum(dim=1))
+
+    def steps_for_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """[B] the depth of users with ``lengths`` [B] history items."""
+        short, long = torch.full_like(lengths, self.short_steps), torch.full_like(lengths, self.long_steps)
+        return torch.where(lengths <= self.max_length, short, long)
+
+    def stop(self, step: int, previous_log_q, log_q, previous_state, state, depth) -> torch.Tensor:
+        """Never halts on what it sees: the planned depth alone ends a user's reasoning."""
+        return torch.zeros(state.shape[0], dtype=torch.bool, device=state.device)
+
+
 def _rows(tensor: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor | None:
     return tensor if tensor is None or mask is None else tensor[mask]
 
@@ -172,11 +201,12 @@ def adaptive_user_vectors(
 ):
     """User vectors [B, D] and steps used [B] with per-user halting.
 
-    ``model`` is a trained HybridRecommender in eval mode; ``rule`` a KLHalting, StateHalting or
-    LearnedHalting. A halted user's answer is frozen at once; the user leaves the batch when that pays.
-    Dropping rows copies the cache of every row that stays (about what one step reads per row), so halted
-    rows are dropped only once (halted rows in the batch) x (steps left) >= ``compact_ratio`` x (rows still
-    reasoning); until then they ride along and their results are discarded. 0 drops them at every halt.
+    ``model`` is a trained HybridRecommender in eval mode; ``rule`` a KLHalting, StateHalting, LearnedHalting or
+    HistoryDepth (a rule with ``planned_steps`` also halts every user at its planned depth). A halted user's answer
+    is frozen at once; the user leaves the batch when that pays. Dropping rows copies the cache of every row that
+    stays (about what one step reads per row), so halted rows are dropped only once (halted rows in the batch) x
+    (steps left) >= ``compact_ratio`` x (rows still reasoning); until then they ride along and their results are
+    discarded. 0 drops them at every halt.
     """
     if compact_ratio < 0:
         raise ValueError(f"compact_ratio must be >= 0 (0 drops halted rows at once), got {compact_ratio}")
@@ -197,6 +227,29 @@ def adaptive_user_vectors(
     live = torch.ones(len(history), dtype=torch.bool, device=history.device)  # [C] rows still reasoning
     log_q = answer_log_probs(answer * scale, table) if scores else None  # [C, N]
     steps = head.reasoning_steps
+    planned = rule.planned_steps(history) if hasattr(rule, "planned_steps") else None  # [B] or None
+    if planned is not None:
+        if len(planned) and int(planned.max()) > steps:
+            raise ValueError(
+                f"the halting rule plans up to {int(planned.max())} reasoning steps but the model was trained with "
+                f"{steps}: plan at most {steps}"
+            )
+        live = planned > 0  # users planned at depth 0 answer with r_0
+
+    def compact(step: int) -> bool:
+        """Drop the halted rows if that pays (see above); False once nobody is reasoning."""
+        nonlocal rows, state, total, live, log_q, cache
+        alive = int(live.sum())
+        halted = len(live) - alive  # rows riding along with frozen answers
+        if alive and halted and halted * (steps - step) >= compact_ratio * alive:
+            keep = live.nonzero()[:, 0]
+            rows, state, total, live = rows[keep], state[keep], total[keep], live[keep]
+            log_q = None if log_q is None else log_q[keep]
+            cache = cache.select(keep)
+        return alive > 0
+
+    if steps and not compact(0):
+        return answer, steps_used
     for step in range(1, steps + 1):
         token = state + head.position_embedding.weight[step - 1]
         state, cache = backbone.step(head.embed_token(backbone, token), cache)  # [C, D]
@@ -209,20 +262,16 @@ def adaptive_user_vectors(
         halt = rule.stop(
             step, _rows(log_q, mine), _rows(new_log_q, mine), answer[reasoning], _rows(current, mine), step / steps
         )  # [A]
+        if planned is not None:
+            halt = halt | (planned[reasoning] <= step)
         answer[reasoning] = _rows(current, mine)
         steps_used[reasoning] = step
         log_q = new_log_q
         if step == steps:
             break
         live[live.clone()] = ~halt  # [C]
-        alive = int(live.sum())
-        if alive == 0:
+        if not compact(step):
             break
-        if (len(live) - alive) * (steps - step) >= compact_ratio * alive:  # dropping the halted rows pays
-            keep = live.nonzero()[:, 0]
-            rows, state, total, live = rows[keep], state[keep], total[keep], live[keep]
-            log_q = None if log_q is None else log_q[keep]
-            cache = cache.select(keep)
     return answer, steps_used
 
 

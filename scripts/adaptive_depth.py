@@ -1,9 +1,10 @@
 """Adaptive reasoning depth on a trained ReaRec run: `python scripts/adaptive_depth.py RUN_DIR`.
 
 Compares every fixed depth 0..K, KL-convergence halting, answer-direction (state) halting, the learned
-halting head on the item distribution's features and on state features alone, and the label-using ORACLE
-that picks each user's best depth. Each rule's epsilon or threshold is chosen on validation NDCG@10 (ties:
-fewer steps); the heads are fitted on training (or, `--head_split valid`, validation) rows of the frozen
+halting head on the item distribution's features and on state features alone, the history-length depth
+plan (users with at most L history items run depth a, the others depth b), and the label-using ORACLE
+that picks each user's best depth. Each rule's epsilon, threshold or plan (L, a, b) is chosen on validation
+NDCG@10 (ties: fewer steps); the heads are fitted on training (or, `--head_split valid`, validation) rows of the frozen
 model. Test metrics, mean steps, the share of the best-fixed-to-oracle gap closed, and evaluation time
 (every fixed depth and each rule, timed in interleaved rounds so machine noise hits all alike) are written
 to RUN_DIR/analysis/adaptive_depth.{md,json}.
@@ -32,6 +33,7 @@ from hybrid.metrics import metric_means  # noqa: E402
 from hybrid.ranking import chunked_target_ranks, item_chunk_size  # noqa: E402
 from reasoning.halting import (  # noqa: E402
     AdaptiveDepth,
+    HistoryDepth,
     KLHalting,
     LearnedHalting,
     StateHalting,
@@ -43,6 +45,7 @@ from reasoning.halting import (  # noqa: E402
 EPSILONS = (0.0, 1e-6, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
 STATE_EPSILONS = (0.0, 1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)  # 1 - cosine between answers
 THRESHOLDS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # 0 never halts
+LENGTH_QUANTILES = torch.linspace(0.05, 0.95, 19)  # history-length cut-offs tried by the history rule
 
 
 def halting_result(model, split, rule, name: str, compact_ratio: float = 1.0):
@@ -70,6 +73,28 @@ def learned_head_data(model, split, rows: int, heads: list, seed: int = 0) -> tu
                 collected.append(head.step_features(log_qs[k - 1], log_qs[k], answers[k - 1], answers[k], depth))
             labels.append(ranks[k + 1] < ranks[k])
     return [torch.cat(collected) for collected in features], torch.cat(labels)
+
+
+def history_settings(valid_ranks: torch.Tensor, lengths: torch.Tensor) -> list[tuple]:
+    """Every (max_length, short_steps, long_steps) of the history rule with its validation result, read off
+    the fixed depths' ranks [R, K + 1] (a user's answer at depth k is the fixed depth-k answer): (setting,
+    NDCG@10, mean steps) for each cut-off at a quantile of the history lengths [R] and every pair of depths."""
+    depths = range(valid_ranks.shape[1])
+    cut_offs = sorted(set(torch.quantile(lengths.float(), LENGTH_QUANTILES).round().long().tolist()))
+    results = []
+    for setting in ((cut, short, long) for cut in cut_offs for short in depths for long in depths):
+        planned = HistoryDepth(*setting).steps_for_lengths(lengths)  # [R]
+        ranks = valid_ranks.gather(1, planned[:, None])[:, 0]
+        results.append((setting, metric_means(ranks)["ndcg@10"], float(planned.float().mean())))
+    return results
+
+
+def shown(setting) -> str:
+    """A rule's setting as the tables show it: the history rule's plan in words, other rules' number."""
+    if isinstance(setting, tuple):
+        max_length, short_steps, long_steps = setting
+        return f"<= {max_length} items: {short_steps} steps, longer: {long_steps}"
+    return f"{setting:g}"
 
 
 def pick(candidates: list[tuple]) -> tuple:
@@ -131,11 +156,16 @@ def main() -> int:
                 "rule": rule}  # fmt: skip
 
     answer_head, state_head = heads.values()
+    valid_ranks = torch.stack([result.ranks for result in fixed["valid"]], dim=1)  # [R, K + 1]
+    candidates = history_settings(valid_ranks, (dataset.valid.history > 0).sum(dim=1))
+    plan = max(candidates, key=lambda c: (round(c[1], 6), -c[2]))[0]  # pick's rule: best NDCG@10, fewer steps
     rules = {
         "kl": tuned("KL halting, epsilon", KLHalting, EPSILONS),
         "state": tuned("state halting, epsilon", StateHalting, STATE_EPSILONS),
         "learned": tuned("learned head, threshold", answer_head.at, THRESHOLDS),
         "learned_state": tuned("learned head on state features, threshold", state_head.at, THRESHOLDS),
+        # chosen above on the fixed depths' validation ranks; evaluated here through the halting path
+        "history": tuned("history-length depth, plan", lambda setting: HistoryDepth(*setting), [plan]),
     }
     # steps given: a run saved with a validation-chosen inference depth would otherwise time that one
     timed = {f"fixed K = {k}": lambda k=k: evaluate(model, dataset.test, "test", steps=k) for k in range(steps + 1)}
@@ -169,8 +199,8 @@ def main() -> int:
     for rule in rules.values():
         t = rule["test"].metrics
         lines.append(
-            f"| {rule['name']} {rule['setting']:g} | {rule['valid'].metrics['ndcg@10']:.4f} | {t['ndcg@10']:.4f} | "
-            f"{t['recall@10']:.4f} | {rule['mean_steps']:.2f} | {closed(t['ndcg@10'])} |"
+            f"| {rule['name']} {shown(rule['setting'])} | {rule['valid'].metrics['ndcg@10']:.4f} | "
+            f"{t['ndcg@10']:.4f} | {t['recall@10']:.4f} | {rule['mean_steps']:.2f} | {closed(t['ndcg@10'])} |"
         )
     lines.append(f"| ORACLE (best depth per user, uses the label) | | {oracle['ndcg@10']:.4f} | "
                  f"{oracle['recall@10']:.4f} | | 100% |")  # fmt: skip

@@ -13,6 +13,7 @@ from hybrid.model import HybridRecommender
 from reasoning import halting
 from reasoning.halting import (
     AdaptiveDepth,
+    HistoryDepth,
     KLHalting,
     LearnedHalting,
     StateHalting,
@@ -144,6 +145,42 @@ def test_halted_rows_leave_once_dropping_them_pays(monkeypatch):
         adaptive_user_vectors(model, history, KLHalting(0.1), compact_ratio=-1)
 
 
+def test_history_rule_plans_the_depth_from_the_history_length():
+    history = torch.tensor([[0, 0, 0, 5], [0, 0, 3, 4], [0, 2, 3, 4], [1, 2, 3, 4]])  # lengths 1, 2, 3, 4
+    assert HistoryDepth(max_length=2, short_steps=3, long_steps=1).planned_steps(history).tolist() == [3, 3, 1, 1]
+    assert HistoryDepth(max_length=0, short_steps=0, long_steps=2).planned_steps(history).tolist() == [2, 2, 2, 2]
+    with pytest.raises(ValueError, match=">= 0"):
+        HistoryDepth(max_length=2, short_steps=-1, long_steps=1)
+
+
+@pytest.mark.parametrize("method", ["prl", "erl"])
+@pytest.mark.parametrize(("compact_ratio", "batch_sizes"), [(0.0, [2, 2, 2]), (1.0, [2, 2, 2]), (math.inf, [7, 7, 7])])
+def test_history_rule_runs_each_user_to_its_planned_depth(method, compact_ratio, batch_sizes, monkeypatch):
+    torch.manual_seed(0)
+    model = HybridRecommender(tiny_config(method, steps=3), num_items=40, max_history=6).eval()
+    history = torch.randint(1, 41, (7, 6))
+    history[:2, :4] = 0  # two users with 2 items: planned at depth 3; the five others (6 items) at depth 0
+    history[2:4, :1] = 0  # two users with 5 items: still "long" under max_length 2
+
+    def no_scoring(*args):
+        raise AssertionError("the history rule must not score items")
+
+    monkeypatch.setattr(halting, "answer_log_probs", no_scoring)
+    sizes = step_batch_sizes(model, monkeypatch)
+    rule = HistoryDepth(max_length=2, short_steps=3, long_steps=0)
+    vectors, steps = adaptive_user_vectors(model, history, rule, compact_ratio=compact_ratio)
+    assert steps.tolist() == [3, 3, 0, 0, 0, 0, 0]
+    # 5 planned at depth 0 x 3 steps >= 2 reasoning: they leave before step 1 unless the ratio forbids it
+    assert sizes == batch_sizes
+    for row, depth in enumerate(steps.tolist()):
+        fixed = model.user_vectors(history[row : row + 1], steps=depth)[0]
+        assert torch.allclose(vectors[row], fixed, atol=1e-5)
+    mixed = HistoryDepth(max_length=5, short_steps=1, long_steps=2)  # short users stop after step 1
+    assert adaptive_user_vectors(model, history, mixed)[1].tolist() == [1, 1, 1, 1, 2, 2, 2]
+    with pytest.raises(ValueError, match="plans up to 4 reasoning steps but the model was trained with 3"):
+        adaptive_user_vectors(model, history, HistoryDepth(max_length=2, short_steps=4, long_steps=0))
+
+
 def test_learned_head_separates_steps_that_help_from_steps_that_do_not():
     torch.manual_seed(0)
     features = torch.randn(400, 7)
@@ -191,6 +228,20 @@ def adaptive_depth_script():
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     return script
+
+
+def test_history_plans_are_read_off_the_fixed_depths_ranks():
+    # 6 users, depths 0..2: short histories (<= 3 items) rank best at depth 2, long ones at depth 0
+    lengths = torch.tensor([2, 3, 3, 9, 10, 12])
+    ranks = torch.tensor([[50, 9, 0], [50, 9, 0], [50, 9, 0], [0, 9, 50], [0, 9, 50], [0, 9, 50]])
+    results = {
+        setting: (ndcg, steps) for setting, ndcg, steps in adaptive_depth_script().history_settings(ranks, lengths)
+    }
+    assert results[(3, 2, 0)] == (pytest.approx(1.0), pytest.approx(1.0))  # every user at its best depth
+    assert results[(3, 0, 2)][0] == pytest.approx(0.0)  # the opposite plan: every user at its worst
+    for k in range(3):  # a plan with equal depths is fixed depth k
+        fixed = adaptive_depth_script().metric_means(ranks[:, k])["ndcg@10"]
+        assert results[(3, k, k)] == (pytest.approx(fixed), pytest.approx(k))
 
 
 class Rows:
@@ -266,9 +317,10 @@ def test_adaptive_depth_command_times_the_trained_depth_of_a_run_saved_with_fewe
     assert script.main() == 0
     results = json.loads((tmp_path / "run" / "analysis" / "adaptive_depth.json").read_text())
     assert sorted(results["fixed"]) == ["0", "1", "2"]
-    assert {"kl", "state", "learned", "learned_state"} <= set(results) and results["head_split"] == head_split
+    assert {"kl", "state", "learned", "learned_state", "history"} <= set(results)
+    assert results["head_split"] == head_split and len(results["history"]["setting"]) == 3
     timed = ["fixed K = 0", "fixed K = 1", "fixed K = 2", "KL halting", "state halting", "learned head",
-             "learned head on state features"]  # fmt: skip
+             "learned head on state features", "history-length depth"]  # fmt: skip
     assert list(results["eval_seconds"]) == timed
     assert all(len(rounds) == 2 for rounds in results["eval_seconds_by_round"].values())
     # 2 x 3 fixed depths, then a warm-up and 2 timed rounds of fixed K = 0, 1, 2 (the last at the trained
