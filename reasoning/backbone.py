@@ -90,8 +90,8 @@ class KVCache:
     def length(self) -> int:
         return self.key_valid.shape[1] + (0 if self.step_keys is None else self.step_keys[0].shape[2])
 
-    def select(self, rows: torch.Tensor) -> KVCache:
-        """The cache of a subset of the batch rows."""
+    def select(self, rows: torch.Tensor | slice) -> KVCache:
+        """The cache of a subset of the batch rows: an index tensor copies them, a slice is a view (free)."""
         pick = lambda tensors: None if tensors is None else [t[rows] for t in tensors]  # noqa: E731
         bias = None if self.key_bias is None else self.key_bias[rows]
         return KVCache(

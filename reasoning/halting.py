@@ -206,7 +206,9 @@ def adaptive_user_vectors(
     is frozen at once; the user leaves the batch when that pays. Dropping rows copies the cache of every row that
     stays (about what one step reads per row), so halted rows are dropped only once (halted rows in the batch) x
     (steps left) >= ``compact_ratio`` x (rows still reasoning); until then they ride along and their results are
-    discarded. 0 drops them at every halt.
+    discarded. 0 drops them at every halt. Halted rows at the end of the batch leave at once, whatever the ratio:
+    that is a slice of the cache, not a copy. A rule that plans depths in advance gets this every time, since the
+    batch is then ordered deepest plan first.
     """
     if compact_ratio < 0:
         raise ValueError(f"compact_ratio must be >= 0 (0 drops halted rows at once), got {compact_ratio}")
@@ -215,18 +217,8 @@ def adaptive_user_vectors(
     table = item_table
     if table is None and scores:  # a text encoder's table costs a forward pass: only when the rule reads it
         table = model.scoring_table()
-    inputs, key_valid = model.history_inputs(history)  # BERT4Rec appends its [MASK] here
-    hidden, cache = backbone.prefill(inputs, key_valid, last_only=True)
-    state = hidden[:, -1]  # r_0 [B, D]
-    scale = answer_scale(model)  # under cosine scoring the answers are built from unit states (model.unit)
-    total = model.unit(state).clone()  # running sum of states (ERL's mean)
-    erl = model.config.reasoning_steps > 0 and model.config.reasoning_method == "erl"
-    answer = total.clone()  # current user vector of every user [B, D]
-    steps_used = torch.zeros(len(history), dtype=torch.long, device=history.device)
-    rows = torch.arange(len(history), device=history.device)  # user of each row of the batch [C]
-    live = torch.ones(len(history), dtype=torch.bool, device=history.device)  # [C] rows still reasoning
-    log_q = answer_log_probs(answer * scale, table) if scores else None  # [C, N]
     steps = head.reasoning_steps
+    rows = torch.arange(len(history), device=history.device)  # user of each row of the batch [C]
     planned = rule.planned_steps(history) if hasattr(rule, "planned_steps") else None  # [B] or None
     if planned is not None:
         if len(planned) and int(planned.max()) > steps:
@@ -234,19 +226,38 @@ def adaptive_user_vectors(
                 f"the halting rule plans up to {int(planned.max())} reasoning steps but the model was trained with "
                 f"{steps}: plan at most {steps}"
             )
-        live = planned > 0  # users planned at depth 0 answer with r_0
+        # Deepest plans first: users then leave the batch from its end, so dropping them is a slice, not a copy.
+        rows = torch.argsort(planned, descending=True, stable=True)
+    inputs, key_valid = model.history_inputs(history if planned is None else history[rows])  # BERT4Rec: + [MASK]
+    hidden, cache = backbone.prefill(inputs, key_valid, last_only=True)
+    state = hidden[:, -1]  # r_0 of each row [C, D]
+    scale = answer_scale(model)  # under cosine scoring the answers are built from unit states (model.unit)
+    total = model.unit(state).clone()  # running sum of states (ERL's mean)
+    erl = model.config.reasoning_steps > 0 and model.config.reasoning_method == "erl"
+    answer = torch.empty_like(total)  # current user vector of every user [B, D]
+    answer[rows] = total
+    steps_used = torch.zeros(len(history), dtype=torch.long, device=history.device)
+    # [C] rows still reasoning; users planned at depth 0 answer with r_0
+    live = torch.ones_like(rows, dtype=torch.bool) if planned is None else planned[rows] > 0
+    log_q = answer_log_probs(total * scale, table) if scores else None  # [C, N]
 
     def compact(step: int) -> bool:
         """Drop the halted rows if that pays (see above); False once nobody is reasoning."""
         nonlocal rows, state, total, live, log_q, cache
         alive = int(live.sum())
         halted = len(live) - alive  # rows riding along with frozen answers
-        if alive and halted and halted * (steps - step) >= compact_ratio * alive:
+        if not (alive and halted):
+            return alive > 0
+        if bool(live[:alive].all()):  # the reasoning rows lead the batch: a slice, no copy, always pays
+            keep = slice(0, alive)
+        elif halted * (steps - step) >= compact_ratio * alive:
             keep = live.nonzero()[:, 0]
-            rows, state, total, live = rows[keep], state[keep], total[keep], live[keep]
-            log_q = None if log_q is None else log_q[keep]
-            cache = cache.select(keep)
-        return alive > 0
+        else:
+            return True
+        rows, state, total, live = rows[keep], state[keep], total[keep], live[keep]
+        log_q = None if log_q is None else log_q[keep]
+        cache = cache.select(keep)
+        return True
 
     if steps and not compact(0):
         return answer, steps_used
