@@ -237,10 +237,14 @@ def foundation(args) -> None:
 
 def interleaved_samples(functions: dict, rounds: int) -> dict[str, list[float]]:
     """Seconds of each function in every round; the functions run in turn in each round (after one warm-up
-    round), so machine noise hits all of them alike and round r of two functions can be compared."""
+    round), so machine noise hits all of them alike and round r of two functions can be compared. Each round
+    starts one function later than the last, so no function always runs right after the same one."""
     seconds = {name: [] for name in functions}
+    names = list(functions)
     for round_ in range(rounds + 1):
-        for name, function in functions.items():
+        shift = round_ % len(names) if names else 0
+        for name in names[shift:] + names[:shift]:
+            function = functions[name]
             started = time.perf_counter()
             function()
             if round_:

@@ -324,13 +324,14 @@ def test_adaptive_depth_command_times_the_trained_depth_of_a_run_saved_with_fewe
     assert sorted(results["fixed"]) == ["0", "1", "2"]
     assert {"kl", "state", "learned", "learned_state", "history"} <= set(results)
     assert results["head_split"] == head_split and len(results["history"]["setting"]) == 3
-    timed = ["fixed K = 0", "fixed K = 1", "fixed K = 2", "KL halting", "state halting", "learned head",
-             "learned head on state features", "history-length depth"]  # fmt: skip
+    timed = ["fixed K = 0", "fixed K = 1", "fixed K = 2", "fixed K = 2, halting path", "KL halting",
+             "state halting", "learned head", "learned head on state features", "history-length depth"]  # fmt: skip
     assert list(results["eval_seconds"]) == timed
     assert all(len(rounds) == 2 for rounds in results["eval_seconds_by_round"].values())
     # 2 x 3 fixed depths, then a warm-up and 2 timed rounds of fixed K = 0, 1, 2 (the last at the trained
-    # K = 2, not the saved K = 1) besides the rules
-    assert depths == [0, 1, 2, 0, 1, 2] + [0, 1, 2] * 3
+    # K = 2, not the saved K = 1) besides the rules; each round starts one entry later
+    assert depths[:6] == [0, 1, 2, 0, 1, 2] and depths[6:] == [0, 1, 2] + [1, 2] + [0] + [2, 0, 1]
     benchmark = json.loads(report.with_suffix(".json").read_text())
     assert benchmark["rounds_faster_than_fixed_K"]["fixed K = 2"] == 0  # never faster than itself
+    assert benchmark["rounds_faster_than_the_halting_path_at_K"]["fixed K = 2, halting path"] == 0
     assert "rounds faster than fixed K = 2" in report.with_suffix(".md").read_text()
