@@ -177,6 +177,11 @@ class HistoryDepth:
         if min(self.max_length, self.short_steps, self.long_steps) < 0:
             raise ValueError(f"HistoryDepth takes lengths and depths >= 0, got {self}")
 
+    @property
+    def deepest(self) -> int:
+        """The most steps this plan can give a user (checked against the model before any batch runs)."""
+        return max(self.short_steps, self.long_steps)
+
     def planned_steps(self, history: torch.Tensor) -> torch.Tensor:
         """[B] the depth of each user of ``history`` [B, L] (0 pads)."""
         return self.steps_for_lengths((history > 0).sum(dim=1))
@@ -221,9 +226,9 @@ def adaptive_user_vectors(
     rows = torch.arange(len(history), device=history.device)  # user of each row of the batch [C]
     planned = rule.planned_steps(history) if hasattr(rule, "planned_steps") else None  # [B] or None
     if planned is not None:
-        if len(planned) and int(planned.max()) > steps:
+        if rule.deepest > steps:  # the rule's depths, not this batch's: every batch fails alike
             raise ValueError(
-                f"the halting rule plans up to {int(planned.max())} reasoning steps but the model was trained with "
+                f"the halting rule plans up to {rule.deepest} reasoning steps but the model was trained with "
                 f"{steps}: plan at most {steps}"
             )
         # Deepest plans first: users then leave the batch from its end, so dropping them is a slice, not a copy.

@@ -6,7 +6,8 @@ plan (users with at most L history items run depth a, the others depth b), and t
 that picks each user's best depth. Each rule's epsilon, threshold or plan (L, a, b) is chosen on validation
 NDCG@10 (ties: fewer steps); the heads are fitted on training (or, `--head_split valid`, validation) rows of the frozen
 model. Test metrics, mean steps, the share of the best-fixed-to-oracle gap closed, and evaluation time
-(every fixed depth and each rule, timed in interleaved rounds so machine noise hits all alike) are written
+(every fixed depth, fixed K through the halting code, and each rule, timed in interleaved rounds so machine
+noise hits all alike) are written
 to RUN_DIR/analysis/adaptive_depth.{md,json}.
 """
 
@@ -93,6 +94,8 @@ def shown(setting) -> str:
     """A rule's setting as the tables show it: the history rule's plan in words, other rules' number."""
     if isinstance(setting, tuple):
         max_length, short_steps, long_steps = setting
+        if short_steps == long_steps:
+            return f"(every user: {short_steps} steps)"
         return f"<= {max_length} items: {short_steps} steps, longer: {long_steps}"
     return f"{setting:g}"
 
@@ -170,7 +173,8 @@ def main() -> int:
     # steps given: a run saved with a validation-chosen inference depth would otherwise time that one
     timed = {f"fixed K = {k}": lambda k=k: evaluate(model, dataset.test, "test", steps=k) for k in range(steps + 1)}
     mean_steps = {f"fixed K = {k}": float(k) for k in range(steps + 1)}
-    # The halting path with nobody halting: the rules' time against it is what halting itself saves.
+    # The halting path with nobody halting: each rule's time against it is its net saving (for KL halting and
+    # the distribution head, after their per-step scoring of the catalogue).
     reference = f"fixed K = {steps}, halting path"
     timed[reference] = lambda: evaluate(
         AdaptiveDepth(model, HistoryDepth(0, steps, steps), args.compact_ratio), dataset.test, "test"
@@ -274,7 +278,8 @@ def main() -> int:
                 "reasoning starts. 'Rounds faster' pairs each rule with the fixed K = "
                 f"{steps} evaluation of the same round, so both saw the same machine load. 'The halting path at "
                 f"K = {steps}' runs every user to depth {steps} through the halting code: the time against it "
-                "is what halting itself saves. Each round starts one entry later than the last.",
+                "is each rule's net saving (for KL halting and the distribution head, after their per-step "
+                "scoring). Each round starts one entry later than the last.",
             ),
             Path(args.report),
         )

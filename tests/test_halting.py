@@ -11,6 +11,7 @@ from hybrid.config import ModelConfig
 from hybrid.evaluate import evaluate
 from hybrid.model import HybridRecommender
 from reasoning import halting
+from reasoning.backbone import KVCache
 from reasoning.halting import (
     AdaptiveDepth,
     HistoryDepth,
@@ -159,7 +160,7 @@ def test_history_rule_runs_each_user_to_its_planned_depth(method, compact_ratio,
     torch.manual_seed(0)
     model = HybridRecommender(tiny_config(method, steps=3), num_items=40, max_history=6).eval()
     history = torch.randint(1, 41, (7, 6))
-    history[:2, :4] = 0  # two users with 2 items: planned at depth 3; the five others (6 items) at depth 0
+    history[-2:, :4] = 0  # the last two users have 2 items: planned at depth 3; the five others at depth 0
     history[2:4, :1] = 0  # two users with 5 items: still "long" under max_length 2
 
     def no_scoring(*args):
@@ -169,21 +170,53 @@ def test_history_rule_runs_each_user_to_its_planned_depth(method, compact_ratio,
     sizes = step_batch_sizes(model, monkeypatch)
     rule = HistoryDepth(max_length=2, short_steps=3, long_steps=0)
     vectors, steps = adaptive_user_vectors(model, history, rule, compact_ratio=compact_ratio)
-    assert steps.tolist() == [3, 3, 0, 0, 0, 0, 0]
-    # the batch is ordered deepest plan first, so the five depth-0 users leave before step 1 by a slice of the
-    # cache, not a copy, whatever the ratio
+    assert steps.tolist() == [0, 0, 0, 0, 0, 3, 3]
+    # the batch is ordered deepest plan first (the last two users move to the front), so the five depth-0 users
+    # leave before step 1 by a slice of the cache, not a copy, whatever the ratio
     assert sizes == [2, 2, 2]
-    for row, depth in enumerate(steps.tolist()):
+    for row, depth in enumerate(steps.tolist()):  # answers back in the users' order
         fixed = model.user_vectors(history[row : row + 1], steps=depth)[0]
         assert torch.allclose(vectors[row], fixed, atol=1e-5)
     mixed = HistoryDepth(max_length=5, short_steps=1, long_steps=2)  # short users stop after step 1
     sizes.clear()
     vectors, steps = adaptive_user_vectors(model, history, mixed, compact_ratio=compact_ratio)
-    assert steps.tolist() == [1, 1, 1, 1, 2, 2, 2] and sizes == [7, 3]
-    for row, depth in enumerate(steps.tolist()):  # answers back in the users' order
+    assert steps.tolist() == [2, 2, 1, 1, 2, 1, 1] and sizes == [7, 3]
+    for row, depth in enumerate(steps.tolist()):
         assert torch.allclose(vectors[row], model.user_vectors(history[row : row + 1], steps=depth)[0], atol=1e-5)
     with pytest.raises(ValueError, match="plans up to 4 reasoning steps but the model was trained with 3"):
         adaptive_user_vectors(model, history, HistoryDepth(max_length=2, short_steps=4, long_steps=0))
+    with pytest.raises(ValueError, match="plans up to 4"):  # even on a batch where no user gets that depth
+        adaptive_user_vectors(model, history[:5], HistoryDepth(max_length=2, short_steps=4, long_steps=0))
+
+
+@pytest.mark.parametrize("compact_ratio", [0.0, 1.0, math.inf])
+def test_kl_halting_compacts_its_distributions_with_the_rows(compact_ratio):
+    """KL halting reads the previous step's distribution of every row still reasoning: it must be dropped with
+    its rows. Depths and answers against a brute force over the fixed depths."""
+    torch.manual_seed(0)
+    model = HybridRecommender(tiny_config("prl", steps=4), num_items=40, max_history=6).eval()
+    history = torch.randint(1, 41, (16, 6))
+    with torch.no_grad():
+        fixed = [model.user_vectors(history, k) for k in range(5)]
+    log_qs = [halting.answer_log_probs(vectors, model.scoring_table()) for vectors in fixed]
+    kls = torch.stack([kl_divergence(log_qs[k - 1], log_qs[k]).clamp(min=0) for k in range(1, 5)])  # [4, B]
+    epsilon = float(kls[:3].median())
+    below = kls < epsilon  # [4, B]
+    expected = torch.where(below.any(0), below.float().argmax(0) + 1, torch.full((16,), 4))
+    vectors, steps = adaptive_user_vectors(model, history, KLHalting(epsilon), compact_ratio=compact_ratio)
+    assert steps.tolist() == expected.tolist() and 0 < int((steps < 4).sum()) < 16
+    for row, depth in enumerate(steps.tolist()):
+        assert torch.allclose(vectors[row], fixed[depth][row], atol=1e-5)
+
+
+def test_nobody_halted_copies_no_cache(monkeypatch):
+    torch.manual_seed(0)
+    model = HybridRecommender(tiny_config("erl", steps=3), num_items=40, max_history=6).eval()
+    copies = []
+    select = KVCache.select
+    monkeypatch.setattr(KVCache, "select", lambda cache, rows: copies.append(rows) or select(cache, rows))
+    adaptive_user_vectors(model, torch.randint(1, 41, (5, 6)), KLHalting(epsilon=-1.0), compact_ratio=0.0)
+    assert copies == []
 
 
 def test_learned_head_separates_steps_that_help_from_steps_that_do_not():
