@@ -198,8 +198,8 @@ def test_kl_halting_compacts_its_distributions_with_the_rows(compact_ratio):
     history = torch.randint(1, 41, (16, 6))
     with torch.no_grad():
         fixed = [model.user_vectors(history, k) for k in range(5)]
-    log_qs = [halting.answer_log_probs(vectors, model.scoring_table()) for vectors in fixed]
-    kls = torch.stack([kl_divergence(log_qs[k - 1], log_qs[k]).clamp(min=0) for k in range(1, 5)])  # [4, B]
+        log_qs = [halting.answer_log_probs(vectors, model.scoring_table()) for vectors in fixed]
+        kls = torch.stack([kl_divergence(log_qs[k - 1], log_qs[k]).clamp(min=0) for k in range(1, 5)])  # [4, B]
     epsilon = float(kls[:3].median())
     below = kls < epsilon  # [4, B]
     expected = torch.where(below.any(0), below.float().argmax(0) + 1, torch.full((16,), 4))
