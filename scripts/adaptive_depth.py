@@ -1,14 +1,13 @@
 """Adaptive reasoning depth on a trained ReaRec run: `python scripts/adaptive_depth.py RUN_DIR`.
 
-Compares every fixed depth 0..K, KL-convergence halting, answer-direction (state) halting, the learned
-halting head on the item distribution's features and on state features alone, the history-length depth
-plan (users with at most L history items run depth a, the others depth b), and the label-using ORACLE
-that picks each user's best depth. Each rule's epsilon, threshold or plan (L, a, b) is chosen on validation
-NDCG@10 (ties: fewer steps); the heads are fitted on training (or, `--head_split valid`, validation) rows of the frozen
-model. Test metrics, mean steps, the share of the best-fixed-to-oracle gap closed, and evaluation time
-(every fixed depth, fixed K through the halting code, and each rule, timed in interleaved rounds so machine
-noise hits all alike) are written
-to RUN_DIR/analysis/adaptive_depth.{md,json}.
+Compares every fixed depth 0..K, KL-convergence halting, answer-direction (state) halting, the learned halting
+head on the item distribution's features and on state features alone, the history-length depth plan (users
+with at most L history items run depth a, the others depth b), and the label-using ORACLE that picks each
+user's best depth. Each rule's epsilon, threshold or plan (L, a, b) is chosen on validation NDCG@10 (ties:
+fewer steps); the heads are fitted on training (or, `--head_split valid`, validation) rows of the frozen
+model. Test metrics, mean steps, the share of the best-fixed-to-oracle gap closed, and evaluation time (every
+fixed depth, fixed K through the halting code, and each rule, timed in interleaved rounds so machine noise
+hits all alike) are written to RUN_DIR/analysis/adaptive_depth.{md,json}.
 """
 
 from __future__ import annotations
