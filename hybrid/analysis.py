@@ -46,7 +46,8 @@ def load_run(run_dir: str | Path) -> tuple[HybridRecommender, DataConfig, ModelC
 
 @torch.no_grad()
 def step_ranks(model: HybridRecommender, split: SplitData, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ranks of every row's target under each state's own scores [R, S] and under the model's vector [R]."""
+    """Ranks of every row's target under each state's own scores [R, S] and under the model's user vector at
+    its inference depth [R]."""
     item_table = model.scoring_table()
     per_step, aggregated = [], []
     for rows in torch.arange(len(split)).split(batch_size):
@@ -57,7 +58,8 @@ def step_ranks(model: HybridRecommender, split: SplitData, batch_size: int = 102
                 [target_ranks(model.score(states[:, k], item_table), target) for k in range(states.shape[1])], dim=1
             )
         )
-        aggregated.append(target_ranks(model.score(model.aggregate(states), item_table), target))
+        # the model's own answer: its inference depth (saved, e.g. chosen on validation; or --steps), not always K
+        aggregated.append(target_ranks(model.score(model.user_vectors(history), item_table), target))
     return torch.cat(per_step), torch.cat(aggregated)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from hybrid.analysis import analyse, load_run, step_ranks
 from hybrid.config import ModelConfig
 from hybrid.data import load_dataset
+from hybrid.evaluate import evaluate
 from tests.test_train import quick_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +29,11 @@ def test_oracle_is_never_below_any_step_and_the_command_writes_tables_and_plots(
     dataset = load_dataset(data_config)
     ranks, aggregated = step_ranks(model, dataset.test)
     assert ranks.shape == (len(dataset.test), 3) and aggregated.shape == (len(dataset.test),)
+    model.config.inference_steps = 1  # as a run saved with a validation-chosen depth: "model" is that depth
+    shallow = evaluate(model, dataset.test, "test")
+    assert step_ranks(model, dataset.test)[1].tolist() == shallow.ranks.tolist()
+    assert step_ranks(model, dataset.test)[0].tolist() == ranks.tolist()  # the steps' own ranks do not move
+    model.config.inference_steps = None
     analysis = analyse(model, dataset)
     oracle = analysis.overall["ORACLE (best step per row, uses the label)"]
     for k in range(3):
