@@ -58,8 +58,10 @@ def step_ranks(model: HybridRecommender, split: SplitData, batch_size: int = 102
                 [target_ranks(model.score(states[:, k], item_table), target) for k in range(states.shape[1])], dim=1
             )
         )
-        # the model's own answer: its inference depth (saved, e.g. chosen on validation; or --steps), not always K
-        aggregated.append(target_ranks(model.score(model.user_vectors(history), item_table), target))
+        # the model's own answer at its inference depth (e.g. chosen on validation), from the same states
+        depth = model.config.inference_steps
+        answer = model.aggregate(states if depth is None else states[:, : depth + 1])  # [B, D]
+        aggregated.append(target_ranks(model.score(answer, item_table), target))
     return torch.cat(per_step), torch.cat(aggregated)
 
 

@@ -100,8 +100,12 @@ def shown(setting) -> str:
 
 
 def pick(candidates: list[tuple]) -> tuple:
-    """(setting, valid result, mean steps) with the best valid NDCG@10, fewer steps on ties."""
-    return max(candidates, key=lambda c: (round(c[1].metrics["ndcg@10"], 6), -c[2]))
+    """(setting, valid result or NDCG@10, mean steps) with the best valid NDCG@10, fewer steps on ties."""
+
+    def ndcg(valid) -> float:
+        return valid if isinstance(valid, float) else valid.metrics["ndcg@10"]
+
+    return max(candidates, key=lambda c: (round(ndcg(c[1]), 6), -c[2]))
 
 
 def main() -> int:
@@ -160,7 +164,7 @@ def main() -> int:
     answer_head, state_head = heads.values()
     valid_ranks = torch.stack([result.ranks for result in fixed["valid"]], dim=1)  # [R, K + 1]
     candidates = history_settings(valid_ranks, (dataset.valid.history > 0).sum(dim=1))
-    plan = max(candidates, key=lambda c: (round(c[1], 6), -c[2]))[0]  # pick's rule: best NDCG@10, fewer steps
+    plan = pick(candidates)[0]
     rules = {
         "kl": tuned("KL halting, epsilon", KLHalting, EPSILONS),
         "state": tuned("state halting, epsilon", StateHalting, STATE_EPSILONS),
@@ -187,11 +191,12 @@ def main() -> int:
         mean_steps[label] = rule["mean_steps"]
     samples = interleaved_samples(timed, rounds=args.timing_rounds)
     times = {name: statistics.median(values) for name, values in samples.items()}
-    # Paired by round: in how many rounds each depth or rule beat fixed K of the same round (shared load).
-    faster = {
-        name: sum(a < b for a, b in zip(values, samples[f"fixed K = {steps}"])) for name, values in samples.items()
-    }
-    faster_on_path = {name: sum(a < b for a, b in zip(values, samples[reference])) for name, values in samples.items()}
+
+    def rounds_faster_than(name: str) -> dict[str, int]:
+        """Paired by round: in how many rounds each entry beat ``name`` of the same round (shared load)."""
+        return {entry: sum(a < b for a, b in zip(values, samples[name])) for entry, values in samples.items()}
+
+    faster, faster_on_path = rounds_faster_than(f"fixed K = {steps}"), rounds_faster_than(reference)
 
     best = fixed["test"][best_fixed].metrics["ndcg@10"]
 

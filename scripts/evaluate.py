@@ -29,9 +29,8 @@ def main() -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     dataset = load_dataset(data_config)
-    if args.steps is not None:
-        vectors = model.user_vectors
-        model.user_vectors = lambda history, steps=None: vectors(history, args.steps)
+    if args.steps is not None:  # the depth user_vectors (and the analysis's "model" row) run at
+        model.config.inference_steps = args.steps
     result = evaluate(
         model,
         dataset.split(args.split),
