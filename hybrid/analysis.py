@@ -10,6 +10,7 @@ Shape legend: R rows, S = K + 1 states, N items.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +27,18 @@ from hybrid.model import HybridRecommender, item_text_vectors, warm_item_mask
 
 
 def load_run(run_dir: str | Path) -> tuple[HybridRecommender, DataConfig, ModelConfig, TrainConfig]:
-    """Rebuild a trained model from a run directory (config.json + model.safetensors)."""
+    """Rebuild a trained model from a run directory (config.json + model.safetensors), at the inference depth
+    the run chose on validation when it did (metrics.json)."""
     run_dir = Path(run_dir)
     for name in ("config.json", "model.safetensors"):
         if not (run_dir / name).exists():
             raise FileNotFoundError(f"{run_dir / name} is missing: is {str(run_dir)!r} a finished run directory?")
     sections = json.loads((run_dir / "config.json").read_text())
     configs = {name: cls(**sections[name]) for name, cls in SECTIONS.items()}
+    metrics = run_dir / "metrics.json"  # config.json is written at the start; a depth chosen at the end is here
+    chosen = json.loads(metrics.read_text()).get("inference_steps") if metrics.exists() else None
+    if chosen is not None:
+        configs["model"] = dataclasses.replace(configs["model"], inference_steps=chosen)
     weights = load_file(run_dir / "model.safetensors")
     dataset = load_dataset(configs["data"])  # the cached tensors: item count, texts and warm items
     text_vectors = item_text_vectors(configs["model"], dataset.item_texts, progress=False)

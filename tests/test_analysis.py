@@ -60,3 +60,20 @@ def test_oracle_is_never_below_any_step_and_the_command_writes_tables_and_plots(
         timeout=300,
     )
     assert too_deep.returncode == 2 and "trained with reasoning_steps=2" in too_deep.stderr
+
+
+def test_a_run_loads_at_the_inference_depth_it_chose_on_validation(tmp_path, csv_data_config):
+    """config.json is written before training; the depth chosen after it must come back with the model."""
+    import json
+
+    from hybrid.train import train
+
+    config = ModelConfig(
+        hidden_size=16, num_layers=1, num_heads=2, inner_size=32, reasoning_steps=2, reasoning_method="prl"
+    )  # fmt: skip
+    train(csv_data_config, config, quick_train_config(tmp_path, epochs=1, select_inference_steps=True))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    model, data_config, model_config, _ = load_run(tmp_path / "run")
+    assert model_config.inference_steps == model.config.inference_steps == metrics["inference_steps"] is not None
+    test = evaluate(model, load_dataset(data_config).test, "test")
+    assert test.metrics["ndcg@10"] == metrics["test"]["metrics"]["ndcg@10"]
