@@ -55,6 +55,7 @@ def step_ranks(model: HybridRecommender, split: SplitData, batch_size: int = 102
     """Ranks of every row's target under each state's own scores [R, S] and under the model's user vector at
     its inference depth [R]."""
     item_table = model.scoring_table()
+    depth = model.config.inference_steps  # the model's own answer uses the states up to here (None: all)
     per_step, aggregated = [], []
     for rows in torch.arange(len(split)).split(batch_size):
         history, target = split.batch(rows)
@@ -64,8 +65,6 @@ def step_ranks(model: HybridRecommender, split: SplitData, batch_size: int = 102
                 [target_ranks(model.score(states[:, k], item_table), target) for k in range(states.shape[1])], dim=1
             )
         )
-        # the model's own answer at its inference depth (e.g. chosen on validation), from the same states
-        depth = model.config.inference_steps
         answer = model.aggregate(states if depth is None else states[:, : depth + 1])  # [B, D]
         aggregated.append(target_ranks(model.score(answer, item_table), target))
     return torch.cat(per_step), torch.cat(aggregated)
