@@ -372,6 +372,9 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
             )
         )
     say(f"run directory: {output_dir}")
+    # Every process reaches the teardown together: a process that tore its process group down while another
+    # was still writing the results sometimes aborted at exit (gloo, two CPU processes).
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return results
 
