@@ -18,6 +18,10 @@ dropping rows costs less than carrying them), so the remaining steps really run 
   (users with at most ``max_length`` items run ``short_steps``, the others ``long_steps``). It reads no
   state and scores no items. Why: how much a step helps differs with the history length (on BERT4Rec + PRL
   short histories gain from the last step, long ones lose), and the length is known for free.
+- ``PopularityDepth``: the depth is planned per user after depth 0, from how popular the items are that rank
+  first for r_0's answer: users whose top items are the most popular run ``popular_steps`` (default 0), the
+  others ``steps``. Why: popular targets lose from more reasoning steps and long-tail targets gain (ReaRec
+  paper); the top of the depth-0 ranking says, without the label, which kind of answer a user is heading for.
 
 Shape legend: B users (A still active), D hidden size, N items, K trained steps, F features.
 """
@@ -196,6 +200,70 @@ class HistoryDepth:
         return torch.zeros(state.shape[0], dtype=torch.bool, device=state.device)
 
 
+def top_item_popularity(
+    answers: torch.Tensor, item_table: torch.Tensor, item_log_popularity: torch.Tensor, top_k: int
+) -> torch.Tensor:
+    """[A] mean of ``item_log_popularity`` [N + 1] over the ``top_k`` items (1..N) that score highest for each
+    answer [A, D] against ``item_table`` [N + 1, D]. Items are scored in chunks so large catalogues stay bounded."""
+    best_scores = answers.new_full((answers.shape[0], 0), float("-inf"))  # [A, <= top_k]
+    best_items = torch.zeros(answers.shape[0], 0, dtype=torch.long, device=answers.device)
+    for start in range(1, item_table.shape[0], _TOP_ITEM_CHUNK):
+        end = min(start + _TOP_ITEM_CHUNK, item_table.shape[0])
+        scores = torch.cat([best_scores, answers @ item_table[start:end].T], dim=1)  # [A, kept + chunk]
+        ids = torch.arange(start, end, device=answers.device).expand(answers.shape[0], -1)
+        top = scores.topk(min(top_k, scores.shape[1]), dim=1)
+        best_scores, best_items = top.values, torch.cat([best_items, ids], dim=1).gather(1, top.indices)
+    return item_log_popularity[best_items].mean(dim=-1)
+
+
+_TOP_ITEM_CHUNK = 65_536  # items scored at once by top_item_popularity
+
+
+def log_popularity(counts: torch.Tensor) -> torch.Tensor:
+    """log max(count, 1) of item counts [N + 1]: items seen once and never count the same (0)."""
+    return counts.float().clamp(min=1).log()
+
+
+@dataclass
+class PopularityDepth:
+    item_log_popularity: torch.Tensor  # [N + 1] log max(training count, 1) of every item (see log_popularity)
+    max_popularity: float  # users whose top items' mean log popularity is at most this run `steps`
+    steps: int
+    popular_steps: int = 0  # depth of the users above max_popularity
+    top_k: int = 10  # how many of the depth-0 answer's first items are read
+    needs_distribution = False  # reads one ranking, at depth 0; no item scoring during reasoning
+
+    def __post_init__(self):
+        if min(self.steps, self.popular_steps) < 0 or self.top_k < 1:
+            raise ValueError(f"PopularityDepth takes depths >= 0 and top_k >= 1, got {self.steps=}, "
+                             f"{self.popular_steps=}, {self.top_k=}")  # fmt: skip
+        if self.item_log_popularity.dim() != 1:
+            raise ValueError("item_log_popularity must be one value per item row [N + 1]")
+
+    @property
+    def deepest(self) -> int:
+        return max(self.steps, self.popular_steps)
+
+    def feature(self, answers: torch.Tensor, item_table: torch.Tensor) -> torch.Tensor:
+        """[A] mean log popularity of the top items of depth-0 answers [A, D]."""
+        if self.item_log_popularity.shape[0] != item_table.shape[0]:
+            raise ValueError(
+                f"the popularity table has {self.item_log_popularity.shape[0]} rows but the model scores "
+                f"{item_table.shape[0]} (items + padding): count the popularity on this model's dataset"
+            )
+        popularity = self.item_log_popularity.to(answers.device)
+        return top_item_popularity(answers, item_table, popularity, self.top_k)
+
+    def planned_steps_after_answer(self, answers: torch.Tensor, item_table: torch.Tensor) -> torch.Tensor:
+        """[A] the depth of each user from its depth-0 answer [A, D]."""
+        popular = self.feature(answers, item_table) > self.max_popularity
+        return torch.where(popular, self.popular_steps, self.steps)
+
+    def stop(self, step: int, previous_log_q, log_q, previous_state, state, depth) -> torch.Tensor:
+        """Never halts on what it sees: the planned depth alone ends a user's reasoning."""
+        return torch.zeros(state.shape[0], dtype=torch.bool, device=state.device)
+
+
 def _rows(tensor: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor | None:
     return tensor if tensor is None or mask is None else tensor[mask]
 
@@ -206,8 +274,9 @@ def adaptive_user_vectors(
 ):
     """User vectors [B, D] and steps used [B] with per-user halting.
 
-    ``model`` is a trained HybridRecommender in eval mode; ``rule`` a KLHalting, StateHalting, LearnedHalting or
-    HistoryDepth (a rule with ``planned_steps`` also halts every user at its planned depth). A halted user's answer
+    ``model`` is a trained HybridRecommender in eval mode; ``rule`` a KLHalting, StateHalting, LearnedHalting,
+    HistoryDepth or PopularityDepth (a rule with ``planned_steps`` or ``planned_steps_after_answer`` also halts
+    every user at its planned depth). A halted user's answer
     is frozen at once; the user leaves the batch when that pays. Dropping rows copies the cache of every row that
     stays (about what one step reads per row), so halted rows are dropped only once (halted rows in the batch) x
     (steps left) >= ``compact_ratio`` x (rows still reasoning); until then they ride along and their results are
@@ -219,18 +288,20 @@ def adaptive_user_vectors(
         raise ValueError(f"compact_ratio must be >= 0 (0 drops halted rows at once), got {compact_ratio}")
     head, backbone = model.reasoning, model.backbone
     scores = getattr(rule, "needs_distribution", True)
+    plans_after_answer = hasattr(rule, "planned_steps_after_answer")  # plans from the depth-0 ranking
     table = item_table
-    if table is None and scores:  # a text encoder's table costs a forward pass: only when the rule reads it
+    if table is None and (scores or plans_after_answer):  # a text encoder's table costs a forward pass
         table = model.scoring_table()
     steps = head.reasoning_steps
     rows = torch.arange(len(history), device=history.device)  # user of each row of the batch [C]
     planned = rule.planned_steps(history) if hasattr(rule, "planned_steps") else None  # [B] or None
+    if (planned is not None or plans_after_answer) and rule.deepest > steps:
+        # the rule's depths, not this batch's: every batch fails alike
+        raise ValueError(
+            f"the halting rule plans up to {rule.deepest} reasoning steps but the model was trained with "
+            f"{steps}: plan at most {steps}"
+        )
     if planned is not None:
-        if rule.deepest > steps:  # the rule's depths, not this batch's: every batch fails alike
-            raise ValueError(
-                f"the halting rule plans up to {rule.deepest} reasoning steps but the model was trained with "
-                f"{steps}: plan at most {steps}"
-            )
         # Deepest plans first: users then leave the batch from its end, so dropping them is a slice, not a copy.
         rows = torch.argsort(planned, descending=True, stable=True)
     inputs, key_valid = model.history_inputs(history if planned is None else history[rows])  # BERT4Rec: + [MASK]
@@ -238,6 +309,11 @@ def adaptive_user_vectors(
     state = hidden[:, -1]  # r_0 of each row [C, D]
     scale = answer_scale(model)  # under cosine scoring the answers are built from unit states (model.unit)
     total = model.unit(state).clone()  # running sum of states (ERL's mean)
+    if plans_after_answer:
+        planned = rule.planned_steps_after_answer(total, table)  # [B] from r_0's ranking (rows in user order)
+        if len(planned) > 1 and not bool((planned[:-1] >= planned[1:]).all()):
+            rows = torch.argsort(planned, descending=True, stable=True)  # deepest plans first, as above
+            state, total, cache = state[rows], total[rows], cache.select(rows)  # one copy of the cache
     erl = model.config.reasoning_steps > 0 and model.config.reasoning_method == "erl"
     answer = torch.empty_like(total)  # current user vector of every user [B, D]
     answer[rows] = total

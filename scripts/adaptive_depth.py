@@ -2,12 +2,13 @@
 
 Compares every fixed depth 0..K, KL-convergence halting, answer-direction (state) halting, the learned halting
 head on the item distribution's features and on state features alone, the history-length depth plan (users
-with at most L history items run depth a, the others depth b), and the label-using ORACLE that picks each
-user's best depth. Each rule's epsilon, threshold or plan (L, a, b) is chosen on validation NDCG@10 (ties:
-fewer steps); the heads are fitted on training (or, `--head_split valid`, validation) rows of the frozen
-model. Test metrics, mean steps, the share of the best-fixed-to-oracle gap closed, and evaluation time (every
-fixed depth, fixed K through the halting code, and each rule, timed in interleaved rounds so machine noise
-hits all alike) are written to RUN_DIR/analysis/adaptive_depth.{md,json}.
+with at most L history items run depth a, the others depth b), the popularity depth plan (users whose 10 first
+items at depth 0 are the most popular fifth by validation run no step, the others depth a), and the
+label-using ORACLE that picks each user's best depth. Each rule's epsilon, threshold or plan (L, a, b; a) is
+chosen on validation NDCG@10 (ties: fewer steps); the heads are fitted on training (or, `--head_split valid`,
+validation) rows of the frozen model. Test metrics, mean steps, the share of the best-fixed-to-oracle gap
+closed, and evaluation time (every fixed depth, fixed K through the halting code, and each rule, timed in
+interleaved rounds so machine noise hits all alike) are written to RUN_DIR/analysis/adaptive_depth.{md,json}.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ from reasoning.halting import (  # noqa: E402
     HistoryDepth,
     KLHalting,
     LearnedHalting,
+    PopularityDepth,
     StateHalting,
     answer_log_probs,
     answer_scale,
+    log_popularity,
 )
 
 # 0 never halts (the fixed trained depth): validation may prefer it to any halting.
@@ -46,6 +49,9 @@ EPSILONS = (0.0, 1e-6, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
 STATE_EPSILONS = (0.0, 1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)  # 1 - cosine between answers
 THRESHOLDS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # 0 never halts
 LENGTH_QUANTILES = torch.linspace(0.05, 0.95, 19)  # history-length cut-offs tried by the history rule
+# The popularity plan's cut-off: the validation users above this quantile of the feature run no step. Fixed,
+# not tuned (declared in benchmarks/quality/adaptive_depth_ml100k.md before any test figure).
+POPULAR_QUANTILE = 0.8
 
 
 def halting_result(model, split, rule, name: str, compact_ratio: float = 1.0):
@@ -89,8 +95,32 @@ def history_settings(valid_ranks: torch.Tensor, lengths: torch.Tensor) -> list[t
     return results
 
 
+@torch.no_grad()
+def popularity_settings(model, split, valid_ranks: torch.Tensor, rule: PopularityDepth) -> list[tuple]:
+    """The popularity plan's candidates, read off the fixed depths' validation ranks [R, K + 1]: the cut-off
+    is the POPULAR_QUANTILE of the validation users' feature, users above it run depth 0, the others each depth
+    a in 0..K: ((cut-off, a, 0), NDCG@10, mean steps) per a."""
+    table = model.scoring_table()
+    features = torch.cat(
+        [
+            rule.feature(model.user_vectors(split.batch(rows)[0], 0), table)
+            for rows in torch.arange(len(split)).split(1024)
+        ]
+    )  # [R]
+    cut = float(torch.quantile(features, POPULAR_QUANTILE))
+    results = []
+    for steps in range(valid_ranks.shape[1]):
+        planned = torch.where(features > cut, 0, steps)  # [R]
+        ranks = valid_ranks.gather(1, planned[:, None])[:, 0]
+        results.append(((cut, steps, 0), metric_means(ranks)["ndcg@10"], float(planned.float().mean())))
+    return results
+
+
 def shown(setting) -> str:
-    """A rule's setting as the tables show it: the history rule's plan in words, other rules' number."""
+    """A rule's setting as the tables show it: a depth plan in words, other rules' number."""
+    if isinstance(setting, tuple) and isinstance(setting[0], float):  # the popularity plan
+        cut, steps, popular_steps = setting
+        return f"(top-10 mean log popularity <= {cut:.3f}: {steps} steps, above: {popular_steps})"
     if isinstance(setting, tuple):
         max_length, short_steps, long_steps = setting
         if short_steps == long_steps:
@@ -165,6 +195,10 @@ def main() -> int:
     valid_ranks = torch.stack([result.ranks for result in fixed["valid"]], dim=1)  # [R, K + 1]
     candidates = history_settings(valid_ranks, (dataset.valid.history > 0).sum(dim=1))
     plan = pick(candidates)[0]
+    item_log_popularity = log_popularity(torch.bincount(dataset.train.target, minlength=model.num_items + 1))
+    popularity_plan = pick(
+        popularity_settings(model, dataset.valid, valid_ranks, PopularityDepth(item_log_popularity, 0.0, 0))
+    )[0]
     rules = {
         "kl": tuned("KL halting, epsilon", KLHalting, EPSILONS),
         "state": tuned("state halting, epsilon", StateHalting, STATE_EPSILONS),
@@ -172,6 +206,11 @@ def main() -> int:
         "learned_state": tuned("learned head on state features, threshold", state_head.at, THRESHOLDS),
         # chosen above on the fixed depths' validation ranks; evaluated here through the halting path
         "history": tuned("history-length depth, plan", lambda setting: HistoryDepth(*setting), [plan]),
+        "popularity": tuned(
+            "popularity depth, plan",
+            lambda setting: PopularityDepth(item_log_popularity, *setting),
+            [popularity_plan],
+        ),
     }
     # steps given: a run saved with a validation-chosen inference depth would otherwise time that one
     timed = {f"fixed K = {k}": lambda k=k: evaluate(model, dataset.test, "test", steps=k) for k in range(steps + 1)}
@@ -279,11 +318,12 @@ def main() -> int:
                 timing,
                 "State halting and the state-feature head score no items while reasoning; KL halting and the "
                 "distribution head score the catalogue after every step; the history-length plan decides before "
-                "reasoning starts. 'Rounds faster' pairs each rule with the fixed K = "
-                f"{steps} evaluation of the same round, so both saw the same machine load. 'The halting path at "
-                f"K = {steps}' runs every user to depth {steps} through the halting code: the time against it "
-                "is each rule's net saving (for KL halting and the distribution head, after their per-step "
-                "scoring). Each round starts one entry later than the last.",
+                "reasoning starts, the popularity plan after ranking the catalogue once at depth 0. 'Rounds "
+                f"faster' pairs each rule with the fixed K = {steps} evaluation of the same round, so both saw the"
+                f" same machine load. 'The halting path at K = {steps}' runs every user to depth {steps} through "
+                "the halting code: the time against it is each rule's net saving (for KL halting and the "
+                "distribution head, after their per-step scoring). Each round starts one entry later than the "
+                "last.",
             ),
             Path(args.report),
         )

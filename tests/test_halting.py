@@ -17,9 +17,12 @@ from reasoning.halting import (
     HistoryDepth,
     KLHalting,
     LearnedHalting,
+    PopularityDepth,
     StateHalting,
     adaptive_user_vectors,
     kl_divergence,
+    log_popularity,
+    top_item_popularity,
 )
 from tests.test_rearec import tiny_config
 
@@ -189,6 +192,51 @@ def test_history_rule_runs_each_user_to_its_planned_depth(method, compact_ratio,
         adaptive_user_vectors(model, history[:5], HistoryDepth(max_length=2, short_steps=4, long_steps=0))
 
 
+def test_top_item_popularity_on_a_hand_made_catalogue(monkeypatch):
+    table = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [-1.0, -1.0]])  # 5 items
+    popularity = log_popularity(torch.tensor([0, 100, 50, 1, 0, 1000]))  # [N + 1]; count 0 reads as 1
+    answers = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # user 0 ranks items 1, 2 first; user 1 items 3, 4
+    expected = [(math.log(100) + math.log(50)) / 2, 0.0]
+    assert top_item_popularity(answers, table, popularity, top_k=2).tolist() == pytest.approx(expected)
+    monkeypatch.setattr(halting, "_TOP_ITEM_CHUNK", 2)  # items scored two at a time: the same top items
+    assert top_item_popularity(answers, table, popularity, top_k=2).tolist() == pytest.approx(expected)
+    rule = PopularityDepth(popularity, max_popularity=1.0, steps=2, top_k=2)  # popular top items: no step
+    assert rule.planned_steps_after_answer(answers, table).tolist() == [0, 2]
+    with pytest.raises(ValueError, match="popularity table has 4 rows but the model scores 6"):
+        PopularityDepth(popularity[:4], 1.0, 2).feature(answers, table)
+    with pytest.raises(ValueError, match="depths >= 0"):
+        PopularityDepth(popularity, 1.0, -1)
+
+
+@pytest.mark.parametrize("method", ["prl", "erl"])
+@pytest.mark.parametrize("compact_ratio", [0.0, 1.0, math.inf])
+def test_popularity_rule_runs_each_user_to_its_planned_depth(method, compact_ratio, monkeypatch):
+    torch.manual_seed(0)
+    model = HybridRecommender(tiny_config(method, steps=3), num_items=40, max_history=6).eval()
+    history = torch.randint(1, 41, (7, 6))
+    table = model.scoring_table()
+    with torch.no_grad():
+        first = model.user_vectors(history, steps=0)  # r_0 answers [7, D]
+    popularity = torch.rand(41)
+    features = top_item_popularity(first, table, popularity, top_k=5)  # [7]
+    cut = float(features.sort().values[3])  # the three users above it are "popular": depth 0
+
+    def no_scoring(*args):
+        raise AssertionError("the popularity rule scores the catalogue at depth 0 only")
+
+    monkeypatch.setattr(halting, "answer_log_probs", no_scoring)
+    sizes = step_batch_sizes(model, monkeypatch)
+    rule = PopularityDepth(popularity, max_popularity=cut, steps=3, top_k=5)
+    vectors, steps = adaptive_user_vectors(model, history, rule, compact_ratio=compact_ratio)
+    assert steps.tolist() == torch.where(features > cut, 0, 3).tolist()
+    assert sizes == [4, 4, 4]  # reordered deepest plan first: the depth-0 users leave before step 1
+    for row, depth in enumerate(steps.tolist()):  # answers back in the users' order
+        fixed = model.user_vectors(history[row : row + 1], steps=depth)[0]
+        assert torch.allclose(vectors[row], fixed, atol=1e-5)
+    with pytest.raises(ValueError, match="plans up to 4 reasoning steps but the model was trained with 3"):
+        adaptive_user_vectors(model, history, PopularityDepth(popularity, cut, 4))
+
+
 @pytest.mark.parametrize("compact_ratio", [0.0, 1.0, math.inf])
 def test_kl_halting_compacts_its_distributions_with_the_rows(compact_ratio):
     """KL halting reads the previous step's distribution of every row still reasoning: it must be dropped with
@@ -355,10 +403,12 @@ def test_adaptive_depth_command_times_the_trained_depth_of_a_run_saved_with_fewe
     assert script.main() == 0
     results = json.loads((tmp_path / "run" / "analysis" / "adaptive_depth.json").read_text())
     assert sorted(results["fixed"]) == ["0", "1", "2"]
-    assert {"kl", "state", "learned", "learned_state", "history"} <= set(results)
+    assert {"kl", "state", "learned", "learned_state", "history", "popularity"} <= set(results)
     assert results["head_split"] == head_split and len(results["history"]["setting"]) == 3
+    assert results["popularity"]["setting"][2] == 0  # the popular users run no step
     timed = ["fixed K = 0", "fixed K = 1", "fixed K = 2", "fixed K = 2, halting path", "KL halting",
-             "state halting", "learned head", "learned head on state features", "history-length depth"]  # fmt: skip
+             "state halting", "learned head", "learned head on state features", "history-length depth",
+             "popularity depth"]  # fmt: skip
     assert list(results["eval_seconds"]) == timed
     assert all(len(rounds) == 2 for rounds in results["eval_seconds_by_round"].values())
     # 2 x 3 fixed depths, then a warm-up and 2 timed rounds of fixed K = 0, 1, 2 (the last at the trained
