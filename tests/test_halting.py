@@ -52,6 +52,22 @@ def test_state_rule_on_hand_made_vectors():
     assert rule.stop(1, None, None, previous, current, 0.5).tolist() == [True, True, False]  # 1 - cos: 0, 5e-5, 1
 
 
+def forbid_item_scoring(monkeypatch, why: str) -> None:
+    """Makes any scoring of the catalogue during reasoning fail with ``why``."""
+
+    def no_scoring(*args):
+        raise AssertionError(why)
+
+    monkeypatch.setattr(halting, "answer_log_probs", no_scoring)
+
+
+def tiny_model_and_histories(method: str):
+    """A random K = 3 model of ``method`` and 7 full histories of 6 items."""
+    torch.manual_seed(0)
+    model = HybridRecommender(tiny_config(method, steps=3), num_items=40, max_history=6).eval()
+    return model, torch.randint(1, 41, (7, 6))
+
+
 def model_and_answers(method: str):
     """A random K = 3 model, 8 histories and the users' answers at every fixed depth 0..3 ([8, D] each)."""
     torch.manual_seed(0)
@@ -67,10 +83,7 @@ def test_state_rule_scores_no_items_and_matches_fixed_depths(monkeypatch):
     distances = torch.stack([1 - F.cosine_similarity(vectors[k - 1], vectors[k], dim=-1) for k in (1, 2, 3)])
     epsilon = float(distances.median())  # some users halt early, some run on
 
-    def no_scoring(*args):
-        raise AssertionError("the state rule must not score items")
-
-    monkeypatch.setattr(halting, "answer_log_probs", no_scoring)
+    forbid_item_scoring(monkeypatch, "the state rule must not score items")
     answers, steps = adaptive_user_vectors(model, history, StateHalting(epsilon))
     expected = torch.full((8,), 3)
     for k in (2, 1):  # the first step after which the user's answer moved less than epsilon
@@ -160,16 +173,11 @@ def test_history_rule_plans_the_depth_from_the_history_length():
 @pytest.mark.parametrize("method", ["prl", "erl"])
 @pytest.mark.parametrize("compact_ratio", [0.0, 1.0, math.inf])
 def test_history_rule_runs_each_user_to_its_planned_depth(method, compact_ratio, monkeypatch):
-    torch.manual_seed(0)
-    model = HybridRecommender(tiny_config(method, steps=3), num_items=40, max_history=6).eval()
-    history = torch.randint(1, 41, (7, 6))
+    model, history = tiny_model_and_histories(method)
     history[-2:, :4] = 0  # the last two users have 2 items: planned at depth 3; the five others at depth 0
     history[2:4, :1] = 0  # two users with 5 items: still "long" under max_length 2
 
-    def no_scoring(*args):
-        raise AssertionError("the history rule must not score items")
-
-    monkeypatch.setattr(halting, "answer_log_probs", no_scoring)
+    forbid_item_scoring(monkeypatch, "the history rule must not score items")
     sizes = step_batch_sizes(model, monkeypatch)
     rule = HistoryDepth(max_length=2, short_steps=3, long_steps=0)
     vectors, steps = adaptive_user_vectors(model, history, rule, compact_ratio=compact_ratio)
@@ -211,9 +219,7 @@ def test_top_item_popularity_on_a_hand_made_catalogue(monkeypatch):
 @pytest.mark.parametrize("method", ["prl", "erl"])
 @pytest.mark.parametrize("compact_ratio", [0.0, 1.0, math.inf])
 def test_popularity_rule_runs_each_user_to_its_planned_depth(method, compact_ratio, monkeypatch):
-    torch.manual_seed(0)
-    model = HybridRecommender(tiny_config(method, steps=3), num_items=40, max_history=6).eval()
-    history = torch.randint(1, 41, (7, 6))
+    model, history = tiny_model_and_histories(method)
     table = model.scoring_table()
     with torch.no_grad():
         first = model.user_vectors(history, steps=0)  # r_0 answers [7, D]
@@ -221,10 +227,7 @@ def test_popularity_rule_runs_each_user_to_its_planned_depth(method, compact_rat
     features = top_item_popularity(first, table, popularity, top_k=5)  # [7]
     cut = float(features.sort().values[3])  # the three users above it are "popular": depth 0
 
-    def no_scoring(*args):
-        raise AssertionError("the popularity rule scores the catalogue at depth 0 only")
-
-    monkeypatch.setattr(halting, "answer_log_probs", no_scoring)
+    forbid_item_scoring(monkeypatch, "the popularity rule scores the catalogue at depth 0 only")
     sizes = step_batch_sizes(model, monkeypatch)
     rule = PopularityDepth(popularity, max_popularity=cut, steps=3, top_k=5)
     vectors, steps = adaptive_user_vectors(model, history, rule, compact_ratio=compact_ratio)
@@ -287,10 +290,7 @@ def test_state_feature_head_scores_no_items_and_halts_where_it_predicts_no_gain(
     head = LearnedHalting("state").fit(features, moved)
     assert not head.needs_distribution and LearnedHalting("answer").needs_distribution
 
-    def no_scoring(*args):
-        raise AssertionError("the state-feature head must not score items")
-
-    monkeypatch.setattr(halting, "answer_log_probs", no_scoring)
+    forbid_item_scoring(monkeypatch, "the state-feature head must not score items")
     answers, steps = adaptive_user_vectors(model, history, head, item_table=None)
     halted_at_1 = steps == 1
     assert halted_at_1.tolist() == (~moved).tolist()  # the users it predicted no gain for stopped after step 1
