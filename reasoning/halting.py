@@ -235,8 +235,10 @@ class PopularityDepth:
 
     def __post_init__(self):
         if min(self.steps, self.popular_steps) < 0 or self.top_k < 1:
-            raise ValueError(f"PopularityDepth takes depths >= 0 and top_k >= 1, got {self.steps=}, "
-                             f"{self.popular_steps=}, {self.top_k=}")  # fmt: skip
+            raise ValueError(
+                f"PopularityDepth takes depths >= 0 and top_k >= 1, got steps {self.steps}, popular_steps "
+                f"{self.popular_steps}, top_k {self.top_k}"
+            )
         if self.item_log_popularity.dim() != 1:
             raise ValueError("item_log_popularity must be one value per item row [N + 1]")
 
@@ -276,13 +278,12 @@ def adaptive_user_vectors(
 
     ``model`` is a trained HybridRecommender in eval mode; ``rule`` a KLHalting, StateHalting, LearnedHalting,
     HistoryDepth or PopularityDepth (a rule with ``planned_steps`` or ``planned_steps_after_answer`` also halts
-    every user at its planned depth). A halted user's answer
-    is frozen at once; the user leaves the batch when that pays. Dropping rows copies the cache of every row that
-    stays (about what one step reads per row), so halted rows are dropped only once (halted rows in the batch) x
-    (steps left) >= ``compact_ratio`` x (rows still reasoning); until then they ride along and their results are
-    discarded. 0 drops them at every halt. Halted rows at the end of the batch leave at once, whatever the ratio:
-    that is a slice of the cache, not a copy. A rule that plans depths in advance gets this every time, since the
-    batch is then ordered deepest plan first.
+    every user at its planned depth). A halted user's answer is frozen at once; the user leaves the batch when that
+    pays. Dropping rows copies the cache of every row that stays (about what one step reads per row), so halted rows
+    are dropped only once (halted rows in the batch) x (steps left) >= ``compact_ratio`` x (rows still reasoning);
+    until then they ride along and their results are discarded. 0 drops them at every halt. Halted rows at the end
+    of the batch leave at once, whatever the ratio: that is a slice of the cache, not a copy. A rule that plans
+    depths in advance gets this every time, since the batch is then ordered deepest plan first.
     """
     if compact_ratio < 0:
         raise ValueError(f"compact_ratio must be >= 0 (0 drops halted rows at once), got {compact_ratio}")
