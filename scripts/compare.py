@@ -2,10 +2,16 @@
 
 Prints the evaluation protocol, one row of test metrics per run (with its best epoch and seconds per epoch),
 and each run's NDCG@10 relative to the first run. All runs must share the protocol.
+
+Groups of seeds (each a `scripts/seeds.py` output folder holding seed-*/metrics.json):
+`python scripts/compare.py --seed_groups runs/sasrec-seeds runs/erl-seeds [--metric ndcg@10]` prints each
+group's mean +/- std and, against the first group, the ratio of the means with its confidence interval
+(Fieller's, Welch's degrees of freedom) and Welch's p-value, seeds as the samples (hybrid/seed_stats.py).
 """
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -13,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hybrid.evaluate import format_table  # noqa: E402
+from hybrid.metrics import metric_keys  # noqa: E402
+from hybrid.seed_stats import compare_means  # noqa: E402
 
 
 def label(run: Path, taken: dict) -> str:
@@ -23,10 +31,62 @@ def label(run: Path, taken: dict) -> str:
     return name if name not in taken else str(run)
 
 
+def interval(comparison) -> str:
+    if not comparison.ratio_bounded:
+        return "unbounded (the base mean is not distinguishable from 0)"
+    return f"{comparison.ratio_low:.3f}x - {comparison.ratio_high:.3f}x"
+
+
+def compare_seed_groups(folders: list[str], metric: str, confidence: float) -> int:
+    """Each folder's seeds as one group; every group against the first."""
+    groups = {}
+    for folder in folders:  # "a,b": the seeds of both folders as one group
+        parts = [Path(part) for part in str(folder).split(",")]
+        runs = sorted(p for part in parts for p in part.glob("seed-*") if (p / "metrics.json").exists())
+        if len(runs) < 2:
+            print(f"error: {folder} holds {len(runs)} finished seed runs (seed-*/metrics.json); a group needs at "
+                  "least 2: train more seeds with scripts/seeds.py", file=sys.stderr)  # fmt: skip
+            return 2
+        groups[str(folder)] = [json.loads((run / "metrics.json").read_text()) for run in runs]
+    protocols = {r["protocol"] for results in groups.values() for r in results}
+    if len(protocols) > 1:
+        print("error: the runs were evaluated under different protocols:\n" + "\n".join(protocols), file=sys.stderr)
+        return 2
+    values = {name: [r["test"]["metrics"][metric] for r in results] for name, results in groups.items()}
+    base_name, base = next(iter(values.items()))
+    level = f"{confidence:.0%}"
+    print(f"protocol: {protocols.pop()}\nseeds are the samples; test {metric}\n")
+    print(f"| group | seeds | test {metric}, mean ± std | vs {base_name} | {level} interval of the ratio | "
+          "Welch p |\n|---|---:|---:|---:|---|---:|")  # fmt: skip
+    for name, group in values.items():
+        spread = f"{statistics.fmean(group):.4f} ± {statistics.stdev(group):.4f}"
+        if name == base_name:
+            print(f"| {name} | {len(group)} | {spread} | 1 | | |")
+            continue
+        comparison = compare_means(base, group, confidence)
+        print(f"| {name} | {len(group)} | {spread} | {comparison.ratio:.3f}x | {interval(comparison)} | "
+              f"{comparison.p_value:.3f} |")  # fmt: skip
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="run directories holding metrics.json")
+    parser.add_argument("runs", nargs="*", help="run directories holding metrics.json")
+    parser.add_argument(
+        "--seed_groups",
+        nargs="+",
+        default=None,
+        help="seeds.py output folders to compare as groups of seeds ('A,B' joins two folders into one group)",
+    )
+    parser.add_argument("--metric", default="ndcg@10", choices=metric_keys(), help="test metric of --seed_groups")
+    parser.add_argument("--confidence", type=float, default=0.95, help="level of the ratio interval")
     args = parser.parse_args()
+    if args.seed_groups:
+        if args.runs:
+            parser.error("give run directories or --seed_groups, not both")
+        return compare_seed_groups(args.seed_groups, args.metric, args.confidence)
+    if not args.runs:
+        parser.error("give run directories to compare, or --seed_groups FOLDER [FOLDER ...]")
     results = {}
     for run in map(Path, args.runs):
         if not (run / "metrics.json").exists():

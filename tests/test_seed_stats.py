@@ -1,0 +1,86 @@
+"""Comparing groups of seeds: Welch's difference, Fieller's ratio, and the compare command."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from scipy import stats
+
+from hybrid.seed_stats import compare_means
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_welch_figures_by_hand():
+    # means 2 and 3, each variance 1 over 3 seeds: variance of each mean 1/3, df = (2/3)^2 / (2 (1/3)^2 / 2) = 4
+    comparison = compare_means([1.0, 2.0, 3.0], [2.0, 3.0, 4.0])
+    assert comparison.degrees_of_freedom == pytest.approx(4.0)
+    half_width = 2.776445 * math.sqrt(2 / 3)  # t(0.975, 4) x the standard error of the difference
+    assert comparison.difference_low == pytest.approx(1 - half_width, rel=1e-5)
+    assert comparison.difference_high == pytest.approx(1 + half_width, rel=1e-5)
+    assert comparison.ratio == pytest.approx(1.5)
+    expected_p = stats.ttest_ind([2.0, 3.0, 4.0], [1.0, 2.0, 3.0], equal_var=False).pvalue
+    assert comparison.p_value == pytest.approx(expected_p)
+    # base mean 2 with standard error 0.577 and t 2.78: the base is distinguishable from 0, so a bounded ratio
+    assert comparison.ratio_bounded and comparison.ratio_low < 1.5 < comparison.ratio_high
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_one_lies_outside_the_ratio_interval_exactly_when_welch_rejects(seed):
+    import random
+
+    rng = random.Random(seed)
+    base = [rng.gauss(0.062, 0.003) for _ in range(3)]
+    other = [rng.gauss(0.062 * rng.choice([1.0, 1.1, 1.2]), 0.003) for _ in range(rng.choice([3, 5]))]
+    comparison = compare_means(base, other)
+    assert comparison.ratio_low <= comparison.ratio <= comparison.ratio_high
+    outside = not comparison.ratio_low <= 1 <= comparison.ratio_high
+    assert outside == (comparison.p_value < 0.05)
+    assert outside == (comparison.difference_low > 0 or comparison.difference_high < 0)
+
+
+def test_ratio_is_unbounded_when_the_base_could_be_zero():
+    comparison = compare_means([-1.0, 0.5, 1.0], [1.0, 1.2, 1.1])
+    assert not comparison.ratio_bounded and comparison.ratio_low == -math.inf
+
+
+def test_too_few_seeds_and_a_bad_level_are_clear_errors():
+    with pytest.raises(ValueError, match="at least 2 seeds per group"):
+        compare_means([0.06], [0.07, 0.071])
+    with pytest.raises(ValueError, match="confidence must be between 0 and 1"):
+        compare_means([0.06, 0.061], [0.07, 0.071], confidence=95)
+
+
+def write_seed_run(folder: Path, ndcg: float, protocol: str = "full ranking (test protocol)") -> None:
+    folder.mkdir(parents=True)
+    metrics = {"protocol": protocol, "test": {"metrics": {"ndcg@10": ndcg, "recall@10": 2 * ndcg}}}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+def run_compare(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "compare.py"), *args], capture_output=True, text=True, cwd=ROOT
+    )
+
+
+def test_compare_command_on_seed_groups(tmp_path):
+    for seed, value in zip((1, 2, 3), (0.060, 0.062, 0.064)):
+        write_seed_run(tmp_path / "base" / f"seed-{seed}", value)
+    for seed, value in zip((1, 2), (0.066, 0.068)):
+        write_seed_run(tmp_path / "new" / f"seed-{seed}", value)
+    write_seed_run(tmp_path / "more" / "seed-3", 0.067)
+    done = run_compare("--seed_groups", str(tmp_path / "base"), f"{tmp_path / 'new'},{tmp_path / 'more'}")
+    assert done.returncode == 0, done.stderr
+    expected = compare_means([0.060, 0.062, 0.064], [0.066, 0.068, 0.067])
+    row = next(line for line in done.stdout.splitlines() if "new" in line)
+    assert f"| 3 | 0.0670 ± 0.0010 | {expected.ratio:.3f}x |" in row
+    assert f"{expected.ratio_low:.3f}x - {expected.ratio_high:.3f}x" in row and f"{expected.p_value:.3f}" in row
+    lonely = run_compare("--seed_groups", str(tmp_path / "base"), str(tmp_path / "more"))
+    assert lonely.returncode == 2 and "holds 1 finished seed runs" in lonely.stderr
+    write_seed_run(tmp_path / "other" / "seed-1", 0.05, protocol="another protocol")
+    write_seed_run(tmp_path / "other" / "seed-2", 0.05, protocol="another protocol")
+    mixed = run_compare("--seed_groups", str(tmp_path / "base"), str(tmp_path / "other"))
+    assert mixed.returncode == 2 and "different protocols" in mixed.stderr
