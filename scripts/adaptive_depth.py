@@ -116,26 +116,23 @@ def popularity_settings(model, split, valid_ranks: torch.Tensor, rule: Popularit
     return results
 
 
-def shown(setting) -> str:
-    """A rule's setting as the tables show it: a depth plan in words, other rules' number."""
-    if isinstance(setting, tuple) and isinstance(setting[0], float):  # the popularity plan
-        cut, steps, popular_steps = setting
-        return f"(top-10 mean log popularity <= {cut:.3f}: {steps} steps, above: {popular_steps})"
-    if isinstance(setting, tuple):
-        max_length, short_steps, long_steps = setting
-        if short_steps == long_steps:
-            return f"(every user: {short_steps} steps)"
-        return f"<= {max_length} items: {short_steps} steps, longer: {long_steps}"
-    return f"{setting:g}"
+def history_plan_text(setting: tuple) -> str:
+    """The history rule's plan (L, a, b) in words."""
+    max_length, short_steps, long_steps = setting
+    if short_steps == long_steps:
+        return f"(every user: {short_steps} steps)"
+    return f"<= {max_length} items: {short_steps} steps, longer: {long_steps}"
+
+
+def popularity_plan_text(setting: tuple) -> str:
+    """The popularity rule's plan (cut-off, a, b) in words."""
+    cut, steps, popular_steps = setting
+    return f"(top-10 mean log popularity <= {cut:.3f}: {steps} steps, above: {popular_steps})"
 
 
 def pick(candidates: list[tuple]) -> tuple:
-    """(setting, valid result or NDCG@10, mean steps) with the best valid NDCG@10, fewer steps on ties."""
-
-    def ndcg(valid) -> float:
-        return valid if isinstance(valid, float) else valid.metrics["ndcg@10"]
-
-    return max(candidates, key=lambda c: (round(ndcg(c[1]), 6), -c[2]))
+    """(setting, valid NDCG@10, mean steps) with the best valid NDCG@10, fewer steps on ties."""
+    return max(candidates, key=lambda c: (round(c[1], 6), -c[2]))
 
 
 def main() -> int:
@@ -183,13 +180,14 @@ def main() -> int:
     for head, head_features in zip(heads.values(), features):
         head.fit(head_features, improves)
 
-    def tuned(name: str, make_rule, settings) -> dict:
+    def tuned(name: str, make_rule, settings, describe=lambda setting: f"{setting:g}") -> dict:
         """The rule's setting with the best validation NDCG@10, and its test result."""
-        setting, valid, _ = pick([(s, *halting_result(model, dataset.valid, make_rule(s), "valid")) for s in settings])
+        valid = {s: halting_result(model, dataset.valid, make_rule(s), "valid") for s in settings}
+        setting = pick([(s, result.metrics["ndcg@10"], steps) for s, (result, steps) in valid.items()])[0]
         rule = make_rule(setting)
         test, mean_steps = halting_result(model, dataset.test, rule, "test")
-        return {"name": name, "setting": setting, "valid": valid, "test": test, "mean_steps": mean_steps,
-                "rule": rule}  # fmt: skip
+        return {"name": name, "setting": setting, "shown": describe(setting), "valid": valid[setting][0],
+                "test": test, "mean_steps": mean_steps, "rule": rule}  # fmt: skip
 
     answer_head, state_head = heads.values()
     valid_ranks = torch.stack([result.ranks for result in fixed["valid"]], dim=1)  # [R, K + 1]
@@ -205,11 +203,14 @@ def main() -> int:
         "learned": tuned("learned head, threshold", answer_head.at, THRESHOLDS),
         "learned_state": tuned("learned head on state features, threshold", state_head.at, THRESHOLDS),
         # chosen above on the fixed depths' validation ranks; evaluated here through the halting path
-        "history": tuned("history-length depth, plan", lambda setting: HistoryDepth(*setting), [plan]),
+        "history": tuned(
+            "history-length depth, plan", lambda setting: HistoryDepth(*setting), [plan], history_plan_text
+        ),
         "popularity": tuned(
             "popularity depth, plan",
             lambda setting: PopularityDepth(item_log_popularity, *setting),
             [popularity_plan],
+            popularity_plan_text,
         ),
     }
     # steps given: a run saved with a validation-chosen inference depth would otherwise time that one
@@ -254,7 +255,7 @@ def main() -> int:
     for rule in rules.values():
         t = rule["test"].metrics
         lines.append(
-            f"| {rule['name']} {shown(rule['setting'])} | {rule['valid'].metrics['ndcg@10']:.4f} | "
+            f"| {rule['name']} {rule['shown']} | {rule['valid'].metrics['ndcg@10']:.4f} | "
             f"{t['ndcg@10']:.4f} | {t['recall@10']:.4f} | {rule['mean_steps']:.2f} | {closed(t['ndcg@10'])} |"
         )
     lines.append(f"| ORACLE (best depth per user, uses the label) | | {oracle['ndcg@10']:.4f} | "
