@@ -39,9 +39,10 @@ def compare_means(base: Sequence[float], other: Sequence[float], confidence: flo
     """Compare the mean of ``other`` with the mean of ``base`` (one value per seed each).
 
     The ratio's interval is Fieller's: every r with |mean(other) - r mean(base)| <= t sqrt(v_other + r^2 v_base)
-    (v = variance of a mean), with Welch's degrees of freedom. So 1 lies outside it exactly when Welch's test
-    rejects equal means at 1 - ``confidence``. It is unbounded when the base mean itself is not distinguishable
-    from 0.
+    (v = variance of a mean), with Welch's degrees of freedom. When it is bounded, 1 lies outside it exactly
+    when Welch's test rejects equal means at 1 - ``confidence``. When the base mean itself is not
+    distinguishable from 0 no bounded interval exists (the set is the whole line or two rays); it is then
+    reported as (-inf, inf), and only the difference's interval and the p-value say whether the means differ.
     """
     if len(base) < 2 or len(other) < 2:
         raise ValueError(
@@ -53,7 +54,7 @@ def compare_means(base: Sequence[float], other: Sequence[float], confidence: flo
     base_mean, other_mean = statistics.fmean(base), statistics.fmean(other)
     base_var, other_var = statistics.variance(base) / len(base), statistics.variance(other) / len(other)
     difference = other_mean - base_mean
-    ratio = other_mean / base_mean if base_mean else math.inf
+    ratio = other_mean / base_mean if base_mean else (math.copysign(math.inf, other_mean) if other_mean else math.nan)
     if base_var + other_var == 0:  # identical seeds within each group: nothing is uncertain
         same = difference == 0
         return MeanComparison(base_mean, other_mean, ratio, ratio, ratio, difference, difference, math.inf,

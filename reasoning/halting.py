@@ -290,6 +290,8 @@ def adaptive_user_vectors(
     head, backbone = model.reasoning, model.backbone
     scores = getattr(rule, "needs_distribution", True)
     plans_after_answer = hasattr(rule, "planned_steps_after_answer")  # plans from the depth-0 ranking
+    if plans_after_answer and hasattr(rule, "planned_steps"):
+        raise ValueError("a halting rule plans depths either from the history or after depth 0, not both")
     table = item_table
     if table is None and (scores or plans_after_answer):  # a text encoder's table costs a forward pass
         table = model.scoring_table()

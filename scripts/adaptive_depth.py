@@ -52,6 +52,7 @@ LENGTH_QUANTILES = torch.linspace(0.05, 0.95, 19)  # history-length cut-offs tri
 # The popularity plan's cut-off: the validation users above this quantile of the feature run no step. Fixed,
 # not tuned (declared in benchmarks/quality/adaptive_depth_ml100k.md before any test figure).
 POPULAR_QUANTILE = 0.8
+TOP_K = 10  # the popularity plan reads this many first items of the depth-0 ranking
 
 
 def halting_result(model, split, rule, name: str, compact_ratio: float = 1.0):
@@ -127,7 +128,7 @@ def history_plan_text(setting: tuple) -> str:
 def popularity_plan_text(setting: tuple) -> str:
     """The popularity rule's plan (cut-off, a, b) in words."""
     cut, steps, popular_steps = setting
-    return f"(top-10 mean log popularity <= {cut:.3f}: {steps} steps, above: {popular_steps})"
+    return f"(top-{TOP_K} mean log popularity <= {cut:.3f}: {steps} steps, above: {popular_steps})"
 
 
 def pick(candidates: list[tuple]) -> tuple:
@@ -192,11 +193,11 @@ def main() -> int:
     answer_head, state_head = heads.values()
     valid_ranks = torch.stack([result.ranks for result in fixed["valid"]], dim=1)  # [R, K + 1]
     candidates = history_settings(valid_ranks, (dataset.valid.history > 0).sum(dim=1))
-    plan = pick(candidates)[0]
+    plan, plan_read_off, _ = pick(candidates)
     item_log_popularity = log_popularity(torch.bincount(dataset.train.target, minlength=model.num_items + 1))
-    popularity_plan = pick(
-        popularity_settings(model, dataset.valid, valid_ranks, PopularityDepth(item_log_popularity, 0.0, 0))
-    )[0]
+    popularity_plan, popularity_read_off, _ = pick(
+        popularity_settings(model, dataset.valid, valid_ranks, PopularityDepth(item_log_popularity, 0.0, 0, TOP_K))
+    )
     rules = {
         "kl": tuned("KL halting, epsilon", KLHalting, EPSILONS),
         "state": tuned("state halting, epsilon", StateHalting, STATE_EPSILONS),
@@ -208,11 +209,13 @@ def main() -> int:
         ),
         "popularity": tuned(
             "popularity depth, plan",
-            lambda setting: PopularityDepth(item_log_popularity, *setting),
+            lambda setting: PopularityDepth(item_log_popularity, *setting, top_k=TOP_K),
             [popularity_plan],
             popularity_plan_text,
         ),
     }
+    # the plans' validation figures as read off the fixed depths (what chose them), to check the halting path
+    rules["history"]["valid_read_off"], rules["popularity"]["valid_read_off"] = plan_read_off, popularity_read_off
     # steps given: a run saved with a validation-chosen inference depth would otherwise time that one
     timed = {f"fixed K = {k}": lambda k=k: evaluate(model, dataset.test, "test", steps=k) for k in range(steps + 1)}
     mean_steps = {f"fixed K = {k}": float(k) for k in range(steps + 1)}
@@ -284,7 +287,13 @@ def main() -> int:
         "fixed": {k: {"valid": fixed["valid"][k].metrics, "test": fixed["test"][k].metrics} for k in range(steps + 1)},
         "best_fixed_on_valid": best_fixed,
         **{
-            key: {"setting": rule["setting"], "test": rule["test"].metrics, "mean_steps": rule["mean_steps"]}
+            key: {
+                "setting": rule["setting"],
+                "valid": rule["valid"].metrics,
+                "test": rule["test"].metrics,
+                "mean_steps": rule["mean_steps"],
+                **({"valid_read_off": rule["valid_read_off"]} if "valid_read_off" in rule else {}),
+            }
             for key, rule in rules.items()
         },
         "head_split": args.head_split,

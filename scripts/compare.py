@@ -81,6 +81,8 @@ def main() -> int:
     parser.add_argument("--metric", default="ndcg@10", choices=metric_keys(), help="test metric of --seed_groups")
     parser.add_argument("--confidence", type=float, default=0.95, help="level of the ratio interval")
     args = parser.parse_args()
+    if not 0 < args.confidence < 1:
+        parser.error(f"--confidence must be between 0 and 1 (e.g. 0.95), got {args.confidence}")
     if args.seed_groups:
         if args.runs:
             parser.error("give run directories or --seed_groups, not both")

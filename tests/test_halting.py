@@ -202,14 +202,16 @@ def test_history_rule_runs_each_user_to_its_planned_depth(method, compact_ratio,
 
 def test_top_item_popularity_on_a_hand_made_catalogue(monkeypatch):
     table = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [-1.0, -1.0]])  # 5 items
-    popularity = log_popularity(torch.tensor([0, 100, 50, 1, 0, 1000]))  # [N + 1]; count 0 reads as 1
-    answers = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # user 0 ranks items 1, 2 first; user 1 items 3, 4
-    expected = [(math.log(100) + math.log(50)) / 2, 0.0]
+    popularity = log_popularity(torch.tensor([10**6, 100, 50, 1, 0, 1000]))  # [N + 1]; count 0 reads as 1
+    # user 0 ranks items 1, 2 first; user 1 items 3, 4; user 2 item 5, then padding (score 0) would come before
+    # items 1-4 (< 0) if it were a candidate: it must never be
+    answers = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.5]])
+    expected = [(math.log(100) + math.log(50)) / 2, 0.0, (math.log(1000) + math.log(100)) / 2]
     assert top_item_popularity(answers, table, popularity, top_k=2).tolist() == pytest.approx(expected)
     monkeypatch.setattr(halting, "_TOP_ITEM_CHUNK", 2)  # items scored two at a time: the same top items
     assert top_item_popularity(answers, table, popularity, top_k=2).tolist() == pytest.approx(expected)
     rule = PopularityDepth(popularity, max_popularity=1.0, steps=2, top_k=2)  # popular top items: no step
-    assert rule.planned_steps_after_answer(answers, table).tolist() == [0, 2]
+    assert rule.planned_steps_after_answer(answers, table).tolist() == [0, 2, 0]
     with pytest.raises(ValueError, match="popularity table has 4 rows but the model scores 6"):
         PopularityDepth(popularity[:4], 1.0, 2).feature(answers, table)
     with pytest.raises(ValueError, match="depths >= 0"):
@@ -238,6 +240,10 @@ def test_popularity_rule_runs_each_user_to_its_planned_depth(method, compact_rat
         assert torch.allclose(vectors[row], fixed, atol=1e-5)
     with pytest.raises(ValueError, match="plans up to 4 reasoning steps but the model was trained with 3"):
         adaptive_user_vectors(model, history, PopularityDepth(popularity, cut, 4))
+    both = PopularityDepth(popularity, cut, 3)
+    both.planned_steps = HistoryDepth(2, 3, 0).planned_steps  # a rule that would plan twice is refused
+    with pytest.raises(ValueError, match="either from the history or after depth 0, not both"):
+        adaptive_user_vectors(model, history, both)
 
 
 @pytest.mark.parametrize("compact_ratio", [0.0, 1.0, math.inf])
@@ -406,6 +412,8 @@ def test_adaptive_depth_command_times_the_trained_depth_of_a_run_saved_with_fewe
     assert {"kl", "state", "learned", "learned_state", "history", "popularity"} <= set(results)
     assert results["head_split"] == head_split and len(results["history"]["setting"]) == 3
     assert results["popularity"]["setting"][2] == 0  # the popular users run no step
+    for plan in ("history", "popularity"):  # chosen on figures read off the fixed depths, run through halting
+        assert results[plan]["valid"]["ndcg@10"] == pytest.approx(results[plan]["valid_read_off"], abs=1e-6)
     timed = ["fixed K = 0", "fixed K = 1", "fixed K = 2", "fixed K = 2, halting path", "KL halting",
              "state halting", "learned head", "learned head on state features", "history-length depth",
              "popularity depth"]  # fmt: skip

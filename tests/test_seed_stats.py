@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scipy import stats
 
@@ -28,6 +29,25 @@ def test_welch_figures_by_hand():
     assert comparison.ratio_bounded and comparison.ratio_low < 1.5 < comparison.ratio_high
 
 
+@pytest.mark.parametrize(
+    ("base", "other"), [([1.0, 2.0, 3.0], [2.0, 3.0, 4.0]), ([10.0, 10.1, 10.3], [11.0, 13.0, 12.0, 15.0])]
+)
+def test_fieller_bounds_are_where_the_ratio_test_turns(base, other):
+    """At each bound r, |mean(other) - r mean(base)| equals t sqrt(v_other + r^2 v_base): unequal variances
+    make the two variances' places matter."""
+    comparison = compare_means(base, other)
+    t = stats.t.ppf(0.975, comparison.degrees_of_freedom)
+    v_base, v_other = np.var(base, ddof=1) / len(base), np.var(other, ddof=1) / len(other)
+    for r in (comparison.ratio_low, comparison.ratio_high):
+        gap = abs(np.mean(other) - r * np.mean(base))
+        assert gap == pytest.approx(t * math.sqrt(v_other + r**2 * v_base), rel=1e-9)
+    if len(other) == 4:  # by hand: t(0.975, 3.06) = 3.15, a = 102.61, b = -258.4, c = 155.32 -> 0.991, 1.527
+        assert comparison.ratio == pytest.approx(12.75 / (30.4 / 3))
+        assert comparison.ratio_low == pytest.approx(0.991, abs=2e-3)
+        assert comparison.ratio_high == pytest.approx(1.527, abs=2e-3)
+        assert comparison.p_value > 0.05  # 1 is inside the interval
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_one_lies_outside_the_ratio_interval_exactly_when_welch_rejects(seed):
     import random
@@ -45,6 +65,8 @@ def test_one_lies_outside_the_ratio_interval_exactly_when_welch_rejects(seed):
 def test_ratio_is_unbounded_when_the_base_could_be_zero():
     comparison = compare_means([-1.0, 0.5, 1.0], [1.0, 1.2, 1.1])
     assert not comparison.ratio_bounded and comparison.ratio_low == -math.inf
+    assert compare_means([-1.0, 0.0, 1.0], [-2.0, -3.0]).ratio == -math.inf  # base mean exactly 0
+    assert math.isnan(compare_means([-1.0, 0.0, 1.0], [-1.0, 1.0]).ratio)
 
 
 def test_too_few_seeds_and_a_bad_level_are_clear_errors():
