@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hybrid.ranking import chunked_top_k
+
 
 def answer_log_probs(user_vectors: torch.Tensor, item_table: torch.Tensor) -> torch.Tensor:
     """log q over items 1..N of user vectors [A, D] -> [A, N] (the inference softmax, no temperature)."""
@@ -205,14 +207,7 @@ def top_item_popularity(
 ) -> torch.Tensor:
     """[A] mean of ``item_log_popularity`` [N + 1] over the ``top_k`` items (1..N) that score highest for each
     answer [A, D] against ``item_table`` [N + 1, D]. Items are scored in chunks so large catalogues stay bounded."""
-    best_scores = answers.new_full((answers.shape[0], 0), float("-inf"))  # [A, <= top_k]
-    best_items = torch.zeros(answers.shape[0], 0, dtype=torch.long, device=answers.device)
-    for start in range(1, item_table.shape[0], _TOP_ITEM_CHUNK):
-        end = min(start + _TOP_ITEM_CHUNK, item_table.shape[0])
-        scores = torch.cat([best_scores, answers @ item_table[start:end].T], dim=1)  # [A, kept + chunk]
-        ids = torch.arange(start, end, device=answers.device).expand(answers.shape[0], -1)
-        top = scores.topk(min(top_k, scores.shape[1]), dim=1)
-        best_scores, best_items = top.values, torch.cat([best_items, ids], dim=1).gather(1, top.indices)
+    best_items = chunked_top_k(answers, item_table, top_k, _TOP_ITEM_CHUNK)[1]  # [A, top_k] item ids
     return item_log_popularity[best_items].mean(dim=-1)
 
 

@@ -31,6 +31,15 @@ def label(run: Path, taken: dict) -> str:
     return name if name not in taken else str(run)
 
 
+def shared_protocol(results: list[dict]) -> str | None:
+    """The one evaluation protocol of all ``results`` (metrics.json contents), or None after saying they differ."""
+    protocols = {r["protocol"] for r in results}
+    if len(protocols) > 1:
+        print("error: the runs were evaluated under different protocols:\n" + "\n".join(protocols), file=sys.stderr)
+        return None
+    return protocols.pop()
+
+
 def interval(comparison) -> str:
     if not comparison.ratio_bounded:
         return "unbounded (the base mean is not distinguishable from 0)"
@@ -48,14 +57,13 @@ def compare_seed_groups(folders: list[str], metric: str, confidence: float) -> i
                   "least 2: train more seeds with scripts/seeds.py", file=sys.stderr)  # fmt: skip
             return 2
         groups[str(folder)] = [json.loads((run / "metrics.json").read_text()) for run in runs]
-    protocols = {r["protocol"] for results in groups.values() for r in results}
-    if len(protocols) > 1:
-        print("error: the runs were evaluated under different protocols:\n" + "\n".join(protocols), file=sys.stderr)
+    protocol = shared_protocol([r for results in groups.values() for r in results])
+    if protocol is None:
         return 2
     values = {name: [r["test"]["metrics"][metric] for r in results] for name, results in groups.items()}
     base_name, base = next(iter(values.items()))
     level = f"{confidence:.0%}"
-    print(f"protocol: {protocols.pop()}\nseeds are the samples; test {metric}\n")
+    print(f"protocol: {protocol}\nseeds are the samples; test {metric}\n")
     print(f"| group | seeds | test {metric}, mean ± std | vs {base_name} | {level} interval of the ratio | "
           "Welch p |\n|---|---:|---:|---:|---|---:|")  # fmt: skip
     for name, group in values.items():
@@ -95,11 +103,10 @@ def main() -> int:
             print(f"error: {run / 'metrics.json'} is missing: did the run finish?", file=sys.stderr)
             return 2
         results[label(run, results)] = json.loads((run / "metrics.json").read_text())
-    protocols = {r["protocol"] for r in results.values()}
-    if len(protocols) > 1:
-        print("error: the runs were evaluated under different protocols:\n" + "\n".join(protocols), file=sys.stderr)
+    protocol = shared_protocol(list(results.values()))
+    if protocol is None:
         return 2
-    print(f"protocol: {protocols.pop()}\n")
+    print(f"protocol: {protocol}\n")
     print(format_table({f"{name} test": r["test"]["metrics"] for name, r in results.items()}))
     base_run, base = next(iter(results.items()))
     print()
