@@ -367,11 +367,15 @@ def adaptive_user_vectors(
 
 class AdaptiveDepth(nn.Module):
     """A trained model whose ``user_vectors`` halt per user: drop-in for ``hybrid.evaluate.evaluate``.
-    ``steps_used`` collects the depth of every user scored since the last ``reset``."""
+    ``steps_used`` collects the depth of every user scored since the last ``reset``.
+
+    The item table a rule scores against is the one the last ``scoring_table`` call built (``evaluate`` builds
+    it once per split), so a text or LoRA encoder is not run again for every batch; ``reset`` forgets it."""
 
     def __init__(self, model, rule, compact_ratio: float = 1.0):
         super().__init__()
         self.model, self.rule, self.compact_ratio, self.steps_used = model, rule, compact_ratio, []
+        self._table: torch.Tensor | None = None  # [N + 1, D] from the last scoring_table call
 
     @property
     def item_encoder(self):
@@ -382,13 +386,16 @@ class AdaptiveDepth(nn.Module):
         return self.model.num_items
 
     def scoring_table(self) -> torch.Tensor:
-        return self.model.scoring_table()
+        self._table = self.model.scoring_table()
+        return self._table
 
     def reset(self) -> None:
-        self.steps_used = []
+        self.steps_used, self._table = [], None
 
     def user_vectors(self, history: torch.Tensor, steps: int | None = None) -> torch.Tensor:
-        vectors, used = adaptive_user_vectors(self.model, history, self.rule, compact_ratio=self.compact_ratio)
+        vectors, used = adaptive_user_vectors(
+            self.model, history, self.rule, item_table=self._table, compact_ratio=self.compact_ratio
+        )
         self.steps_used.append(used.cpu())
         return vectors
 

@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from hybrid.evaluate import format_table  # noqa: E402
 from hybrid.metrics import metric_keys  # noqa: E402
+from hybrid.seed_runs import finished_seed_runs  # noqa: E402
 from hybrid.seed_stats import compare_means  # noqa: E402
 
 
@@ -50,8 +51,14 @@ def compare_seed_groups(folders: list[str], metric: str, confidence: float) -> i
     """Each folder's seeds as one group; every group against the first."""
     groups = {}
     for folder in folders:  # "a,b": the seeds of both folders as one group
-        parts = [Path(part) for part in str(folder).split(",")]
-        runs = sorted(p for part in parts for p in part.glob("seed-*") if (p / "metrics.json").exists())
+        parts = str(folder).split(",")
+        runs = [run for part in parts for run in finished_seed_runs(part)]
+        resolved = [run.resolve() for run in runs]
+        if len(set(resolved)) < len(resolved):  # a run counted twice would narrow the interval falsely
+            twice = sorted({str(run) for run, path in zip(runs, resolved) if resolved.count(path) > 1})
+            print(f"error: group {folder} names the same seed runs more than once ({', '.join(twice)}): "
+                  "give each folder once", file=sys.stderr)  # fmt: skip
+            return 2
         if len(runs) < 2:
             print(f"error: {folder} holds {len(runs)} finished seed runs (seed-*/metrics.json); a group needs at "
                   "least 2: train more seeds with scripts/seeds.py", file=sys.stderr)  # fmt: skip

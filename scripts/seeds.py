@@ -21,10 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hybrid.metrics import metric_keys  # noqa: E402
+from hybrid.seed_runs import finished_seed_runs  # noqa: E402
 
 
 def summarise(folder: Path) -> str:
-    runs = sorted(p for p in folder.glob("seed-*") if (p / "metrics.json").exists())
+    runs = finished_seed_runs(folder)
     if not runs:
         raise SystemExit(f"no finished runs under {folder}")
     metrics = {run.name: json.loads((run / "metrics.json").read_text()) for run in runs}

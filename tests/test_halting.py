@@ -148,6 +148,39 @@ def test_halted_users_keep_their_state_and_leave_the_batch(method, similarity, c
     assert wrapped.mean_steps() == 2.0
 
 
+def test_adaptive_depth_builds_the_item_table_once_per_evaluation(monkeypatch):
+    """A rule that scores the catalogue reuses the table ``evaluate`` built, batch after batch (a text encoder's
+    table is a forward pass), and a later evaluation sees the weights as they are then."""
+    from hybrid.data import SplitData
+
+    model, history = tiny_model_and_histories("erl")
+    split = SplitData(history, torch.randint(1, 41, (7,)), torch.arange(7), torch.zeros(8, dtype=torch.long),
+                      torch.zeros(0, dtype=torch.long))  # fmt: skip
+    builds = []
+    build = model.scoring_table
+    monkeypatch.setattr(model, "scoring_table", lambda: builds.append(1) or build())
+    rule = KLHalting(epsilon=0.05, min_steps=1)
+    wrapped = AdaptiveDepth(model, rule)
+    evaluate(wrapped, split, "valid", batch_size=3)  # three batches
+    assert len(builds) == 1
+    batches = torch.arange(7).split(3)
+    uncached = torch.cat([adaptive_user_vectors(model, history[rows], rule)[0] for rows in batches])
+    assert len(builds) == 4  # given no table, every batch builds its own
+    wrapped.scoring_table()
+    cached = torch.cat([wrapped.user_vectors(history[rows]) for rows in batches])
+    assert len(builds) == 5 and torch.equal(cached, uncached)
+    with torch.no_grad():
+        model.item_encoder.embedding.weight.neg_()  # other weights: a table kept from before would be stale
+    evaluate(wrapped, split, "valid", batch_size=3)
+    assert len(builds) == 6
+    cached = torch.cat([wrapped.user_vectors(history[rows]) for rows in batches])  # the table of the new weights
+    assert torch.equal(cached, torch.cat([adaptive_user_vectors(model, history[rows], rule)[0] for rows in batches]))
+    assert not torch.equal(cached, uncached)
+    wrapped.reset()
+    wrapped.user_vectors(history)
+    assert len(builds) == 10  # after reset it builds its own again
+
+
 def test_halted_rows_leave_once_dropping_them_pays(monkeypatch):
     torch.manual_seed(0)
     model = HybridRecommender(tiny_config("erl", steps=3), num_items=40, max_history=6).eval()

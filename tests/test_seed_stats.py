@@ -106,3 +106,18 @@ def test_compare_command_on_seed_groups(tmp_path):
     write_seed_run(tmp_path / "other" / "seed-2", 0.05, protocol="another protocol")
     mixed = run_compare("--seed_groups", str(tmp_path / "base"), str(tmp_path / "other"))
     assert mixed.returncode == 2 and "different protocols" in mixed.stderr
+
+
+def test_a_folder_named_twice_in_a_group_is_refused(tmp_path):
+    """Counting one folder's seeds twice would double the samples and narrow the interval without new evidence."""
+    for seed, value in zip((1, 2), (0.060, 0.062)):
+        write_seed_run(tmp_path / "base" / f"seed-{seed}", value)
+    write_seed_run(tmp_path / "new" / "seed-1", 0.066)
+    write_seed_run(tmp_path / "new" / "seed-3", 0.068)
+    (tmp_path / "new" / "seed-2").mkdir()  # an unfinished run (no metrics.json) is no sample
+    base, new = str(tmp_path / "base"), str(tmp_path / "new")
+    twice = run_compare("--seed_groups", base, f"{new},{tmp_path}/new/")
+    assert twice.returncode == 2 and "more than once" in twice.stderr and "give each folder once" in twice.stderr
+    once = run_compare("--seed_groups", base, new)
+    assert once.returncode == 0, once.stderr
+    assert "| 2 | 0.0670 ± 0.0014 |" in next(line for line in once.stdout.splitlines() if "new" in line)
