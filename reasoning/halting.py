@@ -172,8 +172,19 @@ class LearnedHalting(nn.Module):
             return self.probability(features) < self.threshold
 
 
+class PlannedDepth:
+    """A rule that plans each user's depth in advance (``planned_steps`` from the history, or
+    ``planned_steps_after_answer`` from the depth-0 answer); the plan alone ends a user's reasoning."""
+
+    needs_distribution = False  # no item scoring during reasoning
+
+    def stop(self, step: int, previous_log_q, log_q, previous_state, state, depth) -> torch.Tensor:
+        """Never halts on what it sees: the planned depth alone ends a user's reasoning."""
+        return torch.zeros(state.shape[0], dtype=torch.bool, device=state.device)
+
+
 @dataclass
-class HistoryDepth:
+class HistoryDepth(PlannedDepth):
     max_length: int  # users with at most this many history items run short_steps, the others long_steps
     short_steps: int
     long_steps: int
@@ -197,10 +208,6 @@ class HistoryDepth:
         short, long = torch.full_like(lengths, self.short_steps), torch.full_like(lengths, self.long_steps)
         return torch.where(lengths <= self.max_length, short, long)
 
-    def stop(self, step: int, previous_log_q, log_q, previous_state, state, depth) -> torch.Tensor:
-        """Never halts on what it sees: the planned depth alone ends a user's reasoning."""
-        return torch.zeros(state.shape[0], dtype=torch.bool, device=state.device)
-
 
 def top_item_popularity(
     answers: torch.Tensor, item_table: torch.Tensor, item_log_popularity: torch.Tensor, top_k: int
@@ -220,7 +227,7 @@ def log_popularity(counts: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class PopularityDepth:
+class PopularityDepth(PlannedDepth):
     item_log_popularity: torch.Tensor  # [N + 1] log max(training count, 1) of every item (see log_popularity)
     max_popularity: float  # users whose top items' mean log popularity is at most this run `steps`
     steps: int
@@ -255,10 +262,6 @@ class PopularityDepth:
         """[A] the depth of each user from its depth-0 answer [A, D]."""
         popular = self.feature(answers, item_table) > self.max_popularity
         return torch.where(popular, self.popular_steps, self.steps)
-
-    def stop(self, step: int, previous_log_q, log_q, previous_state, state, depth) -> torch.Tensor:
-        """Never halts on what it sees: the planned depth alone ends a user's reasoning."""
-        return torch.zeros(state.shape[0], dtype=torch.bool, device=state.device)
 
 
 def _rows(tensor: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor | None:
