@@ -77,3 +77,43 @@ def compare_means(base: Sequence[float], other: Sequence[float], confidence: flo
     return MeanComparison(
         base_mean, other_mean, ratio, low, high, difference - spread, difference + spread, dof, p_value, confidence
     )
+
+
+def seeds_needed(
+    base_std: float,
+    other_std: float,
+    difference: float,
+    confidence: float = 0.95,
+    power: float = 0.8,
+    max_seeds: int = 10_000,
+) -> int:
+    """Seeds per group for Welch's two-sided test at 1 - ``confidence`` to detect a true ``difference`` of
+    means with probability ``power``, when the seeds of each group scatter with these standard deviations.
+
+    Both groups get n seeds; the power of n is the noncentral t's (Welch-Satterthwaite degrees of freedom,
+    noncentrality difference / sqrt((base_std^2 + other_std^2) / n)). Returns the smallest n >= 2 that reaches
+    ``power``. Use it to plan: the stds measured on a few seeds are themselves rough.
+    """
+    if not 0 < confidence < 1 or not 0 < power < 1:
+        raise ValueError(f"confidence and power must be between 0 and 1, got {confidence} and {power}")
+    if base_std < 0 or other_std < 0 or base_std + other_std == 0:
+        raise ValueError(f"the seeds' standard deviations must be >= 0 and not both 0, got {base_std}, {other_std}")
+    if difference == 0:
+        raise ValueError("a difference of 0 cannot be detected with any number of seeds")
+    base_var, other_var = base_std**2, other_std**2
+
+    def power_of(n: int) -> float:
+        dof = (base_var + other_var) ** 2 / ((base_var**2 + other_var**2) / (n - 1))
+        t = stats.t.ppf(0.5 + confidence / 2, dof)
+        shift = abs(difference) / math.sqrt((base_var + other_var) / n)
+        return float(stats.nct.sf(t, dof, shift) + stats.nct.cdf(-t, dof, shift))
+
+    low, high = 2, 2
+    while power_of(high) < power:  # double until reached, then bisect: power grows with n
+        low, high = high + 1, high * 2
+        if high > max_seeds:
+            raise ValueError(f"more than {max_seeds} seeds per group would be needed")
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (middle + 1, high) if power_of(middle) < power else (low, middle)
+    return high

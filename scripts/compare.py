@@ -7,6 +7,8 @@ Groups of seeds (each a `scripts/seeds.py` output folder holding seed-*/metrics.
 `python scripts/compare.py --seed_groups runs/sasrec-seeds runs/erl-seeds [--metric ndcg@10]` prints each
 group's mean +/- std and, against the first group, the ratio of the means with its confidence interval
 (Fieller's, Welch's degrees of freedom) and Welch's p-value, seeds as the samples (hybrid/seed_stats.py).
+`--target_ratio 1.05` adds how many seeds per group Welch's test would need to show that ratio with 80 %
+power (`--power`), given the spread the groups' seeds show.
 """
 
 import argparse
@@ -21,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from hybrid.evaluate import format_table  # noqa: E402
 from hybrid.metrics import metric_keys  # noqa: E402
 from hybrid.seed_runs import finished_seed_runs  # noqa: E402
-from hybrid.seed_stats import compare_means  # noqa: E402
+from hybrid.seed_stats import compare_means, seeds_needed  # noqa: E402
 
 
 def label(run: Path, taken: dict) -> str:
@@ -47,8 +49,11 @@ def interval(comparison) -> str:
     return f"{comparison.ratio_low:.3f}x - {comparison.ratio_high:.3f}x"
 
 
-def compare_seed_groups(folders: list[str], metric: str, confidence: float) -> int:
-    """Each folder's seeds as one group; every group against the first."""
+def compare_seed_groups(
+    folders: list[str], metric: str, confidence: float, target_ratio: float | None = None, power: float = 0.8
+) -> int:
+    """Each folder's seeds as one group; every group against the first. With ``target_ratio``, also the seeds
+    per group needed to show that ratio of means at ``power``."""
     groups = {}
     for folder in folders:  # "a,b": the seeds of both folders as one group
         parts = str(folder).split(",")
@@ -71,16 +76,23 @@ def compare_seed_groups(folders: list[str], metric: str, confidence: float) -> i
     base_name, base = next(iter(values.items()))
     level = f"{confidence:.0%}"
     print(f"protocol: {protocol}\nseeds are the samples; test {metric}\n")
+    planning = f" seeds per group to tell {target_ratio}x from 1x at {power:.0%} power |" if target_ratio else ""
     print(f"| group | seeds | test {metric}, mean ± std | vs {base_name} | {level} interval of the ratio | "
-          "Welch p |\n|---|---:|---:|---:|---|---:|")  # fmt: skip
+          f"Welch p |{planning}\n|---|---:|---:|---:|---|---:|{'---:|' if target_ratio else ''}")  # fmt: skip
     for name, group in values.items():
         spread = f"{statistics.fmean(group):.4f} ± {statistics.stdev(group):.4f}"
         if name == base_name:
-            print(f"| {name} | {len(group)} | {spread} | 1 | | |")
+            print(f"| {name} | {len(group)} | {spread} | 1 | | |{' |' if target_ratio else ''}")
             continue
         comparison = compare_means(base, group, confidence)
+        needed = ""
+        if target_ratio:
+            difference = (target_ratio - 1) * statistics.fmean(base)
+            needed = (
+                f" {seeds_needed(statistics.stdev(base), statistics.stdev(group), difference, confidence, power)} |"
+            )
         print(f"| {name} | {len(group)} | {spread} | {comparison.ratio:.3f}x | {interval(comparison)} | "
-              f"{comparison.p_value:.3f} |")  # fmt: skip
+              f"{comparison.p_value:.3f} |{needed}")  # fmt: skip
     return 0
 
 
@@ -95,13 +107,23 @@ def main() -> int:
     )
     parser.add_argument("--metric", default="ndcg@10", choices=metric_keys(), help="test metric of --seed_groups")
     parser.add_argument("--confidence", type=float, default=0.95, help="level of the ratio interval")
+    parser.add_argument(
+        "--target_ratio", type=float, default=None, help="with --seed_groups: seeds per group needed to show this ratio"
+    )
+    parser.add_argument("--power", type=float, default=0.8, help="power for --target_ratio's seed count")
     args = parser.parse_args()
     if not 0 < args.confidence < 1:
         parser.error(f"--confidence must be between 0 and 1 (e.g. 0.95), got {args.confidence}")
+    if not 0 < args.power < 1:
+        parser.error(f"--power must be between 0 and 1 (e.g. 0.8), got {args.power}")
+    if args.target_ratio is not None and (args.target_ratio <= 0 or args.target_ratio == 1):
+        parser.error(f"--target_ratio must be a positive ratio other than 1 (e.g. 1.05), got {args.target_ratio}")
+    if args.target_ratio is not None and not args.seed_groups:
+        parser.error("--target_ratio plans seeds for --seed_groups; give it with --seed_groups")
     if args.seed_groups:
         if args.runs:
             parser.error("give run directories or --seed_groups, not both")
-        return compare_seed_groups(args.seed_groups, args.metric, args.confidence)
+        return compare_seed_groups(args.seed_groups, args.metric, args.confidence, args.target_ratio, args.power)
     if not args.runs:
         parser.error("give run directories to compare, or --seed_groups FOLDER [FOLDER ...]")
     results = {}

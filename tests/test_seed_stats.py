@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from hybrid.seed_stats import compare_means
+from hybrid.seed_stats import compare_means, seeds_needed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,3 +121,52 @@ def test_a_folder_named_twice_in_a_group_is_refused(tmp_path):
     once = run_compare("--seed_groups", base, new)
     assert once.returncode == 0, once.stderr
     assert "| 2 | 0.0670 ± 0.0014 |" in next(line for line in once.stdout.splitlines() if "new" in line)
+
+
+@pytest.mark.parametrize(
+    ("effect", "power", "expected"), [(1.0, 0.8, 17), (0.8, 0.8, 26), (0.5, 0.8, 64), (0.2, 0.8, 394), (1.0, 0.9, 23)]
+)
+def test_seeds_needed_matches_the_two_sample_t_tables(effect, power, expected):
+    """Equal spreads: Welch's degrees of freedom are Student's, so the published sample sizes per group hold
+    (two-sided, 5 %; e.g. 64 per group for half a standard deviation at 80 % power)."""
+    assert seeds_needed(1.0, 1.0, effect, power=power) == expected
+    assert seeds_needed(2.0, 2.0, -2 * effect, power=power) == expected  # scale- and sign-free
+
+
+def test_seeds_needed_reaches_its_power_with_unequal_spreads():
+    """Simulated Welch tests at the planned n reject about ``power`` of the time; a few seeds fewer clearly less."""
+    n = seeds_needed(0.003, 0.006, 0.004)
+    generator = np.random.default_rng(0)
+
+    def rejections(seeds: int) -> float:
+        base = generator.normal(0.06, 0.003, (20_000, seeds))
+        other = generator.normal(0.064, 0.006, (20_000, seeds))
+        return float((stats.ttest_ind(other, base, axis=1, equal_var=False).pvalue < 0.05).mean())
+
+    assert rejections(n) == pytest.approx(0.8, abs=0.02)
+    assert rejections(n - 4) < 0.75
+
+
+def test_seeds_needed_refuses_what_cannot_be_planned():
+    with pytest.raises(ValueError, match="difference of 0"):
+        seeds_needed(1.0, 1.0, 0.0)
+    with pytest.raises(ValueError, match="not both 0"):
+        seeds_needed(0.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        seeds_needed(1.0, 1.0, 1.0, power=80)
+    with pytest.raises(ValueError, match="more than 100 seeds"):
+        seeds_needed(1.0, 1.0, 0.01, max_seeds=100)
+
+
+def test_compare_command_plans_the_seeds_a_target_ratio_needs(tmp_path):
+    for seed, value in zip((1, 2, 3), (0.060, 0.062, 0.064)):
+        write_seed_run(tmp_path / "base" / f"seed-{seed}", value)
+    for seed, value in zip((1, 2, 3), (0.063, 0.064, 0.068)):
+        write_seed_run(tmp_path / "new" / f"seed-{seed}", value)
+    done = run_compare("--seed_groups", str(tmp_path / "base"), str(tmp_path / "new"), "--target_ratio", "1.05")
+    assert done.returncode == 0, done.stderr
+    expected = seeds_needed(0.002, float(np.std([0.063, 0.064, 0.068], ddof=1)), 0.05 * 0.062)
+    assert "tell 1.05x from 1x at 80% power" in done.stdout
+    assert next(line for line in done.stdout.splitlines() if "new" in line).endswith(f" {expected} |")
+    alone = run_compare(str(tmp_path / "base" / "seed-1"), "--target_ratio", "1.05")
+    assert alone.returncode == 2 and "give it with --seed_groups" in alone.stderr
