@@ -98,8 +98,10 @@ def seeds_needed(
         raise ValueError(f"confidence and power must be between 0 and 1, got {confidence} and {power}")
     if base_std < 0 or other_std < 0 or base_std + other_std == 0:
         raise ValueError(f"the seeds' standard deviations must be >= 0 and not both 0, got {base_std}, {other_std}")
-    if difference == 0:
-        raise ValueError("a difference of 0 cannot be detected with any number of seeds")
+    if difference == 0 or not math.isfinite(difference):
+        raise ValueError(f"the difference to detect must be finite and not 0, got {difference}")
+    if max_seeds < 2:
+        raise ValueError(f"max_seeds must be >= 2 (Welch's test needs 2 seeds per group), got {max_seeds}")
     base_var, other_var = base_std**2, other_std**2
 
     def power_of(n: int) -> float:
@@ -109,10 +111,10 @@ def seeds_needed(
         return float(stats.nct.sf(t, dof, shift) + stats.nct.cdf(-t, dof, shift))
 
     low, high = 2, 2
-    while power_of(high) < power:  # double until reached, then bisect: power grows with n
-        low, high = high + 1, high * 2
-        if high > max_seeds:
+    while power_of(high) < power:  # double until reached (at most max_seeds), then bisect: power grows with n
+        if high == max_seeds:
             raise ValueError(f"more than {max_seeds} seeds per group would be needed")
+        low, high = high + 1, min(high * 2, max_seeds)
     while low < high:
         middle = (low + high) // 2
         low, high = (middle + 1, high) if power_of(middle) < power else (low, middle)

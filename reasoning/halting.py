@@ -174,9 +174,12 @@ class LearnedHalting(nn.Module):
 
 class PlannedDepth:
     """A rule that plans each user's depth in advance (``planned_steps`` from the history, or
-    ``planned_steps_after_answer`` from the depth-0 answer); the plan alone ends a user's reasoning."""
+    ``planned_steps_after_answer`` from the depth-0 answer); the plan alone ends a user's reasoning.
+    Subclasses give ``deepest``, the most steps a plan can give, checked against the model before any batch."""
 
-    needs_distribution = False  # no item scoring during reasoning
+    @property
+    def deepest(self) -> int:
+        raise NotImplementedError
 
     def stop(self, step: int, previous_log_q, log_q, previous_state, state, depth) -> torch.Tensor:
         """Never halts on what it sees: the planned depth alone ends a user's reasoning."""
@@ -373,7 +376,8 @@ class AdaptiveDepth(nn.Module):
     ``steps_used`` collects the depth of every user scored since the last ``reset``.
 
     The item table a rule scores against is the one the last ``scoring_table`` call built (``evaluate`` builds
-    it once per split), so a text or LoRA encoder is not run again for every batch; ``reset`` forgets it."""
+    it once per split), so a text or LoRA encoder is not run again for every batch; ``reset`` forgets it. After
+    changing the weights or the device, call ``scoring_table`` (or evaluate) again before ``user_vectors``."""
 
     def __init__(self, model, rule, compact_ratio: float = 1.0):
         super().__init__()

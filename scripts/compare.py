@@ -13,6 +13,7 @@ power (`--power`), given the spread the groups' seeds show.
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -49,21 +50,33 @@ def interval(comparison) -> str:
     return f"{comparison.ratio_low:.3f}x - {comparison.ratio_high:.3f}x"
 
 
+def planned_seeds(base: list[float], group: list[float], target_ratio: float, confidence: float, power: float) -> str:
+    """Seeds per group to tell ``target_ratio`` x the base mean from it, at these groups' spread; or why not."""
+    difference = (target_ratio - 1) * statistics.fmean(base)
+    try:
+        return str(seeds_needed(statistics.stdev(base), statistics.stdev(group), difference, confidence, power))
+    except ValueError as error:
+        return f"({error})"
+
+
 def compare_seed_groups(
     folders: list[str], metric: str, confidence: float, target_ratio: float | None = None, power: float = 0.8
 ) -> int:
     """Each folder's seeds as one group; every group against the first. With ``target_ratio``, also the seeds
     per group needed to show that ratio of means at ``power``."""
-    groups = {}
-    for folder in folders:  # "a,b": the seeds of both folders as one group
-        parts = str(folder).split(",")
-        runs = [run for part in parts for run in finished_seed_runs(part)]
-        resolved = [run.resolve() for run in runs]
-        if len(set(resolved)) < len(resolved):  # a run counted twice would narrow the interval falsely
-            twice = sorted({str(run) for run, path in zip(runs, resolved) if resolved.count(path) > 1})
-            print(f"error: group {folder} names the same seed runs more than once ({', '.join(twice)}): "
-                  "give each folder once", file=sys.stderr)  # fmt: skip
-            return 2
+    groups, seen = {}, {}  # seen: each run (resolved) -> (index, name) of the group that took it
+    for index, folder in enumerate(folders):  # "a,b": the seeds of both folders as one group
+        runs = [run for part in str(folder).split(",") for run in finished_seed_runs(part)]
+        for run in runs:
+            # A run counted twice would narrow the interval falsely; one shared by two groups breaks Welch's
+            # independent samples.
+            if run.resolve() in seen:
+                earlier, name = seen[run.resolve()]
+                where = f"twice in group {folder}" if earlier == index else f"in groups {name} and {folder}"
+                print(f"error: the seed run {run} is named more than once ({where}): give each folder once, in "
+                      "one group", file=sys.stderr)  # fmt: skip
+                return 2
+            seen[run.resolve()] = index, str(folder)
         if len(runs) < 2:
             print(f"error: {folder} holds {len(runs)} finished seed runs (seed-*/metrics.json); a group needs at "
                   "least 2: train more seeds with scripts/seeds.py", file=sys.stderr)  # fmt: skip
@@ -76,7 +89,8 @@ def compare_seed_groups(
     base_name, base = next(iter(values.items()))
     level = f"{confidence:.0%}"
     print(f"protocol: {protocol}\nseeds are the samples; test {metric}\n")
-    planning = f" seeds per group to tell {target_ratio}x from 1x at {power:.0%} power |" if target_ratio else ""
+    planning = f" seeds per group to tell {target_ratio}x from 1x ({level} test, {power:.0%} power) |"
+    planning = planning if target_ratio else ""
     print(f"| group | seeds | test {metric}, mean ± std | vs {base_name} | {level} interval of the ratio | "
           f"Welch p |{planning}\n|---|---:|---:|---:|---|---:|{'---:|' if target_ratio else ''}")  # fmt: skip
     for name, group in values.items():
@@ -87,10 +101,7 @@ def compare_seed_groups(
         comparison = compare_means(base, group, confidence)
         needed = ""
         if target_ratio:
-            difference = (target_ratio - 1) * statistics.fmean(base)
-            needed = (
-                f" {seeds_needed(statistics.stdev(base), statistics.stdev(group), difference, confidence, power)} |"
-            )
+            needed = f" {planned_seeds(base, group, target_ratio, confidence, power)} |"
         print(f"| {name} | {len(group)} | {spread} | {comparison.ratio:.3f}x | {interval(comparison)} | "
               f"{comparison.p_value:.3f} |{needed}")  # fmt: skip
     return 0
@@ -106,7 +117,9 @@ def main() -> int:
         help="seeds.py output folders to compare as groups of seeds ('A,B' joins two folders into one group)",
     )
     parser.add_argument("--metric", default="ndcg@10", choices=metric_keys(), help="test metric of --seed_groups")
-    parser.add_argument("--confidence", type=float, default=0.95, help="level of the ratio interval")
+    parser.add_argument(
+        "--confidence", type=float, default=0.95, help="level of the ratio interval (and of --target_ratio's test)"
+    )
     parser.add_argument(
         "--target_ratio", type=float, default=None, help="with --seed_groups: seeds per group needed to show this ratio"
     )
@@ -116,7 +129,7 @@ def main() -> int:
         parser.error(f"--confidence must be between 0 and 1 (e.g. 0.95), got {args.confidence}")
     if not 0 < args.power < 1:
         parser.error(f"--power must be between 0 and 1 (e.g. 0.8), got {args.power}")
-    if args.target_ratio is not None and (args.target_ratio <= 0 or args.target_ratio == 1):
+    if args.target_ratio is not None and not (math.isfinite(args.target_ratio) and 0 < args.target_ratio != 1):
         parser.error(f"--target_ratio must be a positive ratio other than 1 (e.g. 1.05), got {args.target_ratio}")
     if args.target_ratio is not None and not args.seed_groups:
         parser.error("--target_ratio plans seeds for --seed_groups; give it with --seed_groups")

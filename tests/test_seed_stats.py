@@ -117,7 +117,9 @@ def test_a_folder_named_twice_in_a_group_is_refused(tmp_path):
     (tmp_path / "new" / "seed-2").mkdir()  # an unfinished run (no metrics.json) is no sample
     base, new = str(tmp_path / "base"), str(tmp_path / "new")
     twice = run_compare("--seed_groups", base, f"{new},{tmp_path}/new/")
-    assert twice.returncode == 2 and "more than once" in twice.stderr and "give each folder once" in twice.stderr
+    assert twice.returncode == 2 and "twice in group" in twice.stderr and "give each folder once" in twice.stderr
+    shared = run_compare("--seed_groups", base, f"{new},{base}")  # the base's seeds again in the other group
+    assert shared.returncode == 2 and f"in groups {base} and {new},{base}" in shared.stderr
     once = run_compare("--seed_groups", base, new)
     assert once.returncode == 0, once.stderr
     assert "| 2 | 0.0670 ± 0.0014 |" in next(line for line in once.stdout.splitlines() if "new" in line)
@@ -148,14 +150,22 @@ def test_seeds_needed_reaches_its_power_with_unequal_spreads():
 
 
 def test_seeds_needed_refuses_what_cannot_be_planned():
-    with pytest.raises(ValueError, match="difference of 0"):
+    with pytest.raises(ValueError, match="finite and not 0"):
         seeds_needed(1.0, 1.0, 0.0)
+    with pytest.raises(ValueError, match="finite and not 0"):
+        seeds_needed(1.0, 1.0, math.nan)
+    with pytest.raises(ValueError, match="max_seeds must be >= 2"):
+        seeds_needed(1.0, 1.0, 1.0, max_seeds=1)
     with pytest.raises(ValueError, match="not both 0"):
         seeds_needed(0.0, 0.0, 1.0)
     with pytest.raises(ValueError, match="between 0 and 1"):
         seeds_needed(1.0, 1.0, 1.0, power=80)
     with pytest.raises(ValueError, match="more than 100 seeds"):
         seeds_needed(1.0, 1.0, 0.01, max_seeds=100)
+    # the cap is a cap, not a power of two: 394 is found with exactly 394 allowed, refused with 393
+    assert seeds_needed(1.0, 1.0, 0.2, max_seeds=394) == 394
+    with pytest.raises(ValueError, match="more than 393 seeds"):
+        seeds_needed(1.0, 1.0, 0.2, max_seeds=393)
 
 
 def test_compare_command_plans_the_seeds_a_target_ratio_needs(tmp_path):
@@ -166,7 +176,17 @@ def test_compare_command_plans_the_seeds_a_target_ratio_needs(tmp_path):
     done = run_compare("--seed_groups", str(tmp_path / "base"), str(tmp_path / "new"), "--target_ratio", "1.05")
     assert done.returncode == 0, done.stderr
     expected = seeds_needed(0.002, float(np.std([0.063, 0.064, 0.068], ddof=1)), 0.05 * 0.062)
-    assert "tell 1.05x from 1x at 80% power" in done.stdout
+    assert "tell 1.05x from 1x (95% test, 80% power)" in done.stdout
     assert next(line for line in done.stdout.splitlines() if "new" in line).endswith(f" {expected} |")
+    groups = ("--seed_groups", str(tmp_path / "base"), str(tmp_path / "new"), "--target_ratio", "1.05")
+    stricter = run_compare(*groups, "--power", "0.9", "--confidence", "0.99")
+    expected = seeds_needed(0.002, float(np.std([0.063, 0.064, 0.068], ddof=1)), 0.05 * 0.062, 0.99, 0.9)
+    assert next(line for line in stricter.stdout.splitlines() if "new" in line).endswith(f" {expected} |")
+    assert "(99% test, 90% power)" in stricter.stdout
+    hopeless = run_compare(*groups[:-1], "1.0001")  # far beyond 10,000 seeds: said in the cell, no traceback
+    assert hopeless.returncode == 0 and "(more than 10000 seeds per group would be needed) |" in hopeless.stdout
+    for bad in ("nan", "inf", "1", "-1.05"):
+        refused = run_compare(*groups[:-1], bad)
+        assert refused.returncode == 2 and "--target_ratio must be a positive ratio other than 1" in refused.stderr
     alone = run_compare(str(tmp_path / "base" / "seed-1"), "--target_ratio", "1.05")
     assert alone.returncode == 2 and "give it with --seed_groups" in alone.stderr
