@@ -7,8 +7,8 @@ Groups of seeds (each a `scripts/seeds.py` output folder holding seed-*/metrics.
 `python scripts/compare.py --seed_groups runs/sasrec-seeds runs/erl-seeds [--metric ndcg@10]` prints each
 group's mean +/- std and, against the first group, the ratio of the means with its confidence interval
 (Fieller's, Welch's degrees of freedom) and Welch's p-value, seeds as the samples (hybrid/seed_stats.py).
-`--target_ratio 1.05` adds how many seeds per group Welch's test would need to show that ratio with 80 %
-power (`--power`), given the spread the groups' seeds show.
+`--target_ratio 1.05` adds how many seeds per group Welch's test would need to tell that ratio from 1x with
+80 % power (`--power`), given the spread the groups' seeds show.
 """
 
 import argparse
@@ -67,16 +67,16 @@ def compare_seed_groups(
     groups, seen = {}, {}  # seen: each run (resolved) -> (index, name) of the group that took it
     for index, folder in enumerate(folders):  # "a,b": the seeds of both folders as one group
         runs = [run for part in str(folder).split(",") for run in finished_seed_runs(part)]
-        for run in runs:
+        for run, key in ((run, run.resolve()) for run in runs):
             # A run counted twice would narrow the interval falsely; one shared by two groups breaks Welch's
             # independent samples.
-            if run.resolve() in seen:
-                earlier, name = seen[run.resolve()]
+            if key in seen:
+                earlier, name = seen[key]
                 where = f"twice in group {folder}" if earlier == index else f"in groups {name} and {folder}"
                 print(f"error: the seed run {run} is named more than once ({where}): give each folder once, in "
                       "one group", file=sys.stderr)  # fmt: skip
                 return 2
-            seen[run.resolve()] = index, str(folder)
+            seen[key] = index, str(folder)
         if len(runs) < 2:
             print(f"error: {folder} holds {len(runs)} finished seed runs (seed-*/metrics.json); a group needs at "
                   "least 2: train more seeds with scripts/seeds.py", file=sys.stderr)  # fmt: skip
