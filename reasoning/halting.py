@@ -376,13 +376,14 @@ class AdaptiveDepth(nn.Module):
     ``steps_used`` collects the depth of every user scored since the last ``reset``.
 
     The item table a rule scores against is the one the last ``scoring_table`` call built (``evaluate`` builds
-    it once per split), so a text or LoRA encoder is not run again for every batch; ``reset`` forgets it. After
-    changing the weights or the device, call ``scoring_table`` (or evaluate) again before ``user_vectors``."""
+    it once per split), so a text or LoRA encoder is not run again for every batch; ``reset`` forgets it. A
+    kept table is rebuilt when any weight has changed since (in place, or moved to another device)."""
 
     def __init__(self, model, rule, compact_ratio: float = 1.0):
         super().__init__()
         self.model, self.rule, self.compact_ratio, self.steps_used = model, rule, compact_ratio, []
         self._table: torch.Tensor | None = None  # [N + 1, D] from the last scoring_table call
+        self._table_weights: tuple = ()  # the weights' storage and version counters when it was built
 
     @property
     def item_encoder(self):
@@ -392,14 +393,20 @@ class AdaptiveDepth(nn.Module):
     def num_items(self) -> int:
         return self.model.num_items
 
+    def _weights(self) -> tuple:
+        # An optimizer step or an in-place edit bumps a tensor's version; .to(device) gives it new storage.
+        return tuple((p.data_ptr(), p._version) for p in self.model.parameters())
+
     def scoring_table(self) -> torch.Tensor:
-        self._table = self.model.scoring_table()
+        self._table, self._table_weights = self.model.scoring_table(), self._weights()
         return self._table
 
     def reset(self) -> None:
         self.steps_used, self._table = [], None
 
     def user_vectors(self, history: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        if self._table is not None and self._table_weights != self._weights():
+            self.scoring_table()  # the kept table is of other weights
         vectors, used = adaptive_user_vectors(
             self.model, history, self.rule, item_table=self._table, compact_ratio=self.compact_ratio
         )

@@ -150,7 +150,7 @@ def test_halted_users_keep_their_state_and_leave_the_batch(method, similarity, c
 
 def test_adaptive_depth_builds_the_item_table_once_per_evaluation(monkeypatch):
     """A rule that scores the catalogue reuses the table ``evaluate`` built, batch after batch (a text encoder's
-    table is a forward pass), and a later evaluation sees the weights as they are then."""
+    table is a forward pass); changed weights get a new table, through evaluate or not."""
     from hybrid.data import SplitData
 
     model, history = tiny_model_and_histories("erl")
@@ -176,9 +176,13 @@ def test_adaptive_depth_builds_the_item_table_once_per_evaluation(monkeypatch):
     cached = torch.cat([wrapped.user_vectors(history[rows]) for rows in batches])  # the table of the new weights
     assert torch.equal(cached, torch.cat([adaptive_user_vectors(model, history[rows], rule)[0] for rows in batches]))
     assert not torch.equal(cached, uncached)
+    with torch.no_grad():
+        model.item_encoder.embedding.weight.neg_()  # changed again, and no evaluate to rebuild the table
+    rebuilt = torch.cat([wrapped.user_vectors(history[rows]) for rows in batches])
+    assert len(builds) == 10 and torch.equal(rebuilt, uncached)  # rebuilt once, for the first batch only
     wrapped.reset()
     wrapped.user_vectors(history)
-    assert len(builds) == 10  # after reset it builds its own again
+    assert len(builds) == 11  # after reset it builds its own again
 
 
 def test_halted_rows_leave_once_dropping_them_pays(monkeypatch):
