@@ -377,7 +377,7 @@ class AdaptiveDepth(nn.Module):
 
     The item table a rule scores against is the one the last ``scoring_table`` call built (``evaluate`` builds
     it once per split), so a text or LoRA encoder is not run again for every batch; ``reset`` forgets it. A
-    kept table is rebuilt when any weight has changed since (in place, or moved to another device)."""
+    kept table is rebuilt when any parameter has changed since (in place, or moved to another device)."""
 
     def __init__(self, model, rule, compact_ratio: float = 1.0):
         super().__init__()
