@@ -377,7 +377,8 @@ class AdaptiveDepth(nn.Module):
 
     The item table a rule scores against is the one the last ``scoring_table`` call built (``evaluate`` builds
     it once per split), so a text or LoRA encoder is not run again for every batch; ``reset`` forgets it. A
-    kept table is rebuilt when any parameter has changed since (in place, or moved to another device)."""
+    kept table is rebuilt when any parameter or buffer has changed since (in place, replaced, or moved to
+    another device)."""
 
     def __init__(self, model, rule, compact_ratio: float = 1.0):
         super().__init__()
@@ -394,8 +395,10 @@ class AdaptiveDepth(nn.Module):
         return self.model.num_items
 
     def _weights(self) -> tuple:
-        # An optimizer step or an in-place edit bumps a tensor's version; .to(device) gives it new storage.
-        return tuple((p.data_ptr(), p._version) for p in self.model.parameters())
+        # An optimizer step or an in-place edit bumps a tensor's version; a new tensor or .to(device) has new
+        # storage. Buffers count: a text encoder's item features are one.
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        return tuple((t.data_ptr(), t._version) for t in tensors)
 
     def scoring_table(self) -> torch.Tensor:
         self._table, self._table_weights = self.model.scoring_table(), self._weights()

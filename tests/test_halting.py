@@ -180,9 +180,14 @@ def test_adaptive_depth_builds_the_item_table_once_per_evaluation(monkeypatch):
         model.item_encoder.embedding.weight.neg_()  # changed again, and no evaluate to rebuild the table
     rebuilt = torch.cat([wrapped.user_vectors(history[rows]) for rows in batches])
     assert len(builds) == 10 and torch.equal(rebuilt, uncached)  # rebuilt once, for the first batch only
+    model.item_encoder.register_buffer("features", torch.zeros(3))  # as a text encoder's item features
+    wrapped.scoring_table()
+    model.item_encoder.features.add_(1)
+    wrapped.user_vectors(history[:3])
+    assert len(builds) == 12  # a changed buffer, too, gets a new table
     wrapped.reset()
     wrapped.user_vectors(history)
-    assert len(builds) == 11  # after reset it builds its own again
+    assert len(builds) == 13  # after reset it builds its own again
 
 
 def test_halted_rows_leave_once_dropping_them_pays(monkeypatch):
