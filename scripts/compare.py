@@ -50,6 +50,11 @@ def interval(comparison) -> str:
     return f"{comparison.ratio_low:.3f}x - {comparison.ratio_high:.3f}x"
 
 
+def markdown_row(cells: list[str]) -> str:
+    """``| a | b |``; an empty cell prints as ``| |``."""
+    return "|" + "".join(f" {cell} |" if cell else " |" for cell in cells)
+
+
 def planned_seeds(base: list[float], group: list[float], target_ratio: float, confidence: float, power: float) -> str:
     """Seeds per group to tell ``target_ratio`` x the base mean from it, at these groups' spread; or why not."""
     difference = (target_ratio - 1) * statistics.fmean(base)
@@ -89,21 +94,21 @@ def compare_seed_groups(
     base_name, base = next(iter(values.items()))
     level = f"{confidence:.0%}"
     print(f"protocol: {protocol}\nseeds are the samples; test {metric}\n")
-    planning = f" seeds per group to tell {target_ratio}x from 1x ({level} test, {power:.0%} power) |"
-    planning = planning if target_ratio else ""
-    print(f"| group | seeds | test {metric}, mean ± std | vs {base_name} | {level} interval of the ratio | "
-          f"Welch p |{planning}\n|---|---:|---:|---:|---|---:|{'---:|' if target_ratio else ''}")  # fmt: skip
+    plan = (
+        [f"seeds per group to tell {target_ratio}x from 1x ({level} test, {power:.0%} power)"] if target_ratio else []
+    )
+    print(markdown_row(["group", "seeds", f"test {metric}, mean ± std", f"vs {base_name}",
+                        f"{level} interval of the ratio", "Welch p", *plan]))  # fmt: skip
+    print("|" + "|".join(["---", "---:", "---:", "---:", "---", "---:"] + ["---:"] * len(plan)) + "|")
     for name, group in values.items():
         spread = f"{statistics.fmean(group):.4f} ± {statistics.stdev(group):.4f}"
         if name == base_name:
-            print(f"| {name} | {len(group)} | {spread} | 1 | | |{' |' if target_ratio else ''}")
+            print(markdown_row([name, str(len(group)), spread, "1", "", "", *[""] * len(plan)]))
             continue
         comparison = compare_means(base, group, confidence)
-        needed = ""
-        if target_ratio:
-            needed = f" {planned_seeds(base, group, target_ratio, confidence, power)} |"
-        print(f"| {name} | {len(group)} | {spread} | {comparison.ratio:.3f}x | {interval(comparison)} | "
-              f"{comparison.p_value:.3f} |{needed}")  # fmt: skip
+        needed = [planned_seeds(base, group, target_ratio, confidence, power)] if plan else []
+        print(markdown_row([name, str(len(group)), spread, f"{comparison.ratio:.3f}x", interval(comparison),
+                            f"{comparison.p_value:.3f}", *needed]))  # fmt: skip
     return 0
 
 
