@@ -32,7 +32,7 @@ from hybrid.data import load_dataset  # noqa: E402
 from hybrid.evaluate import evaluate  # noqa: E402
 from hybrid.metrics import metric_means  # noqa: E402
 from hybrid.ranking import chunked_target_ranks, item_chunk_size  # noqa: E402
-from reasoning.halting import (  # noqa: E402
+from hybrid.halting import (  # noqa: E402
     AdaptiveDepth,
     HistoryDepth,
     KLHalting,
@@ -154,7 +154,7 @@ def main() -> int:
         type=float,
         default=1.0,
         help="halted users leave the batch once (halted rows) x (steps left) >= this x (rows still reasoning); "
-        "0 drops them at every halt (see reasoning.halting.adaptive_user_vectors)",
+        "0 drops them at every halt (see hybrid.halting.adaptive_user_vectors)",
     )
     parser.add_argument(
         "--report",

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from hybrid.config import ModelConfig
 from hybrid.evaluate import evaluate
 from hybrid.model import HybridRecommender
-from reasoning import halting
+from hybrid import halting
 from reasoning.backbone import KVCache
-from reasoning.halting import (
+from hybrid.halting import (
     AdaptiveDepth,
     HistoryDepth,
     KLHalting,
