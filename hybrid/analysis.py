@@ -10,44 +10,27 @@ Shape legend: R rows, S = K + 1 states, N items.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
-from hybrid.config import SECTIONS, DataConfig, ModelConfig, TrainConfig
-from hybrid.data import RecDataset, SplitData, load_dataset
+from hybrid.config import DataConfig, ModelConfig, TrainConfig
+from hybrid.data import RecDataset, SplitData
 from hybrid.evaluate import format_table
 from hybrid.metrics import metric_means, target_ranks
-from hybrid.model import HybridRecommender, item_text_vectors, warm_item_mask
+from hybrid.model import HybridRecommender
+from hybrid.run_folder import load_model, run_configs
 
 
 def load_run(run_dir: str | Path) -> tuple[HybridRecommender, DataConfig, ModelConfig, TrainConfig]:
-    """Rebuild a trained model from a run directory (config.json + model.safetensors), at the inference depth
-    the run chose on validation when it did (metrics.json)."""
-    run_dir = Path(run_dir)
-    for name in ("config.json", "model.safetensors"):
-        if not (run_dir / name).exists():
-            raise FileNotFoundError(f"{run_dir / name} is missing: is {str(run_dir)!r} a finished run directory?")
-    sections = json.loads((run_dir / "config.json").read_text())
-    configs = {name: cls(**sections[name]) for name, cls in SECTIONS.items()}
-    metrics = run_dir / "metrics.json"  # config.json is written at the start; a depth chosen at the end is here
-    chosen = json.loads(metrics.read_text()).get("inference_steps") if metrics.exists() else None
-    if chosen is not None:
-        configs["model"] = dataclasses.replace(configs["model"], inference_steps=chosen)
-    weights = load_file(run_dir / "model.safetensors")
-    dataset = load_dataset(configs["data"])  # the cached tensors: item count, texts and warm items
-    text_vectors = item_text_vectors(configs["model"], dataset.item_texts, progress=False)
-    warm_items = warm_item_mask(dataset.train.history, dataset.train.target, dataset.num_items)
-    model = HybridRecommender(
-        configs["model"], dataset.num_items, configs["data"].max_history, text_vectors, warm_items, dataset.item_texts
-    )
-    model.load_state_dict(weights)  # strict: a weight missing or extra is an error
-    return model.eval(), configs["data"], configs["model"], configs["train"]
+    """A run's trained model (its model/ folder, at the inference depth the run chose on validation when it did)
+    and the configs it was trained with."""
+    data_config, train_config = run_configs(run_dir)
+    model = load_model(run_dir)
+    return model, data_config, model.config, train_config
 
 
 @torch.no_grad()

@@ -15,14 +15,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from hybrid.config import DataConfig  # noqa: E402
-from hybrid.data import load_dataset  # noqa: E402
-from hybrid.evaluate import evaluate  # noqa: E402
-from hybrid.model import HybridRecommender  # noqa: E402
-from hybrid.train import PRETRAINED  # noqa: E402
+from hybrid.data import load_dataset
+from hybrid.evaluate import evaluate
+from hybrid.pretrained import ModelFileError
+from hybrid.run_folder import METRICS, MODEL, RANKS, load_model, run_configs
 
 
 def main() -> int:
@@ -30,20 +26,22 @@ def main() -> int:
     parser.add_argument("run_dir")
     args = parser.parse_args()
     run = Path(args.run_dir)
-    for name in ("config.json", "ranks.safetensors", "metrics.json", PRETRAINED):
+    try:
+        data_config, train_config = run_configs(run)
+        model = load_model(run)
+    except ModelFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for name in (RANKS, METRICS):
         if not (run / name).exists():
             print(f"error: {run / name} is missing: is {str(run)!r} a finished training run?", file=sys.stderr)
             return 2
-    model = HybridRecommender.from_pretrained(run / PRETRAINED).eval()
-    config = json.loads((run / "config.json").read_text())
-    exclude_history = config["train"].get("exclude_history", False)
-    test = evaluate(
-        model, load_dataset(DataConfig(**config["data"])).split("test"), "test", exclude_history=exclude_history
-    )
-    saved = load_file(run / "ranks.safetensors")["test"]
-    recorded = json.loads((run / "metrics.json").read_text())["test"]["metrics"]["ndcg@10"]
+    dataset = load_dataset(data_config)
+    test = evaluate(model, dataset.split("test"), "test", exclude_history=train_config.exclude_history)
+    saved = load_file(run / RANKS)["test"]
+    recorded = json.loads((run / METRICS).read_text())["test"]["metrics"]["ndcg@10"]
     equal = torch.equal(test.ranks, saved)
-    print(f"reloaded {run / PRETRAINED}: test NDCG@10 {test.metrics['ndcg@10']:.6f} (training run: {recorded:.6f})")
+    print(f"reloaded {run / MODEL}: test NDCG@10 {test.metrics['ndcg@10']:.6f} (training run: {recorded:.6f})")
     print(f"test ranks equal to the training run's: {equal} ({int((test.ranks != saved).sum())} differ)")
     return 0 if equal else 1
 

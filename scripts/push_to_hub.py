@@ -1,33 +1,23 @@
 """Publish a trained model: `python scripts/push_to_hub.py RUN_DIR REPO_ID [--private]`.
 
 Uploads RUN_DIR/model (the folder `save_pretrained` wrote at the end of training: weights, catalogue, model
-card, adapter) as it is. Uses the token stored by `hf auth login`, or HF_TOKEN; without one, or without
-network, it stops with a clear message before uploading anything.
+card, adapter) as it is; RUN_DIR may also be such a folder itself. Uses the token stored by `hf auth login`,
+or HF_TOKEN; without one, or without network, it stops with a clear message before uploading anything.
 """
 
 import argparse
 import sys
-from pathlib import Path
 
-from hybrid.pretrained import CONFIG, ModelFileError, read_config
-
-
-def model_folder(run_dir: Path) -> Path:
-    """RUN_DIR/model, or RUN_DIR itself when it is already a saved model folder."""
-    for folder in (run_dir / "model", run_dir):
-        if (folder / CONFIG).exists() and (folder / "catalogue.json").exists():
-            read_config(folder)  # refuses a folder from another format version before any upload
-            return folder
-    raise ModelFileError(
-        f"{run_dir} holds no saved model (model/config.json + model/catalogue.json): give a finished run directory."
-    )
+from hybrid.pretrained import ModelFileError, read_config
+from hybrid.run_folder import model_folder
 
 
 def push(run_dir: str, repo_id: str, private: bool = False, token: str | None = None) -> str:
     from huggingface_hub import HfApi
     from huggingface_hub.utils import get_token
 
-    folder = model_folder(Path(run_dir))
+    folder = model_folder(run_dir)
+    read_config(folder)  # refuses a folder from another format version before any upload
     token = token or get_token()
     if not token:
         raise PermissionError("no Hugging Face token: run `hf auth login` or set HF_TOKEN, then try again.")

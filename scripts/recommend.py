@@ -1,4 +1,4 @@
-"""Recommend with a saved model: `python scripts/recommend.py MODEL_DIR_OR_REPO [--input FILE] [--k 10]`.
+"""Recommend with a saved model: `python scripts/recommend.py RUN_OR_MODEL_DIR_OR_REPO [--input FILE] [--k 10]`.
 
 Reads JSON lines (a file, or stdin) and writes one JSON line per request to stdout:
 
@@ -15,6 +15,7 @@ import sys
 from hybrid.errors import ConfigError, DataError
 from hybrid.model import HybridRecommender
 from hybrid.pretrained import ModelFileError
+from hybrid.run_folder import load_model
 
 
 def serve(model: HybridRecommender, request: dict, default_k: int) -> dict:
@@ -36,12 +37,14 @@ def serve(model: HybridRecommender, request: dict, default_k: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="folder written by save_pretrained (a run's model/ folder) or a Hub repo id")
+    parser.add_argument(
+        "model", help="a run folder, a folder written by save_pretrained (a run's model/) or a Hub repo id"
+    )
     parser.add_argument("--input", default="-", help="JSON-lines file of requests ('-' = stdin)")
     parser.add_argument("--k", type=int, default=10, help="items per recommendation unless a request sets k")
     args = parser.parse_args()
     try:
-        model = HybridRecommender.from_pretrained(args.model)
+        model = load_model(args.model)
     except (ModelFileError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

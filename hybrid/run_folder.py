@@ -1,0 +1,91 @@
+"""A training run's folder: what training writes there, and how every tool reads the trained model back.
+
+    config.json              the resolved configs, written when training starts
+    checkpoints/step-N/      resumable training state (hybrid.checkpoint)
+    valid_ranks.safetensors  per-row validation ranks of the best epoch so far
+    model/                   the best model, as save_pretrained writes it (hybrid.pretrained)
+    ranks.safetensors        per-row validation and test ranks of the saved model
+    metrics.json             validation and test metrics, protocol, training log
+
+``model/`` is the run's one model format: evaluation, analysis, reload checks, recommending and the Hub
+upload all read it with ``HybridRecommender.from_pretrained``. It is written when training ends, so a run
+folder without it holds a run that has not finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from accelerate.utils import broadcast_object_list
+from safetensors.torch import save_file
+
+from hybrid.config import DataConfig, TrainConfig
+from hybrid.errors import ConfigError
+from hybrid.model import HybridRecommender
+from hybrid.pretrained import CATALOGUE, ModelFileError
+
+CONFIG, METRICS, MODEL, CHECKPOINTS = "config.json", "metrics.json", "model", "checkpoints"
+VALID_RANKS, RANKS = "valid_ranks.safetensors", "ranks.safetensors"
+RUN_FILES = (CONFIG, METRICS, MODEL, VALID_RANKS, RANKS, CHECKPOINTS)
+
+
+def resolve_output_dir(config: TrainConfig) -> Path:
+    """The run folder, the same on every process; refuses to mix two runs in one folder."""
+    name = [config.output_dir or f"runs/{config.run_name}-{datetime.now():%Y%m%d-%H%M%S}"]
+    broadcast_object_list(name)  # the main process's timestamp wins
+    folder = Path(name[0])
+    existing = [f for f in RUN_FILES if (folder / f).exists()]
+    if existing and not (config.overwrite or config.resume):
+        raise ConfigError(
+            f"output_dir {str(folder)!r} already holds a run ({', '.join(existing)}). "
+            "Choose another --output_dir, pass --resume latest to continue it, or --overwrite to replace it."
+        )
+    return folder
+
+
+def save_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    temporary = path.with_name(f".{path.name}.incomplete")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, temporary)
+    os.replace(temporary, path)
+
+
+def model_folder(path: str | Path) -> Path:
+    """The saved model of a run folder (RUN/model), or ``path`` itself when it is a saved model folder."""
+    path = Path(path)
+    if (path / MODEL / CONFIG).exists():
+        return path / MODEL
+    if (path / CATALOGUE).exists():  # written by save_pretrained (a run folder has no catalogue)
+        return path
+    if (path / CONFIG).exists():
+        how = (
+            f"continue it from its last checkpoint with `python scripts/train.py --config {path / CONFIG} --resume "
+            "latest` (through `accelerate launch` as before if it ran on several processes)"
+            if (path / CHECKPOINTS).is_dir()
+            else "it has no checkpoint to continue from either: train it again"
+        )
+        raise ModelFileError(
+            f"{path} holds a run that did not finish: {path / MODEL} (the best model, saved when training "
+            f"ends) is missing; {how}."
+        )
+    raise ModelFileError(f"{path} is neither a run folder nor a model folder written by save_pretrained.")
+
+
+def load_model(path: str | Path) -> HybridRecommender:
+    """The model of a run folder or a saved model folder, or of a Hub repo id; in eval mode."""
+    local = Path(path).is_dir()
+    return HybridRecommender.from_pretrained(model_folder(path) if local else path).eval()
+
+
+def run_configs(run_dir: str | Path) -> tuple[DataConfig, TrainConfig]:
+    """The data and training configs a run was trained with (its model's config is in model/)."""
+    path = Path(run_dir) / CONFIG
+    sections = json.loads(path.read_text()) if path.exists() else {}
+    if not {"data", "train"} <= sections.keys():
+        raise ModelFileError(
+            f"{path} is not a run's config: is {str(run_dir)!r} a run folder written by scripts/train.py?"
+        )
+    return DataConfig(**sections["data"]), TrainConfig(**sections["train"])
