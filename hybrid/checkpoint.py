@@ -1,9 +1,10 @@
 """Training checkpoints: written atomically, rotated, found again and checked before use.
 
 A checkpoint is a folder ``checkpoints/step-000123`` holding accelerate's state (model, optimizer, RNG of
-every process) plus ``trainer_state.json`` (epoch, position in the epoch, early-stopping state, log). It is
-written under a temporary name and renamed only when complete, so a crash mid-save never leaves a folder
-that looks finished; ``trainer_state.json`` is the last file written and marks completeness.
+every process) plus ``trainer_state.json`` (epoch, position in the epoch, early-stopping state, log), the
+best weights so far and the weight average (``--ema_decay``). It is written under a temporary name and
+renamed only when complete, so a crash mid-save never leaves a folder that looks finished;
+``trainer_state.json`` is the last file written and marks completeness.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from safetensors.torch import save_file
 from hybrid.errors import ConfigError
 
 STATE_FILE = "trainer_state.json"
+CHECKPOINT_BEST_MODEL = "best_model.safetensors"  # beside accelerate's own model.safetensors (the current weights)
+CHECKPOINT_EMA = "weight_average.safetensors"  # the running weight average (--ema_decay)
 PATTERN = re.compile(r"^step-(\d+)$")
 
 

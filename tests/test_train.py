@@ -37,7 +37,9 @@ def quick_train_config(tmp_path, **overrides):
 def test_training_learns_a_planted_sequence_and_writes_the_run(tmp_path, csv_data_config, tiny_model_config):
     results = train(csv_data_config, tiny_model_config, quick_train_config(tmp_path))
     run = tmp_path / "run"
-    assert {"config.json", "metrics.json", "model.safetensors", "ranks.safetensors"} <= {p.name for p in run.iterdir()}
+    files = {p.name for p in run.iterdir()}
+    assert {"config.json", "metrics.json", "model", "ranks.safetensors", "valid_ranks.safetensors"} <= files
+    assert "model.safetensors" not in files  # one saved model format: the model/ folder
     losses = [entry["loss"] for entry in results["train_log"]]
     assert losses[-1] < losses[0] - 1.0  # the walk i -> i+1 is easy to learn
     assert results["test"]["metrics"]["ndcg@10"] > 0.5  # random ranking of 30 items gives about 0.1
@@ -46,21 +48,17 @@ def test_training_learns_a_planted_sequence_and_writes_the_run(tmp_path, csv_dat
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["hidden_size"] == 16 and config["train"]["seed"] == 3
     # the saved best model reproduces the reported test metrics
-    model = HybridRecommender(tiny_model_config, num_items=30, max_history=8)
-    model.load_state_dict(load_file(run / "model.safetensors"))
-    from hybrid.data import load_dataset
-    from hybrid.evaluate import evaluate
-
+    model = HybridRecommender.from_pretrained(run / "model")
     result = evaluate(model, load_dataset(csv_data_config).test, "test")
     assert torch.equal(result.ranks, load_file(run / "ranks.safetensors")["test"])
 
 
 def test_existing_run_directory_is_not_overwritten(tmp_path, csv_data_config, tiny_model_config):
     train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=1))
-    before = (tmp_path / "run" / "model.safetensors").read_bytes()
+    before = (tmp_path / "run" / "model" / "model.safetensors").read_bytes()
     with pytest.raises(ConfigError, match="already holds a run.*--overwrite"):
         train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=1))
-    assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
+    assert (tmp_path / "run" / "model" / "model.safetensors").read_bytes() == before
 
 
 def launch(tmp_path, csv_data_config, processes, name, *extra):

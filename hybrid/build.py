@@ -1,0 +1,56 @@
+"""Everything training starts from, built in one place: data, text vectors, model, softmax items, optimizer."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import torch
+from accelerate import Accelerator
+
+from hybrid.config import DataConfig, ModelConfig, TrainConfig
+from hybrid.data import RecDataset, load_dataset
+from hybrid.model import HybridRecommender, item_text_vectors, warm_item_mask
+
+
+@dataclass
+class Built:
+    dataset: RecDataset
+    model: HybridRecommender
+    optimizer: torch.optim.Optimizer
+    cold_items: torch.Tensor  # [N + 1] bool: items no training row mentions
+
+
+def build(
+    data_config: DataConfig, model_config: ModelConfig, train_config: TrainConfig, accelerator: Accelerator
+) -> Built:
+    """The dataset, a freshly initialised model and its optimizer (not yet prepared by accelerate). The order
+    of the steps is fixed: the model's initial weights are drawn from the RNG right after the data is read."""
+    with accelerator.main_process_first():  # the main process builds the cache, the others read it
+        dataset = load_dataset(data_config)
+    accelerator.print(f"data: {json.dumps(dataset.stats)}")
+    with accelerator.main_process_first():  # text vectors: encoded once by the main process, then cached
+        progress = train_config.progress and accelerator.is_main_process
+        text_vectors = item_text_vectors(model_config, dataset.item_texts, progress=progress)
+    warm_items = warm_item_mask(dataset.train.history, dataset.train.target, dataset.num_items)
+    model = HybridRecommender(
+        model_config, dataset.num_items, data_config.max_history, text_vectors, warm_items, dataset.item_texts
+    )
+    cold_items = ~warm_items
+    cold_items[0] = False  # padding is no item
+    softmax_items = train_config.softmax_items
+    if softmax_items == "auto":
+        softmax_items = "seen" if data_config.split == "cold_items" else "all"
+    if softmax_items == "seen":
+        model.set_softmax_items(warm_items)
+    optimizer = torch.optim.AdamW(
+        decay_groups(model, train_config.weight_decay), lr=train_config.learning_rate, weight_decay=0.0
+    )
+    return Built(dataset, model, optimizer, cold_items)
+
+
+def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices only: biases, LayerNorm weights and nothing 1-D are decayed."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]

@@ -1,0 +1,242 @@
+"""The epoch loop: train an epoch, validate it, keep the best weights, stop early, checkpoint.
+
+Every process holds the whole dataset (it is small next to the model's activations) and takes a disjoint
+slice of each global batch (``hybrid.data.shard_batches``). Each process's loss is scaled so that the
+gradient DDP averages equals the gradient of the global batch's mean loss, whatever the slice sizes; the
+same scaling makes gradient accumulation exact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from hybrid.checkpoint import CHECKPOINT_BEST_MODEL, CHECKPOINT_EMA, TrainerState, save_checkpoint
+from hybrid.config import DataConfig, ModelConfig, TrainConfig
+from hybrid.data import RecDataset, SequenceRows, ShardedBatch, SplitData, num_batches, sequence_rows, shard_batches
+from hybrid.ema import WeightAverage
+from hybrid.evaluate import EvalResult, evaluate
+from hybrid.model import HybridRecommender
+from hybrid.run_folder import VALID_RANKS, save_atomically
+from reasoning.noise import global_batch_noise
+
+
+@dataclass
+class Run:
+    """What the training steps share, passed from step to step: the prepared model, the data, where training
+    stands and the best weights so far."""
+
+    accelerator: Accelerator
+    data_config: DataConfig
+    model_config: ModelConfig
+    config: TrainConfig
+    output_dir: Path
+    dataset: RecDataset
+    model: torch.nn.Module  # as prepared by accelerate (wrapped in DDP on several processes)
+    unwrapped: HybridRecommender
+    optimizer: torch.optim.Optimizer
+    cold_items: torch.Tensor  # [N + 1] bool
+    # Validated, tested and saved in place of the trained weights when set (the same on every process: DDP
+    # keeps the weights equal).
+    ema: WeightAverage | None
+    state: TrainerState = field(default_factory=TrainerState)
+    best_weights: dict[str, torch.Tensor] | None = None  # of the best validated epoch so far
+    eval_loaders: dict[str, Iterable[torch.Tensor]] = field(default_factory=dict)  # this process's rows
+    loss_sum: torch.Tensor | None = None  # this process's summed loss of the epoch in progress
+
+    def eval_split(self, split: str, steps: int | None = None) -> EvalResult:
+        return evaluate(
+            self.unwrapped,
+            self.dataset.split(split),
+            split,
+            steps=steps,
+            batches=self.eval_loaders[split],
+            gather=self.accelerator.gather_for_metrics,
+            exclude_history=self.config.exclude_history,
+            split_protocol=self.data_config.split,
+            cold_items=self.cold_items,
+        )
+
+    def checkpoint(self) -> None:
+        # The epoch's loss so far is reduced over processes once, and kept in the state and on the main process.
+        total = self.accelerator.reduce(self.loss_sum.clone(), "sum").item()
+        self.state.epoch_loss_sum, self.loss_sum = total, torch.zeros_like(self.loss_sum)
+        if self.accelerator.is_main_process:
+            self.loss_sum += total
+        extra = {} if self.best_weights is None else {CHECKPOINT_BEST_MODEL: self.best_weights}
+        if self.ema is not None:
+            extra[CHECKPOINT_EMA] = self.ema.state_dict()
+        folder = save_checkpoint(self.accelerator, self.output_dir, self.state, self.config.keep_checkpoints, extra)
+        self.accelerator.print(f"checkpoint: {folder}")
+
+
+def fit(run: Run) -> None:
+    """Train until --epochs or early stopping, from where run.state stands (mid-epoch after a resume)."""
+    state = run.state
+    # The rows the loss is computed on: prefix rows, or per-position windows of them (loss_positions 'all').
+    rows = run.dataset.train
+    if run.model_config.loss_positions == "all":
+        rows = sequence_rows(rows, run.data_config.max_history)
+    run.loss_sum = torch.zeros((), device=run.accelerator.device)
+    if run.accelerator.is_main_process:
+        run.loss_sum += state.epoch_loss_sum  # a resumed epoch's loss so far
+    stopped = state.bad_evals >= run.config.patience
+    while not stopped and state.epoch <= run.config.epochs:
+        train_epoch(run, rows)
+        valid, improved = validate(run, rows)
+        stopped = early_stopping(run, valid, improved)
+        state.epoch, state.batches_done, run.loss_sum = state.epoch + 1, 0, torch.zeros_like(run.loss_sum)
+        run.checkpoint()
+
+
+def train_epoch(run: Run, rows: SplitData | SequenceRows) -> None:
+    """The batches of the epoch in progress that are not trained yet (all of them unless resumed)."""
+    accelerator, config, state = run.accelerator, run.config, run.state
+    epoch = state.epoch
+    run.model.train()
+    started = time.perf_counter()
+    bar = tqdm(
+        total=num_batches(len(rows), config.batch_size),
+        initial=state.batches_done,
+        desc=f"epoch {epoch}",
+        leave=False,
+        disable=not (accelerator.is_main_process and config.progress),
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+    )
+    batches = shard_batches(
+        len(rows), config.batch_size, config.seed, epoch, accelerator.process_index, accelerator.num_processes
+    )
+    contrastive = epoch > run.model_config.prl_warmup_epochs
+    for index, batch in enumerate(batches):
+        if index < state.batches_done:  # trained before the interruption
+            continue
+        noise_seed = step_noise_seed(config, state.step + 1)
+        local_sum = train_step(run.model, run.optimizer, accelerator, rows, batch, config, contrastive, noise_seed)
+        if not torch.isfinite(local_sum):
+            raise FloatingPointError(
+                f"the training loss became {local_sum.item()} at epoch {epoch}, step {state.step + 1}. Lower "
+                "--learning_rate, raise --temperature, or set --max_grad_norm (e.g. 1.0)."
+            )
+        run.loss_sum += local_sum
+        if run.ema is not None:
+            run.ema.update()
+        state.step += 1
+        state.batches_done = index + 1
+        if state.step % config.log_every == 0:
+            logged = rows.loss_per_target(accelerator.reduce(local_sum.clone(), "sum").item(), batch.global_rows)
+            accelerator.log({"train/loss": logged}, step=state.step)
+            state.train_log.append({"step": state.step, "loss": logged})
+            bar.set_postfix(loss=f"{logged:.4f}")
+        bar.update()
+        if config.save_every_steps and state.step % config.save_every_steps == 0:
+            run.checkpoint()
+    bar.close()
+    state.epoch_seconds.append(time.perf_counter() - started)
+
+
+def validate(run: Run, rows: SplitData | SequenceRows) -> tuple[EvalResult, bool]:
+    """Validate the epoch's weights, keep them when they are the best so far, and log the epoch."""
+    accelerator, state = run.accelerator, run.state
+    epoch_loss = rows.loss_per_target(accelerator.reduce(run.loss_sum, "sum").item())
+    with run.ema.applied() if run.ema is not None else contextlib.nullcontext():
+        valid = run.eval_split("valid")
+        improved = valid.metrics["ndcg@10"] > state.best_ndcg
+        if improved:  # the weights validated (the average when --ema_decay is set)
+            run.best_weights = {k: v.detach().clone() for k, v in run.unwrapped.state_dict().items()}
+    accelerator.log(
+        {"train/epoch_loss": epoch_loss, **{f"valid/{k}": v for k, v in valid.metrics.items()}}, step=state.step
+    )
+    cold_valid = valid.groups.get("cold targets")  # present only when some validation target is cold
+    accelerator.print(
+        f"epoch {state.epoch}: loss {epoch_loss:.4f}, valid ndcg@10 {valid.metrics['ndcg@10']:.4f}, "
+        f"recall@10 {valid.metrics['recall@10']:.4f}"
+        + (f" (cold targets: ndcg@10 {cold_valid['ndcg@10']:.4f})" if cold_valid else "")
+        + f" ({state.epoch_seconds[-1]:.1f}s){' *' if improved else ''}"
+    )
+    return valid, improved
+
+
+def early_stopping(run: Run, valid: EvalResult, improved: bool) -> bool:
+    """Record the epoch's validation in the early-stopping state; True when training should stop."""
+    state = run.state
+    if improved:
+        state.best_ndcg, state.best_epoch, state.best_valid = valid.metrics["ndcg@10"], state.epoch, valid.to_dict()
+        state.bad_evals = 0
+        if run.accelerator.is_main_process:
+            save_atomically({"valid": valid.ranks}, run.output_dir / VALID_RANKS)
+    else:
+        state.bad_evals += 1
+    stopped = state.bad_evals >= run.config.patience
+    if stopped:
+        run.accelerator.print(
+            f"early stop: no better validation NDCG@10 for {state.bad_evals} epochs (best: epoch {state.best_epoch})"
+        )
+    return stopped
+
+
+def train_step(
+    model,
+    optimizer,
+    accelerator,
+    train_rows: SplitData | SequenceRows,
+    batch: ShardedBatch,
+    config: TrainConfig,
+    contrastive: bool = False,
+    noise_seed: int | None = None,
+) -> torch.Tensor:
+    """One optimizer step on this process's slice of a global batch, in ``gradient_accumulation_steps``
+    micro-batches. With ``noise_seed`` dropout masks are drawn per row of the global batch
+    (``reasoning.noise``), so any process count and accumulation gives the same step. Returns the summed
+    loss of the slice (for logging)."""
+    global_size = len(batch.global_rows)
+    width = train_rows.width(batch.global_rows)  # the same padding on every process
+    loss_sum = torch.zeros((), device=accelerator.device)
+    if len(batch.rows) == 0:  # global batch smaller than the process count: join the all-reduce with zero weight
+        chunks, offsets, weights = [batch.global_rows[:1]], [0], [0.0]
+    else:
+        chunks = [c for c in batch.rows.tensor_split(config.gradient_accumulation_steps) if len(c)]
+        offsets = [batch.offset + sum(len(c) for c in chunks[:i]) for i in range(len(chunks))]
+        weights = [1.0] * len(chunks)
+    cloze_per_row = None  # BERT4Rec: the global batch's masked positions per row, the same on every process
+    unwrapped = accelerator.unwrap_model(model)
+    split = accelerator.num_processes > 1 or len(chunks) > 1  # one whole-batch forward counts its own masks
+    if noise_seed is not None and split and unwrapped.trains_cloze:
+        with global_batch_noise(noise_seed, 0, global_size, global_size):
+            cloze_per_row = unwrapped.cloze_per_row(train_rows.batch(batch.global_rows, width)[0])
+    for index, (chunk, offset, weight) in enumerate(zip(chunks, offsets, weights)):
+        # DDP averages gradients over processes: scale so the sum over chunks and processes is the global mean.
+        scale = weight * len(chunk) * accelerator.num_processes / global_size
+        history, target = train_rows.batch(chunk, width)
+        last = index == len(chunks) - 1
+        randomness = (
+            contextlib.nullcontext()
+            if noise_seed is None
+            else global_batch_noise(noise_seed, offset, len(chunk), global_size, counted=weight > 0)
+        )
+        with contextlib.nullcontext() if last else accelerator.no_sync(model), randomness:
+            output = model(
+                history.to(accelerator.device),
+                target.to(accelerator.device),
+                contrastive=contrastive,
+                cloze_per_row=cloze_per_row,
+            )
+            accelerator.backward(output.loss * scale)
+        loss_sum += output.loss.detach() * len(chunk) * weight
+    if config.max_grad_norm is not None:
+        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum
+
+
+def step_noise_seed(config: TrainConfig, step: int) -> int | None:
+    """The seed of one optimizer step's dropout masks (None: per-process torch RNG)."""
+    return config.seed * 1_000_003 + step if config.split_invariant_dropout else None
