@@ -18,10 +18,12 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedType, set_seed
 from safetensors.torch import load_file
+from torch.utils.data import DataLoader
 
 from hybrid.build import Built, build
 from hybrid.checkpoint import CHECKPOINT_BEST_MODEL, CHECKPOINT_EMA, load_checkpoint, resolve_checkpoint
 from hybrid.config import DataConfig, ModelConfig, TrainConfig, to_dict
+from hybrid.data import RecDataset
 from hybrid.ema import WeightAverage
 from hybrid.errors import ConfigError
 from hybrid.evaluate import EvalResult, format_table
@@ -40,14 +42,7 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
     run = prepare_run(accelerator, built, data_config, model_config, train_config, output_dir)
     if checkpoint is not None:
         resume(run, checkpoint)
-    run.eval_loaders = {
-        name: accelerator.prepare_data_loader(
-            torch.utils.data.DataLoader(
-                torch.arange(len(run.dataset.split(name))), batch_size=train_config.eval_batch_size
-            )
-        )
-        for name in ("valid", "test")
-    }
+    run.eval_loaders = eval_loaders(accelerator, run.dataset, train_config.eval_batch_size)
     fit(run)
     if run.best_weights is None:
         raise RuntimeError("no epoch was trained: check --epochs and the checkpoint you resumed from")
@@ -118,9 +113,18 @@ def prepare_run(
         }
         accelerator.init_trackers("tensorboard", config=hparams)
     return Run(
-        accelerator, data_config, model_config, train_config, output_dir, built.dataset, model, unwrapped, optimizer,
-        built.cold_items, ema,
-    )  # fmt: skip
+        accelerator=accelerator,
+        data_config=data_config,
+        model_config=model_config,
+        config=train_config,
+        output_dir=output_dir,
+        dataset=built.dataset,
+        model=model,
+        unwrapped=unwrapped,
+        optimizer=optimizer,
+        cold_items=built.cold_items,
+        ema=ema,
+    )
 
 
 def resume(run: Run, checkpoint: Path) -> None:
@@ -139,6 +143,14 @@ def resume(run: Run, checkpoint: Path) -> None:
     run.accelerator.print(
         f"resumed from {checkpoint}: epoch {state.epoch}, {state.batches_done} batches done, step {state.step}"
     )
+
+
+def eval_loaders(accelerator: Accelerator, dataset: RecDataset, batch_size: int) -> dict[str, DataLoader]:
+    """This process's share of the validation and test rows (row indices), in batches."""
+    return {
+        name: accelerator.prepare_data_loader(DataLoader(torch.arange(len(dataset.split(name))), batch_size=batch_size))
+        for name in ("valid", "test")
+    }
 
 
 def select_depth(run: Run) -> tuple[dict[int, float] | None, torch.Tensor | None]:
