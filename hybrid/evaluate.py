@@ -149,9 +149,9 @@ def evaluate(
 
 
 def format_table(results: dict[str, dict[str, float]], cutoffs=DEFAULT_CUTOFFS) -> str:
-    """Markdown table: one row per named result, one column per metric."""
+    """Markdown table: one row per named result, one column per metric (4 decimals)."""
+    from hybrid.tables import markdown_table
+
     keys = metric_keys(cutoffs)
-    lines = ["| model | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
-    for name, metrics in results.items():
-        lines.append(f"| {name} | " + " | ".join(f"{metrics[k]:.4f}" for k in keys) + " |")
-    return "\n".join(lines)
+    rows = ([name, *(f"{metrics[k]:.4f}" for k in keys)] for name, metrics in results.items())
+    return markdown_table(["model", *keys], rows, "l" + "r" * len(keys))
