@@ -1,0 +1,23 @@
+"""The benchmark suites by name, so one command can run any of them or all in turn."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hybrid.studies import foundation, reasoning_cost, scale, training_steps
+from hybrid.studies.reports import BenchmarkConfig
+
+SUITES: dict[str, Callable[[BenchmarkConfig], dict]] = {
+    "foundation": foundation.run,  # SASRec training/evaluation speed and peak memory
+    "reasoning": reasoning_cost.run,  # evaluation cost of K = 0..5 reasoning steps
+    "prl": training_steps.run_prl,  # PRL training step: warm-up, and each noisy view
+    "precision": training_steps.run_precision,  # training step in fp32 and with bf16 autocast
+    "scale": scale.run,  # catalogues of 10^3..10^6 items
+}
+
+
+def run_suites(config: BenchmarkConfig, suite: str = "all") -> dict[str, dict]:
+    """Run ``suite`` (or every suite, in order, for "all"); each writes its report. Returns the figures by suite."""
+    if suite != "all" and suite not in SUITES:
+        raise ValueError(f"unknown benchmark suite {suite!r}: choose 'all' or one of {', '.join(SUITES)}")
+    return {name: run(config) for name, run in SUITES.items() if suite in ("all", name)}

@@ -1,0 +1,85 @@
+"""The benchmark suites' library code: interleaved timing, report files, the committed pages rebuilt from their
+figures, and one catalogue size measured in this process."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hybrid.studies import foundation, reasoning_cost, scale, suites, timing, training_steps
+from hybrid.studies.reports import BenchmarkConfig, header, report_text, write
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_interleaved_rounds_rotate_the_order_and_skip_the_warm_up(monkeypatch):
+    calls = []
+    clock = iter(range(1000))
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: float(next(clock)))
+    functions = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    samples = timing.interleaved_samples(functions, rounds=2)
+    # warm-up round a b c, then each round starts one function later
+    assert calls == list("abc") + list("bca") + list("cab")
+    assert {name: len(values) for name, values in samples.items()} == {"a": 2, "b": 2, "c": 2}
+    assert all(value == 1.0 for values in samples.values() for value in values)  # one tick per call
+    assert timing.median_seconds(lambda: None, 3) == 1.0
+
+
+def test_rounds_faster_pairs_entries_by_round():
+    samples = {"fixed": [1.0, 2.0, 3.0], "rule": [0.5, 2.5, 2.0], "same": [1.0, 2.0, 3.0]}
+    assert timing.rounds_faster(samples, "fixed") == {"fixed": 0, "rule": 2, "same": 0}
+
+
+def test_a_report_names_the_machine_date_and_command_and_writes_both_files(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["scripts/benchmark.py", "--suite", "prl"])
+    results = {**header(threads=3), "setting": "one batch", "seconds": {"a": 0.5}}
+    assert results["command"] == "python scripts/benchmark.py --suite prl" and results["machine"]["threads"] == 3
+    text = report_text("Title", results, "| a |", "What it means.")
+    assert text.startswith("# Title\n\none batch.\n\nMachine: ") and text.endswith("\n\n| a |\n\nWhat it means.\n")
+    assert f"Command: `{results['command']}`" in text and f"Date: {results['date']}." in text
+    write(results, text, tmp_path / "deep" / "prl")
+    assert json.loads((tmp_path / "deep" / "prl.json").read_text()) == results
+    assert (tmp_path / "deep" / "prl.md").read_text() == text and text in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("name", "report"),
+    [
+        ("foundation", foundation.report),
+        ("reasoning", reasoning_cost.report),
+        ("scale", scale.report),
+        ("prl_training", training_steps.prl_report),
+        ("precision", training_steps.precision_report),
+    ],
+)
+def test_committed_benchmark_pages_are_rebuilt_byte_for_byte_from_their_figures(name, report):
+    """The Markdown of every committed suite follows from its JSON: the tables' layout has not moved."""
+    results = json.loads((ROOT / "benchmarks" / f"{name}.json").read_text())
+    assert report(results) == (ROOT / "benchmarks" / f"{name}.md").read_text()
+
+
+def test_growth_table_compares_each_size_with_the_next():
+    rows = [
+        {"items": 1000, "epoch_seconds": 1.0, "eval_seconds": 0.5, "peak_rss_gib": 1.0},
+        {"items": 10_000, "epoch_seconds": 3.0, "eval_seconds": 2.0, "peak_rss_gib": 1.5},
+    ]
+    assert scale.growth_table(rows).splitlines()[2] == "| 1,000 -> 10,000 (10x items) | 3.0x | 4.0x | 1.50x |"
+
+
+def test_one_catalogue_size_is_measured_in_this_process():
+    row = scale.measure_size(items=60, users=40, mean_length=5.0, threads=1)
+    assert row["items"] == 60 and row["test_users"] == 40 and row["loss"] == "full softmax"
+    assert row["epoch_seconds"] > 0 and row["eval_seconds"] > 0 and row["peak_rss_gib"] > 0
+    assert 0.0 <= row["test_ndcg@10"] <= 1.0
+
+
+def test_suites_run_by_name_in_order_and_an_unknown_name_is_refused(monkeypatch, tmp_path):
+    ran = []
+    fake = {name: (lambda config, name=name: ran.append(name) or {"suite": name}) for name in suites.SUITES}
+    monkeypatch.setattr(suites, "SUITES", fake)
+    config = BenchmarkConfig(output_dir=str(tmp_path))
+    assert isinstance(config.output_dir, Path)
+    assert suites.run_suites(config, "prl") == {"prl": {"suite": "prl"}} and ran == ["prl"]
+    assert list(suites.run_suites(config)) == ["foundation", "reasoning", "prl", "precision", "scale"]
+    with pytest.raises(ValueError, match="unknown benchmark suite 'speed'"):
+        suites.run_suites(config, "speed")
