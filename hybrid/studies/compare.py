@@ -1,0 +1,141 @@
+"""Finished runs side by side, and groups of seeds compared with their uncertainty (scripts/compare.py is its
+command line).
+
+A group is one or more seed folders (scripts/seeds.py outputs holding seed-*/metrics.json); the seeds are the
+samples (hybrid/seed_stats.py says why), so every group is compared with the first by the ratio of the means
+with Fieller's interval and Welch's p-value, and optionally by how many seeds would show a target ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+from hybrid.errors import DataError
+from hybrid.evaluate import format_table
+from hybrid.seed_runs import finished_seed_runs
+from hybrid.seed_stats import MeanComparison, compare_means, seeds_needed
+from hybrid.tables import markdown_table
+
+
+def run_label(run: Path, taken: dict) -> str:
+    """The run's run_name (from its config.json), else its folder name; made unique with the path."""
+    config = run / "config.json"
+    name = json.loads(config.read_text()).get("train", {}).get("run_name") if config.exists() else None
+    name = name or run.name
+    return name if name not in taken else str(run)
+
+
+def shared_protocol(results: Sequence[dict]) -> str:
+    """The one evaluation protocol of all ``results`` (metrics.json contents): figures under different
+    protocols cannot be compared."""
+    protocols = {r["protocol"] for r in results}
+    if len(protocols) > 1:
+        raise DataError("the runs were evaluated under different protocols:\n" + "\n".join(protocols))
+    return protocols.pop()
+
+
+def ratio_interval(comparison: MeanComparison) -> str:
+    """The ratio's interval as the table prints it."""
+    if not comparison.ratio_bounded:
+        return "unbounded (the base mean is not distinguishable from 0)"
+    return f"{comparison.ratio_low:.3f}x - {comparison.ratio_high:.3f}x"
+
+
+def planned_seeds(base: list[float], group: list[float], target_ratio: float, confidence: float, power: float) -> str:
+    """Seeds per group to tell ``target_ratio`` x the base mean from it, at these groups' spread; or why not."""
+    difference = (target_ratio - 1) * statistics.fmean(base)
+    try:
+        return str(seeds_needed(statistics.stdev(base), statistics.stdev(group), difference, confidence, power))
+    except ValueError as error:
+        return f"({error})"
+
+
+def read_seed_groups(folders: Sequence[str]) -> dict[str, list[dict]]:
+    """Each folder's finished seed runs' metrics.json as one group ("a,b": the seeds of both folders). A run
+    counted twice would narrow the interval falsely, and one shared by two groups breaks Welch's independent
+    samples, so both are refused; so is a group of fewer than 2 seeds."""
+    groups, seen = {}, {}  # seen: each run (resolved) -> (index, name) of the group that took it
+    for index, folder in enumerate(folders):
+        runs = [run for part in str(folder).split(",") for run in finished_seed_runs(part)]
+        for run in runs:
+            key = run.resolve()
+            if key in seen:
+                earlier, name = seen[key]
+                where = f"twice in group {folder}" if earlier == index else f"in groups {name} and {folder}"
+                raise DataError(
+                    f"the seed run {run} is named more than once ({where}): give each folder once, in one group"
+                )
+            seen[key] = index, str(folder)
+        if len(runs) < 2:
+            raise DataError(
+                f"{folder} holds {len(runs)} finished seed runs (seed-*/metrics.json); a group needs at least 2: "
+                "train more seeds with scripts/seeds.py"
+            )
+        groups[str(folder)] = [json.loads((run / "metrics.json").read_text()) for run in runs]
+    return groups
+
+
+def seed_group_table(
+    values: dict[str, list[float]],
+    metric: str,
+    confidence: float,
+    target_ratio: float | None = None,
+    power: float = 0.8,
+) -> str:
+    """Each group's mean ± std and, against the first, the ratio with its interval and Welch's p (and with
+    ``target_ratio``, the seeds per group needed to show that ratio at ``power``)."""
+    base_name, base = next(iter(values.items()))
+    level = f"{confidence:.0%}"
+    plan = (
+        [f"seeds per group to tell {target_ratio}x from 1x ({level} test, {power:.0%} power)"] if target_ratio else []
+    )
+    rows = []
+    for name, group in values.items():
+        spread = f"{statistics.fmean(group):.4f} ± {statistics.stdev(group):.4f}"
+        if name == base_name:
+            rows.append([name, str(len(group)), spread, "1", "", "", *[""] * len(plan)])
+            continue
+        comparison = compare_means(base, group, confidence)
+        needed = [planned_seeds(base, group, target_ratio, confidence, power)] if plan else []
+        rows.append([name, str(len(group)), spread, f"{comparison.ratio:.3f}x", ratio_interval(comparison),
+                     f"{comparison.p_value:.3f}", *needed])  # fmt: skip
+    columns = ["group", "seeds", f"test {metric}, mean ± std", f"vs {base_name}", f"{level} interval of the ratio",
+               "Welch p", *plan]  # fmt: skip
+    return markdown_table(columns, rows, "lrrrlr" + "r" * len(plan))
+
+
+def compare_seed_groups(
+    folders: Sequence[str], metric: str, confidence: float, target_ratio: float | None = None, power: float = 0.8
+) -> str:
+    """The comparison of seed groups as printed: protocol, what the samples are, the table."""
+    groups = read_seed_groups(folders)
+    protocol = shared_protocol([r for results in groups.values() for r in results])
+    values = {name: [r["test"]["metrics"][metric] for r in results] for name, results in groups.items()}
+    table = seed_group_table(values, metric, confidence, target_ratio, power)
+    return f"protocol: {protocol}\nseeds are the samples; test {metric}\n\n{table}"
+
+
+def compare_runs(run_dirs: Sequence[str | Path]) -> str:
+    """Finished runs side by side as printed: protocol, a metrics table, and each run's NDCG@10 against the
+    first with its best epoch and seconds per epoch."""
+    results = {}
+    for run in map(Path, run_dirs):
+        if not (run / "metrics.json").exists():
+            raise DataError(f"{run / 'metrics.json'} is missing: did the run finish?")
+        results[run_label(run, results)] = json.loads((run / "metrics.json").read_text())
+    protocol = shared_protocol(list(results.values()))
+    table = format_table({f"{name} test": r["test"]["metrics"] for name, r in results.items()})
+    base_run, base = next(iter(results.items()))
+    base_ndcg = base["test"]["metrics"]["ndcg@10"]
+    lines = []
+    for run, result in results.items():
+        ndcg = result["test"]["metrics"]["ndcg@10"]
+        change = ndcg / base_ndcg - 1 if base_ndcg else 0.0
+        lines.append(
+            f"{run}: test ndcg@10 {ndcg:.4f} ({change:+.1%} vs {base_run}), best epoch "
+            f"{result['best_epoch']} of {result['epochs_run']}, {result['seconds_per_epoch']:.1f} s/epoch"
+        )
+    return f"protocol: {protocol}\n\n{table}\n\n" + "\n".join(lines)

@@ -1,0 +1,128 @@
+"""One preset trained with several seeds, summarised as mean +/- std (scripts/seeds.py is its command line).
+
+Each seed is a separate scripts/train.py run in FOLDER/seed-N: finished runs are kept and skipped and an
+interrupted one resumes from its latest checkpoint, so the whole command can be stopped and started again.
+The summary (summary.md, summary.json) is rebuilt from the finished runs' metrics.json files.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hybrid.errors import DataError
+from hybrid.metrics import metric_keys
+from hybrid.seed_runs import finished_seed_runs
+from hybrid.studies.paths import TRAIN_SCRIPT
+from hybrid.tables import markdown_table
+
+GROUP_KEYS = ("recall@10", "ndcg@10", "ndcg@20", "mrr@10")  # the columns of the target-group table
+
+# run name -> (test rows of the group, the group's test metrics)
+GroupRuns = dict[str, tuple[int, dict[str, float]]]
+
+
+def seed_command(seed: int, run: Path, config: str | None, extra: Sequence[str]) -> list[str]:
+    """The scripts/train.py command of one seed (resuming when the run left checkpoints)."""
+    command = [sys.executable, str(TRAIN_SCRIPT), "--seed", str(seed), "--output_dir", str(run), "--progress", "false"]
+    command += [*(["--config", config] if config else []), *extra]
+    if (run / "checkpoints").exists():
+        command += ["--resume", "latest"]
+    return command
+
+
+def run_seeds(folder: Path, seeds: Sequence[int], config: str | None = None, extra: Sequence[str] = ()) -> None:
+    """Train every seed not finished yet into FOLDER/seed-N, one process after another."""
+    for seed in seeds:
+        run = folder / f"seed-{seed}"
+        if (run / "metrics.json").exists():
+            print(f"seed {seed}: finished earlier, kept ({run})")
+            continue
+        command = seed_command(seed, run, config, extra)
+        print("running:", " ".join(command), flush=True)
+        subprocess.run(command, check=True)
+
+
+def spread(values: Sequence[float]) -> str:
+    """``mean ± std`` (std 0 for a single seed)."""
+    deviation = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {deviation:.4f}"
+
+
+def group_metrics(metrics: dict[str, dict]) -> dict[str, GroupRuns]:
+    """Per target group (e.g. cold targets), each run's (row count, test metrics); groups every run has."""
+    groups: dict[str, GroupRuns] = {}
+    for name, result in metrics.items():
+        for group, entry in result["test"].get("groups", {}).items():
+            groups.setdefault(group, {})[name] = (entry["rows"], entry["metrics"])
+    return {group: runs for group, runs in groups.items() if len(runs) == len(metrics)}
+
+
+def runs_table(metrics: dict[str, dict]) -> str:
+    """One row per seed run (best epoch, validation NDCG@10, test metrics), then their mean ± std."""
+    keys = metric_keys()
+    rows = [
+        [name, str(result["best_epoch"]), f"{result['valid']['metrics']['ndcg@10']:.4f}",
+         *(f"{result['test']['metrics'][k]:.4f}" for k in keys)]
+        for name, result in metrics.items()
+    ]  # fmt: skip
+    valid = [r["valid"]["metrics"]["ndcg@10"] for r in metrics.values()]
+    tests = (spread([r["test"]["metrics"][k] for r in metrics.values()]) for k in keys)
+    rows.append([f"**mean ± std ({len(metrics)} seeds)**", "", spread(valid), *tests])
+    columns = ["run", "best epoch", "valid ndcg@10", *(f"test {k}" for k in keys)]
+    return markdown_table(columns, rows, "lrr" + "r" * len(keys))
+
+
+def groups_table(groups: dict[str, GroupRuns], random_ranking: dict[str, dict[str, float]]) -> str:
+    """Test metrics per target group and run, each group's mean ± std, and chance level where known."""
+    rows = []
+    for group, runs in groups.items():
+        rows += [[group, name, str(count), *(f"{values[k]:.4f}" for k in GROUP_KEYS)]
+                 for name, (count, values) in runs.items()]  # fmt: skip
+        rows.append([group, "**mean ± std**", "", *(spread([v[k] for _, v in runs.values()]) for k in GROUP_KEYS)])
+    for name, values in random_ranking.items():
+        rows.append([f"random ranking of {name}", "expected", "", *(f"{values[k]:.4f}" for k in GROUP_KEYS)])
+    columns = ["group", "run", "rows", *(f"test {k}" for k in GROUP_KEYS)]
+    return markdown_table(columns, rows, "llr" + "r" * len(GROUP_KEYS))
+
+
+def summary_json(metrics: dict[str, dict], groups: dict[str, GroupRuns]) -> dict:
+    """The summary's figures: every run, the means, and the target groups."""
+    keys = metric_keys()
+    return {
+        "runs": {
+            name: {"best_epoch": r["best_epoch"], "valid": r["valid"]["metrics"], "test": r["test"]["metrics"]}
+            for name, r in metrics.items()
+        },
+        "mean_test": {k: statistics.mean(r["test"]["metrics"][k] for r in metrics.values()) for k in keys},
+        "mean_valid_ndcg@10": statistics.mean(r["valid"]["metrics"]["ndcg@10"] for r in metrics.values()),
+        "protocol": next(iter(metrics.values()))["protocol"],
+        "groups": {
+            group: {
+                "runs": {name: {"rows": count, "test": values} for name, (count, values) in runs.items()},
+                "mean_test": {k: statistics.mean(v[k] for _, v in runs.values()) for k in keys},
+            }
+            for group, runs in groups.items()
+        },
+    }
+
+
+def summarise(folder: Path) -> str:
+    """Write FOLDER/summary.{md,json} from the finished seed runs; returns the Markdown."""
+    runs = finished_seed_runs(folder)
+    if not runs:
+        raise DataError(f"no finished runs under {folder}")
+    metrics = {run.name: json.loads((run / "metrics.json").read_text()) for run in runs}
+    first = next(iter(metrics.values()))
+    text = f"# {folder.name}\n\nProtocol: {first['protocol']}\n\n{runs_table(metrics)}\n"
+    groups = group_metrics(metrics)
+    if groups:
+        table = groups_table(groups, first["test"].get("random_ranking", {}))
+        text += f"\nTest metrics by target group (cold targets: no training interactions):\n\n{table}\n"
+    (folder / "summary.md").write_text(text)
+    (folder / "summary.json").write_text(json.dumps(summary_json(metrics, groups), indent=2))
+    return text

@@ -1,0 +1,117 @@
+"""Seed runs as a library: the per-seed command, the summary of a seed folder, and comparing runs and seed groups."""
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+from hybrid.errors import DataError
+from hybrid.seed_stats import compare_means
+from hybrid.studies import compare, seeds
+
+KEYS = [f"{name}@{k}" for name in ("recall", "ndcg", "mrr") for k in (5, 10, 20)]
+
+
+def write_run(folder: Path, ndcg: float, protocol: str = "P", cold: bool = True, name: str | None = None) -> None:
+    """A finished run's metrics.json (every metric derived from ``ndcg``), with a cold-target group."""
+    folder.mkdir(parents=True)
+    test = {"metrics": {k: ndcg * (i + 1) for i, k in enumerate(KEYS)}, "random_ranking": {"all 9 items": {}}}
+    if cold:
+        test["groups"] = {"cold targets": {"rows": 4, "metrics": {k: ndcg / 10 for k in KEYS}}}
+        test["random_ranking"] = {"all 9 items": {k: 0.01 for k in KEYS}}
+    metrics = {"protocol": protocol, "best_epoch": 3, "epochs_run": 8, "seconds_per_epoch": 2.5, "test": test,
+               "valid": {"metrics": {"ndcg@10": ndcg + 0.01}}}  # fmt: skip
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    if name:
+        (folder / "config.json").write_text(json.dumps({"train": {"run_name": name}}))
+
+
+def test_seed_command_passes_the_preset_and_resumes_an_interrupted_run(tmp_path):
+    run = tmp_path / "seed-7"
+    command = seeds.seed_command(7, run, "configs/x.json", ["--epochs", "2"])
+    assert command[0] == sys.executable and command[1].endswith("scripts/train.py")
+    assert command[2:] == ["--seed", "7", "--output_dir", str(run), "--progress", "false", "--config",
+                           "configs/x.json", "--epochs", "2"]  # fmt: skip
+    (run / "checkpoints").mkdir(parents=True)
+    assert seeds.seed_command(7, run, None, [])[-2:] == ["--resume", "latest"]
+
+
+def test_finished_seeds_are_kept_not_trained_again(tmp_path, capsys, monkeypatch):
+    write_run(tmp_path / "seed-1", 0.06)
+    monkeypatch.setattr(seeds.subprocess, "run", lambda *a, **k: pytest.fail("a finished seed was trained again"))
+    seeds.run_seeds(tmp_path, [1])
+    assert "seed 1: finished earlier, kept" in capsys.readouterr().out
+
+
+def test_summary_shows_every_seed_the_mean_and_the_groups_all_runs_have(tmp_path):
+    write_run(tmp_path / "seed-1", 0.060)
+    write_run(tmp_path / "seed-2", 0.064)
+    (tmp_path / "seed-3").mkdir()  # unfinished: no metrics.json, not a sample
+    text = seeds.summarise(tmp_path)
+    assert text == (tmp_path / "summary.md").read_text() and text.startswith(f"# {tmp_path.name}\n\nProtocol: P\n")
+    ndcg = [0.060 * 5, 0.064 * 5]  # ndcg@10 is the fifth key
+    mean_row = next(line for line in text.splitlines() if line.startswith("| **mean ± std (2 seeds)** | |"))
+    assert f"{statistics.mean(ndcg):.4f} ± {statistics.stdev(ndcg):.4f}" in mean_row
+    assert "| cold targets | seed-2 | 4 | " in text and "| random ranking of all 9 items | expected | |" in text
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary["runs"]) == ["seed-1", "seed-2"] and summary["mean_test"]["ndcg@10"] == pytest.approx(0.31)
+    assert summary["groups"]["cold targets"]["runs"]["seed-1"]["rows"] == 4
+
+
+def test_a_group_some_runs_lack_is_left_out_and_an_empty_folder_is_an_error(tmp_path):
+    write_run(tmp_path / "seed-1", 0.060)
+    write_run(tmp_path / "seed-2", 0.064, cold=False)
+    assert "by target group" not in seeds.summarise(tmp_path)
+    with pytest.raises(DataError, match="no finished runs under"):
+        seeds.summarise(tmp_path / "nothing")
+
+
+def test_compare_runs_names_each_run_and_measures_against_the_first(tmp_path):
+    write_run(tmp_path / "a", 0.05, name="sasrec")
+    write_run(tmp_path / "b", 0.055)
+    write_run(tmp_path / "c" / "b", 0.06)  # the same folder name again: shown by its path
+    text = compare.compare_runs([tmp_path / "a", tmp_path / "b", tmp_path / "c" / "b"])
+    lines = text.splitlines()
+    assert lines[:3] == ["protocol: P", "", "| model | recall@5 | recall@10 | recall@20 | ndcg@5 | ndcg@10 | "
+                                           "ndcg@20 | mrr@5 | mrr@10 | mrr@20 |"]  # fmt: skip
+    assert lines[-3] == "sasrec: test ndcg@10 0.2500 (+0.0% vs sasrec), best epoch 3 of 8, 2.5 s/epoch"
+    assert lines[-2].startswith("b: test ndcg@10 0.2750 (+10.0% vs sasrec)")
+    assert lines[-1].startswith(f"{tmp_path / 'c' / 'b'}: test ndcg@10 0.3000 (+20.0% vs sasrec)")
+    with pytest.raises(DataError, match="metrics.json is missing: did the run finish?"):
+        compare.compare_runs([tmp_path / "a", tmp_path / "missing"])
+
+
+def test_seed_groups_against_the_first_group(tmp_path):
+    for seed, value in zip((1, 2, 3), (0.060, 0.062, 0.064)):
+        write_run(tmp_path / "base" / f"seed-{seed}", value)
+    for seed, value in zip((1, 2), (0.066, 0.068)):
+        write_run(tmp_path / "new" / f"seed-{seed}", value)
+    text = compare.compare_seed_groups([str(tmp_path / "base"), str(tmp_path / "new")], "recall@5", 0.95, 1.05)
+    header, separator, base_row, new_row = text.splitlines()[3:]
+    assert text.startswith("protocol: P\nseeds are the samples; test recall@5\n\n")
+    assert separator == "|---|---:|---:|---:|---|---:|---:|" and "(95% test, 80% power)" in header
+    assert base_row == f"| {tmp_path / 'base'} | 3 | 0.0620 ± 0.0020 | 1 | | | |"
+    expected = compare_means([0.060, 0.062, 0.064], [0.066, 0.068])
+    assert f"| {expected.ratio:.3f}x | {compare.ratio_interval(expected)} | {expected.p_value:.3f} |" in new_row
+
+
+def test_seed_groups_refuse_shared_runs_small_groups_and_mixed_protocols(tmp_path):
+    for seed in (1, 2):
+        write_run(tmp_path / "a" / f"seed-{seed}", 0.06)
+        write_run(tmp_path / "other" / f"seed-{seed}", 0.06, protocol="Q")
+    write_run(tmp_path / "small" / "seed-1", 0.06)
+    a = str(tmp_path / "a")
+    with pytest.raises(DataError, match="twice in group"):
+        compare.read_seed_groups([f"{a},{a}"])
+    with pytest.raises(DataError, match=f"in groups {a} and"):
+        compare.read_seed_groups([a, f"{tmp_path / 'small'},{a}"])
+    with pytest.raises(DataError, match="holds 1 finished seed runs"):
+        compare.read_seed_groups([a, str(tmp_path / "small")])
+    with pytest.raises(DataError, match="different protocols"):
+        compare.compare_seed_groups([a, str(tmp_path / "other")], "ndcg@10", 0.95)
+
+
+def test_an_unplannable_target_says_why_in_its_cell():
+    assert compare.planned_seeds([0.06, 0.06], [0.07, 0.07], 1.05, 0.95, 0.8).startswith("(the seeds' standard")
