@@ -6,12 +6,8 @@ Zipf item popularity and a planted sequential signal (see hybrid/synthetic.py); 
 
 import argparse
 import dataclasses
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from hybrid.synthetic import SyntheticConfig, write  # noqa: E402
+from hybrid.synthetic import SyntheticConfig, write
 
 
 def main() -> None:
