@@ -5,6 +5,9 @@ so their ID part is masked to zero and the fusion sees text only. ``id_dropout``
 2017) also drops the ID part of random warm items in training, so the sequence model learns to score items
 from their text alone, on the same scale as warm ones, which is what a cold item is.
 
+Randomness: ``id_dropout`` in ``encode`` (a batch's histories [B, ...]) is drawn per occurrence, row-aligned
+with the global batch; in ``item_table`` it is drawn per item id (the same table on every process).
+
 Shape legend: N items (without padding), D item-vector size.
 """
 
@@ -15,6 +18,7 @@ from torch import nn
 
 from encoders.base import ItemEncoder
 from encoders.id import IDItemEncoder
+from foundation import noise
 
 FUSIONS = ("sum", "concat", "gate")
 
@@ -22,6 +26,8 @@ FUSIONS = ("sum", "concat", "gate")
 class HybridItemEncoder(ItemEncoder):
     """Fusions: ``sum`` id + text; ``concat`` Linear([id; text]); ``gate`` g * id + (1 - g) * text with
     g = sigmoid(W [id; text])."""
+
+    adds_items_by_text = True
 
     def __init__(
         self,
@@ -49,11 +55,18 @@ class HybridItemEncoder(ItemEncoder):
         elif fusion == "gate":
             self.gate = nn.Linear(2 * self.dim, self.dim)
 
-    def fuse(self, id_vectors: torch.Tensor, text_vectors: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
-        """[..., D] ID and text vectors of ``item_ids`` [...] -> fused [..., D]; padding stays zero."""
+    def fuse(
+        self, id_vectors: torch.Tensor, text_vectors: torch.Tensor, item_ids: torch.Tensor, by_row: bool
+    ) -> torch.Tensor:
+        """[..., D] ID and text vectors of ``item_ids`` [...] -> fused [..., D]; padding stays zero. ``by_row``:
+        ``item_ids`` are a batch's rows [B, ...] (id_dropout drawn per occurrence), else a table of items."""
         warm = self.warm_items[item_ids].unsqueeze(-1)  # [..., 1]
         if self.training and self.id_dropout > 0:  # each occurrence of a warm item may be shown as cold
-            warm = warm & (torch.rand(warm.shape, device=warm.device) >= self.id_dropout)
+            if by_row:
+                draw = noise.rand(warm.shape, warm.device, stream="id_dropout")  # [..., 1]
+            else:
+                draw = noise.keyed_rand(item_ids, 1, stream="id_dropout")  # [..., 1]
+            warm = warm & (draw >= self.id_dropout)
         id_vectors = id_vectors * warm
         if self.fusion == "sum":
             fused = id_vectors + text_vectors
@@ -66,15 +79,28 @@ class HybridItemEncoder(ItemEncoder):
 
     def item_table(self) -> torch.Tensor:
         ids = torch.arange(self.num_items + 1, device=self.warm_items.device)  # [N + 1]
-        return self.fuse(self.id_encoder.item_table(), self.text_encoder.item_table(), ids)  # [N + 1, D]
+        return self.fuse(self.id_encoder.item_table(), self.text_encoder.item_table(), ids, by_row=False)
 
     def encode(self, item_ids: torch.Tensor) -> torch.Tensor:
-        return self.fuse(self.id_encoder.encode(item_ids), self.text_encoder.encode(item_ids), item_ids)
+        id_vectors, text_vectors = self.id_encoder.encode(item_ids), self.text_encoder.encode(item_ids)
+        return self.fuse(id_vectors, text_vectors, item_ids, by_row=item_ids.ndim > 1)
+
+    def add_items_by_text(self, texts) -> None:
+        """New items from their texts: cold (text only) until a model is retrained."""
+        before = self.text_encoder.num_items
+        self.text_encoder.add_items_by_text(texts)
+        self.grow(self.text_encoder.num_items - before)
+
+    def save_files(self, folder) -> None:
+        self.text_encoder.save_files(folder)
 
     def add_items(self, text_vectors: torch.Tensor) -> None:
         """New items [M, T] from their frozen text vectors: cold (text only) until a model is retrained."""
         self.text_encoder.add_items(text_vectors)
-        self.id_encoder.add_items(text_vectors.shape[0])
-        cold = self.warm_items.new_zeros(text_vectors.shape[0])
-        self.warm_items = torch.cat([self.warm_items, cold])
+        self.grow(text_vectors.shape[0])
+
+    def grow(self, count: int) -> None:
+        """The ID side and the warm mask follow ``count`` items just added to the text side (cold ones)."""
+        self.id_encoder.add_items(count)
+        self.warm_items = torch.cat([self.warm_items, self.warm_items.new_zeros(count)])
         self.num_items = self.text_encoder.num_items

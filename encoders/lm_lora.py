@@ -10,12 +10,19 @@ Shape legend: N items (without padding), U distinct items of a batch, S tokens, 
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from encoders.base import ItemEncoder
+from foundation import noise
+
+ADAPTER = "adapter"  # beside a saved model's weights: the LoRA adapter folder
 
 # Attention projections by architecture: LoRA on these keeps the trainable share well below 1 %.
 ATTENTION_MODULES = (
@@ -88,6 +95,8 @@ class LoRALMItemEncoder(ItemEncoder):
     """Texts -> LoRA-wrapped LM -> pooled hidden state -> Linear -> D-vectors; padding stays zero."""
 
     encodes_batch_items = True  # training scores against the batch's items, not the whole catalogue
+    adds_items_by_text = True
+    external_state_prefixes = ("language_model.",)  # the LM by name, its LoRA weights as a peft adapter
 
     def __init__(
         self,
@@ -157,7 +166,7 @@ class LoRALMItemEncoder(ItemEncoder):
             ids, mask = ids.gather(1, order), mask.gather(1, order)
         return ids, mask
 
-    def add_items(self, texts: Sequence[str]) -> None:
+    def add_items_by_text(self, texts: Sequence[str]) -> None:
         """New items (ids N + 1..N + M) from their texts, usable at once: cold start without retraining."""
         ids, mask = self._tokenise(texts)  # [M, S']
         device = self.token_ids.device
@@ -189,14 +198,28 @@ class LoRALMItemEncoder(ItemEncoder):
         base.train(training)
         return torch.cat(states)
 
+    def save_files(self, folder: Path) -> None:
+        """The LoRA adapter as ``folder/adapter`` in peft's format, replaced whole or not at all."""
+        temporary = Path(tempfile.mkdtemp(dir=folder, prefix=".adapter-"))
+        self.save_adapter(temporary)
+        if (Path(folder) / ADAPTER).exists():
+            shutil.rmtree(Path(folder) / ADAPTER)
+        os.replace(temporary, Path(folder) / ADAPTER)
+
+    def load_files(self, folder: Path) -> None:
+        if not (Path(folder) / ADAPTER / "adapter_config.json").exists():
+            raise FileNotFoundError(
+                f"{Path(folder) / ADAPTER / 'adapter_config.json'} is missing: a LoRA model needs its peft adapter "
+                "folder"
+            )
+        self.load_adapter(Path(folder) / ADAPTER)
+
     def save_adapter(self, folder) -> None:
         """The LoRA weights in peft's own format (adapter_config.json + adapter_model.safetensors)."""
         self.language_model.save_pretrained(str(folder))
 
     def load_adapter(self, folder) -> None:
         """Load LoRA weights saved by :meth:`save_adapter` (or any peft adapter of the same shape)."""
-        from pathlib import Path
-
         from peft import set_peft_model_state_dict
         from peft.utils import load_peft_weights
 
@@ -239,7 +262,11 @@ class LoRALMItemEncoder(ItemEncoder):
         real = unique > 0
         vectors = torch.zeros(len(unique), self.dim, device=unique.device, dtype=self.project.weight.dtype)
         if real.any():
-            vectors = vectors.index_put((real.nonzero()[:, 0],), self.encode_real(unique[real]))
+            # The LM's dropouts (its own and LoRA's) draw from torch's global RNG: seeded by the step, every slice
+            # of a global batch that encodes the same items draws the same masks (HybridRecommender.batch_items).
+            with noise.shared_global_rng(unique.device, "language-model"):
+                encoded = self.encode_real(unique[real])  # [U', D]
+            vectors = vectors.index_put((real.nonzero()[:, 0],), encoded)
         return vectors[inverse]  # [..., D]
 
     def item_table(self) -> torch.Tensor:

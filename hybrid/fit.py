@@ -19,6 +19,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
+from foundation.noise import global_batch_noise
 from hybrid.checkpoint import CHECKPOINT_BEST_MODEL, CHECKPOINT_EMA, TrainerState, save_checkpoint
 from hybrid.config import DataConfig, ModelConfig, TrainConfig
 from hybrid.data import RecDataset, SequenceRows, ShardedBatch, SplitData, num_batches, sequence_rows, shard_batches
@@ -26,7 +27,6 @@ from hybrid.ema import WeightAverage
 from hybrid.evaluate import EvalResult, evaluate
 from hybrid.model import HybridRecommender
 from hybrid.run_folder import VALID_RANKS, save_atomically
-from reasoning.noise import global_batch_noise
 
 
 @dataclass
@@ -114,7 +114,7 @@ def train_epoch(run: Run, rows: SplitData | SequenceRows) -> None:
     batches = shard_batches(
         len(rows), config.batch_size, config.seed, epoch, accelerator.process_index, accelerator.num_processes
     )
-    contrastive = epoch > run.model_config.prl_warmup_epochs
+    contrastive = epoch > config.prl_warmup_epochs
     for index, batch in enumerate(batches):
         if index < state.batches_done:  # trained before the interruption
             continue
@@ -194,7 +194,7 @@ def train_step(
 ) -> torch.Tensor:
     """One optimizer step on this process's slice of a global batch, in ``gradient_accumulation_steps``
     micro-batches. With ``noise_seed`` dropout masks are drawn per row of the global batch
-    (``reasoning.noise``), so any process count and accumulation gives the same step. Returns the summed
+    (``foundation.noise``), so any process count and accumulation gives the same step. Returns the summed
     loss of the slice (for logging)."""
     global_size = len(batch.global_rows)
     width = train_rows.width(batch.global_rows)  # the same padding on every process
@@ -205,12 +205,8 @@ def train_step(
         chunks = [c for c in batch.rows.tensor_split(config.gradient_accumulation_steps) if len(c)]
         offsets = [batch.offset + sum(len(c) for c in chunks[:i]) for i in range(len(chunks))]
         weights = [1.0] * len(chunks)
-    cloze_per_row = None  # BERT4Rec: the global batch's masked positions per row, the same on every process
-    unwrapped = accelerator.unwrap_model(model)
-    split = accelerator.num_processes > 1 or len(chunks) > 1  # one whole-batch forward counts its own masks
-    if noise_seed is not None and split and unwrapped.trains_cloze:
-        with global_batch_noise(noise_seed, 0, global_size, global_size):
-            cloze_per_row = unwrapped.cloze_per_row(train_rows.batch(batch.global_rows, width)[0])
+    split = accelerator.num_processes > 1 or len(chunks) > 1  # a whole-batch forward sees everything itself
+    shared = shared_by_slices(accelerator, model, train_rows, batch, width, noise_seed) if split else {}
     for index, (chunk, offset, weight) in enumerate(zip(chunks, offsets, weights)):
         # DDP averages gradients over processes: scale so the sum over chunks and processes is the global mean.
         scale = weight * len(chunk) * accelerator.num_processes / global_size
@@ -226,7 +222,7 @@ def train_step(
                 history.to(accelerator.device),
                 target.to(accelerator.device),
                 contrastive=contrastive,
-                cloze_per_row=cloze_per_row,
+                **shared,
             )
             accelerator.backward(output.loss * scale)
         loss_sum += output.loss.detach() * len(chunk) * weight
@@ -235,6 +231,20 @@ def train_step(
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss_sum
+
+
+def shared_by_slices(accelerator, model, train_rows, batch: ShardedBatch, width: int, noise_seed: int | None) -> dict:
+    """What every slice of a split global batch must know of the whole: BERT4Rec's masked positions per row
+    (the cloze loss is the global batch's mean over them) and, for an encoder that softmaxes over the batch's
+    own items, those items (every slice then scores against the same ones)."""
+    shared, global_size, unwrapped = {}, len(batch.global_rows), accelerator.unwrap_model(model)
+    history, target = train_rows.batch(batch.global_rows, width)
+    if noise_seed is not None and unwrapped.trains_cloze:
+        with global_batch_noise(noise_seed, 0, global_size, global_size):
+            shared["cloze_per_row"] = unwrapped.cloze_per_row(history)
+    if unwrapped.item_encoder.encodes_batch_items:
+        shared["candidates"] = torch.cat([history.flatten(), target.flatten()]).unique().to(accelerator.device)
+    return shared
 
 
 def step_noise_seed(config: TrainConfig, step: int) -> int | None:

@@ -288,87 +288,103 @@ def adaptive_user_vectors(
     """
     if compact_ratio < 0:
         raise ValueError(f"compact_ratio must be >= 0 (0 drops halted rows at once), got {compact_ratio}")
-    head, backbone = model.reasoning, model.backbone
-    scores = getattr(rule, "needs_distribution", True)
-    plans_after_answer = hasattr(rule, "planned_steps_after_answer")  # plans from the depth-0 ranking
-    if plans_after_answer and hasattr(rule, "planned_steps"):
+    if hasattr(rule, "planned_steps_after_answer") and hasattr(rule, "planned_steps"):
         raise ValueError("a halting rule plans depths either from the history or after depth 0, not both")
-    table = item_table
-    if table is None and (scores or plans_after_answer):  # a text encoder's table costs a forward pass
-        table = model.scoring_table()
-    steps = head.reasoning_steps
-    rows = torch.arange(len(history), device=history.device)  # user of each row of the batch [C]
-    planned = rule.planned_steps(history) if hasattr(rule, "planned_steps") else None  # [B] or None
-    if (planned is not None or plans_after_answer) and rule.deepest > steps:
+    steps = model.reasoning.reasoning_steps
+    if (hasattr(rule, "planned_steps") or hasattr(rule, "planned_steps_after_answer")) and rule.deepest > steps:
         # the rule's depths, not this batch's: every batch fails alike
         raise ValueError(
             f"the halting rule plans up to {rule.deepest} reasoning steps but the model was trained with "
             f"{steps}: plan at most {steps}"
         )
-    if planned is not None:
-        # Deepest plans first: users then leave the batch from its end, so dropping them is a slice, not a copy.
-        rows = torch.argsort(planned, descending=True, stable=True)
-    inputs, key_valid = model.history_inputs(history if planned is None else history[rows])  # BERT4Rec: + [MASK]
-    hidden, cache = backbone.prefill(inputs, key_valid, last_only=True)
-    state = hidden[:, -1]  # r_0 of each row [C, D]
-    scale = answer_scale(model)  # under cosine scoring the answers are built from unit states (model.unit)
-    total = model.unit(state).clone()  # running sum of states (ERL's mean)
-    if plans_after_answer:
-        planned = rule.planned_steps_after_answer(total, table)  # [B] from r_0's ranking (rows in user order)
-        if len(planned) > 1 and not bool((planned[:-1] >= planned[1:]).all()):
-            rows = torch.argsort(planned, descending=True, stable=True)  # deepest plans first, as above
-            state, total, cache = state[rows], total[rows], cache.select(rows)  # one copy of the cache
-    erl = model.config.reasoning_steps > 0 and model.config.reasoning_method == "erl"
-    answer = torch.empty_like(total)  # current user vector of every user [B, D]
-    answer[rows] = total
-    steps_used = torch.zeros(len(history), dtype=torch.long, device=history.device)
-    # [C] rows still reasoning; users planned at depth 0 answer with r_0
-    live = torch.ones_like(rows, dtype=torch.bool) if planned is None else planned[rows] > 0
-    log_q = answer_log_probs(total * scale, table) if scores else None  # [C, N]
+    run = HaltingRun(model, history, rule, item_table, compact_ratio)
+    if steps and run.compact(0):
+        for step in range(1, steps + 1):
+            run.advance(step)
+            if step == steps or not run.compact(step):
+                break
+    return run.answer, run.steps_used
 
-    def compact(step: int) -> bool:
-        """Drop the halted rows if that pays (see above); False once nobody is reasoning."""
-        nonlocal rows, state, total, live, log_q, cache
-        alive = int(live.sum())
-        halted = len(live) - alive  # rows riding along with frozen answers
+
+class HaltingRun:
+    """One batch's reasoning under a halting rule: the rows still in the batch (``rows``, their users), which
+    of them still reason (``live``), their running answers, and every user's answer and depth so far."""
+
+    def __init__(self, model, history: torch.Tensor, rule, item_table: torch.Tensor | None, compact_ratio: float):
+        self.model, self.rule, self.compact_ratio = model, rule, compact_ratio
+        self.steps = model.reasoning.reasoning_steps
+        self.scores = getattr(rule, "needs_distribution", True)
+        plans_after_answer = hasattr(rule, "planned_steps_after_answer")  # plans from the depth-0 ranking
+        self.table = item_table
+        if self.table is None and (self.scores or plans_after_answer):  # a text encoder's table costs a pass
+            self.table = model.scoring_table()
+        self.rows = torch.arange(len(history), device=history.device)  # user of each row of the batch [C]
+        self.planned = rule.planned_steps(history) if hasattr(rule, "planned_steps") else None  # [B] or None
+        if self.planned is not None:
+            # Deepest plans first: users then leave the batch from its end, so dropping them is a slice, not a copy.
+            self.rows = torch.argsort(self.planned, descending=True, stable=True)
+        self.loop = model.reasoning_loop(history if self.planned is None else history[self.rows])
+        self.scale = answer_scale(model)  # under cosine scoring the answers are built from unit states
+        self.total = model.unit(self.loop.state).clone()  # running sum of unit states (ERL's mean) [C, D]
+        if plans_after_answer:
+            self.plan_after_answer()
+        self.answer = torch.empty_like(self.total)  # current user vector of every user [B, D]
+        self.answer[self.rows] = self.total
+        self.steps_used = torch.zeros(len(history), dtype=torch.long, device=history.device)
+        # [C] rows still reasoning; users planned at depth 0 answer with r_0
+        self.live = (
+            torch.ones_like(self.rows, dtype=torch.bool) if self.planned is None else self.planned[self.rows] > 0
+        )
+        self.log_q = answer_log_probs(self.total * self.scale, self.table) if self.scores else None  # [C, N]
+
+    def plan_after_answer(self) -> None:
+        """Plan every user's depth from r_0's ranking, then order the batch deepest plan first."""
+        self.planned = self.rule.planned_steps_after_answer(self.total, self.table)  # [B] (rows in user order)
+        if len(self.planned) > 1 and not bool((self.planned[:-1] >= self.planned[1:]).all()):
+            self.rows = torch.argsort(self.planned, descending=True, stable=True)  # deepest plans first
+            self.total = self.total[self.rows]
+            self.loop.keep(self.rows)  # one copy of the cache
+
+    def compact(self, step: int) -> bool:
+        """Drop the halted rows if that pays (see ``adaptive_user_vectors``); False once nobody is reasoning."""
+        alive = int(self.live.sum())
+        halted = len(self.live) - alive  # rows riding along with frozen answers
         if not (alive and halted):
             return alive > 0
-        if bool(live[:alive].all()):  # the reasoning rows lead the batch: a slice, no copy, always pays
+        if bool(self.live[:alive].all()):  # the reasoning rows lead the batch: a slice, no copy, always pays
             keep = slice(0, alive)
-        elif halted * (steps - step) >= compact_ratio * alive:
-            keep = live.nonzero()[:, 0]
+        elif halted * (self.steps - step) >= self.compact_ratio * alive:
+            keep = self.live.nonzero()[:, 0]
         else:
             return True
-        rows, state, total, live = rows[keep], state[keep], total[keep], live[keep]
-        log_q = None if log_q is None else log_q[keep]
-        cache = cache.select(keep)
+        self.rows, self.total, self.live = self.rows[keep], self.total[keep], self.live[keep]
+        self.log_q = None if self.log_q is None else self.log_q[keep]
+        self.loop.keep(keep)
         return True
 
-    if steps and not compact(0):
-        return answer, steps_used
-    for step in range(1, steps + 1):
-        token = state + head.position_embedding.weight[step - 1]
-        state, cache = backbone.step(head.embed_token(backbone, token), cache)  # [C, D]
-        unit_state = model.unit(state)
-        total = total + unit_state
-        current = total / (step + 1) if erl else unit_state
-        new_log_q = answer_log_probs(current * scale, table) if scores else None
-        mine = None if live.all() else live.clone()  # rows whose step this was (None: all)
-        reasoning = _rows(rows, mine)  # their users [A]
-        halt = rule.stop(
-            step, _rows(log_q, mine), _rows(new_log_q, mine), answer[reasoning], _rows(current, mine), step / steps
+    def advance(self, step: int) -> None:
+        """Run reasoning step ``step`` for the rows in the batch; the rule halts some of those still reasoning."""
+        unit_state = self.model.unit(self.loop.step())  # [C, D]
+        self.total = self.total + unit_state
+        # The answer so far (see reasoning.rearec.aggregate): the mean of r_0..r_step (ERL) or r_step.
+        current = self.total / (step + 1) if self.model.config.averages_states else unit_state
+        new_log_q = answer_log_probs(current * self.scale, self.table) if self.scores else None
+        mine = None if self.live.all() else self.live.clone()  # rows whose step this was (None: all)
+        reasoning = _rows(self.rows, mine)  # their users [A]
+        halt = self.rule.stop(
+            step,
+            _rows(self.log_q, mine),
+            _rows(new_log_q, mine),
+            self.answer[reasoning],
+            _rows(current, mine),
+            step / self.steps,
         )  # [A]
-        if planned is not None:
-            halt = halt | (planned[reasoning] <= step)
-        answer[reasoning] = _rows(current, mine)
-        steps_used[reasoning] = step
-        log_q = new_log_q
-        if step == steps:
-            break
-        live[live.clone()] = ~halt  # [C]
-        if not compact(step):
-            break
-    return answer, steps_used
+        if self.planned is not None:
+            halt = halt | (self.planned[reasoning] <= step)
+        self.answer[reasoning] = _rows(current, mine)
+        self.steps_used[reasoning] = step
+        self.log_q = new_log_q
+        self.live[self.live.clone()] = ~halt  # [C]
 
 
 class AdaptiveDepth(nn.Module):

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import TYPE_CHECKING
 
 from huggingface_hub import ModelCard, ModelCardData
-
-if TYPE_CHECKING:
-    from hybrid.model import HybridRecommender
 
 LIBRARY = "hybrid-rearec"
 TAGS = ["recommendation", "sequential-recommendation", "rearec", "pytorch", "hybrid-rearec"]
@@ -21,7 +17,8 @@ ENCODERS = {
 }
 
 
-def describe(model: HybridRecommender) -> str:
+def describe(model) -> str:
+    """One line on what a HybridRecommender is."""
     config = model.config
     if config.reasoning_steps == 0:
         head = "SASRec (no reasoning steps)"
@@ -41,7 +38,8 @@ def metrics_table(metrics: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def model_card(model: HybridRecommender, repo_id: str | None = None) -> ModelCard:
+def model_card(model, repo_id: str | None = None) -> ModelCard:
+    """The card of a HybridRecommender."""
     results = model.results or {}
     dataset = results.get("dataset")
     data = ModelCardData(

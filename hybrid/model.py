@@ -15,17 +15,18 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from encoders import IDItemEncoder, ItemEncoder
-from encoders.hybrid import HybridItemEncoder
-from encoders.lm_lora import LoRALMItemEncoder
-from encoders.text import TextItemEncoder, load_or_encode_texts, resolve_text_model
+from encoders.base import ItemEncoder
+from encoders.registry import EncoderInputs, build_encoder, encoder_kind
+from encoders.text import load_or_encode_texts
+from foundation import noise
 from hybrid.config import ModelConfig
 from hybrid.errors import ConfigError, DataError
+from hybrid.hub import model_card
+from hybrid.pretrained import ModelFileError, load_folder, save_folder
 from hybrid.recommend import ItemCatalogue, Recommendation, recommend
-from reasoning import noise
-from reasoning.backbone import Backbone, BackboneConfig
-from reasoning.objectives import erl_loss, item_logits, prl_loss, state_cross_entropy
-from reasoning.rearec import ReasoningHead
+from reasoning.backbone import Backbone
+from reasoning.objectives import ClozeLoss, build_objective, item_logits, state_cross_entropy
+from reasoning.rearec import ReasoningHead, ReasoningLoop, aggregate
 
 
 @dataclass
@@ -38,6 +39,18 @@ class RecommenderOutput:
     loss_parts: dict[str, torch.Tensor] = field(default_factory=dict)  # its terms, detached, for logging
 
 
+@dataclass
+class TrainingBatch:
+    """What one training forward scores: the history fed to the Transformer and the loss's item table, with
+    history and targets numbered in that table's rows."""
+
+    history: torch.Tensor  # [B, L] item ids (local ids when the encoder encodes only the batch's items)
+    target: torch.Tensor  # [B] item ids, or rows of ``table`` when it is given
+    table: torch.Tensor | None  # [C + 1, D] the batch's own items (scoring space); None: the softmax_table
+    history_vectors: torch.Tensor | None = None  # [B, L, D] raw history vectors, when encoded with the table
+    cloze: torch.Tensor | None = None  # [B, L] bool: history items masked for BERT4Rec's cloze loss
+
+
 def build_item_encoder(
     config: ModelConfig,
     num_items: int,
@@ -45,59 +58,23 @@ def build_item_encoder(
     warm_items: torch.Tensor | None = None,  # [N + 1] bool, items with training interactions ('hybrid')
     item_texts: list[str] | None = None,  # texts of items 1..N ('lm_lora')
 ) -> ItemEncoder:
-    if config.item_encoder == "id":
-        return IDItemEncoder(num_items, config.hidden_size, config.initializer_range)
-    if config.item_encoder == "lm_lora":
-        if item_texts is None or len(item_texts) != num_items:
-            raise ValueError("item_encoder='lm_lora' needs the text of every item")
-        from transformers import AutoModel, AutoTokenizer
-
-        path = resolve_text_model(config.lm_model)
-        return LoRALMItemEncoder(
-            item_texts,
-            AutoModel.from_pretrained(path),
-            AutoTokenizer.from_pretrained(path),
-            config.hidden_size,
-            pooling=config.lm_pooling,
-            lora_r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            lora_target_modules=config.lora_target_modules.split(",") if config.lora_target_modules else None,
-            max_length=config.lm_max_length,
-            lora_layers=config.lora_layers,
-            gradient_checkpointing=config.gradient_checkpointing,
-            initializer_range=config.initializer_range,
-        )
-    if text_vectors is None:
-        raise ValueError(f"item_encoder={config.item_encoder!r} needs the items' text vectors")
-    if text_vectors.shape[0] != num_items:
-        raise ValueError(f"{text_vectors.shape[0]} text vectors for {num_items} items")
-    text = TextItemEncoder(
-        text_vectors,
-        config.hidden_size,
-        config.text_adaptor,
-        config.text_experts,
-        config.text_adaptor_dropout,
-        config.text_pca_dim,
-        config.initializer_range,
+    inputs = EncoderInputs(
+        num_items, config.hidden_size, config.initializer_range, item_texts, text_vectors, warm_items
     )
-    if config.item_encoder == "text":
-        return text
-    ids = IDItemEncoder(num_items, config.hidden_size, config.initializer_range)
-    return HybridItemEncoder(ids, text, config.fusion, warm_items, config.id_dropout)
+    return build_encoder(config.encoder, inputs)
 
 
 def item_text_vectors(config: ModelConfig, item_texts: list[str], progress: bool = True) -> torch.Tensor | None:
-    """Frozen text vectors [N, T] of the items for 'text'/'hybrid' encoders (cached on disk), else None."""
-    if config.item_encoder == "id":
+    """Frozen text vectors [N, T] of the items for encoders that use them (cached on disk), else None."""
+    kind = encoder_kind(config.encoder)
+    if not kind.needs_texts:
         return None
-    missing = sum(not text for text in item_texts)
-    if missing == len(item_texts):
+    if not any(item_texts):
         raise DataError(
             f"item_encoder={config.item_encoder!r} needs item texts, but the dataset has none. Give an item "
             "table (--item_file, or a .item file with titles) or use --item_encoder id."
         )
-    if config.item_encoder == "lm_lora":  # tokenised by its encoder, tuned in training
+    if not kind.needs_text_vectors:  # e.g. an LM tokenises the texts itself and is tuned in training
         return None
     return load_or_encode_texts(
         item_texts, config.text_model, config.text_revision, batch_size=config.text_batch_size, progress=progress
@@ -139,20 +116,7 @@ class HybridRecommender(
         self.catalogue: ItemCatalogue | None = None  # raw ids/texts/titles of items 1..N, for recommend()
         self.results: dict | None = None  # test metrics, protocol and training config, for the model card
         self.item_encoder = item_encoder or build_item_encoder(config, num_items, text_vectors, warm_items, item_texts)
-        self.backbone = Backbone(
-            BackboneConfig(
-                hidden_size=config.hidden_size,
-                num_layers=config.num_layers,
-                num_heads=config.num_heads,
-                inner_size=config.inner_size,
-                hidden_dropout=config.hidden_dropout,
-                attention_dropout=config.attention_dropout,
-                layer_norm_eps=config.layer_norm_eps,
-                max_history=max_history,
-                initializer_range=config.initializer_range,
-                bidirectional=config.backbone == "bert4rec",
-            )
-        )
+        self.backbone = Backbone(config.backbone_config, max_history)
         self.reasoning = ReasoningHead(
             config.hidden_size,
             config.reasoning_steps,
@@ -161,6 +125,8 @@ class HybridRecommender(
             config.layer_norm_eps,
             config.reasoning_dropout,
         )
+        self.objective = build_objective(config.objective, config.reasoning)  # chosen once, with its settings
+        self.cloze_loss = ClozeLoss(config.objective)
         # Training-softmax candidates (set_softmax_items): their ids [C + 1] and each item's row among them [N + 1].
         self.register_buffer("softmax_ids", None, persistent=False)
         self.register_buffer("softmax_rows", None, persistent=False)
@@ -250,7 +216,7 @@ class HybridRecommender(
         (or on how the global batch is split over processes)."""
         if not self.trains_cloze:
             return None
-        width = self.backbone.config.max_history
+        width = self.backbone.max_history
         # Own stream: the training loop redraws them for the whole global batch to count them (cloze_per_row).
         draw = noise.rand((history.shape[0], width), history.device, stream="cloze")  # [B, max_history]
         return (draw[:, width - history.shape[1] :] < self.config.cloze_prob) & (history > 0)  # [B, L]
@@ -264,9 +230,13 @@ class HybridRecommender(
 
     def aggregate(self, states: torch.Tensor) -> torch.Tensor:
         """States [B, S, D] -> the user vector [B, D]: ERL averages all states, PRL/SASRec take the last."""
-        if self.config.reasoning_steps > 0 and self.config.reasoning_method == "erl":
-            return states.mean(dim=1)
-        return states[:, -1]
+        return aggregate(states, self.config.averages_states)
+
+    def reasoning_loop(self, history: torch.Tensor) -> ReasoningLoop:
+        """Left-padded item ids [B, L] encoded, ready to run reasoning steps one at a time (adaptive depth).
+        Its states are raw: ``unit`` puts them in scoring space."""
+        inputs, key_valid = self.history_inputs(history)  # BERT4Rec: + [MASK]
+        return self.reasoning.loop(self.backbone, inputs, key_valid)
 
     def user_vectors(self, history: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Left-padded item ids [B, L] -> user vectors [B, D] (``steps`` below the trained K is allowed;
@@ -293,7 +263,7 @@ class HybridRecommender(
         """Plain SASRec's causal loss at every position: inputs [B, L], next items [B, L] (0 at padding).
         A row's loss is the sum of its targets' cross-entropies / max_history, so the batch loss weighs every
         target alike however the batch is split over processes or micro-batches."""
-        if self.config.loss_positions != "all" or getattr(self.item_encoder, "encodes_batch_items", False):
+        if self.config.loss_positions != "all" or self.item_encoder.encodes_batch_items:
             raise ValueError(
                 "per-position targets [B, L] need a model configured with loss_positions='all' and an id, text or "
                 "hybrid item encoder"
@@ -304,19 +274,21 @@ class HybridRecommender(
         real = target > 0  # [B, L]
         table, labels, _ = self.softmax_table(target[real])  # labels [M]
         mean = state_cross_entropy(states[real], table, labels, self.config.temperature, self.config.loss_chunk_size)
-        loss = mean * real.sum() / (history.shape[0] * self.backbone.config.max_history)
+        loss = mean * real.sum() / (history.shape[0] * self.backbone.max_history)
         return RecommenderOutput(user_vector=states[:, -1], user_states=states[:, -1:], loss=loss)
 
     def batch_items(
-        self, history: torch.Tensor, target: torch.Tensor
+        self, history: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Vectors of the batch's distinct items [C + 1, D] (row 0 padding) and history [B, L] and target [B]
-        renumbered into them."""
-        ids = torch.cat([history.flatten(), target, target.new_zeros(1)])  # the 0 makes padding row 0
-        candidates, local = ids.unique(return_inverse=True)  # sorted: candidates[0] == 0
-        local = local[:-1]
-        table = self.item_encoder.encode(candidates)  # [C + 1, D]
-        return table, local[: history.numel()].view_as(history), local[history.numel() :]
+        renumbered into them. ``candidates`` [G]: the distinct items of the whole global batch, when this forward
+        holds one slice of it: every slice then encodes and softmaxes over the same items, so the slices'
+        losses add up to the global batch's (split invariance, at the price of encoding them all)."""
+        extra = target.new_zeros(1) if candidates is None else torch.cat([target.new_zeros(1), candidates])
+        ids = torch.cat([history.flatten(), target, extra])  # the 0 makes padding row 0
+        items, local = ids.unique(return_inverse=True)  # sorted: items[0] == 0
+        table = self.item_encoder.encode(items)  # [C + 1, D]
+        return table, local[: history.numel()].view_as(history), local[history.numel() : history.numel() + len(target)]
 
     def forward(
         self,
@@ -324,96 +296,65 @@ class HybridRecommender(
         target: torch.Tensor | None = None,
         contrastive: bool = False,
         cloze_per_row: float | None = None,
+        candidates: torch.Tensor | None = None,
     ) -> RecommenderOutput:
-        """``contrastive`` turns on PRL's noisy second view (after its warm-up). A target [B, L] (next item at
-        every position, 0 at padding) trains with the per-position loss of ``loss_positions='all'``.
-        ``cloze_per_row``: see :meth:`cloze_per_row`; None averages over this forward's masked positions."""
-        config = self.config
+        """History [B, L] -> user vectors; with targets [B], the training loss too. ``contrastive`` turns on PRL's
+        noisy second view (after its warm-up). A target [B, L] (next item at every position, 0 at padding)
+        trains with the per-position loss of ``loss_positions='all'``. ``cloze_per_row``: see
+        :meth:`cloze_per_row`; None averages over this forward's masked positions. ``candidates``: see
+        :meth:`batch_items` (encoders that encode only the batch's items)."""
         if target is not None and target.ndim == 2:
             return self.all_positions_forward(history, target)
-        two_views = (
-            contrastive
-            and target is not None
-            and config.reasoning_steps > 0
-            and config.reasoning_method == "prl"
-            and config.prl_contrastive_weight > 0
-        )
-        history_vectors, table = None, None
-        if target is not None and getattr(self.item_encoder, "encodes_batch_items", False):
-            # An LM encoder encodes only the batch's items; the softmax runs over them (in-batch candidates).
-            table, history, target = self.batch_items(history, target)  # [C + 1, D], local ids
-            history_vectors = table[history]  # [B, L, D] raw vectors feed the Transformer
-            table = self.unit(table)
-        cloze = self.cloze_positions(history) if target is not None else None  # [B, L] or None
-        prefill = None  # [B, L', D] every position's output, only for the cloze loss
-        if two_views:
-            # 'reasoning': the history is encoded once and only the steps run twice; 'sequence' (released
-            # code): the whole batch is encoded twice.
-            shared = config.prl_noisy_view == "reasoning"
-            twice = lambda x: x if shared or x is None else torch.cat([x, x])  # noqa: E731
-            both = self.user_states(
-                twice(history),
-                noisy_view=True,
-                history_vectors=twice(history_vectors),
-                cloze=twice(cloze),
-                return_prefill=cloze is not None,
-                share_history=shared,
-            )
-            if cloze is not None:
-                both, prefill = both[0], both[1][: len(history)]
-            states, noisy_states = both.chunk(2)  # [B, S, D] each
-        else:
-            states = self.user_states(
-                history, history_vectors=history_vectors, cloze=cloze, return_prefill=cloze is not None
-            )
-            if cloze is not None:
-                states, prefill = states
-            noisy_states = None
-        output = RecommenderOutput(user_vector=self.aggregate(states), user_states=states)
         if target is None:
-            return output
-        renumber = None  # item id -> row of the loss table, when the table holds a subset of the items
+            states = self.user_states(history)
+            return RecommenderOutput(user_vector=self.aggregate(states), user_states=states)
+        batch = self.training_batch(history, target, candidates)
+        two_views = contrastive and self.objective.uses_noisy_view
+        states, noisy_states, prefill = self.training_states(batch, two_views)  # [B, S, D] each; [B, L', D]
+        table, target, renumber = batch.table, batch.target, None  # renumber: item id -> row of a subset table
         if table is None:
             table, target, renumber = self.softmax_table(target)
-        if config.reasoning_steps == 0:
-            output.loss = state_cross_entropy(
-                output.user_vector, table, target, config.temperature, config.loss_chunk_size
-            )
-        elif config.reasoning_method == "erl":
-            output.loss, output.loss_parts = erl_loss(
-                states,
-                table,
-                target,
-                config.temperature,
-                config.erl_kl_weight,
-                config.erl_kl_pairs,
-                config.loss_chunk_size,
-            )
-        else:
-            output.loss, output.loss_parts = prl_loss(
-                states,
-                table,
-                target,
-                config.temperature,
-                config.prl_alpha,
-                config.prl_step_weight,
-                config.prl_step_reduction,
-                noisy_states,
-                config.prl_contrastive_weight,
-                config.prl_contrastive_similarity,
-                config.prl_contrastive_temperature,
-                config.loss_chunk_size,
-            )
-        if cloze is not None and cloze.any():
-            # BERT4Rec's cloze objective: predict the masked history items from their output states.
-            masked = prefill[:, : history.shape[1]][cloze]  # [M, D]
-            labels = history[cloze] if renumber is None else renumber[history[cloze]]  # [M]
-            cloze_loss = state_cross_entropy(masked, table, labels, config.temperature, config.loss_chunk_size)
-            if cloze_per_row:  # the global batch's masked positions, not this slice's, divide the sum
-                cloze_loss = cloze_loss * (len(masked) / (len(history) * cloze_per_row))
-            output.loss = output.loss + config.cloze_weight * cloze_loss
-            output.loss_parts["cloze"] = cloze_loss.detach()
-        return output
+        loss, parts = self.objective(states, table, target, noisy_states)
+        if batch.cloze is not None and batch.cloze.any():
+            masked = prefill[:, : batch.history.shape[1]][batch.cloze]  # [M, D] outputs at masked history items
+            labels = batch.history[batch.cloze]  # [M]
+            labels = labels if renumber is None else renumber[labels]
+            cloze = self.cloze_loss(masked, table, labels, len(batch.history), cloze_per_row)
+            loss, parts = loss + self.config.cloze_weight * cloze, parts | {"cloze": cloze.detach()}
+        return RecommenderOutput(self.aggregate(states), states, loss, parts)
+
+    def training_batch(
+        self, history: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor | None = None
+    ) -> TrainingBatch:
+        """The items a training forward scores against: every item (or the training-softmax subset), or, for an
+        encoder that encodes only the batch's items, those items with the ids renumbered into them."""
+        if self.item_encoder.encodes_batch_items:  # an LM: in-batch candidates
+            table, history, target = self.batch_items(history, target, candidates)  # [C + 1, D], local ids
+            return TrainingBatch(history, target, self.unit(table), table[history], cloze=self.cloze_positions(history))
+        return TrainingBatch(history, target, None, cloze=self.cloze_positions(history))
+
+    def training_states(self, batch: TrainingBatch, two_views: bool):
+        """States r_0..r_K [B, S, D] of the batch, PRL's noisy view of them (or None) and, for the cloze loss,
+        every history position's output [B, L', D] (or None)."""
+        cloze, vectors, history = batch.cloze, batch.history_vectors, batch.history
+        if not two_views:
+            states = self.user_states(history, history_vectors=vectors, cloze=cloze, return_prefill=cloze is not None)
+            return (*states[:1], None, states[1]) if cloze is not None else (states, None, None)
+        # 'reasoning': the history is encoded once and only the steps run twice; 'sequence' (released code):
+        # the whole batch is encoded twice.
+        shared = self.config.prl_noisy_view == "reasoning"
+        twice = lambda x: x if shared or x is None else torch.cat([x, x])  # noqa: E731
+        both = self.user_states(
+            twice(history),
+            noisy_view=True,
+            history_vectors=twice(vectors),
+            cloze=twice(cloze),
+            return_prefill=cloze is not None,
+            share_history=shared,
+        )
+        both, prefill = (both[0], both[1][: len(history)]) if cloze is not None else (both, None)
+        states, noisy_states = both.chunk(2)
+        return states, noisy_states, prefill
 
     # ------------------------------------------------------------------------------------ use and share
     def recommend(
@@ -429,31 +370,28 @@ class HybridRecommender(
     ) -> list[str]:
         """Add items known only by their text, usable at once (cold start without retraining). Returns their ids
         (default 'new-1', 'new-2', ...)."""
-        if self.config.item_encoder == "id":
+        if not self.item_encoder.adds_items_by_text:
             raise ConfigError(
-                "an ID-only model (item_encoder='id') has no vector for an item it never saw; train a 'text', "
-                "'hybrid' or 'lm_lora' model to add items by text."
+                f"an item_encoder={self.config.item_encoder!r} model has no vector for an item it never saw; train "
+                "a 'text', 'hybrid' or 'lm_lora' model to add items by text."
             )
         if self.catalogue is None:
             raise ValueError("this model has no item catalogue; load one with from_pretrained or set .catalogue")
         texts = [str(text) for text in texts]
-        vectors = None
-        if self.config.item_encoder in ("text", "hybrid") and all(t.strip() for t in texts):
-            vectors = load_or_encode_texts(texts, self.config.text_model, self.config.text_revision, progress=False)
+        size = len(self.catalogue)
         new_ids = self.catalogue.add(texts, item_ids, titles)  # validates before anything changes
-        self.item_encoder.add_items(texts if vectors is None else vectors)
+        try:
+            self.item_encoder.add_items_by_text(texts)
+        except Exception:
+            self.catalogue.truncate(size)  # the catalogue and the encoder never disagree
+            raise
         return new_ids
 
     def _save_pretrained(self, save_directory: Path) -> None:
-        from hybrid.hub import model_card
-        from hybrid.pretrained import save_folder
-
         save_folder(self, save_directory)
         model_card(self).save(Path(save_directory) / "README.md")
 
     def generate_model_card(self, *args, **kwargs):
-        from hybrid.hub import model_card
-
         return model_card(self)
 
     @classmethod
@@ -469,8 +407,6 @@ class HybridRecommender(
     ) -> HybridRecommender:
         """Load a folder written by ``save_pretrained``, or download a Hub repo holding one. Strict: a missing or
         unexpected weight is an error."""
-        from hybrid.pretrained import ModelFileError, load_folder
-
         if kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
         folder = Path(pretrained_model_name_or_path)

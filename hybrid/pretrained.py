@@ -17,28 +17,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from encoders.registry import encoder_kind
+from encoders.text import TEXT_VECTORS
 from hybrid.config import ConfigError, ModelConfig
 from hybrid.recommend import ItemCatalogue
 
-if TYPE_CHECKING:
-    from hybrid.model import HybridRecommender
-
 FORMAT_VERSION = 1
-CONFIG, WEIGHTS, CATALOGUE, TEXT_VECTORS, ADAPTER = (
-    "config.json",
-    "model.safetensors",
-    "catalogue.json",
-    "text_vectors.safetensors",
-    "adapter",
-)
+CONFIG, WEIGHTS, CATALOGUE = "config.json", "model.safetensors", "catalogue.json"
+# Training settings that older versions kept in the model config: ignored when such a model is loaded.
+MOVED_TO_TRAINING = ("prl_warmup_epochs",)
 
 
 class ModelFileError(ValueError):
@@ -46,17 +38,11 @@ class ModelFileError(ValueError):
 
 
 def saved_weight_names(model: torch.nn.Module) -> set[str]:
-    """State-dict entries a saved folder holds: everything but frozen parameters and the LM (whose LoRA
-    weights go to the adapter folder)."""
+    """State-dict entries a saved folder holds: everything but frozen parameters and what the item encoder
+    keeps outside the weights (a pretrained LM by reference, its LoRA weights in the adapter folder)."""
     frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
-    return {name for name in model.state_dict() if name not in frozen and ".language_model." not in f".{name}"}
-
-
-def text_encoder_of(model: torch.nn.Module):
-    """The frozen-text encoder inside a 'text' or 'hybrid' model (None for 'id' and 'lm_lora')."""
-    encoder = model.item_encoder
-    encoder = getattr(encoder, "text_encoder", encoder)
-    return encoder if hasattr(encoder, "text_vectors") else None
+    external = tuple(f"item_encoder.{prefix}" for prefix in model.item_encoder.external_state_prefixes)
+    return {name for name in model.state_dict() if name not in frozen and not name.startswith(external)}
 
 
 def _write_atomically(path: Path, write) -> None:
@@ -65,8 +51,8 @@ def _write_atomically(path: Path, write) -> None:
     os.replace(temporary, path)
 
 
-def save_folder(model: HybridRecommender, folder: str | Path) -> None:
-    """Write the model (see the module docstring); each file appears whole or not at all."""
+def save_folder(model: torch.nn.Module, folder: str | Path) -> None:
+    """Write the model (a ``HybridRecommender``) (see the module docstring); each file appears whole or not at all."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if model.catalogue is None:
@@ -75,7 +61,7 @@ def save_folder(model: HybridRecommender, folder: str | Path) -> None:
         "format_version": FORMAT_VERSION,
         "library": "hybrid-rearec",
         "num_items": model.num_items,
-        "max_history": model.backbone.config.max_history,
+        "max_history": model.backbone.max_history,
         "model": dataclasses.asdict(model.config),
         "results": model.results,  # metrics and training config, shown in the model card
     }
@@ -85,15 +71,7 @@ def save_folder(model: HybridRecommender, folder: str | Path) -> None:
     _write_atomically(folder / WEIGHTS, lambda p: save_file(weights, p, metadata={"format": "pt"}))
     catalogue = json.dumps(model.catalogue.to_dict(), ensure_ascii=False)
     _write_atomically(folder / CATALOGUE, lambda p: p.write_text(catalogue, encoding="utf-8"))
-    if (text := text_encoder_of(model)) is not None:
-        vectors = {"text_vectors": text.text_vectors[1:].contiguous().cpu()}  # [N, T]
-        _write_atomically(folder / TEXT_VECTORS, lambda p: save_file(vectors, p))
-    if hasattr(model.item_encoder, "save_adapter"):
-        temporary = Path(tempfile.mkdtemp(dir=folder, prefix=".adapter-"))
-        model.item_encoder.save_adapter(temporary)
-        if (folder / ADAPTER).exists():
-            shutil.rmtree(folder / ADAPTER)
-        os.replace(temporary, folder / ADAPTER)
+    model.item_encoder.save_files(folder)  # frozen text vectors, a LoRA adapter: whatever the encoder needs
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -124,8 +102,9 @@ def read_config(folder: Path) -> tuple[ModelConfig, dict]:
             f"{folder / CONFIG} has format_version {version!r}, but this hybrid-rearec reads version "
             f"{FORMAT_VERSION}: load it with the hybrid-rearec version that saved it, or re-save the model."
         )
+    model = {key: value for key, value in raw["model"].items() if key not in MOVED_TO_TRAINING}
     try:
-        config = ModelConfig(**raw["model"])
+        config = ModelConfig(**model)
     except TypeError as error:  # a key this version does not know
         raise ModelFileError(
             f"{folder / CONFIG} does not fit this hybrid-rearec version ({error}); load it with the version "
@@ -136,8 +115,9 @@ def read_config(folder: Path) -> tuple[ModelConfig, dict]:
     return config, raw
 
 
-def load_folder(cls: type[HybridRecommender], folder: str | Path) -> HybridRecommender:
-    """Rebuild a model saved by :func:`save_folder`, strictly; in eval mode."""
+def load_folder(cls: type[torch.nn.Module], folder: str | Path) -> torch.nn.Module:
+    """Rebuild a model of class ``cls`` (``HybridRecommender``) saved by :func:`save_folder`, strictly; in eval
+    mode."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelFileError(f"{folder} is not a folder; give a folder written by save_pretrained or a Hub repo id.")
@@ -147,15 +127,10 @@ def load_folder(cls: type[HybridRecommender], folder: str | Path) -> HybridRecom
     if len(catalogue) != raw["num_items"]:
         raise ModelFileError(f"{folder / CATALOGUE} lists {len(catalogue)} items, {folder / CONFIG} {raw['num_items']}")
     text_vectors = None
-    if config.item_encoder in ("text", "hybrid"):
+    if encoder_kind(config.encoder).needs_text_vectors:
         text_vectors = _read_tensors(folder / TEXT_VECTORS).get("text_vectors")
         if text_vectors is None or text_vectors.shape[0] != len(catalogue):
             raise ModelFileError(f"{folder / TEXT_VECTORS} does not hold one text vector per catalogue item.")
-    if config.item_encoder == "lm_lora" and not (folder / ADAPTER / "adapter_config.json").exists():
-        raise ModelFileError(
-            f"{folder / ADAPTER / 'adapter_config.json'} is missing: a LoRA model needs its peft adapter folder; "
-            "re-save or re-download the model."
-        )
     weights = _read_tensors(folder / WEIGHTS)
     model = cls(config, len(catalogue), raw["max_history"], text_vectors=text_vectors, item_texts=catalogue.item_texts)
     expected = saved_weight_names(model)
@@ -169,10 +144,11 @@ def load_folder(cls: type[HybridRecommender], folder: str | Path) -> HybridRecom
         model.load_state_dict(weights, strict=False)  # strict on the saved names, checked above
     except RuntimeError as error:  # a shape that differs from the config
         raise ModelFileError(f"{folder / WEIGHTS} does not fit {folder / CONFIG}: {error}") from None
-    if config.item_encoder == "lm_lora":
-        try:
-            model.item_encoder.load_adapter(folder / ADAPTER)
-        except Exception as error:
-            raise ModelFileError(f"{folder / ADAPTER} cannot be loaded ({error}); re-save the model.") from None
+    try:
+        model.item_encoder.load_files(folder)  # e.g. a LoRA adapter folder
+    except Exception as error:
+        raise ModelFileError(
+            f"the item encoder's files in {folder} cannot be loaded ({error}); re-save or re-download the model."
+        ) from None
     model.catalogue, model.results = catalogue, raw.get("results")
     return model.eval()

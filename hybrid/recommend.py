@@ -84,6 +84,12 @@ class ItemCatalogue:
             self.index[item] = len(self.item_ids)
         return item_ids
 
+    def truncate(self, size: int) -> None:
+        """Forget the items after the first ``size`` (undo an ``add`` whose encoder step failed)."""
+        for item in self.item_ids[size:]:
+            del self.index[item]
+        del self.item_ids[size:], self.item_texts[size:], self.item_titles[size:]
+
     def resolve(self, item: str) -> str:
         """An item given by id, or else by its exact title or text (case-insensitive), -> its id."""
         item = str(item)
@@ -145,7 +151,7 @@ def recommend(
         raise ValueError(f"k must be >= 1, got {k}")
     k = min(k, len(catalogue))  # a small catalogue returns all of its items
     indexes = catalogue.indexes(histories)
-    history = pad_histories(indexes, model.backbone.config.max_history)  # [B, L]
+    history = pad_histories(indexes, model.backbone.max_history)  # [B, L]
     was_training = model.training
     model.eval()
     try:

@@ -198,8 +198,8 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, int | float]:
         "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "total": sum(p.numel() for p in model.parameters()),
     }
-    if hasattr(model.item_encoder, "trainable_share"):
-        trainable, language_model = model.item_encoder.trainable_share()
+    if (share := model.item_encoder.trainable_share()) is not None:  # an encoder wrapping a pretrained model
+        trainable, language_model = share
         counts |= {"item_encoder_trainable": trainable, "language_model": language_model}
         counts["trainable_share_of_language_model"] = trainable / language_model
     return counts

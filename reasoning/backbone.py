@@ -17,61 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reasoning import noise
-
-
-@dataclass
-class BackboneConfig:
-    """Size and regularisation of the Transformer (defaults: RecBole's SASRec)."""
-
-    hidden_size: int = 64
-    num_layers: int = 2
-    num_heads: int = 2
-    inner_size: int = 256
-    hidden_dropout: float = 0.5
-    attention_dropout: float = 0.5
-    layer_norm_eps: float = 1e-12
-    max_history: int = 50
-    initializer_range: float = 0.02
-    # BERT4Rec: the history (plus an appended [MASK] token whose output is r_0) attends bidirectionally;
-    # tokens after it (ReaRec's reasoning tokens) stay causal: "prefix masking".
-    bidirectional: bool = False
-
-    def __post_init__(self):
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
-        for name in ("hidden_dropout", "attention_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-
-
-def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Inverted dropout. On CPU the mask comes from 16-bit random integers: torch's ``bernoulli_`` there
-    costs ~5x more and was over a third of a SASRec training step. p is honoured to 1/65536. Inside
-    ``reasoning.noise.global_batch_noise`` the mask of a row depends only on its place in the global batch."""
-    if not training or p == 0.0:
-        return x
-    if x.device.type == "cpu":
-        keep = noise.random_int16(x.shape, x.device) >= round(p * 65536) - 32768  # P(keep) = 1 - p
-    elif noise.active():
-        keep = noise.rand(x.shape, x.device) >= p
-    else:
-        return F.dropout(x, p, training=True)
-    return x * (keep.to(x.dtype) * (1.0 / (1.0 - p)))
-
-
-class Dropout(nn.Module):
-    """``nn.Dropout`` with the fast CPU mask of :func:`dropout`."""
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dropout(x, self.p, self.training)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
+from foundation import noise
+from foundation.dropout import Dropout, dropout
+from reasoning.config import BackboneConfig
 
 
 @dataclass
@@ -199,12 +147,14 @@ class Backbone(nn.Module):
     The item vectors come from an item encoder (see ``encoders/``); the backbone never owns them.
     """
 
-    def __init__(self, config: BackboneConfig):
+    def __init__(self, config: BackboneConfig, max_history: int = 50):
         super().__init__()
-        self.config = config
+        if max_history < 1:
+            raise ValueError(f"max_history must be >= 1, got {max_history}")
+        self.config, self.max_history = config, max_history
         # Position 0 is the OLDEST real item of the history (RecBole/ReaRec convention); the bidirectional
         # mode needs one more for its appended [MASK] token.
-        positions = config.max_history + int(config.bidirectional)
+        positions = max_history + int(config.bidirectional)
         self.position_embedding = nn.Embedding(positions, config.hidden_size)
         # BERT4Rec's [MASK] input: where the next item (and, in training, masked history items) is predicted.
         self.mask_token = nn.Parameter(torch.zeros(config.hidden_size)) if config.bidirectional else None
@@ -228,7 +178,7 @@ class Backbone(nn.Module):
         """Item vectors [B, L, D] of a left-padded history -> Transformer inputs [B, L, D]."""
         positions = (key_valid.long().cumsum(dim=1) - 1).clamp(min=0)  # [B, L], 0 at the oldest real item
         if positions.shape[1] > self.position_embedding.num_embeddings:
-            raise ValueError(f"history of length {positions.shape[1]} exceeds max_history={self.config.max_history}")
+            raise ValueError(f"history of length {positions.shape[1]} exceeds max_history={self.max_history}")
         return self.embed_tokens(item_vectors + self.position_embedding(positions))
 
     def embed_tokens(self, x: torch.Tensor) -> torch.Tensor:

@@ -20,8 +20,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from reasoning import noise
+from foundation import noise
 from reasoning.chunked import chunked_cross_entropy
+from reasoning.config import ObjectiveConfig, ReasoningConfig
 
 
 def item_logits(states: torch.Tensor, item_table: torch.Tensor) -> torch.Tensor:
@@ -206,3 +207,91 @@ def prl_loss(
         loss = loss + contrastive_weight * contrastive
         parts["contrastive"] = contrastive.detach()
     return loss, parts
+
+
+class Objective:
+    """A training loss over a batch's reasoning states, chosen once when the model is built.
+
+    ``__call__(states [B, S, D], item_table [C + 1, D], target [B], noisy_states)`` returns the loss and its
+    terms (detached, for logging). ``uses_noisy_view``: the loss wants PRL's second, noisy view of the batch.
+    """
+
+    uses_noisy_view = False
+
+    def __init__(self, config: ObjectiveConfig):
+        self.config = config
+
+    def __call__(
+        self,
+        states: torch.Tensor,
+        item_table: torch.Tensor,
+        target: torch.Tensor,
+        noisy_states: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+
+class NextItemLoss(Objective):
+    """SASRec (no reasoning steps): full-softmax CE of the last state."""
+
+    def __call__(self, states, item_table, target, noisy_states=None):
+        c = self.config
+        return state_cross_entropy(states[:, -1], item_table, target, c.temperature, c.loss_chunk_size), {}
+
+
+class ERLLoss(Objective):
+    """Ensemble Reasoning Learning (see :func:`erl_loss`)."""
+
+    def __call__(self, states, item_table, target, noisy_states=None):
+        c = self.config
+        return erl_loss(states, item_table, target, c.temperature, c.erl_kl_weight, c.erl_kl_pairs, c.loss_chunk_size)
+
+
+class PRLLoss(Objective):
+    """Progressive Reasoning Learning (see :func:`prl_loss`); its contrastive term needs the noisy view."""
+
+    def __init__(self, config: ObjectiveConfig):
+        super().__init__(config)
+        self.uses_noisy_view = config.prl_contrastive_weight > 0
+
+    def __call__(self, states, item_table, target, noisy_states=None):
+        c = self.config
+        return prl_loss(
+            states,
+            item_table,
+            target,
+            c.temperature,
+            c.prl_alpha,
+            c.prl_step_weight,
+            c.prl_step_reduction,
+            noisy_states,
+            c.prl_contrastive_weight,
+            c.prl_contrastive_similarity,
+            c.prl_contrastive_temperature,
+            c.loss_chunk_size,
+        )
+
+
+class ClozeLoss:
+    """BERT4Rec's cloze objective: predict masked history items from their output states [M, D]. Divided by
+    the global batch's masked positions when given (``per_row`` x rows), so any split of the batch weighs
+    every masked item alike."""
+
+    def __init__(self, config: ObjectiveConfig):
+        self.config = config
+
+    def __call__(
+        self, masked: torch.Tensor, item_table: torch.Tensor, labels: torch.Tensor, rows: int, per_row: float | None
+    ) -> torch.Tensor:
+        c = self.config
+        loss = state_cross_entropy(masked, item_table, labels, c.temperature, c.loss_chunk_size)
+        if per_row:  # the global batch's masked positions, not this slice's, divide the sum
+            loss = loss * (len(masked) / (rows * per_row))
+        return loss
+
+
+def build_objective(objective: ObjectiveConfig, reasoning: ReasoningConfig) -> Objective:
+    """The loss of the configured reasoning method (CE alone without reasoning steps)."""
+    if reasoning.reasoning_steps == 0:
+        return NextItemLoss(objective)
+    return ERLLoss(objective) if reasoning.reasoning_method == "erl" else PRLLoss(objective)

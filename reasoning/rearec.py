@@ -14,8 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reasoning import noise
-from reasoning.backbone import Backbone, Dropout
+from foundation import noise
+from foundation.dropout import Dropout
+from reasoning.backbone import Backbone
 
 
 class ReasoningHead(nn.Module):
@@ -60,6 +61,23 @@ class ReasoningHead(nn.Module):
         dropout = backbone.input_dropout if self.dropout is None else self.dropout
         return dropout(norm(token))
 
+    def token(
+        self, backbone: Backbone, previous: torch.Tensor, step: int, jitter_std: float = 0.0, jitter_from: int = 0
+    ) -> torch.Tensor:
+        """Step ``step``'s input: r_{step-1} [B, D] + p_step, LayerNorm'd and dropped out like an item input
+        -> [B, D]. Rows from ``jitter_from`` on get Gaussian noise of std ``jitter_std`` first (PRL's noisy view)."""
+        token = previous + self.position_embedding.weight[step - 1]  # [B, D]
+        if jitter_std > 0:
+            jitter = noise.randn(token[jitter_from:].shape, token.device, token.dtype) * jitter_std
+            token = torch.cat([token[:jitter_from], token[jitter_from:] + jitter], dim=0)
+        return self.embed_token(backbone, token)
+
+    def loop(self, backbone: Backbone, inputs: torch.Tensor, key_valid: torch.Tensor, every_position: bool = False):
+        """Encode the history (inputs [B, L, D] from ``Backbone.embed``, key_valid [B, L]) and return the
+        :class:`ReasoningLoop` that runs the steps over its cache."""
+        hidden, cache = backbone.prefill(inputs, key_valid, last_only=not every_position)  # [B, 1 or L, D]
+        return ReasoningLoop(self, backbone, hidden[:, -1], cache, hidden if every_position else None)
+
     def forward(
         self,
         backbone: Backbone,
@@ -85,26 +103,11 @@ class ReasoningHead(nn.Module):
         the steps' dropout masks); the states are still [2B, steps + 1, D], clean rows first.
         """
         steps = self.check_steps(steps)
-        hidden, cache = backbone.prefill(inputs, key_valid, last_only=not return_prefill)  # [B, 1 or L, D]
-        states = [hidden[:, -1]]  # r_0: [B, D]
-        half = inputs.shape[0] // 2
+        loop = self.loop(backbone, inputs, key_valid, every_position=return_prefill)
         if noisy_view and share_history:
-            half = inputs.shape[0]
-            both = torch.arange(half, device=inputs.device).repeat(2)  # [2B]: every row twice
-            cache, states = cache.select(both), [states[0][both]]  # the views share the history's encoding
-        for k in range(1, steps + 1):
-            previous = states[-1]  # r_{k-1}: [B, D]
-            if noisy_view and noisy_from_clean:
-                previous = torch.cat([previous[:half], previous[:half]], dim=0)
-            token = previous + self.position_embedding.weight[k - 1]  # [B, D]
-            if noisy_view and noise_std > 0:
-                jitter = noise.randn(token[half:].shape, token.device, token.dtype) * noise_std
-                token = torch.cat([token[:half], token[half:] + jitter], dim=0)
-            state, cache = backbone.step(self.embed_token(backbone, token), cache)  # [B, D]
-            states.append(state)
-        if return_prefill:
-            return torch.stack(states, dim=1), hidden
-        return torch.stack(states, dim=1)  # [B, steps + 1, D]
+            loop.keep(torch.arange(inputs.shape[0], device=inputs.device).repeat(2))  # [2B]: the views share r_0
+        states = loop.run(steps, noise_std if noisy_view else None, noisy_from_clean)  # [B, steps + 1, D]
+        return (states, loop.prefill) if return_prefill else states
 
     def forward_recompute(
         self, backbone: Backbone, inputs: torch.Tensor, key_valid: torch.Tensor, steps: int | None = None
@@ -116,7 +119,7 @@ class ReasoningHead(nn.Module):
         hidden, _ = backbone.prefill(inputs, key_valid, last_only=True)
         states, tokens = [hidden[:, -1]], []
         for k in range(1, steps + 1):
-            tokens.append(self.embed_token(backbone, states[-1] + self.position_embedding.weight[k - 1])[:, None])
+            tokens.append(self.token(backbone, states[-1], k)[:, None])
             sequence = torch.cat([inputs, *tokens], dim=1)  # [B, L + k, D]
             valid = torch.cat([key_valid, key_valid.new_ones(batch, k)], dim=1)
             # The history sees itself only (causally, or bidirectionally for BERT4Rec); reasoning tokens are causal.
@@ -124,3 +127,48 @@ class ReasoningHead(nn.Module):
             hidden, _ = backbone.prefill(sequence, valid, last_only=True, prefix=prefix)
             states.append(hidden[:, -1])
         return torch.stack(states, dim=1)  # [B, steps + 1, D]
+
+
+class ReasoningLoop:
+    """The K-step loop over one encoded batch, one step at a time: the only place a reasoning step runs.
+
+    ``state`` is the newest state r_k of every row [B, D] and ``cache`` the keys/values of the history and of
+    the step tokens so far. Between steps a caller may keep a subset of the rows (adaptive halting drops users
+    who stopped; PRL's shared noisy view duplicates every row).
+    """
+
+    def __init__(self, head: ReasoningHead, backbone: Backbone, state: torch.Tensor, cache, prefill=None):
+        self.head, self.backbone, self.cache = head, backbone, cache
+        self.state, self.step_index = state, 0  # r_0: [B, D]
+        self.prefill = prefill  # [B, L, D] last-layer states of every history position, when asked for
+
+    def keep(self, rows: torch.Tensor | slice) -> None:
+        """Continue with these rows only (an index tensor copies their cache, a slice is a view)."""
+        self.state, self.cache = self.state[rows], self.cache.select(rows)
+
+    def step(self, previous: torch.Tensor | None = None, jitter_std: float = 0.0, jitter_from: int = 0) -> torch.Tensor:
+        """Run the next step from ``previous`` (default: this loop's own newest state) -> r_k [B, D]; see
+        :meth:`ReasoningHead.token` for the noise."""
+        self.step_index += 1
+        previous = self.state if previous is None else previous
+        token = self.head.token(self.backbone, previous, self.step_index, jitter_std, jitter_from)
+        self.state, self.cache = self.backbone.step(token, self.cache)
+        return self.state
+
+    def run(self, steps: int, noise_std: float | None = None, noisy_from_clean: bool = True) -> torch.Tensor:
+        """r_0..r_steps [B, steps + 1, D]. ``noise_std`` (not None) reads the rows as [clean; noisy] views:
+        the noisy half's step inputs get that noise and, with ``noisy_from_clean``, start from the clean
+        half's previous state (PRL)."""
+        states, half = [self.state], self.state.shape[0] // 2
+        for _ in range(steps):
+            if noise_std is None:
+                states.append(self.step())
+                continue
+            previous = torch.cat([self.state[:half], self.state[:half]]) if noisy_from_clean else None
+            states.append(self.step(previous, noise_std, jitter_from=half))
+        return torch.stack(states, dim=1)
+
+
+def aggregate(states: torch.Tensor, average: bool) -> torch.Tensor:
+    """States r_0..r_k [B, S, D] -> the user vector [B, D]: their mean (ERL) or the last one (PRL, SASRec)."""
+    return states.mean(dim=1) if average else states[:, -1]

@@ -3,7 +3,8 @@ import torch
 from encoders import IDItemEncoder
 from hybrid.config import ModelConfig
 from hybrid.model import HybridRecommender
-from reasoning.backbone import Backbone, BackboneConfig
+from reasoning.backbone import Backbone
+from reasoning.config import BackboneConfig
 
 
 def tiny_backbone(dropout=0.0, **kwargs):
@@ -14,10 +15,9 @@ def tiny_backbone(dropout=0.0, **kwargs):
         inner_size=32,
         hidden_dropout=dropout,
         attention_dropout=dropout,
-        max_history=12,
         **kwargs,
     )
-    return Backbone(config).eval()
+    return Backbone(config, max_history=12).eval()
 
 
 def left_padded(batch=4, length=8, num_items=20, seed=0):
@@ -95,7 +95,7 @@ def test_padding_row_is_zero_and_outside_the_softmax():
 
 
 def test_fast_cpu_dropout_keeps_rate_and_expectation():
-    from reasoning.backbone import dropout
+    from foundation.dropout import dropout
 
     x = torch.ones(200_000)
     for p in (0.2, 0.5):

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from foundation import noise
 from hybrid.model import HybridRecommender
-from reasoning import noise
 from reasoning.backbone import attention_mask
 from tests.test_rearec import tiny_config
 

@@ -151,4 +151,4 @@ def test_moe_adaptor_equals_the_whitening_formula():
     x = torch.randn(2, 5, 6)
     gate = (x @ adaptor.gate.weight.T).softmax(-1)  # [2, 5, 3]
     expected = sum(gate[..., e, None] * ((x - adaptor.bias[e]) @ adaptor.experts[e]) for e in range(3))
-    assert torch.allclose(adaptor(x), expected, atol=1e-5)
+    assert torch.allclose(adaptor(x, torch.arange(10).view(2, 5)), expected, atol=1e-5)

@@ -7,11 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hybrid import halting
 from hybrid.config import ModelConfig
 from hybrid.evaluate import evaluate
-from hybrid.model import HybridRecommender
-from hybrid import halting
-from reasoning.backbone import KVCache
 from hybrid.halting import (
     AdaptiveDepth,
     HistoryDepth,
@@ -24,6 +22,8 @@ from hybrid.halting import (
     log_popularity,
     top_item_popularity,
 )
+from hybrid.model import HybridRecommender
+from reasoning.backbone import KVCache
 from tests.test_rearec import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]

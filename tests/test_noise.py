@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from reasoning import noise
+from foundation import noise
 
 
 def draws(seed, offset, rows, global_size, views=1):

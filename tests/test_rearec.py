@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from foundation.noise import global_batch_noise
 from hybrid.config import ModelConfig
 from hybrid.errors import ConfigError
 from hybrid.model import HybridRecommender
-from reasoning.noise import global_batch_noise
 from reasoning.objectives import _diversity, erl_loss, info_nce, item_logits, kl_diversity, prl_loss, step_temperatures
 from tests.test_backbone import left_padded
 

@@ -11,6 +11,11 @@ Draws made for one purpose may use a named ``stream`` (BERT4Rec's cloze masks us
 generator, so the training loop can redraw the same masks for the whole global batch up front (to count
 them) whatever else the forward draws first.
 
+Item-level randomness (an item encoder's dropout on the item's features, or which item occurrences a hybrid
+encoder shows as cold in its item table) has no row: the same item may be encoded by every process, once
+per micro-batch, or in the item table. :func:`keyed_rand` draws it from a hash of (step seed, stream, item
+id, column), so an item's mask is the same wherever and however often it is encoded in one optimizer step.
+
 Outside the context (evaluation, tests, benchmarks) draws come from torch's global RNG as usual.
 """
 
@@ -33,6 +38,7 @@ class GlobalBatchNoise:
     global_size: int  # rows of the global batch
     counted: bool = True  # False: a stand-in forward whose rows carry no weight (a process with no rows)
     generators: dict[str, torch.Generator] = field(default_factory=dict)
+    keyed_draws: int = 0  # keyed_rand calls so far in this forward: each call site draws its own values
 
     def generator(self, device: torch.device, stream: str = "") -> torch.Generator:
         key = f"{device}/{stream}"
@@ -106,6 +112,53 @@ def rand(
 ) -> torch.Tensor:
     """Uniform [0, 1) values (dropout masks on accelerators, cloze masks)."""
     return _draw(shape, device, lambda size, gen: torch.rand(size, device=device, dtype=dtype, generator=gen), stream)
+
+
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer mixer (lowbias32) on int64 tensors holding values in [0, 2^32): uniform output bits.
+    Products wrap past 2^63, which keeps their low 32 bits, the only ones kept."""
+    mask = 0xFFFFFFFF
+    x = x & mask
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & mask
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & mask
+    return x ^ (x >> 16)
+
+
+def keyed_rand(keys: torch.Tensor, width: int, stream: str) -> torch.Tensor:
+    """Uniform [0, 1) values [*keys.shape, width] that depend only on (the step's seed, ``stream``, key,
+    column): an item's draw is the same on every process and in every micro-batch of one optimizer step.
+    Outside ``global_batch_noise`` the step seed is drawn from torch's global RNG (one draw per call)."""
+    plan = _ACTIVE.get()
+    if plan is None:
+        seed, call = int(torch.randint(0, 2**31 - 1, ()).item()), 0
+    else:  # every slice of a global batch makes the same calls in the same order
+        seed, call = plan.seed % 2**63, plan.keyed_draws
+        plan.keyed_draws += 1
+    base = _hash32(torch.tensor((seed ^ crc32(f"{stream}/{call}".encode())) & 0xFFFFFFFF, dtype=torch.int64))
+    base = _hash32(base ^ (seed >> 32)).to(keys.device)  # both halves of a 64-bit seed count
+    rows = _hash32(base ^ _hash32(keys.long().to(torch.int64)))  # [...]
+    columns = torch.arange(width, device=keys.device, dtype=torch.int64) * 0x9E3779B9  # [width]
+    bits = _hash32(rows[..., None] ^ (columns & 0xFFFFFFFF))  # [..., width]
+    return bits.to(torch.float64).div_(2.0**32).to(torch.float32)
+
+
+@contextmanager
+def shared_global_rng(device: torch.device, stream: str) -> Iterator[None]:
+    """Inside ``global_batch_noise``: torch's global RNG seeded from the step's seed for the duration (and
+    restored after), so code that draws from it (a third-party model's dropout) draws the same numbers in every
+    slice of a global batch that runs it on the same inputs. Outside: nothing changes."""
+    plan = _ACTIVE.get()
+    if plan is None:
+        yield
+        return
+    call, plan.keyed_draws = plan.keyed_draws, plan.keyed_draws + 1
+    seed = (plan.seed + crc32(f"{stream}/{call}".encode())) % 2**63
+    devices = [device] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type=torch.device(device).type):
+        torch.manual_seed(seed)
+        yield
 
 
 def randn(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:

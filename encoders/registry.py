@@ -1,0 +1,108 @@
+"""The encoders' registry: every kind of item encoder, what it needs from the data, and how it is built.
+
+This is the one place that tells encoder kinds apart by name; everything else asks an encoder what it can
+do (see ``encoders.base.ItemEncoder``) or asks the registry what a kind needs. To add an encoder: write its
+module, add its settings to ``EncoderConfig`` and its ``Literal``, and register a builder here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from encoders.base import ItemEncoder
+from encoders.config import EncoderConfig
+from encoders.hybrid import HybridItemEncoder
+from encoders.id import IDItemEncoder
+from encoders.lm_lora import LoRALMItemEncoder
+from encoders.text import TextItemEncoder, resolve_text_model
+
+
+@dataclass(frozen=True)
+class EncoderInputs:
+    """What the data offers an encoder being built."""
+
+    num_items: int  # N, padding excluded
+    dim: int  # D, the vectors' size
+    initializer_range: float = 0.02
+    item_texts: Sequence[str] | None = None  # texts of items 1..N
+    text_vectors: torch.Tensor | None = None  # [N, T] frozen sentence-transformers vectors of those texts
+    warm_items: torch.Tensor | None = None  # [N + 1] bool: items with training interactions
+
+
+@dataclass(frozen=True)
+class EncoderKind:
+    build: Callable[[EncoderConfig, EncoderInputs], ItemEncoder]
+    needs_texts: bool  # every item must have a text
+    needs_text_vectors: bool  # the caller computes (and caches) frozen text vectors of the item texts
+
+
+def build_id(config: EncoderConfig, inputs: EncoderInputs) -> ItemEncoder:
+    return IDItemEncoder(inputs.num_items, inputs.dim, inputs.initializer_range)
+
+
+def build_text(config: EncoderConfig, inputs: EncoderInputs) -> TextItemEncoder:
+    vectors = inputs.text_vectors
+    if vectors is None or vectors.shape[0] != inputs.num_items:
+        found = "none" if vectors is None else f"{vectors.shape[0]}"
+        raise ValueError(f"item_encoder={config.item_encoder!r} needs one text vector per item ({found} given)")
+    return TextItemEncoder(
+        vectors,
+        inputs.dim,
+        config.text_adaptor,
+        config.text_experts,
+        config.text_adaptor_dropout,
+        config.text_pca_dim,
+        inputs.initializer_range,
+        text_model=config.text_model,
+        text_revision=config.text_revision,
+    )
+
+
+def build_hybrid(config: EncoderConfig, inputs: EncoderInputs) -> ItemEncoder:
+    ids = build_id(config, inputs)
+    return HybridItemEncoder(ids, build_text(config, inputs), config.fusion, inputs.warm_items, config.id_dropout)
+
+
+def build_lm_lora(config: EncoderConfig, inputs: EncoderInputs) -> ItemEncoder:
+    if inputs.item_texts is None or len(inputs.item_texts) != inputs.num_items:
+        raise ValueError("item_encoder='lm_lora' needs the text of every item")
+    from transformers import AutoModel, AutoTokenizer
+
+    path = resolve_text_model(config.lm_model)
+    return LoRALMItemEncoder(
+        inputs.item_texts,
+        AutoModel.from_pretrained(path),
+        AutoTokenizer.from_pretrained(path),
+        inputs.dim,
+        pooling=config.lm_pooling,
+        lora_r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        lora_target_modules=config.lora_target_modules.split(",") if config.lora_target_modules else None,
+        max_length=config.lm_max_length,
+        lora_layers=config.lora_layers,
+        gradient_checkpointing=config.gradient_checkpointing,
+        initializer_range=inputs.initializer_range,
+    )
+
+
+ENCODERS: dict[str, EncoderKind] = {
+    "id": EncoderKind(build_id, needs_texts=False, needs_text_vectors=False),
+    "text": EncoderKind(build_text, needs_texts=True, needs_text_vectors=True),
+    "hybrid": EncoderKind(build_hybrid, needs_texts=True, needs_text_vectors=True),
+    "lm_lora": EncoderKind(build_lm_lora, needs_texts=True, needs_text_vectors=False),
+}
+
+
+def encoder_kind(config: EncoderConfig) -> EncoderKind:
+    if config.item_encoder not in ENCODERS:
+        raise ValueError(f"item_encoder={config.item_encoder!r} is not one of {tuple(ENCODERS)}")
+    return ENCODERS[config.item_encoder]
+
+
+def build_encoder(config: EncoderConfig, inputs: EncoderInputs) -> ItemEncoder:
+    """The configured item encoder over the data's items."""
+    return encoder_kind(config).build(config, inputs)
