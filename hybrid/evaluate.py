@@ -18,6 +18,7 @@ import torch
 from hybrid.data import SplitData
 from hybrid.metrics import DEFAULT_CUTOFFS, metric_keys, metric_means, random_ranking_metrics
 from hybrid.ranking import DEFAULT_MEMORY_BYTES, chunked_target_ranks, item_chunk_size
+from hybrid.tables import markdown_table
 
 
 @dataclass
@@ -130,28 +131,43 @@ def evaluate(
     if cold_items is not None:
         cold_ranks = torch.empty(len(split), dtype=torch.long)
         cold_ranks[rows] = torch.cat(all_cold_ranks)
-        cold_target = cold_items.cpu()[split.target]  # [R]
-        for name, mask, values in (
-            ("warm targets", ~cold_target, ranks),
-            ("cold targets", cold_target, ranks),
-            ("cold targets among cold items", cold_target, cold_ranks),
-        ):
-            result.group_rows[name] = int(mask.sum())
-            if mask.any():
-                result.groups[name] = metric_means(values[mask], cutoffs)
-        if not exclude_history:  # else the candidate count differs per row
-            num_cold = int(cold_items.sum())
-            result.random_ranking = {
-                f"all {model.num_items} items": random_ranking_metrics(model.num_items, cutoffs),
-                **({f"{num_cold} cold items": random_ranking_metrics(num_cold, cutoffs)} if num_cold else {}),
-            }
+        # With exclude_history the candidate count differs per row: no single random-ranking figure.
+        random = not exclude_history
+        add_cold_start_groups(result, cold_items.cpu(), split.target, cold_ranks, model.num_items, cutoffs, random)
     return result
+
+
+def add_cold_start_groups(
+    result: EvalResult,
+    cold_items: torch.Tensor,  # [N + 1] bool
+    targets: torch.Tensor,  # [R] the split's target of every row
+    cold_ranks: torch.Tensor,  # [R] rank among cold items only (-1 where the target is warm)
+    num_items: int,
+    cutoffs,
+    random_ranking: bool = True,
+) -> None:
+    """Warm-target, cold-target and cold-among-cold metrics, with (``random_ranking``) the expected metrics
+    of a random ranking beside them."""
+    cold_target = cold_items[targets]  # [R]
+    for name, mask, values in (
+        ("warm targets", ~cold_target, result.ranks),
+        ("cold targets", cold_target, result.ranks),
+        ("cold targets among cold items", cold_target, cold_ranks),
+    ):
+        result.group_rows[name] = int(mask.sum())
+        if mask.any():
+            result.groups[name] = metric_means(values[mask], cutoffs)
+    if not random_ranking:
+        return
+    num_cold = int(cold_items.sum())
+    result.random_ranking = {
+        f"all {num_items} items": random_ranking_metrics(num_items, cutoffs),
+        **({f"{num_cold} cold items": random_ranking_metrics(num_cold, cutoffs)} if num_cold else {}),
+    }
 
 
 def format_table(results: dict[str, dict[str, float]], cutoffs=DEFAULT_CUTOFFS) -> str:
     """Markdown table: one row per named result, one column per metric (4 decimals)."""
-    from hybrid.tables import markdown_table
-
     keys = metric_keys(cutoffs)
     rows = ([name, *(f"{metrics[k]:.4f}" for k in keys)] for name, metrics in results.items())
     return markdown_table(["model", *keys], rows, "l" + "r" * len(keys))

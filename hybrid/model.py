@@ -372,8 +372,8 @@ class HybridRecommender(
         (default 'new-1', 'new-2', ...)."""
         if not self.item_encoder.adds_items_by_text:
             raise ConfigError(
-                f"an item_encoder={self.config.item_encoder!r} model has no vector for an item it never saw; train "
-                "a 'text', 'hybrid' or 'lm_lora' model to add items by text."
+                f"an ID-only model (item_encoder={self.config.item_encoder!r}) has no vector for an item it never saw; "
+                "train a 'text', 'hybrid' or 'lm_lora' model to add items by text."
             )
         if self.catalogue is None:
             raise ValueError("this model has no item catalogue; load one with from_pretrained or set .catalogue")
