@@ -6,7 +6,7 @@ import torch
 from foundation import noise
 from hybrid.model import HybridRecommender
 from reasoning.backbone import attention_mask
-from tests.test_rearec import tiny_config
+from tests.tester import tiny_config
 
 
 def test_prefix_mask_shape_and_causality():

@@ -9,7 +9,7 @@ from encoders.text import MoEWhiteningAdaptor, TextItemEncoder, load_or_encode_t
 from hybrid.config import ModelConfig
 from hybrid.errors import DataError
 from hybrid.model import HybridRecommender, item_text_vectors, warm_item_mask
-from tests.test_rearec import tiny_config
+from tests.tester import tiny_config
 
 TEXTS = ["Toy Story (1995), Animation", "Heat (1995), Action", "Casablanca (1942), Romance", "Alien (1979), Horror"]
 

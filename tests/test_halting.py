@@ -24,7 +24,7 @@ from hybrid.halting import (
 )
 from hybrid.model import HybridRecommender
 from reasoning.backbone import KVCache
-from tests.test_rearec import tiny_config
+from tests.tester import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

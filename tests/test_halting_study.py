@@ -13,7 +13,7 @@ from hybrid.model import HybridRecommender
 from hybrid.studies import halting_report, halting_study
 from hybrid.studies.halting_study import HaltingStudyConfig, Timing, run_study
 from hybrid.synthetic import SyntheticConfig, synthetic_dataset
-from tests.test_rearec import tiny_config
+from tests.tester import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

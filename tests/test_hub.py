@@ -76,7 +76,10 @@ def test_save_and_load_in_a_fresh_process_gives_identical_metrics_and_scores(tmp
     trained = json.loads((run / "metrics.json").read_text())
     assert json.loads(done.stdout.strip().splitlines()[-1]) == trained["test"]["metrics"]
     assert torch.equal(fresh["ranks"], load_file(run / "ranks.safetensors")["test"])
-    model, data_config, _, _ = load_run(run)  # the best weights as training held them, rebuilt the training way
+    model, data_config, _, _ = load_run(run)
+    # the best weights as training held them (the last checkpoint's copy), not as the model/ folder saved them
+    checkpoint = sorted((run / "checkpoints").iterdir())[-1]
+    model.load_state_dict(load_file(checkpoint / "best_model.safetensors"))
     with torch.no_grad():
         scores = model.score(model.user_vectors(load_dataset(data_config).test.history))
     assert torch.equal(fresh["scores"], scores)  # bitwise

@@ -7,7 +7,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel, Qwen2Config, Qwen
 from encoders.lm_lora import LoRALMItemEncoder
 from encoders.text import resolve_text_model
 from hybrid.model import HybridRecommender
-from tests.test_rearec import tiny_config
+from tests.tester import tiny_config
 
 TEXTS = [f"movie {k} about {topic}" for k, topic in enumerate(["space", "love", "war", "crime", "music", "ghosts"])]
 

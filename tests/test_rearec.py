@@ -5,29 +5,11 @@ import torch
 import torch.nn.functional as F
 
 from foundation.noise import global_batch_noise
-from hybrid.config import ModelConfig
 from hybrid.errors import ConfigError
 from hybrid.model import HybridRecommender
 from reasoning.objectives import _diversity, erl_loss, info_nce, item_logits, kl_diversity, prl_loss, step_temperatures
 from tests.test_backbone import left_padded
-
-
-def tiny_config(method="prl", steps=3, dropout=0.0, **kwargs):
-    return ModelConfig(
-        hidden_size=16,
-        num_layers=2,
-        num_heads=2,
-        inner_size=32,
-        hidden_dropout=dropout,
-        attention_dropout=dropout,
-        reasoning_steps=steps,
-        reasoning_method=method,
-        **kwargs,
-    )
-
-
-def tiny(method="prl", steps=3, dropout=0.0, **kwargs):
-    return HybridRecommender(tiny_config(method, steps, dropout, **kwargs), num_items=20, max_history=12)
+from tests.tester import tiny, tiny_config
 
 
 @pytest.mark.parametrize("separate_norm", [False, True])

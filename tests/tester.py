@@ -23,6 +23,19 @@ ENCODER_KINDS = tuple(ENCODERS)
 TOPICS = ["space", "love", "war", "crime", "music", "ghosts", "cooking", "trains", "robots", "islands", "chess"]
 
 
+def tiny_config(method: str = "prl", steps: int = 3, dropout: float = 0.0, **kwargs) -> ModelConfig:
+    """A 2-layer, 16-wide model config (reasoning ``method`` with ``steps`` steps, both dropouts ``dropout``
+    unless given on their own)."""
+    settings = dict(hidden_size=16, num_layers=2, num_heads=2, inner_size=32)
+    settings |= dict(hidden_dropout=dropout, attention_dropout=dropout, reasoning_steps=steps, reasoning_method=method)
+    return ModelConfig(**(settings | kwargs))
+
+
+def tiny(method: str = "prl", steps: int = 3, dropout: float = 0.0, **kwargs) -> HybridRecommender:
+    """An ID model of :func:`tiny_config` over 20 items with histories of up to 12."""
+    return HybridRecommender(tiny_config(method, steps, dropout, **kwargs), num_items=20, max_history=12)
+
+
 def save_tiny_lm(folder: Path) -> str:
     """A 2-layer random BERT with the packaged MiniLM tokenizer, saved as a transformers folder."""
     from transformers import AutoTokenizer, BertConfig, BertModel
@@ -54,10 +67,6 @@ class RecommenderTester:
 
     def config(self) -> ModelConfig:
         settings = dict(
-            hidden_size=16,
-            num_layers=2,
-            num_heads=2,
-            inner_size=32,
             hidden_dropout=0.2,
             attention_dropout=0.2,
             reasoning_steps=2,
@@ -71,7 +80,9 @@ class RecommenderTester:
         )
         if self.item_encoder == "lm_lora":
             settings["lm_model"] = save_tiny_lm(self.folder / "tiny-lm")
-        return ModelConfig(**(settings | self.overrides))
+        settings |= self.overrides
+        method, steps = settings.pop("reasoning_method"), settings.pop("reasoning_steps")
+        return tiny_config(method, steps, **settings)
 
     def model(self, num_items: int | None = None, config: ModelConfig | None = None) -> HybridRecommender:
         """The tiny model over the first ``num_items`` items (every item but the last one is warm)."""
