@@ -232,6 +232,14 @@ class HybridRecommender(
         """States [B, S, D] -> the user vector [B, D]: ERL averages all states, PRL/SASRec take the last."""
         return aggregate(states, self.config.averages_states)
 
+    def position_states(self, history: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """Every position reasons in one pass: left-padded item ids [B, L] -> states r_0..r_steps of each
+        position [B, L, steps + 1, D], position t's equal to those of the history up to t (a causal backbone;
+        rows of padding carry no meaning)."""
+        steps = self.reasoning.check_steps(steps)
+        inputs, key_valid = self.history_inputs(history)  # [B, L, D]
+        return self.unit(self.reasoning.loop_positions(self.backbone, inputs, key_valid).run(steps))
+
     def reasoning_loop(self, history: torch.Tensor) -> ReasoningLoop:
         """Left-padded item ids [B, L] encoded, ready to run reasoning steps one at a time (adaptive depth).
         Its states are raw: ``unit`` puts them in scoring space."""

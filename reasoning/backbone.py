@@ -127,6 +127,32 @@ class TransformerLayer(nn.Module):
         attended = probs[..., :length] @ history_value + probs[..., length:] @ value  # [B, H, 1, Dh]
         return self._output(x, attended), (key, value)
 
+    def step_positions(
+        self,
+        x: torch.Tensor,  # [B, L, D] one new token per history position
+        history_key: torch.Tensor,  # [B, H, L, Dh]
+        history_value: torch.Tensor,  # [B, H, L, Dh]
+        history_bias: torch.Tensor,  # [B, 1, L, L] 0 where position t may see history key j (j <= t, real)
+        previous: tuple[torch.Tensor, torch.Tensor] | None,  # each position's chain so far [B, H, L, k, Dh]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`step` for every position at once: position t's token attends to the history up to t and
+        to its own chain of step tokens (itself included), never to another position's chain. Returns the
+        tokens' outputs [B, L, D] and the chains extended by them [B, H, L, k + 1, Dh]."""
+        query, key, value = self.qkv(x).chunk(3, dim=-1)  # 3 x [B, L, D]
+        query, key, value = self._heads(query), self._heads(key), self._heads(value)  # [B, H, L, Dh]
+        key, value = key.unsqueeze(3), value.unsqueeze(3)  # [B, H, L, 1, Dh]
+        if previous is not None:
+            key, value = torch.cat([previous[0], key], dim=3), torch.cat([previous[1], value], dim=3)
+        scale = self.head_dim**-0.5
+        history_scores = (query @ history_key.transpose(-1, -2)) * scale + history_bias  # [B, H, L, L]
+        chain_scores = torch.einsum("bhld,bhlkd->bhlk", query, key) * scale  # [B, H, L, k + 1]
+        probs = torch.cat([history_scores, chain_scores], dim=-1).softmax(dim=-1)
+        probs = dropout(probs, self.attention_dropout, training=self.training)
+        length = history_key.shape[2]
+        attended = probs[..., :length] @ history_value  # [B, H, L, Dh]
+        attended = attended + torch.einsum("bhlk,bhlkd->bhld", probs[..., length:], value)
+        return self._output(x, attended), (key, value)
+
 
 def attention_mask(key_valid: torch.Tensor, prefix: int = 0) -> torch.Tensor:
     """[B, 1, T, T] bool, True where query i may attend to key j: the first ``prefix`` positions see each other
@@ -227,3 +253,24 @@ class Backbone(nn.Module):
             step_keys.append(key)
             step_values.append(value)
         return hidden[:, 0], KVCache(cache.keys, cache.values, cache.key_valid, step_keys, step_values, bias)
+
+    def step_positions(self, x: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
+        """Run one new token per history position, x [B, L, D] (already embedded), through every layer: the
+        token at position t sees the history up to t (causal, padding never) and its own earlier tokens.
+
+        Each call costs about one causal pass over L positions: attention O(L^2 D) plus projections and FFN
+        O(L D^2) per layer, whatever the step (a chain adds O(L k D)). K steps at every position cost about
+        K + 1 passes over the sequence, where the prefix layout runs K steps for each of its L rows.
+        Returns the last-layer states [B, L, D] and the cache extended by one token per position.
+        """
+        bias = cache.key_bias
+        if bias is None:  # once per batch, shared by every layer and step
+            visible = attention_mask(cache.key_valid)  # [B, 1, L, L], causal, padding never seen
+            bias = torch.zeros(visible.shape, dtype=x.dtype, device=x.device).masked_fill(~visible, float("-inf"))
+        hidden, step_keys, step_values = x, [], []
+        for index, layer in enumerate(self.layers):
+            previous = None if cache.step_keys is None else (cache.step_keys[index], cache.step_values[index])
+            hidden, (key, value) = layer.step_positions(hidden, cache.keys[index], cache.values[index], bias, previous)
+            step_keys.append(key)
+            step_values.append(value)
+        return hidden, KVCache(cache.keys, cache.values, cache.key_valid, step_keys, step_values, bias)

@@ -78,6 +78,15 @@ class ReasoningHead(nn.Module):
         hidden, cache = backbone.prefill(inputs, key_valid, last_only=not every_position)  # [B, 1 or L, D]
         return ReasoningLoop(self, backbone, hidden[:, -1], cache, hidden if every_position else None)
 
+    def loop_positions(self, backbone: Backbone, inputs: torch.Tensor, key_valid: torch.Tensor) -> ReasoningLoop:
+        """Like :meth:`loop`, but every history position reasons (one pass for every target of a causal
+        history): position t's chain starts from its own r_0 and sees the history up to t only. States are
+        [B, L, D] per step."""
+        if backbone.config.bidirectional:
+            raise ValueError("reasoning at every position needs a causal backbone (BERT4Rec's history is not)")
+        hidden, cache = backbone.prefill(inputs, key_valid)  # [B, L, D]: position t sees items <= t
+        return ReasoningLoop(self, backbone, hidden, cache, hidden, every_position=True)
+
     def forward(
         self,
         backbone: Backbone,
@@ -137,10 +146,13 @@ class ReasoningLoop:
     who stopped; PRL's shared noisy view duplicates every row).
     """
 
-    def __init__(self, head: ReasoningHead, backbone: Backbone, state: torch.Tensor, cache, prefill=None):
+    def __init__(
+        self, head: ReasoningHead, backbone: Backbone, state, cache, prefill=None, every_position: bool = False
+    ):
         self.head, self.backbone, self.cache = head, backbone, cache
-        self.state, self.step_index = state, 0  # r_0: [B, D]
+        self.state, self.step_index = state, 0  # r_0: [B, D], or [B, L, D] when every position reasons
         self.prefill = prefill  # [B, L, D] last-layer states of every history position, when asked for
+        self.every_position = every_position
 
     def keep(self, rows: torch.Tensor | slice) -> None:
         """Continue with these rows only (an index tensor copies their cache, a slice is a view)."""
@@ -152,13 +164,14 @@ class ReasoningLoop:
         self.step_index += 1
         previous = self.state if previous is None else previous
         token = self.head.token(self.backbone, previous, self.step_index, jitter_std, jitter_from)
-        self.state, self.cache = self.backbone.step(token, self.cache)
+        step = self.backbone.step_positions if self.every_position else self.backbone.step
+        self.state, self.cache = step(token, self.cache)
         return self.state
 
     def run(self, steps: int, noise_std: float | None = None, noisy_from_clean: bool = True) -> torch.Tensor:
-        """r_0..r_steps [B, steps + 1, D]. ``noise_std`` (not None) reads the rows as [clean; noisy] views:
-        the noisy half's step inputs get that noise and, with ``noisy_from_clean``, start from the clean
-        half's previous state (PRL)."""
+        """r_0..r_steps [B, steps + 1, D] (every position: [B, L, steps + 1, D]). ``noise_std`` (not None) reads
+        the rows as [clean; noisy] views: the noisy half's step inputs get that noise and, with
+        ``noisy_from_clean``, start from the clean half's previous state (PRL)."""
         states, half = [self.state], self.state.shape[0] // 2
         for _ in range(steps):
             if noise_std is None:
@@ -166,7 +179,7 @@ class ReasoningLoop:
                 continue
             previous = torch.cat([self.state[:half], self.state[:half]]) if noisy_from_clean else None
             states.append(self.step(previous, noise_std, jitter_from=half))
-        return torch.stack(states, dim=1)
+        return torch.stack(states, dim=-2)
 
 
 def aggregate(states: torch.Tensor, average: bool) -> torch.Tensor:
