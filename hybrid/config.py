@@ -96,14 +96,13 @@ class ModelConfig(ObjectiveConfig, ReasoningConfig, BackboneConfig, EncoderConfi
             component(self, part)  # each component validates its own fields
         if self.loss_positions == "all":
             refused = {
-                "reasoning_steps": (self.reasoning_steps != 0, "reasoning runs at the last position only"),
                 "backbone": (self.backbone != "sasrec", "BERT4Rec's history is not causal"),
                 "item_encoder": (self.item_encoder == "lm_lora", "'lm_lora' softmaxes over the batch's own items"),
             }
             for name, (clash, why) in refused.items():
                 if clash:
                     raise ConfigError(
-                        f"loss_positions='all' trains plain SASRec only, not with {name}={getattr(self, name)!r} "
+                        f"loss_positions='all' trains causal models only, not with {name}={getattr(self, name)!r} "
                         f"({why}). Use loss_positions='last'."
                     )
         if self.loss_chunk_size and self.averages_states and self.erl_kl_weight:

@@ -25,7 +25,7 @@ from hybrid.hub import model_card
 from hybrid.pretrained import ModelFileError, load_folder, save_folder
 from hybrid.recommend import ItemCatalogue, Recommendation, recommend
 from reasoning.backbone import Backbone
-from reasoning.objectives import ClozeLoss, build_objective, item_logits, state_cross_entropy
+from reasoning.objectives import ClozeLoss, build_objective, item_logits
 from reasoning.rearec import ReasoningHead, ReasoningLoop, aggregate
 
 
@@ -176,10 +176,12 @@ class HybridRecommender(
         cloze: torch.Tensor | None = None,  # [B, L] bool (BERT4Rec training)
         return_prefill: bool = False,
         share_history: bool = False,
+        every_position: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Left-padded item ids [B, L] -> reasoning states r_0..r_steps [B, steps + 1, D] (and, with
         ``return_prefill``, the last-layer states of every input position). ``noisy_view`` with
-        ``share_history`` returns both PRL views [2B, ...] of a batch given once (see ReasoningHead)."""
+        ``share_history`` returns both PRL views [2B, ...] of a batch given once (see ReasoningHead).
+        ``every_position``: every position reasons, [B, L, steps + 1, D]."""
         inputs, key_valid = self.history_inputs(history, history_vectors, cloze)  # [B, L', D]
         output = self.reasoning(
             self.backbone,
@@ -191,6 +193,7 @@ class HybridRecommender(
             noisy_from_clean=self.config.prl_noisy_from_clean,
             return_prefill=return_prefill,
             share_history=share_history,
+            every_position=every_position,
         )
         # Cosine scoring normalises the outputs only: each step's input stays the raw state, as trained.
         if return_prefill:
@@ -267,23 +270,30 @@ class HybridRecommender(
             raise ValueError("a training target is outside the training-softmax items (set_softmax_items)")
         return table[self.softmax_ids], renumber[target], renumber
 
-    def all_positions_forward(self, history: torch.Tensor, target: torch.Tensor) -> RecommenderOutput:
-        """Plain SASRec's causal loss at every position: inputs [B, L], next items [B, L] (0 at padding).
-        A row's loss is the sum of its targets' cross-entropies / max_history, so the batch loss weighs every
-        target alike however the batch is split over processes or micro-batches."""
+    def all_positions_forward(
+        self, history: torch.Tensor, target: torch.Tensor, contrastive: bool = False
+    ) -> RecommenderOutput:
+        """The loss at every position in one pass (``loss_positions='all'``): inputs [B, L], next items [B, L]
+        (0 where no target is scored). Each position reasons from the history up to it, as its prefix row
+        would; the objective sees the M scored positions as M rows. A row's loss is the sum of its targets'
+        losses / max_history, so the batch loss weighs every target alike however the batch is split over
+        processes or micro-batches. PRL's contrastive negatives are the other scored positions of the forward."""
         if self.config.loss_positions != "all" or self.item_encoder.encodes_batch_items:
             raise ValueError(
                 "per-position targets [B, L] need a model configured with loss_positions='all' and an id, text or "
                 "hybrid item encoder"
             )
-        inputs, key_valid = self.history_inputs(history)  # [B, L, D]
-        hidden, _ = self.backbone.prefill(inputs, key_valid)  # [B, L, D]: position i sees items <= i only
-        states = self.unit(hidden)  # [B, L, D]
+        two_views = contrastive and self.objective.uses_noisy_view
+        shared = two_views and self.config.prl_noisy_view == "reasoning"
+        inputs = history if shared or not two_views else torch.cat([history, history])
+        states = self.user_states(inputs, noisy_view=two_views, share_history=shared, every_position=True)
         real = target > 0  # [B, L]
         table, labels, _ = self.softmax_table(target[real])  # labels [M]
-        mean = state_cross_entropy(states[real], table, labels, self.config.temperature, self.config.loss_chunk_size)
-        loss = mean * real.sum() / (history.shape[0] * self.backbone.max_history)
-        return RecommenderOutput(user_vector=states[:, -1], user_states=states[:, -1:], loss=loss)
+        noisy_states = states[len(history) :][real] if two_views else None  # [M, S, D]
+        loss, parts = self.objective(states[: len(history)][real], table, labels, noisy_states)
+        loss = loss * real.sum() / (history.shape[0] * self.backbone.max_history)
+        last = states[: len(history), -1]  # [B, S, D] the last position's states
+        return RecommenderOutput(self.aggregate(last), last, loss, parts)
 
     def batch_items(
         self, history: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor | None = None
@@ -312,7 +322,7 @@ class HybridRecommender(
         :meth:`cloze_per_row`; None averages over this forward's masked positions. ``candidates``: see
         :meth:`batch_items` (encoders that encode only the batch's items)."""
         if target is not None and target.ndim == 2:
-            return self.all_positions_forward(history, target)
+            return self.all_positions_forward(history, target, contrastive)
         if target is None:
             states = self.user_states(history)
             return RecommenderOutput(user_vector=self.aggregate(states), user_states=states)

@@ -98,8 +98,10 @@ class ReasoningHead(nn.Module):
         noisy_from_clean: bool = True,
         return_prefill: bool = False,
         share_history: bool = False,
+        every_position: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """States R = [r_0, ..., r_steps]: [B, steps + 1, D].
+        """States R = [r_0, ..., r_steps]: [B, steps + 1, D]; with ``every_position`` each history position
+        reasons (see :meth:`loop_positions`): [B, L, steps + 1, D].
 
         With ``noisy_view`` the batch is read as two views [clean; noisy] of the same rows (PRL's
         reasoning-aware contrastive learning; the views already differ by their dropout masks): the second
@@ -112,7 +114,10 @@ class ReasoningHead(nn.Module):
         the steps' dropout masks); the states are still [2B, steps + 1, D], clean rows first.
         """
         steps = self.check_steps(steps)
-        loop = self.loop(backbone, inputs, key_valid, every_position=return_prefill)
+        if every_position:
+            loop = self.loop_positions(backbone, inputs, key_valid)
+        else:
+            loop = self.loop(backbone, inputs, key_valid, every_position=return_prefill)
         if noisy_view and share_history:
             loop.keep(torch.arange(inputs.shape[0], device=inputs.device).repeat(2))  # [2B]: the views share r_0
         states = loop.run(steps, noise_std if noisy_view else None, noisy_from_clean)  # [B, steps + 1, D]

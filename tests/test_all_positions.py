@@ -61,9 +61,14 @@ def test_windows_of_users_of_uneven_lengths():
         sequence_rows(shuffled, max_history=2)
 
 
-def test_all_positions_loss_is_the_prefix_rows_loss_when_nothing_is_truncated():
+@pytest.mark.parametrize(
+    "reasoning",
+    [{}, {"reasoning_steps": 2, "reasoning_method": "erl"}, {"reasoning_steps": 3, "reasoning_method": "prl"}],
+    ids=["sasrec", "erl", "prl"],
+)
+def test_all_positions_loss_is_the_prefix_rows_loss_when_nothing_is_truncated(reasoning):
     torch.manual_seed(0)
-    config = ModelConfig(hidden_size=16, num_heads=2, inner_size=32, loss_positions="all")
+    config = ModelConfig(hidden_size=16, num_heads=2, inner_size=32, loss_positions="all", **reasoning)
     model = HybridRecommender(config, num_items=30, max_history=8).eval()  # eval: no dropout
     items = torch.tensor([[0, 0, 3, 7, 1, 9, 4, 2], [0, 0, 0, 0, 0, 5, 6, 8]])  # two left-padded users
     inputs, targets = items[:, :-1], items[:, 1:] * (items[:, :-1] > 0)  # [2, 7] each, 0 at padding
@@ -83,10 +88,10 @@ def test_all_positions_loss_is_the_prefix_rows_loss_when_nothing_is_truncated():
     assert window_loss.item() == pytest.approx(prefix_loss.item() * 7 / (2 * 8), rel=1e-5)
 
 
-def test_all_positions_is_refused_where_the_loss_is_not_causal_or_not_at_the_last_position():
-    for settings in ({"reasoning_steps": 2}, {"backbone": "bert4rec"}, {"item_encoder": "lm_lora"}):
+def test_all_positions_is_refused_where_the_history_is_not_causal_or_the_softmax_is_in_batch():
+    for settings in ({"backbone": "bert4rec"}, {"item_encoder": "lm_lora"}):
         ((name, value),) = settings.items()
-        with pytest.raises(ConfigError, match=f"trains plain SASRec only, not with {name}={value!r}"):
+        with pytest.raises(ConfigError, match=f"trains causal models only, not with {name}={value!r}"):
             ModelConfig(loss_positions="all", **settings)
     with pytest.raises(ConfigError, match="loss_positions="):
         ModelConfig(loss_positions="every")
@@ -103,3 +108,19 @@ def test_training_with_all_positions_learns_the_planted_walk(tmp_path, csv_data_
     assert results["test"]["metrics"]["ndcg@10"] > 0.5  # random ranking of 30 items gives about 0.1
     # 40 users x 9 training rows -> 80 windows of up to 8: 3 batches of 32 per epoch instead of 12
     assert results["train_log"][-1]["step"] <= 3 * 30
+
+
+@pytest.mark.parametrize("view", ["sequence", "reasoning"])
+def test_all_positions_trains_prl_with_its_contrastive_views(view):
+    torch.manual_seed(0)
+    config = ModelConfig(
+        hidden_size=16, num_heads=2, inner_size=32, loss_positions="all", reasoning_steps=2,
+        reasoning_method="prl", prl_noisy_view=view, prl_contrastive_weight=0.1,
+    )  # fmt: skip
+    model = HybridRecommender(config, num_items=30, max_history=8).train()
+    items = torch.tensor([[0, 0, 3, 7, 1, 9, 4, 2], [0, 0, 0, 0, 0, 5, 6, 8]])
+    inputs, targets = items[:, :-1], items[:, 1:] * (items[:, :-1] > 0)
+    output = model(inputs, targets, contrastive=True)
+    assert {"ce", "progressive", "contrastive"} <= output.loss_parts.keys() and torch.isfinite(output.loss)
+    output.loss.backward()
+    assert model.reasoning.position_embedding.weight.grad.abs().sum() > 0
