@@ -66,6 +66,17 @@ class SplitData:
         """Mean training loss per target from the summed loss of ``rows`` (default: all): one target a row."""
         return loss_sum / (len(self) if rows is None else len(rows))
 
+    def targets(self, rows: torch.Tensor) -> int:
+        """Training targets in ``rows``: one a row."""
+        return len(rows)
+
+    def epoch_batches(self, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1):
+        """This process's slice of each global batch of ``batch_size`` rows (see :func:`shard_batches`)."""
+        return shard_batches(len(self), batch_size, seed, epoch, rank, world_size)
+
+    def batches_per_epoch(self, batch_size: int) -> int:
+        return num_batches(len(self), batch_size)
+
     def past_mask_indices(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(batch position, item id) pairs of every past item of ``rows``, for masking seen items."""
         starts, ends = self.past_offsets[rows], self.past_offsets[rows + 1]
@@ -77,11 +88,12 @@ class SplitData:
 
 @dataclass
 class SequenceRows:
-    """Training windows for ``loss_positions='all'``: each user's training items cut into windows of up to L
-    inputs, the next item the target at every position. Same ``batch``/``width`` interface as SplitData."""
+    """Training windows for ``loss_positions='all'``: each user's training items in windows of up to L
+    inputs, the next item the target at every scored position (0 elsewhere: padding, or context that another
+    window scores). Same ``batch``/``width`` interface as SplitData; batches are packed by targets."""
 
     history: torch.Tensor  # [W, L] int64 inputs, left-padded with 0
-    target: torch.Tensor  # [W, L] int64 next item after each input, 0 at padding
+    target: torch.Tensor  # [W, L] int64 next item after each scored input, else 0
 
     def __len__(self) -> int:
         return self.target.shape[0]
@@ -95,19 +107,46 @@ class SequenceRows:
         width = self.width(rows) if width is None else width
         return self.history[rows][:, -width:], self.target[rows][:, -width:]
 
+    def targets(self, rows: torch.Tensor) -> int:
+        """Scored targets in the windows ``rows``."""
+        return int((self.target[rows] > 0).sum())
+
     def loss_per_target(self, loss_sum: float, rows: torch.Tensor | None = None) -> float:
-        """Mean cross-entropy per target from the summed loss of ``rows`` (default: all). A window's loss is
-        the sum of its targets' cross-entropies / L (see HybridRecommender.all_positions_forward)."""
-        targets = self.target if rows is None else self.target[rows]
-        return loss_sum * self.history.shape[1] / max(int((targets > 0).sum()), 1)
+        """Mean training loss per target from the summed loss (loss x targets of each forward) of ``rows``."""
+        return loss_sum / max(self.targets(torch.arange(len(self)) if rows is None else rows), 1)
+
+    def epoch_batches(self, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1):
+        """Windows packed into global batches of at most ``batch_size`` targets (as many batches per epoch as
+        the prefix layout's batches of ``batch_size`` rows, so learning rate and patience keep their meaning)."""
+        return packed_batches((self.target > 0).sum(dim=1), batch_size, seed, epoch, rank, world_size)
+
+    def batches_per_epoch(self, batch_size: int) -> int:
+        return sum(1 for _ in self.epoch_batches(batch_size, seed=0, epoch=0))
 
 
-def sequence_rows(train: SplitData, max_history: int) -> SequenceRows:
-    """Windows of the training rows: every (last history item, target) pair of ``train`` exactly once.
+def user_windows(count: int, length: int, stride: int) -> list[tuple[int, int, int]]:
+    """(start, end, first scored) positions of the windows over one user's ``count`` training targets, newest
+    first: windows of ``length`` ending every ``stride`` positions back, each scoring its last ``stride``
+    positions (the oldest window scores all of its own), so every target is scored once, after at least
+    ``length - stride`` earlier items or the user's whole past."""
+    windows, end = [], count - 1
+    while True:
+        start = max(0, end - length + 1)
+        scored = start if start == 0 else end - stride + 1
+        windows.append((start, end, scored))
+        if start == 0:
+            return windows
+        end -= stride
+
+
+def sequence_rows(train: SplitData, max_history: int, stride: int | None = None) -> SequenceRows:
+    """Windows of the training rows (``stride`` default max_history // 2): every (last history item, target)
+    pair of ``train`` scored exactly once, with at least ``max_history - stride`` items of context.
 
     A user's rows are consecutive and in time order, so row i's input is its most recent history item and
-    its target the next one. Windows are cut from the user's most recent row backwards, right-aligned.
+    its target the next one.
     """
+    stride = stride or max(1, max_history // 2)
     user = train.user
     _, counts = torch.unique_consecutive(user, return_counts=True)  # rows per user block, in row order
     same_user = user[1:] == user[:-1]  # [R - 1]
@@ -117,17 +156,18 @@ def sequence_rows(train: SplitData, max_history: int) -> SequenceRows:
             "training rows are not grouped by user in time order, one row per interaction: cannot build "
             "per-position windows (loss_positions='all'); use loss_positions='last'"
         )
-    ends = torch.repeat_interleave(counts.cumsum(0), counts)  # [R] one past each row's user block
-    from_end = ends - 1 - torch.arange(len(user))  # 0 = the user's most recent row
-    windows = (counts + max_history - 1) // max_history  # per user
-    first_window = torch.repeat_interleave(windows.cumsum(0) - windows, counts)
-    window = first_window + from_end // max_history  # [R]
-    column = max_history - 1 - from_end % max_history
-    history = torch.zeros(int(windows.sum()), max_history, dtype=torch.long)
-    target = torch.zeros_like(history)
-    history[window, column] = train.history[:, -1]
-    target[window, column] = train.target
-    return SequenceRows(history, target)
+    inputs, targets, first = train.history[:, -1], train.target, 0
+    histories, scored = [], []
+    for count in counts.tolist():
+        for start, end, score_from in user_windows(count, max_history, stride):
+            window = torch.zeros(2, max_history, dtype=torch.long)  # inputs, targets; right-aligned
+            width = end - start + 1
+            window[0, -width:] = inputs[first + start : first + end + 1]
+            window[1, max_history - (end - score_from + 1) :] = targets[first + score_from : first + end + 1]
+            histories.append(window[0])
+            scored.append(window[1])
+        first += count
+    return SequenceRows(torch.stack(histories), torch.stack(scored))
 
 
 @dataclass
@@ -427,9 +467,31 @@ def shard_batches(
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(num_rows, generator=generator)
     for start in range(0, num_rows, batch_size):
-        global_batch = order[start : start + batch_size]
-        slices = torch.tensor_split(global_batch, world_size)
-        yield ShardedBatch(slices[rank], sum(len(part) for part in slices[:rank]), global_batch)
+        yield _sharded(order[start : start + batch_size], rank, world_size)
+
+
+def packed_batches(
+    targets: torch.Tensor, budget: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1
+) -> Iterator[ShardedBatch]:
+    """Like :func:`shard_batches` for rows holding ``targets`` [R] targets each: rows in an order fixed by
+    (seed, epoch), packed into global batches of at most ``budget`` targets (a row larger than the budget
+    goes alone); every process takes a contiguous slice of each."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(len(targets), generator=generator)
+    batch, held = [], 0
+    for row, count in zip(order.tolist(), targets[order].tolist()):
+        if batch and held + count > budget:
+            yield _sharded(torch.tensor(batch), rank, world_size)
+            batch, held = [], 0
+        batch.append(row)
+        held += count
+    if batch:
+        yield _sharded(torch.tensor(batch), rank, world_size)
+
+
+def _sharded(global_batch: torch.Tensor, rank: int, world_size: int) -> ShardedBatch:
+    slices = torch.tensor_split(global_batch, world_size)
+    return ShardedBatch(slices[rank], sum(len(part) for part in slices[:rank]), global_batch)
 
 
 def num_batches(num_rows: int, batch_size: int) -> int:

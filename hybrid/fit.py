@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from foundation.noise import global_batch_noise
 from hybrid.checkpoint import CHECKPOINT_BEST_MODEL, CHECKPOINT_EMA, TrainerState, save_checkpoint
 from hybrid.config import DataConfig, ModelConfig, TrainConfig
-from hybrid.data import RecDataset, SequenceRows, ShardedBatch, SplitData, num_batches, sequence_rows, shard_batches
+from hybrid.data import RecDataset, SequenceRows, ShardedBatch, SplitData, sequence_rows
 from hybrid.ema import WeightAverage
 from hybrid.evaluate import EvalResult, evaluate
 from hybrid.model import HybridRecommender
@@ -104,15 +104,15 @@ def train_epoch(run: Run, rows: SplitData | SequenceRows) -> None:
     run.model.train()
     started = time.perf_counter()
     bar = tqdm(
-        total=num_batches(len(rows), config.batch_size),
+        total=rows.batches_per_epoch(config.batch_size),
         initial=state.batches_done,
         desc=f"epoch {epoch}",
         leave=False,
         disable=not (accelerator.is_main_process and config.progress),
         mininterval=1.0 if sys.stderr.isatty() else 30.0,
     )
-    batches = shard_batches(
-        len(rows), config.batch_size, config.seed, epoch, accelerator.process_index, accelerator.num_processes
+    batches = rows.epoch_batches(
+        config.batch_size, config.seed, epoch, accelerator.process_index, accelerator.num_processes
     )
     contrastive = epoch > config.prl_warmup_epochs
     for index, batch in enumerate(batches):
@@ -197,6 +197,7 @@ def train_step(
     (``foundation.noise``), so any process count and accumulation gives the same step. Returns the summed
     loss of the slice (for logging)."""
     global_size = len(batch.global_rows)
+    global_targets = train_rows.targets(batch.global_rows)  # rows, or the windows' scored positions
     width = train_rows.width(batch.global_rows)  # the same padding on every process
     loss_sum = torch.zeros((), device=accelerator.device)
     if len(batch.rows) == 0:  # global batch smaller than the process count: join the all-reduce with zero weight
@@ -209,7 +210,8 @@ def train_step(
     shared = shared_by_slices(accelerator, model, train_rows, batch, width, noise_seed) if split else {}
     for index, (chunk, offset, weight) in enumerate(zip(chunks, offsets, weights)):
         # DDP averages gradients over processes: scale so the sum over chunks and processes is the global mean.
-        scale = weight * len(chunk) * accelerator.num_processes / global_size
+        targets = train_rows.targets(chunk)  # the forward's loss is the mean over these
+        scale = weight * targets * accelerator.num_processes / global_targets
         history, target = train_rows.batch(chunk, width)
         last = index == len(chunks) - 1
         randomness = (
@@ -225,7 +227,7 @@ def train_step(
                 **shared,
             )
             accelerator.backward(output.loss * scale)
-        loss_sum += output.loss.detach() * len(chunk) * weight
+        loss_sum += output.loss.detach() * targets * weight
     if config.max_grad_norm is not None:
         accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
     optimizer.step()

@@ -275,9 +275,9 @@ class HybridRecommender(
     ) -> RecommenderOutput:
         """The loss at every position in one pass (``loss_positions='all'``): inputs [B, L], next items [B, L]
         (0 where no target is scored). Each position reasons from the history up to it, as its prefix row
-        would; the objective sees the M scored positions as M rows. A row's loss is the sum of its targets'
-        losses / max_history, so the batch loss weighs every target alike however the batch is split over
-        processes or micro-batches. PRL's contrastive negatives are the other scored positions of the forward."""
+        would; the objective sees the M scored positions as M rows, so the loss is the mean over the targets
+        (the training step weighs each forward by its targets). PRL's contrastive negatives are the other
+        scored positions of the forward."""
         if self.config.loss_positions != "all" or self.item_encoder.encodes_batch_items:
             raise ValueError(
                 "per-position targets [B, L] need a model configured with loss_positions='all' and an id, text or "
@@ -291,7 +291,6 @@ class HybridRecommender(
         table, labels, _ = self.softmax_table(target[real])  # labels [M]
         noisy_states = states[len(history) :][real] if two_views else None  # [M, S, D]
         loss, parts = self.objective(states[: len(history)][real], table, labels, noisy_states)
-        loss = loss * real.sum() / (history.shape[0] * self.backbone.max_history)
         last = states[: len(history), -1]  # [B, S, D] the last position's states
         return RecommenderOutput(self.aggregate(last), last, loss, parts)
 

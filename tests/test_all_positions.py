@@ -7,33 +7,31 @@ import pytest
 import torch
 
 from hybrid.config import ModelConfig
-from hybrid.data import SplitData, load_dataset, sequence_rows
+from hybrid.data import SplitData, load_dataset, packed_batches, sequence_rows
 from hybrid.errors import ConfigError, DataError
 from hybrid.model import HybridRecommender
 from hybrid.train import train
 from tests.test_train import quick_train_config
 
 
-def test_windows_hold_every_training_pair_once_in_order(csv_data_config):
+def test_windows_score_every_training_pair_once_with_half_a_window_of_context(csv_data_config):
     train_rows = load_dataset(csv_data_config).train  # 40 users x 9 training rows
-    windows = sequence_rows(train_rows, max_history=4)  # 9 rows per user -> windows of 4, 4 and 1
-    assert windows.history.shape == (40 * 3, 4) and windows.target.shape == (40 * 3, 4)
-    real = windows.target > 0
-    assert torch.equal(real, windows.history > 0)  # an input exactly where there is a target
-    pairs = Counter(zip(windows.history[real].tolist(), windows.target[real].tolist()))
-    assert pairs == Counter(zip(train_rows.history[:, -1].tolist(), train_rows.target.tolist()))
-    # Inside a window each target is the next position's input: the user's items in time order.
-    inner = real[:, :-1] & real[:, 1:]
-    assert torch.equal(windows.target[:, :-1][inner], windows.history[:, 1:][inner])
-    assert bool(real[:, -1].all())  # right-aligned: the last column is always real
+    windows = sequence_rows(train_rows, max_history=4)  # stride 2: windows end at rows 8, 6, 4, 2 of a user
+    assert windows.history.shape == (40 * 4, 4) and windows.target.shape == (40 * 4, 4)
+    scored = windows.target > 0
+    assert bool((windows.history[scored] > 0).all())  # a scored target always has its input
+    pairs = Counter(zip(windows.history[scored].tolist(), windows.target[scored].tolist()))
+    assert pairs == Counter(zip(train_rows.history[:, -1].tolist(), train_rows.target.tolist()))  # once each
+    # Context: a scored position sees at least max_history - stride = 2 items (itself included), or, in a
+    # user's oldest window, the user's whole past.
+    context = (windows.history > 0).long().cumsum(dim=1)  # [W, L] items up to each position
+    oldest = torch.arange(len(windows)) % 4 == 3
+    assert bool((context[~oldest][scored[~oldest]] >= 3).all())
+    assert bool(scored[oldest].sum(dim=1).eq(3).all())  # the oldest window scores its 3 positions
     # A user's most recent window ends with their most recent training row.
     assert windows.target[0, -1] == train_rows.target[8] and windows.history[0, -1] == train_rows.history[8, -1]
-    lone = windows.history[2]  # the oldest window holds the user's first input only
-    assert int((lone > 0).sum()) == 1 and lone[-1] == train_rows.history[0, -1]
-    history, target = windows.batch(torch.tensor([2, 3]))  # padding beyond the longest row dropped
-    assert history.shape == target.shape == (2, 4)
-    history, target = windows.batch(torch.tensor([2]))
-    assert history.shape == (1, 1) and target[0, 0] == train_rows.target[0]
+    history, target = windows.batch(torch.tensor([3]))  # padding beyond the longest row dropped
+    assert history.shape == target.shape == (1, 3) and target[0, 0] == train_rows.target[0]
 
 
 def prefix_rows(sequences: list[list[int]], max_history: int) -> SplitData:
@@ -51,10 +49,10 @@ def prefix_rows(sequences: list[list[int]], max_history: int) -> SplitData:
 
 def test_windows_of_users_of_uneven_lengths():
     rows = prefix_rows([[1, 2], [3, 4, 5, 6, 7, 8], [9, 10, 11, 12]], max_history=3)  # 1, 5 and 3 rows
-    windows = sequence_rows(rows, max_history=2)
-    assert windows.history.tolist() == [[0, 1], [6, 7], [4, 5], [0, 3], [10, 11], [0, 9]]
-    assert windows.target.tolist() == [[0, 2], [7, 8], [5, 6], [0, 4], [11, 12], [0, 10]]
-    assert windows.loss_per_target(10.0) == pytest.approx(10.0 * 2 / 9)  # 9 targets, loss sums / width 2
+    windows = sequence_rows(rows, max_history=2)  # stride 1: each window scores its last position
+    assert windows.history.tolist() == [[0, 1], [6, 7], [5, 6], [4, 5], [3, 4], [10, 11], [9, 10]]
+    assert windows.target.tolist() == [[0, 2], [0, 8], [0, 7], [0, 6], [4, 5], [0, 12], [10, 11]]
+    assert windows.loss_per_target(10.0) == pytest.approx(10.0 / 9)  # 9 targets
     shuffled = prefix_rows([[1, 2, 3, 4]], max_history=3)
     shuffled.history, shuffled.target = shuffled.history.flip(0), shuffled.target.flip(0)
     with pytest.raises(DataError, match="not grouped by user in time order"):
@@ -84,8 +82,7 @@ def test_all_positions_loss_is_the_prefix_rows_loss_when_nothing_is_truncated(re
                 next_items.append(targets[row, column])
     prefix_loss = model(torch.stack(prefixes), torch.stack(next_items)).loss  # mean over the 7 targets
     assert len(prefixes) == 7
-    # window rows: sum of CEs / max_history each, averaged over the 2 rows
-    assert window_loss.item() == pytest.approx(prefix_loss.item() * 7 / (2 * 8), rel=1e-5)
+    assert window_loss.item() == pytest.approx(prefix_loss.item(), rel=1e-5)  # both: the mean over the 7 targets
 
 
 def test_all_positions_is_refused_where_the_history_is_not_causal_or_the_softmax_is_in_batch():
@@ -106,8 +103,25 @@ def test_training_with_all_positions_learns_the_planted_walk(tmp_path, csv_data_
     losses = [entry["loss"] for entry in results["train_log"]]
     assert losses[-1] < losses[0]
     assert results["test"]["metrics"]["ndcg@10"] > 0.5  # random ranking of 30 items gives about 0.1
-    # 40 users x 9 training rows -> 80 windows of up to 8: 3 batches of 32 per epoch instead of 12
-    assert results["train_log"][-1]["step"] <= 3 * 30
+    # 40 users x 9 training targets in 80 windows, packed into batches of at most 32 targets: about as many
+    # optimizer steps per epoch as the prefix layout's 12 batches of 32 rows
+    windows = sequence_rows(load_dataset(csv_data_config).train, max_history=8)
+    per_epoch = windows.batches_per_epoch(32)
+    assert 12 <= per_epoch <= 14
+    assert results["train_log"][-1]["step"] <= per_epoch * results["epochs_run"]
+
+
+def test_packed_batches_hold_every_window_once_within_the_target_budget():
+    targets = torch.tensor([5, 1, 4, 4, 2, 6, 3, 5])
+    batches = list(packed_batches(targets, budget=8, seed=1, epoch=2))
+    rows = torch.cat([batch.global_rows for batch in batches])
+    assert sorted(rows.tolist()) == list(range(8))
+    assert all(int(targets[batch.global_rows].sum()) <= 8 for batch in batches)
+    again = [batch.global_rows.tolist() for batch in packed_batches(targets, budget=8, seed=1, epoch=2)]
+    assert again == [batch.global_rows.tolist() for batch in batches]  # fixed by (seed, epoch)
+    two = [list(packed_batches(targets, 8, 1, 2, rank, 2)) for rank in (0, 1)]
+    for whole, first, second in zip(batches, *two):  # two processes split every global batch between them
+        assert torch.equal(torch.cat([first.rows, second.rows]), whole.global_rows) and second.offset == len(first.rows)
 
 
 @pytest.mark.parametrize("view", ["sequence", "reasoning"])

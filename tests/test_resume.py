@@ -26,10 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
     [
         {"loss_positions": "last"},
         {"loss_positions": "all"},
+        {"loss_positions": "all", "reasoning_steps": 2, "reasoning_method": "erl"},
         {"backbone": "bert4rec"},
         {"backbone": "bert4rec", "reasoning_steps": 2, "reasoning_method": "prl"},
     ],
-    ids=["last", "all", "bert4rec", "bert4rec-prl"],
+    ids=["last", "all", "all-erl", "bert4rec", "bert4rec-prl"],
 )
 def test_gradient_accumulation_matches_one_big_batch(csv_data_config, tiny_model_config, variant):
     """2 micro-batches of B equal one batch of 2B, dropout included (masks are drawn per global row); with
