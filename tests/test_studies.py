@@ -83,3 +83,26 @@ def test_suites_run_by_name_in_order_and_an_unknown_name_is_refused(monkeypatch,
     assert list(suites.run_suites(config)) == ["foundation", "reasoning", "prl", "precision", "scale"]
     with pytest.raises(ValueError, match="unknown benchmark suite 'speed'"):
         suites.run_suites(config, "speed")
+
+
+def test_one_pass_suite_times_both_layouts_and_writes_the_checked_schema(tmp_path, csv_data_config):
+    import json
+
+    from accelerate import Accelerator
+
+    from hybrid.data import load_dataset
+    from hybrid.studies import one_pass
+    from hybrid.studies.reports import BenchmarkConfig
+
+    dataset = load_dataset(csv_data_config)
+    accelerator = Accelerator(cpu=True)
+    functions = {
+        f"sasrec/{layout}": one_pass.epoch_function(dataset, one_pass.PRESETS["sasrec"], layout, accelerator)
+        for layout in ("prefix", "one_pass")
+    }
+    seconds = one_pass.epoch_seconds(functions, rounds=1, synchronize=lambda: None)
+    assert set(seconds) == {"sasrec/prefix", "sasrec/one_pass"} and all(s > 0 for s in seconds.values())
+    figures = {"ml-100k": {"sasrec": {"prefix_s_per_epoch": 2.0, "one_pass_s_per_epoch": 0.5, "ratio": 4.0}}}
+    one_pass.write_report(BenchmarkConfig(output_dir=tmp_path), figures, 1, accelerator, "one_pass")
+    assert json.loads((tmp_path / "one_pass.json").read_text()) == figures
+    assert "| ml-100k | sasrec | 2.0 | 0.5 | 4.0x |" in (tmp_path / "one_pass.md").read_text()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hybrid.studies import foundation, reasoning_cost, scale, training_steps
+from hybrid.studies import foundation, one_pass, reasoning_cost, scale, training_steps
 from hybrid.studies.reports import BenchmarkConfig
 
 SUITES: dict[str, Callable[[BenchmarkConfig], dict]] = {
@@ -13,6 +13,7 @@ SUITES: dict[str, Callable[[BenchmarkConfig], dict]] = {
     "prl": training_steps.run_prl,  # PRL training step: warm-up, and each noisy view
     "precision": training_steps.run_precision,  # training step in fp32 and with bf16 autocast
     "scale": scale.run,  # catalogues of 10^3..10^6 items
+    "one_pass": one_pass.run,  # an epoch of the prefix layout against the one-pass layout, per preset
 }
 
 

@@ -1,0 +1,129 @@
+"""The one-pass suite: seconds per training epoch of the prefix layout (a row per training target, the loss at
+its last position) against the one-pass layout (``loss_positions='all'``: windows of a user's items, the loss
+and every reasoning step at every position in one pass), side by side in interleaved rounds, for the SASRec,
+ReaRec-ERL and ReaRec-PRL presets (K = 2) on MovieLens-100k. Writes OUTPUT/one_pass.json as
+``{dataset: {model: {prefix_s_per_epoch, one_pass_s_per_epoch, ratio}}}`` and OUTPUT/one_pass.md."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from accelerate import Accelerator
+
+from hybrid.config import DataConfig, ModelConfig, TrainConfig, load_preset
+from hybrid.data import RecDataset, load_dataset, sequence_rows
+from hybrid.fit import step_noise_seed, train_step
+from hybrid.model import HybridRecommender
+from hybrid.studies.paths import REPO_ROOT
+from hybrid.studies.reports import BenchmarkConfig, header, report_text
+from hybrid.tables import markdown_table
+
+PRESETS = {
+    "sasrec": "configs/sasrec_ml100k.json",
+    "rearec-erl": "configs/rearec_erl_ml100k.json",
+    "rearec-prl": "configs/rearec_prl_ml100k.json",
+}
+EXPLANATION = (
+    "Both layouts train the same targets per epoch with the same number of optimizer steps (one-pass windows "
+    "are packed into batches of at most batch_size targets). The prefix layout encodes a user with n targets "
+    "n times and runs K reasoning steps for each; the one-pass layout encodes each window once and runs the K "
+    "steps for all its positions together. Rounds are interleaved (each round runs one epoch of every entry), "
+    "so on a shared machine the ratios hold better than the seconds."
+)
+
+
+def preset_configs(path: str) -> tuple[ModelConfig, TrainConfig]:
+    """A preset's model config and training config (its other keys: data settings, unused here)."""
+    values = load_preset(REPO_ROOT / path)
+    model = {k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(ModelConfig)}}
+    train = {k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
+    return ModelConfig(**model), TrainConfig(**(train | {"report_to": "none", "progress": False}))
+
+
+def epoch_function(dataset: RecDataset, path: str, layout: str, accelerator: Accelerator) -> Callable[[int], None]:
+    """One training epoch of the preset at ``path`` in ``layout`` ('prefix' or 'one_pass'), as the training
+    loop runs it (train_step over the epoch's batches); called with the epoch number."""
+    model_config, train_config = preset_configs(path)
+    model_config = dataclasses.replace(model_config, loss_positions="all" if layout == "one_pass" else "last")
+    torch.manual_seed(0)
+    max_history = DataConfig().max_history
+    model = HybridRecommender(model_config, dataset.num_items, max_history)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.learning_rate)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    rows = sequence_rows(dataset.train, max_history) if layout == "one_pass" else dataset.train
+    contrastive = train_config.prl_warmup_epochs == 0
+
+    def epoch(number: int) -> None:
+        model.train()
+        for step, batch in enumerate(rows.epoch_batches(train_config.batch_size, train_config.seed, number), 1):
+            seed = step_noise_seed(train_config, number * 100_000 + step)
+            train_step(model, optimizer, accelerator, rows, batch, train_config, contrastive, seed)
+
+    return epoch
+
+
+def epoch_seconds(functions: dict[str, Callable[[int], None]], rounds: int, synchronize) -> dict[str, float]:
+    """Median seconds of one epoch of each function over interleaved rounds (each round starts one entry later)."""
+    seconds: dict[str, list[float]] = {name: [] for name in functions}
+    names = list(functions)
+    for round_ in range(rounds):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            synchronize()
+            started = time.perf_counter()
+            functions[name](round_ + 1)
+            synchronize()
+            seconds[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
+def run(config: BenchmarkConfig, rounds: int = 2, mixed_precision: str = "no", name: str = "one_pass") -> dict:
+    """Time both layouts of every preset; writes OUTPUT/NAME.{json,md}. On a GPU (when one is present) pass
+    mixed_precision='bf16'."""
+    torch.set_num_threads(config.threads)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision)
+    dataset = load_dataset(DataConfig())  # MovieLens-100k, max_history 50, as every preset
+    functions = {
+        (model, layout): epoch_function(dataset, path, layout, accelerator)
+        for model, path in PRESETS.items()
+        for layout in ("prefix", "one_pass")
+    }
+    synchronize = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    seconds = epoch_seconds({f"{m}/{layout}": f for (m, layout), f in functions.items()}, rounds, synchronize)
+    figures = {
+        model: {
+            "prefix_s_per_epoch": seconds[f"{model}/prefix"],
+            "one_pass_s_per_epoch": seconds[f"{model}/one_pass"],
+            "ratio": seconds[f"{model}/prefix"] / seconds[f"{model}/one_pass"],
+        }
+        for model in PRESETS
+    }
+    write_report(config, {"ml-100k": figures}, rounds, accelerator, name)
+    return {"ml-100k": figures}
+
+
+def write_report(config: BenchmarkConfig, figures: dict, rounds: int, accelerator: Accelerator, name: str) -> None:
+    """NAME.json holds the figures alone (checked by a script); NAME.md says how they were made."""
+    results = header(config.threads)
+    device = "GPU " + torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    results["setting"] = (
+        f"One training epoch of each preset in each layout on MovieLens-100k, {device}, precision "
+        f"{accelerator.mixed_precision}, medians of {rounds} interleaved rounds"
+    )
+    rows = (
+        [dataset, model, f"{f['prefix_s_per_epoch']:.1f}", f"{f['one_pass_s_per_epoch']:.1f}", f"{f['ratio']:.1f}x"]
+        for dataset, models in figures.items()
+        for model, f in models.items()
+    )
+    headers = ["dataset", "model", "prefix (s/epoch)", "one pass (s/epoch)", "prefix / one pass"]
+    table = markdown_table(headers, rows, "llrrr")
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    (config.output_dir / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    text = report_text("Training layouts: prefix rows against one pass", results, table, EXPLANATION)
+    (config.output_dir / f"{name}.md").write_text(text)
+    print(text)
