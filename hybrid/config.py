@@ -141,7 +141,11 @@ class TrainConfig:
     seed: int = _help("Random seed (model init, shuffling, dropout).", 2020)
     epochs: int = _help("Maximum training epochs.", 200)
     patience: int = _help("Stop after this many evaluations without a better validation NDCG@10.", 10)
-    batch_size: int = _help("Global training batch size (split across processes).", 256)
+    batch_size: int = _help(
+        "Training targets per global batch (split across processes): prefix rows, or the scored positions of "
+        "the one-pass windows (loss_positions 'all').",
+        256,
+    )
     eval_batch_size: int = _help("Users scored at once per process during evaluation.", 1024)
     learning_rate: float = _help("Learning rate.", 1e-3)
     weight_decay: float = _help("Weight decay (AdamW; 0 gives Adam). Biases and norms are never decayed.", 0.0)

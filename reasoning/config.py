@@ -115,11 +115,10 @@ class ObjectiveConfig:
     )
     loss_positions: Literal["last", "all"] = help_field(
         "'last': one training row per (history prefix, next item), loss at the prefix's last position (RecBole, "
-        "ReaRec). 'all': a speed flag for plain SASRec (reasoning_steps 0): each user's training items are cut "
-        "into windows of max_history and the next item is predicted at every position of a window at once "
-        "(each target once, context truncated at its window's start). batch_size then counts windows of up to "
-        "max_history targets: a step's logits are [batch_size x max_history, items], so set loss_chunk_size or "
-        "a smaller batch_size for large catalogues.",
+        "ReaRec). 'all' (causal models): each user's training items are cut into windows of max_history that "
+        "overlap by half, and every position of a window is trained in one pass, its K reasoning steps "
+        "included (each target once, after at least max_history/2 items or the user's whole past); windows are "
+        "packed into batches of at most batch_size targets.",
         "last",
     )
     cloze_prob: float = help_field(
