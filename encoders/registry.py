@@ -62,8 +62,9 @@ def build_text(config: EncoderConfig, inputs: EncoderInputs) -> TextItemEncoder:
 
 
 def build_hybrid(config: EncoderConfig, inputs: EncoderInputs) -> ItemEncoder:
+    text = build_text(config, inputs)  # first: a seed gives the same initial weights as before the registry
     ids = build_id(config, inputs)
-    return HybridItemEncoder(ids, build_text(config, inputs), config.fusion, inputs.warm_items, config.id_dropout)
+    return HybridItemEncoder(ids, text, config.fusion, inputs.warm_items, config.id_dropout)
 
 
 def build_lm_lora(config: EncoderConfig, inputs: EncoderInputs) -> ItemEncoder:
