@@ -74,7 +74,7 @@ class SplitData:
         """This process's slice of each global batch of ``batch_size`` rows (see :func:`shard_batches`)."""
         return shard_batches(len(self), batch_size, seed, epoch, rank, world_size)
 
-    def batches_per_epoch(self, batch_size: int) -> int:
+    def batches_per_epoch(self, batch_size: int, seed: int = 0, epoch: int = 0) -> int:
         return num_batches(len(self), batch_size)
 
     def past_mask_indices(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,12 +116,13 @@ class SequenceRows:
         return loss_sum / max(self.targets(torch.arange(len(self)) if rows is None else rows), 1)
 
     def epoch_batches(self, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1):
-        """Windows packed into global batches of at most ``batch_size`` targets (as many batches per epoch as
-        the prefix layout's batches of ``batch_size`` rows, so learning rate and patience keep their meaning)."""
+        """Windows packed into global batches of at most ``batch_size`` targets (about as many batches per epoch
+        as the prefix layout's batches of ``batch_size`` rows, so learning rate and patience keep their meaning)."""
         return packed_batches((self.target > 0).sum(dim=1), batch_size, seed, epoch, rank, world_size)
 
-    def batches_per_epoch(self, batch_size: int) -> int:
-        return sum(1 for _ in self.epoch_batches(batch_size, seed=0, epoch=0))
+    def batches_per_epoch(self, batch_size: int, seed: int = 0, epoch: int = 0) -> int:
+        """Batches of the epoch ``epoch`` (the packing, and so the count, depends on its order)."""
+        return sum(1 for _ in self.epoch_batches(batch_size, seed, epoch))
 
 
 def user_windows(count: int, length: int, stride: int) -> list[tuple[int, int, int]]:

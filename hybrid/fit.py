@@ -104,7 +104,7 @@ def train_epoch(run: Run, rows: SplitData | SequenceRows) -> None:
     run.model.train()
     started = time.perf_counter()
     bar = tqdm(
-        total=rows.batches_per_epoch(config.batch_size),
+        total=rows.batches_per_epoch(config.batch_size, config.seed, epoch),
         initial=state.batches_done,
         desc=f"epoch {epoch}",
         leave=False,
