@@ -1,6 +1,6 @@
 """Item encoders: items -> vectors. Every encoder implements :class:`encoders.base.ItemEncoder`."""
 
-from encoders.base import ItemEncoder
-from encoders.id import IDItemEncoder
+from .base import ItemEncoder
+from .id import IDItemEncoder
 
 __all__ = ["ItemEncoder", "IDItemEncoder"]

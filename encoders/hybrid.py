@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from encoders.base import ItemEncoder
-from encoders.id import IDItemEncoder
-from foundation import noise
+from ..foundation import noise
+from .base import ItemEncoder
+from .id import IDItemEncoder
 
 FUSIONS = ("sum", "concat", "gate")
 

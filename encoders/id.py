@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from encoders.base import ItemEncoder
+from .base import ItemEncoder
 
 
 class IDItemEncoder(ItemEncoder):

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from encoders.base import ItemEncoder
-from foundation import noise
+from ..foundation import noise
+from .base import ItemEncoder
 
 ADAPTER = "adapter"  # beside a saved model's weights: the LoRA adapter folder
 

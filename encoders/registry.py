@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import torch
 
-from encoders.base import ItemEncoder
-from encoders.config import EncoderConfig
-from encoders.hybrid import HybridItemEncoder
-from encoders.id import IDItemEncoder
-from encoders.lm_lora import LoRALMItemEncoder
-from encoders.text import TextItemEncoder, resolve_text_model
+from .base import ItemEncoder
+from .config import EncoderConfig
+from .hybrid import HybridItemEncoder
+from .id import IDItemEncoder
+from .lm_lora import LoRALMItemEncoder
+from .text import TextItemEncoder, resolve_text_model
 
 
 @dataclass(frozen=True)

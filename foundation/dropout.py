@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from foundation import noise
+from . import noise
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:

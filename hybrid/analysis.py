@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hybrid.config import DataConfig, ModelConfig, TrainConfig
-from hybrid.data import RecDataset, SplitData
-from hybrid.evaluate import format_table
-from hybrid.metrics import metric_means, target_ranks
-from hybrid.model import HybridRecommender
-from hybrid.run_folder import load_model, run_configs
+from .config import DataConfig, ModelConfig, TrainConfig
+from .data import RecDataset, SplitData
+from .evaluate import format_table
+from .metrics import metric_means, target_ranks
+from .model import HybridRecommender
+from .run_folder import load_model, run_configs
 
 
 def load_run(run_dir: str | Path) -> tuple[HybridRecommender, DataConfig, ModelConfig, TrainConfig]:

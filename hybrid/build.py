@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import torch
 from accelerate import Accelerator
 
-from hybrid.config import DataConfig, ModelConfig, TrainConfig
-from hybrid.data import RecDataset, load_dataset
-from hybrid.model import HybridRecommender, item_text_vectors, warm_item_mask
+from .config import DataConfig, ModelConfig, TrainConfig
+from .data import RecDataset, load_dataset
+from .model import HybridRecommender, item_text_vectors, warm_item_mask
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from hybrid.errors import ConfigError
+from .errors import ConfigError
 
 STATE_FILE = "trainer_state.json"
 CHECKPOINT_BEST_MODEL = "best_model.safetensors"  # beside accelerate's own model.safetensors (the current weights)

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from encoders.config import EncoderConfig
-from foundation.config import check_choices, component, help_field
-from foundation.errors import ConfigError
-from reasoning.config import BackboneConfig, ObjectiveConfig, ReasoningConfig
+from ..encoders.config import EncoderConfig
+from ..foundation.config import check_choices, component, help_field
+from ..foundation.errors import ConfigError
+from ..reasoning.config import BackboneConfig, ObjectiveConfig, ReasoningConfig
 
 Split = Literal["leave_one_out", "global_time", "cold_items"]
 DataFormat = Literal["recbole", "amazon2023", "rechorus", "csv", "parquet"]

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from hybrid.config import DataConfig
-from hybrid.errors import DataError
-from hybrid.readers import BUILTIN_DATASETS, RawInteractions, read_interactions
+from .config import DataConfig
+from .errors import DataError
+from .readers import BUILTIN_DATASETS, RawInteractions, read_interactions
 
 CACHE_VERSION = 2
 
@@ -376,7 +376,7 @@ def cache_key(config: DataConfig) -> str:
     """Hash of every setting that changes the processed tensors, and of the source files' identity."""
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "cache_dir"}
     if config.dataset in BUILTIN_DATASETS:
-        from hybrid.readers import recbole_dataset_dir
+        from .readers import recbole_dataset_dir
 
         files = sorted(recbole_dataset_dir(config.dataset).glob(f"{config.dataset}.*"))
     else:

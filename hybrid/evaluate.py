@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hybrid.data import SplitData
-from hybrid.metrics import DEFAULT_CUTOFFS, metric_keys, metric_means, random_ranking_metrics
-from hybrid.ranking import DEFAULT_MEMORY_BYTES, chunked_target_ranks, item_chunk_size
-from hybrid.tables import markdown_table
+from .data import SplitData
+from .metrics import DEFAULT_CUTOFFS, metric_keys, metric_means, random_ranking_metrics
+from .ranking import DEFAULT_MEMORY_BYTES, chunked_target_ranks, item_chunk_size
+from .tables import markdown_table
 
 
 @dataclass

@@ -19,14 +19,14 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from foundation.noise import global_batch_noise
-from hybrid.checkpoint import CHECKPOINT_BEST_MODEL, CHECKPOINT_EMA, TrainerState, save_checkpoint
-from hybrid.config import DataConfig, ModelConfig, TrainConfig
-from hybrid.data import RecDataset, SequenceRows, ShardedBatch, SplitData, sequence_rows
-from hybrid.ema import WeightAverage
-from hybrid.evaluate import EvalResult, evaluate
-from hybrid.model import HybridRecommender
-from hybrid.run_folder import VALID_RANKS, save_atomically
+from ..foundation.noise import global_batch_noise
+from .checkpoint import CHECKPOINT_BEST_MODEL, CHECKPOINT_EMA, TrainerState, save_checkpoint
+from .config import DataConfig, ModelConfig, TrainConfig
+from .data import RecDataset, SequenceRows, ShardedBatch, SplitData, sequence_rows
+from .ema import WeightAverage
+from .evaluate import EvalResult, evaluate
+from .model import HybridRecommender
+from .run_folder import VALID_RANKS, save_atomically
 
 
 @dataclass

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybrid.ranking import chunked_top_k
+from .ranking import chunked_top_k
 
 
 def answer_log_probs(user_vectors: torch.Tensor, item_table: torch.Tensor) -> torch.Tensor:

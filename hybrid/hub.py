@@ -55,7 +55,7 @@ def model_card(model, repo_id: str | None = None) -> ModelCard:
         f"# {results.get('run_name', 'hybrid-rearec recommender')}",
         f"{describe(model)}, trained with hybrid-rearec.",
         "## Usage",
-        "```python\nfrom hybrid.model import HybridRecommender\n\n"
+        "```python\nfrom hybrid_rearec import HybridRecommender\n\n"
         f"model = HybridRecommender.from_pretrained({source!r})\n"
         f"top = model.recommend([{example!r}], k=10)[0]\n"
         "for item_id, title, score in zip(top.item_ids, top.titles, top.scores):\n"

@@ -15,18 +15,18 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from encoders.base import ItemEncoder
-from encoders.registry import EncoderInputs, build_encoder, encoder_kind
-from encoders.text import load_or_encode_texts
-from foundation import noise
-from hybrid.config import ModelConfig
-from hybrid.errors import ConfigError, DataError
-from hybrid.hub import model_card
-from hybrid.pretrained import ModelFileError, load_folder, save_folder
-from hybrid.recommend import ItemCatalogue, Recommendation, recommend
-from reasoning.backbone import Backbone
-from reasoning.objectives import ClozeLoss, build_objective, item_logits
-from reasoning.rearec import ReasoningHead, ReasoningLoop, aggregate
+from ..encoders.base import ItemEncoder
+from ..encoders.registry import EncoderInputs, build_encoder, encoder_kind
+from ..encoders.text import load_or_encode_texts
+from ..foundation import noise
+from ..reasoning.backbone import Backbone
+from ..reasoning.objectives import ClozeLoss, build_objective, item_logits
+from ..reasoning.rearec import ReasoningHead, ReasoningLoop, aggregate
+from .config import ModelConfig
+from .errors import ConfigError, DataError
+from .hub import model_card
+from .pretrained import ModelFileError, load_folder, save_folder
+from .recommend import ItemCatalogue, Recommendation, recommend
 
 
 @dataclass

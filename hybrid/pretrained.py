@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from encoders.registry import encoder_kind
-from encoders.text import TEXT_VECTORS
-from hybrid.config import ConfigError, ModelConfig
-from hybrid.recommend import ItemCatalogue
+from ..encoders.registry import encoder_kind
+from ..encoders.text import TEXT_VECTORS
+from .config import ConfigError, ModelConfig
+from .recommend import ItemCatalogue
 
 FORMAT_VERSION = 1
 CONFIG, WEIGHTS, CATALOGUE = "config.json", "model.safetensors", "catalogue.json"

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hybrid.config import DataConfig
-from hybrid.errors import DataError
+from .config import DataConfig
+from .errors import DataError
 
 BUILTIN_DATASETS = ("ml-100k",)
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from hybrid.errors import DataError
-from hybrid.ranking import chunked_top_k, item_chunk_size
+from .errors import DataError
+from .ranking import chunked_top_k, item_chunk_size
 
 
 class UnknownItemError(DataError):

@@ -23,10 +23,10 @@ import torch
 from accelerate.utils import broadcast_object_list
 from safetensors.torch import save_file
 
-from hybrid.config import DataConfig, TrainConfig
-from hybrid.errors import ConfigError
-from hybrid.model import HybridRecommender
-from hybrid.pretrained import CATALOGUE, ModelFileError
+from .config import DataConfig, TrainConfig
+from .errors import ConfigError
+from .model import HybridRecommender
+from .pretrained import CATALOGUE, ModelFileError
 
 CONFIG, METRICS, MODEL, CHECKPOINTS = "config.json", "metrics.json", "model", "checkpoints"
 VALID_RANKS, RANKS = "valid_ranks.safetensors", "ranks.safetensors"

@@ -98,8 +98,8 @@ def synthetic_dataset(config: SyntheticConfig, max_history: int = 50):
     user touched, as a real large catalogue has), without writing or reading files."""
     import torch
 
-    from hybrid.config import DataConfig
-    from hybrid.data import RecDataset, SplitData, build_rows, past_items_csr, split_positions
+    from .config import DataConfig
+    from .data import RecDataset, SplitData, build_rows, past_items_csr, split_positions
 
     users, items, times, categories = generate(config)  # already sorted by user, then time
     items = items + 1  # ids 1..N, 0 is padding

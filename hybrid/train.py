@@ -20,17 +20,17 @@ from accelerate.utils import DistributedType, set_seed
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
-from hybrid.build import Built, build
-from hybrid.checkpoint import CHECKPOINT_BEST_MODEL, CHECKPOINT_EMA, load_checkpoint, resolve_checkpoint
-from hybrid.config import DataConfig, ModelConfig, TrainConfig, to_dict
-from hybrid.data import RecDataset
-from hybrid.ema import WeightAverage
-from hybrid.errors import ConfigError
-from hybrid.evaluate import EvalResult, format_table
-from hybrid.fit import Run, fit, step_noise_seed, train_step
-from hybrid.readers import BUILTIN_DATASETS
-from hybrid.recommend import ItemCatalogue
-from hybrid.run_folder import CONFIG, METRICS, MODEL, RANKS, VALID_RANKS, resolve_output_dir, save_atomically
+from .build import Built, build
+from .checkpoint import CHECKPOINT_BEST_MODEL, CHECKPOINT_EMA, load_checkpoint, resolve_checkpoint
+from .config import DataConfig, ModelConfig, TrainConfig, to_dict
+from .data import RecDataset
+from .ema import WeightAverage
+from .errors import ConfigError
+from .evaluate import EvalResult, format_table
+from .fit import Run, fit, step_noise_seed, train_step
+from .readers import BUILTIN_DATASETS
+from .recommend import ItemCatalogue
+from .run_folder import CONFIG, METRICS, MODEL, RANKS, VALID_RANKS, resolve_output_dir, save_atomically
 
 __all__ = ["train", "train_step", "step_noise_seed"]  # the benchmarks time train_step as training runs it
 

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from foundation import noise
-from foundation.dropout import Dropout, dropout
-from reasoning.config import BackboneConfig
+from ..foundation import noise
+from ..foundation.dropout import Dropout, dropout
+from .config import BackboneConfig
 
 
 @dataclass

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from foundation.config import check_choices, help_field
-from foundation.errors import ConfigError
+from ..foundation.config import check_choices, help_field
+from ..foundation.errors import ConfigError
 
 
 @dataclass

@@ -20,9 +20,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from foundation import noise
-from reasoning.chunked import chunked_cross_entropy
-from reasoning.config import ObjectiveConfig, ReasoningConfig
+from ..foundation import noise
+from .chunked import chunked_cross_entropy
+from .config import ObjectiveConfig, ReasoningConfig
 
 
 def item_logits(states: torch.Tensor, item_table: torch.Tensor) -> torch.Tensor:

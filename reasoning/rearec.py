@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from foundation import noise
-from foundation.dropout import Dropout
-from reasoning.backbone import Backbone
+from ..foundation import noise
+from ..foundation.dropout import Dropout
+from .backbone import Backbone
 
 
 class ReasoningHead(nn.Module):

@@ -16,11 +16,10 @@ import sys
 from pathlib import Path
 
 import torch
-
-from hybrid.evaluate import evaluate
-from hybrid.metrics import metric_means
-from hybrid.studies.halting_report import write_study, write_timing_report
-from hybrid.studies.halting_study import (
+from hybrid_rearec.hybrid.evaluate import evaluate
+from hybrid_rearec.hybrid.metrics import metric_means
+from hybrid_rearec.hybrid.studies.halting_report import write_study, write_timing_report
+from hybrid_rearec.hybrid.studies.halting_study import (
     HaltingStudyConfig,
     history_settings,
     learned_head_data,

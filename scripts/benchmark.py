@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 
-from hybrid.studies.reports import BenchmarkConfig
-from hybrid.studies.suites import SUITES, run_suites
+from hybrid_rearec.hybrid.studies.reports import BenchmarkConfig
+from hybrid_rearec.hybrid.studies.suites import SUITES, run_suites
 
 
 def main() -> None:

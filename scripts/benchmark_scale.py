@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from hybrid.studies.scale import measure_size
+from hybrid_rearec.hybrid.studies.scale import measure_size
 
 
 def main() -> None:

@@ -13,12 +13,11 @@ import sys
 from pathlib import Path
 
 import torch
+from hybrid_rearec.hybrid.data import load_dataset
+from hybrid_rearec.hybrid.evaluate import evaluate
+from hybrid_rearec.hybrid.pretrained import ModelFileError
+from hybrid_rearec.hybrid.run_folder import METRICS, MODEL, RANKS, load_model, run_configs
 from safetensors.torch import load_file
-
-from hybrid.data import load_dataset
-from hybrid.evaluate import evaluate
-from hybrid.pretrained import ModelFileError
-from hybrid.run_folder import METRICS, MODEL, RANKS, load_model, run_configs
 
 
 def main() -> int:

@@ -15,9 +15,9 @@ import argparse
 import math
 import sys
 
-from hybrid.errors import DataError
-from hybrid.metrics import metric_keys
-from hybrid.studies.compare import compare_runs, compare_seed_groups
+from hybrid_rearec.hybrid.errors import DataError
+from hybrid_rearec.hybrid.metrics import metric_keys
+from hybrid_rearec.hybrid.studies.compare import compare_runs, compare_seed_groups
 
 
 def parse_args() -> argparse.Namespace:

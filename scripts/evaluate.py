@@ -9,9 +9,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from hybrid.analysis import analyse, load_run, write_report
-from hybrid.data import load_dataset
-from hybrid.evaluate import evaluate, format_table
+from hybrid_rearec.hybrid.analysis import analyse, load_run, write_report
+from hybrid_rearec.hybrid.data import load_dataset
+from hybrid_rearec.hybrid.evaluate import evaluate, format_table
 
 
 def main() -> int:

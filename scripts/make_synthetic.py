@@ -7,7 +7,7 @@ Zipf item popularity and a planted sequential signal (see hybrid/synthetic.py); 
 import argparse
 import dataclasses
 
-from hybrid.synthetic import SyntheticConfig, write
+from hybrid_rearec.hybrid.synthetic import SyntheticConfig, write
 
 
 def main() -> None:

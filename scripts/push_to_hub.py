@@ -8,8 +8,8 @@ or HF_TOKEN; without one, or without network, it stops with a clear message befo
 import argparse
 import sys
 
-from hybrid.pretrained import ModelFileError, read_config
-from hybrid.run_folder import model_folder
+from hybrid_rearec.hybrid.pretrained import ModelFileError, read_config
+from hybrid_rearec.hybrid.run_folder import model_folder
 
 
 def push(run_dir: str, repo_id: str, private: bool = False, token: str | None = None) -> str:

@@ -12,10 +12,10 @@ import argparse
 import json
 import sys
 
-from hybrid.errors import ConfigError, DataError
-from hybrid.model import HybridRecommender
-from hybrid.pretrained import ModelFileError
-from hybrid.run_folder import load_model
+from hybrid_rearec.hybrid.errors import ConfigError, DataError
+from hybrid_rearec.hybrid.model import HybridRecommender
+from hybrid_rearec.hybrid.pretrained import ModelFileError
+from hybrid_rearec.hybrid.run_folder import load_model
 
 
 def serve(model: HybridRecommender, request: dict, default_k: int) -> dict:

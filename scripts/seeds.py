@@ -15,8 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from hybrid.errors import DataError
-from hybrid.studies.seeds import run_seeds, summarise
+from hybrid_rearec.hybrid.errors import DataError
+from hybrid_rearec.hybrid.studies.seeds import run_seeds, summarise
 
 
 def main() -> int:

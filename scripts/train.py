@@ -6,9 +6,9 @@ hybrid/config.py can be set in a preset (JSON/YAML) or on the command line (`--h
 
 import sys
 
-from hybrid.config import parse_configs
-from hybrid.errors import ConfigError, DataError
-from hybrid.train import train
+from hybrid_rearec.hybrid.config import parse_configs
+from hybrid_rearec.hybrid.errors import ConfigError, DataError
+from hybrid_rearec.hybrid.train import train
 
 
 def main() -> int:

@@ -8,8 +8,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-
-from hybrid.config import DataConfig, ModelConfig  # noqa: E402
+from hybrid_rearec.hybrid.config import DataConfig, ModelConfig  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

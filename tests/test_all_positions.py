@@ -5,12 +5,12 @@ from dataclasses import replace
 
 import pytest
 import torch
+from hybrid_rearec.hybrid.config import ModelConfig
+from hybrid_rearec.hybrid.data import SplitData, load_dataset, packed_batches, sequence_rows
+from hybrid_rearec.hybrid.errors import ConfigError, DataError
+from hybrid_rearec.hybrid.model import HybridRecommender
+from hybrid_rearec.hybrid.train import train
 
-from hybrid.config import ModelConfig
-from hybrid.data import SplitData, load_dataset, packed_batches, sequence_rows
-from hybrid.errors import ConfigError, DataError
-from hybrid.model import HybridRecommender
-from hybrid.train import train
 from tests.test_train import quick_train_config
 
 

@@ -3,17 +3,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hybrid.analysis import analyse, load_run, step_ranks
-from hybrid.config import ModelConfig
-from hybrid.data import load_dataset
-from hybrid.evaluate import evaluate
+from hybrid_rearec.hybrid.analysis import analyse, load_run, step_ranks
+from hybrid_rearec.hybrid.config import ModelConfig
+from hybrid_rearec.hybrid.data import load_dataset
+from hybrid_rearec.hybrid.evaluate import evaluate
+
 from tests.test_train import quick_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_oracle_is_never_below_any_step_and_the_command_writes_tables_and_plots(tmp_path, csv_data_config):
-    from hybrid.train import train
+    from hybrid_rearec.hybrid.train import train
 
     config = ModelConfig(
         hidden_size=16,
@@ -66,7 +67,7 @@ def test_a_run_loads_at_the_inference_depth_it_chose_on_validation(tmp_path, csv
     """config.json is written before training; the depth chosen after it must come back with the model."""
     import json
 
-    from hybrid.train import train
+    from hybrid_rearec.hybrid.train import train
 
     config = ModelConfig(
         hidden_size=16, num_layers=1, num_heads=2, inner_size=32, reasoning_steps=2, reasoning_method="prl"

@@ -1,10 +1,9 @@
 import torch
-
-from encoders import IDItemEncoder
-from hybrid.config import ModelConfig
-from hybrid.model import HybridRecommender
-from reasoning.backbone import Backbone
-from reasoning.config import BackboneConfig
+from hybrid_rearec.encoders import IDItemEncoder
+from hybrid_rearec.hybrid.config import ModelConfig
+from hybrid_rearec.hybrid.model import HybridRecommender
+from hybrid_rearec.reasoning.backbone import Backbone
+from hybrid_rearec.reasoning.config import BackboneConfig
 
 
 def tiny_backbone(dropout=0.0, **kwargs):
@@ -95,7 +94,7 @@ def test_padding_row_is_zero_and_outside_the_softmax():
 
 
 def test_fast_cpu_dropout_keeps_rate_and_expectation():
-    from foundation.dropout import dropout
+    from hybrid_rearec.foundation.dropout import dropout
 
     x = torch.ones(200_000)
     for p in (0.2, 0.5):

@@ -10,13 +10,12 @@ import warnings
 
 import pytest
 import torch
-
-from hybrid.config import DataConfig, ModelConfig
-from hybrid.data import build_dataset
-from hybrid.errors import DataError
-from hybrid.model import HybridRecommender
-from hybrid.readers import read_interactions
-from hybrid.recommend import ItemCatalogue, UnknownItemError, recommend
+from hybrid_rearec.hybrid.config import DataConfig, ModelConfig
+from hybrid_rearec.hybrid.data import build_dataset
+from hybrid_rearec.hybrid.errors import DataError
+from hybrid_rearec.hybrid.model import HybridRecommender
+from hybrid_rearec.hybrid.readers import read_interactions
+from hybrid_rearec.hybrid.recommend import ItemCatalogue, UnknownItemError, recommend
 
 
 def test_duplicate_header_names_the_columns(tmp_path):

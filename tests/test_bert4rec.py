@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from hybrid_rearec.foundation import noise
+from hybrid_rearec.hybrid.model import HybridRecommender
+from hybrid_rearec.reasoning.backbone import attention_mask
 
-from foundation import noise
-from hybrid.model import HybridRecommender
-from reasoning.backbone import attention_mask
 from tests.tester import tiny_config
 
 

@@ -2,12 +2,11 @@
 
 import pytest
 import torch
-
-from hybrid.config import ModelConfig
-from hybrid.errors import ConfigError
-from hybrid.model import HybridRecommender
-from reasoning.chunked import chunked_cross_entropy
-from reasoning.objectives import cross_entropy, item_logits
+from hybrid_rearec.hybrid.config import ModelConfig
+from hybrid_rearec.hybrid.errors import ConfigError
+from hybrid_rearec.hybrid.model import HybridRecommender
+from hybrid_rearec.reasoning.chunked import chunked_cross_entropy
+from hybrid_rearec.reasoning.objectives import cross_entropy, item_logits
 
 
 @pytest.mark.parametrize("chunk_size,temperature", [(1, 1.0), (7, 0.5), (64, 0.07), (1000, 1.0)])
@@ -71,7 +70,7 @@ def test_erl_kl_with_a_chunked_loss_is_refused_with_the_fix():
 
 def one_piece_ranks(users, table, target, past=None, cold=None):
     """The reference: the whole [B, N + 1] score matrix, as the evaluation protocol defines ranks."""
-    from hybrid.metrics import target_ranks
+    from hybrid_rearec.hybrid.metrics import target_ranks
 
     scores = item_logits(users, table)
     if past is not None:
@@ -87,7 +86,7 @@ def one_piece_ranks(users, table, target, past=None, cold=None):
 
 @pytest.mark.parametrize("chunk_size", [1, 13, 100, 10_000])
 def test_chunked_ranks_equal_the_one_piece_ranks_with_ties_masks_and_cold_items(chunk_size):
-    from hybrid.ranking import chunked_target_ranks
+    from hybrid_rearec.hybrid.ranking import chunked_target_ranks
 
     torch.manual_seed(0)
     users = torch.randint(-2, 3, (40, 4)).float()  # small integers: many exact ties
@@ -106,8 +105,8 @@ def test_chunked_ranks_equal_the_one_piece_ranks_with_ties_masks_and_cold_items(
 
 
 def test_evaluation_metrics_do_not_depend_on_the_memory_budget(csv_data_config, tiny_model_config):
-    from hybrid.data import build_dataset
-    from hybrid.evaluate import evaluate
+    from hybrid_rearec.hybrid.data import build_dataset
+    from hybrid_rearec.hybrid.evaluate import evaluate
 
     dataset = build_dataset(csv_data_config)
     model = HybridRecommender(tiny_model_config, dataset.num_items, 8).eval()
@@ -118,7 +117,7 @@ def test_evaluation_metrics_do_not_depend_on_the_memory_budget(csv_data_config, 
 
 
 def test_running_top_k_equals_a_full_sort():
-    from hybrid.ranking import chunked_top_k
+    from hybrid_rearec.hybrid.ranking import chunked_top_k
 
     torch.manual_seed(1)
     users, table = torch.randn(9, 8), torch.randn(501, 8)

@@ -5,11 +5,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from hybrid_rearec.hybrid.config import DataConfig
+from hybrid_rearec.hybrid.data import build_dataset, cold_item_mask
+from hybrid_rearec.hybrid.evaluate import evaluate
+from hybrid_rearec.hybrid.model import warm_item_mask
 
-from hybrid.config import DataConfig
-from hybrid.data import build_dataset, cold_item_mask
-from hybrid.evaluate import evaluate
-from hybrid.model import warm_item_mask
 from tests.conftest import write_sequential_csv
 
 
@@ -77,9 +77,9 @@ def test_warm_and_cold_target_metrics_and_ranking_among_cold_items(tmp_path):
 
 
 def test_seen_items_softmax_leaves_cold_items_out_of_training():
-    from hybrid.config import ModelConfig
-    from hybrid.model import HybridRecommender
-    from reasoning.objectives import cross_entropy, item_logits
+    from hybrid_rearec.hybrid.config import ModelConfig
+    from hybrid_rearec.hybrid.model import HybridRecommender
+    from hybrid_rearec.reasoning.objectives import cross_entropy, item_logits
 
     torch.manual_seed(0)
     model = HybridRecommender(ModelConfig(hidden_size=8, num_heads=2, inner_size=16), num_items=6, max_history=4)

@@ -2,9 +2,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-from hybrid.config import DataConfig, ModelConfig, TrainConfig, load_preset, parse_configs
-from hybrid.errors import ConfigError
+from hybrid_rearec.hybrid.config import DataConfig, ModelConfig, TrainConfig, load_preset, parse_configs
+from hybrid_rearec.hybrid.errors import ConfigError
 
 
 def test_preset_and_command_line_override(tmp_path):

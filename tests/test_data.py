@@ -1,11 +1,10 @@
+import hybrid_rearec.hybrid.data as data_module
 import numpy as np
 import pytest
 import torch
-
-import hybrid.data as data_module
-from hybrid.config import DataConfig
-from hybrid.data import build_dataset, load_dataset, shard_batches
-from hybrid.errors import DataError
+from hybrid_rearec.hybrid.config import DataConfig
+from hybrid_rearec.hybrid.data import build_dataset, load_dataset, shard_batches
+from hybrid_rearec.hybrid.errors import DataError
 
 
 def user_sequences(dataset):

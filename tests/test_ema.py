@@ -2,13 +2,12 @@
 
 import pytest
 import torch
+from hybrid_rearec.hybrid.config import TrainConfig
+from hybrid_rearec.hybrid.ema import UPDATES_KEY, WeightAverage
+from hybrid_rearec.hybrid.errors import ConfigError
+from hybrid_rearec.hybrid.train import train
 from safetensors.torch import load_file
 from torch import nn
-
-from hybrid.config import TrainConfig
-from hybrid.ema import UPDATES_KEY, WeightAverage
-from hybrid.errors import ConfigError
-from hybrid.train import train
 
 
 def test_average_follows_the_warmed_up_decay_and_swaps_in_and_out():

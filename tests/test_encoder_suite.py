@@ -3,10 +3,10 @@ reload, and adding items by text where the encoder can."""
 
 import pytest
 import torch
+from hybrid_rearec.foundation.noise import global_batch_noise
+from hybrid_rearec.hybrid.errors import ConfigError
+from hybrid_rearec.hybrid.model import HybridRecommender
 
-from foundation.noise import global_batch_noise
-from hybrid.errors import ConfigError
-from hybrid.model import HybridRecommender
 from tests.tester import ENCODER_KINDS, RecommenderTester
 
 

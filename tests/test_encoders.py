@@ -2,13 +2,19 @@
 
 import pytest
 import torch
+from hybrid_rearec.encoders.hybrid import HybridItemEncoder
+from hybrid_rearec.encoders.id import IDItemEncoder
+from hybrid_rearec.encoders.text import (
+    MoEWhiteningAdaptor,
+    TextItemEncoder,
+    load_or_encode_texts,
+    resolve_text_model,
+    text_cache_key,
+)
+from hybrid_rearec.hybrid.config import ModelConfig
+from hybrid_rearec.hybrid.errors import DataError
+from hybrid_rearec.hybrid.model import HybridRecommender, item_text_vectors, warm_item_mask
 
-from encoders.hybrid import HybridItemEncoder
-from encoders.id import IDItemEncoder
-from encoders.text import MoEWhiteningAdaptor, TextItemEncoder, load_or_encode_texts, resolve_text_model, text_cache_key
-from hybrid.config import ModelConfig
-from hybrid.errors import DataError
-from hybrid.model import HybridRecommender, item_text_vectors, warm_item_mask
 from tests.tester import tiny_config
 
 TEXTS = ["Toy Story (1995), Animation", "Heat (1995), Action", "Casablanca (1942), Romance", "Alien (1979), Horror"]

@@ -6,11 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-
-from hybrid import halting
-from hybrid.config import ModelConfig
-from hybrid.evaluate import evaluate
-from hybrid.halting import (
+from hybrid_rearec.hybrid import halting
+from hybrid_rearec.hybrid.config import ModelConfig
+from hybrid_rearec.hybrid.evaluate import evaluate
+from hybrid_rearec.hybrid.halting import (
     AdaptiveDepth,
     HistoryDepth,
     KLHalting,
@@ -22,8 +21,9 @@ from hybrid.halting import (
     log_popularity,
     top_item_popularity,
 )
-from hybrid.model import HybridRecommender
-from reasoning.backbone import KVCache
+from hybrid_rearec.hybrid.model import HybridRecommender
+from hybrid_rearec.reasoning.backbone import KVCache
+
 from tests.tester import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,7 +151,7 @@ def test_halted_users_keep_their_state_and_leave_the_batch(method, similarity, c
 def test_adaptive_depth_builds_the_item_table_once_per_evaluation(monkeypatch):
     """A rule that scores the catalogue reuses the table ``evaluate`` built, batch after batch (a text encoder's
     table is a forward pass); changed weights get a new table, through evaluate or not."""
-    from hybrid.data import SplitData
+    from hybrid_rearec.hybrid.data import SplitData
 
     model, history = tiny_model_and_histories("erl")
     split = SplitData(history, torch.randint(1, 41, (7,)), torch.arange(7), torch.zeros(8, dtype=torch.long),
@@ -414,7 +414,8 @@ def test_adaptive_depth_command_times_the_trained_depth_of_a_run_saved_with_fewe
     """A run saved with a validation-chosen inference depth (K = 1 of 2) is still compared with fixed K = 2."""
     import json
 
-    from hybrid.train import train
+    from hybrid_rearec.hybrid.train import train
+
     from tests.test_train import quick_train_config
 
     config = ModelConfig(

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from hybrid_rearec.hybrid.evaluate import evaluate
+from hybrid_rearec.hybrid.halting import HistoryDepth
+from hybrid_rearec.hybrid.model import HybridRecommender
+from hybrid_rearec.hybrid.studies import halting_report, halting_study
+from hybrid_rearec.hybrid.studies.halting_study import HaltingStudyConfig, Timing, run_study
+from hybrid_rearec.hybrid.synthetic import SyntheticConfig, synthetic_dataset
 
-from hybrid.evaluate import evaluate
-from hybrid.halting import HistoryDepth
-from hybrid.model import HybridRecommender
-from hybrid.studies import halting_report, halting_study
-from hybrid.studies.halting_study import HaltingStudyConfig, Timing, run_study
-from hybrid.synthetic import SyntheticConfig, synthetic_dataset
 from tests.tester import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from hybrid_rearec.hybrid.analysis import load_run
+from hybrid_rearec.hybrid.config import DataConfig, ModelConfig, TrainConfig
+from hybrid_rearec.hybrid.data import load_dataset
+from hybrid_rearec.hybrid.errors import ConfigError
+from hybrid_rearec.hybrid.model import HybridRecommender
+from hybrid_rearec.hybrid.pretrained import ModelFileError
+from hybrid_rearec.hybrid.train import train
 from safetensors.torch import load_file, save_file
-
-from hybrid.analysis import load_run
-from hybrid.config import DataConfig, ModelConfig, TrainConfig
-from hybrid.data import load_dataset
-from hybrid.errors import ConfigError
-from hybrid.model import HybridRecommender
-from hybrid.pretrained import ModelFileError
-from hybrid.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 GENRES = ["comedy", "drama", "horror", "romance", "action"]
@@ -48,10 +47,10 @@ FRESH_PROCESS = """
 import json, sys
 import torch
 from safetensors.torch import save_file
-from hybrid.config import DataConfig
-from hybrid.data import load_dataset
-from hybrid.evaluate import evaluate
-from hybrid.model import HybridRecommender
+from hybrid_rearec.hybrid.config import DataConfig
+from hybrid_rearec.hybrid.data import load_dataset
+from hybrid_rearec.hybrid.evaluate import evaluate
+from hybrid_rearec.hybrid.model import HybridRecommender
 
 run = sys.argv[1]
 model = HybridRecommender.from_pretrained(run + "/model")

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from hybrid_rearec.encoders.lm_lora import LoRALMItemEncoder
+from hybrid_rearec.encoders.text import resolve_text_model
+from hybrid_rearec.hybrid.model import HybridRecommender
 from transformers import AutoTokenizer, BertConfig, BertModel, Qwen2Config, Qwen2Model
 
-from encoders.lm_lora import LoRALMItemEncoder
-from encoders.text import resolve_text_model
-from hybrid.model import HybridRecommender
 from tests.tester import tiny_config
 
 TEXTS = [f"movie {k} about {topic}" for k, topic in enumerate(["space", "love", "war", "crime", "music", "ghosts"])]

@@ -2,8 +2,7 @@ import math
 
 import pytest
 import torch
-
-from hybrid.metrics import metric_means, metrics_from_ranks, target_ranks
+from hybrid_rearec.hybrid.metrics import metric_means, metrics_from_ranks, target_ranks
 
 
 def test_ranks_count_ties_against_the_target():
@@ -47,7 +46,7 @@ def test_nan_scores_never_count_as_hits():
 
 
 def test_random_ranking_metrics_are_the_chance_level():
-    from hybrid.metrics import random_ranking_metrics
+    from hybrid_rearec.hybrid.metrics import random_ranking_metrics
 
     expected = random_ranking_metrics(1682)
     harmonic = sum(1 / math.log2(r + 2) for r in range(10))  # 4.543

@@ -1,7 +1,6 @@
 import pytest
 import torch
-
-from foundation import noise
+from hybrid_rearec.foundation import noise
 
 
 def draws(seed, offset, rows, global_size, views=1):

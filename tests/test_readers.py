@@ -2,10 +2,9 @@ import json
 
 import pandas as pd
 import pytest
-
-from hybrid.config import DataConfig
-from hybrid.errors import DataError
-from hybrid.readers import read_interactions
+from hybrid_rearec.hybrid.config import DataConfig
+from hybrid_rearec.hybrid.errors import DataError
+from hybrid_rearec.hybrid.readers import read_interactions
 
 
 def test_recbole_atomic_files(tmp_path):

@@ -3,11 +3,19 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from hybrid_rearec.foundation.noise import global_batch_noise
+from hybrid_rearec.hybrid.errors import ConfigError
+from hybrid_rearec.hybrid.model import HybridRecommender
+from hybrid_rearec.reasoning.objectives import (
+    _diversity,
+    erl_loss,
+    info_nce,
+    item_logits,
+    kl_diversity,
+    prl_loss,
+    step_temperatures,
+)
 
-from foundation.noise import global_batch_noise
-from hybrid.errors import ConfigError
-from hybrid.model import HybridRecommender
-from reasoning.objectives import _diversity, erl_loss, info_nce, item_logits, kl_diversity, prl_loss, step_temperatures
 from tests.test_backbone import left_padded
 from tests.tester import tiny, tiny_config
 

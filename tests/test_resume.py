@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import Accelerator
+from hybrid_rearec.hybrid.config import TrainConfig
+from hybrid_rearec.hybrid.data import ShardedBatch, load_dataset, sequence_rows
+from hybrid_rearec.hybrid.errors import ConfigError
+from hybrid_rearec.hybrid.model import HybridRecommender
+from hybrid_rearec.hybrid.train import train, train_step
 from safetensors.torch import load_file
-
-from hybrid.config import TrainConfig
-from hybrid.data import ShardedBatch, load_dataset, sequence_rows
-from hybrid.errors import ConfigError
-from hybrid.model import HybridRecommender
-from hybrid.train import train, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -163,7 +162,7 @@ def test_corrupt_checkpoint_is_reported_and_left_alone(tmp_path, csv_data_config
 
 
 def test_half_written_checkpoints_are_never_resumed_from(tmp_path):
-    from hybrid.checkpoint import resolve_checkpoint
+    from hybrid_rearec.hybrid.checkpoint import resolve_checkpoint
 
     (tmp_path / "checkpoints" / "step-000000004").mkdir(parents=True)
     (tmp_path / "checkpoints" / "step-000000004" / "trainer_state.json").write_text("{}")

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from hybrid_rearec.hybrid.analysis import load_run
+from hybrid_rearec.hybrid.config import ModelConfig
+from hybrid_rearec.hybrid.data import load_dataset
+from hybrid_rearec.hybrid.evaluate import evaluate
+from hybrid_rearec.hybrid.pretrained import ModelFileError
+from hybrid_rearec.hybrid.run_folder import load_model, model_folder
+from hybrid_rearec.hybrid.train import train
 from safetensors.torch import load_file, save_file
 
-from hybrid.analysis import load_run
-from hybrid.config import ModelConfig
-from hybrid.data import load_dataset
-from hybrid.evaluate import evaluate
-from hybrid.pretrained import ModelFileError
-from hybrid.run_folder import load_model, model_folder
-from hybrid.train import train
 from tests.test_train import quick_train_config
 
 ROOT = Path(__file__).resolve().parents[1]

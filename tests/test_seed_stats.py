@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hybrid_rearec.hybrid.seed_stats import compare_means, seeds_needed
 from scipy import stats
-
-from hybrid.seed_stats import compare_means, seeds_needed
 
 ROOT = Path(__file__).resolve().parents[1]
 

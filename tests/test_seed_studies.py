@@ -6,10 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from hybrid.errors import DataError
-from hybrid.seed_stats import compare_means
-from hybrid.studies import compare, seeds
+from hybrid_rearec.hybrid.errors import DataError
+from hybrid_rearec.hybrid.seed_stats import compare_means
+from hybrid_rearec.hybrid.studies import compare, seeds
 
 KEYS = [f"{name}@{k}" for name in ("recall", "ndcg", "mrr") for k in (5, 10, 20)]
 

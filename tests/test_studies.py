@@ -5,9 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-from hybrid.studies import foundation, reasoning_cost, scale, suites, timing, training_steps
-from hybrid.studies.reports import BenchmarkConfig, header, report_text, write
+from hybrid_rearec.hybrid.studies import foundation, reasoning_cost, scale, suites, timing, training_steps
+from hybrid_rearec.hybrid.studies.reports import BenchmarkConfig, header, report_text, write
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,10 +88,9 @@ def test_one_pass_suite_times_both_layouts_and_writes_the_checked_schema(tmp_pat
     import json
 
     from accelerate import Accelerator
-
-    from hybrid.data import load_dataset
-    from hybrid.studies import one_pass
-    from hybrid.studies.reports import BenchmarkConfig
+    from hybrid_rearec.hybrid.data import load_dataset
+    from hybrid_rearec.hybrid.studies import one_pass
+    from hybrid_rearec.hybrid.studies.reports import BenchmarkConfig
 
     dataset = load_dataset(csv_data_config)
     accelerator = Accelerator(cpu=True)

@@ -1,10 +1,9 @@
 """The synthetic generator: deterministic, Zipf popularity, a planted signal, readable by the CSV reader."""
 
 import numpy as np
-
-from hybrid.config import DataConfig
-from hybrid.data import build_dataset
-from hybrid.synthetic import SyntheticConfig, generate, synthetic_dataset, write
+from hybrid_rearec.hybrid.config import DataConfig
+from hybrid_rearec.hybrid.data import build_dataset
+from hybrid_rearec.hybrid.synthetic import SyntheticConfig, generate, synthetic_dataset, write
 
 
 def test_same_seed_same_data_and_the_planted_signal_is_there():

@@ -1,10 +1,9 @@
 """The one Markdown table writer: layout, empty cells, alignment, and the metrics table built on it."""
 
 import pytest
-
-from hybrid.evaluate import format_table
-from hybrid.metrics import metric_keys
-from hybrid.tables import markdown_row, markdown_table, separator
+from hybrid_rearec.hybrid.evaluate import format_table
+from hybrid_rearec.hybrid.metrics import metric_keys
+from hybrid_rearec.hybrid.tables import markdown_row, markdown_table, separator
 
 
 def test_rows_pad_every_cell_and_print_empty_cells_without_a_double_space():

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from hybrid_rearec.hybrid.config import DataConfig, ModelConfig, TrainConfig
+from hybrid_rearec.hybrid.data import load_dataset
+from hybrid_rearec.hybrid.errors import ConfigError
+from hybrid_rearec.hybrid.evaluate import evaluate
+from hybrid_rearec.hybrid.model import HybridRecommender
+from hybrid_rearec.hybrid.train import train
 from safetensors.torch import load_file
-
-from hybrid.config import DataConfig, ModelConfig, TrainConfig
-from hybrid.data import load_dataset
-from hybrid.errors import ConfigError
-from hybrid.evaluate import evaluate
-from hybrid.model import HybridRecommender
-from hybrid.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,12 +12,11 @@ import dataclasses
 from pathlib import Path
 
 import torch
-
-from encoders.registry import ENCODERS
-from encoders.text import load_or_encode_texts, resolve_text_model
-from hybrid.config import ModelConfig
-from hybrid.model import HybridRecommender
-from hybrid.recommend import ItemCatalogue
+from hybrid_rearec.encoders.registry import ENCODERS
+from hybrid_rearec.encoders.text import load_or_encode_texts, resolve_text_model
+from hybrid_rearec.hybrid.config import ModelConfig
+from hybrid_rearec.hybrid.model import HybridRecommender
+from hybrid_rearec.hybrid.recommend import ItemCatalogue
 
 ENCODER_KINDS = tuple(ENCODERS)
 TOPICS = ["space", "love", "war", "crime", "music", "ghosts", "cooking", "trains", "robots", "islands", "chess"]

@@ -13,11 +13,11 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from hybrid.errors import DataError
-from hybrid.evaluate import format_table
-from hybrid.seed_runs import finished_seed_runs
-from hybrid.seed_stats import MeanComparison, compare_means, seeds_needed
-from hybrid.tables import markdown_table
+from ..errors import DataError
+from ..evaluate import format_table
+from ..seed_runs import finished_seed_runs
+from ..seed_stats import MeanComparison, compare_means, seeds_needed
+from ..tables import markdown_table
 
 
 def run_label(run: Path, taken: dict) -> str:

@@ -18,14 +18,14 @@ import time
 import torch
 from accelerate import Accelerator
 
-from hybrid.config import DataConfig, ModelConfig, TrainConfig
-from hybrid.data import RecDataset, load_dataset, sequence_rows, shard_batches
-from hybrid.evaluate import evaluate
-from hybrid.model import HybridRecommender
-from hybrid.studies.paths import REPO_ROOT, TRAIN_SCRIPT
-from hybrid.studies.reports import BenchmarkConfig, header, report_text, write
-from hybrid.tables import markdown_table
-from hybrid.train import step_noise_seed, train_step
+from ..config import DataConfig, ModelConfig, TrainConfig
+from ..data import RecDataset, load_dataset, sequence_rows, shard_batches
+from ..evaluate import evaluate
+from ..model import HybridRecommender
+from ..tables import markdown_table
+from ..train import step_noise_seed, train_step
+from .paths import REPO_ROOT, TRAIN_SCRIPT
+from .reports import BenchmarkConfig, header, report_text, write
 
 # RecBole 1.2.1 SASRec on ML-100k, same settings, on this machine kind (figures given in issue 2; not rerun).
 RECBOLE_REFERENCE = {

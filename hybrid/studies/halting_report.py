@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from hybrid.studies.halting_study import HaltingStudy, Timing, fixed_label, halting_path_label
-from hybrid.studies.reports import header, report_text, write
-from hybrid.tables import markdown_table
+from ..tables import markdown_table
+from .halting_study import HaltingStudy, Timing, fixed_label, halting_path_label
+from .reports import header, report_text, write
 
 TIMING_EXPLANATION = (
     "State halting and the state-feature head score no items while reasoning; KL halting and the "

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hybrid.analysis import load_run
-from hybrid.data import RecDataset, SplitData, load_dataset
-from hybrid.evaluate import EvalResult, evaluate
-from hybrid.halting import (
+from ..analysis import load_run
+from ..data import RecDataset, SplitData, load_dataset
+from ..evaluate import EvalResult, evaluate
+from ..halting import (
     AdaptiveDepth,
     HistoryDepth,
     KLHalting,
@@ -35,10 +35,10 @@ from hybrid.halting import (
     answer_scale,
     log_popularity,
 )
-from hybrid.metrics import metric_means
-from hybrid.model import HybridRecommender
-from hybrid.ranking import chunked_target_ranks, item_chunk_size
-from hybrid.studies.timing import interleaved_samples, rounds_faster
+from ..metrics import metric_means
+from ..model import HybridRecommender
+from ..ranking import chunked_target_ranks, item_chunk_size
+from .timing import interleaved_samples, rounds_faster
 
 # 0 never halts (the fixed trained depth): validation may prefer it to any halting.
 EPSILONS = (0.0, 1e-6, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)

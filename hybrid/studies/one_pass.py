@@ -15,13 +15,13 @@ from collections.abc import Callable
 import torch
 from accelerate import Accelerator
 
-from hybrid.config import DataConfig, ModelConfig, TrainConfig, load_preset
-from hybrid.data import RecDataset, load_dataset, sequence_rows
-from hybrid.fit import step_noise_seed, train_step
-from hybrid.model import HybridRecommender
-from hybrid.studies.paths import REPO_ROOT
-from hybrid.studies.reports import BenchmarkConfig, header, report_text
-from hybrid.tables import markdown_table
+from ..config import DataConfig, ModelConfig, TrainConfig, load_preset
+from ..data import RecDataset, load_dataset, sequence_rows
+from ..fit import step_noise_seed, train_step
+from ..model import HybridRecommender
+from ..tables import markdown_table
+from .paths import REPO_ROOT
+from .reports import BenchmarkConfig, header, report_text
 
 PRESETS = {
     "sasrec": "configs/sasrec_ml100k.json",

@@ -12,13 +12,13 @@ import time
 
 import torch
 
-from hybrid.config import DataConfig, ModelConfig
-from hybrid.data import RecDataset, load_dataset
-from hybrid.evaluate import evaluate
-from hybrid.model import HybridRecommender
-from hybrid.studies.reports import BenchmarkConfig, header, report_text, write
-from hybrid.studies.timing import median_seconds
-from hybrid.tables import markdown_table
+from ..config import DataConfig, ModelConfig
+from ..data import RecDataset, load_dataset
+from ..evaluate import evaluate
+from ..model import HybridRecommender
+from ..tables import markdown_table
+from .reports import BenchmarkConfig, header, report_text, write
+from .timing import median_seconds
 
 EXPLANATION = (
     "Evaluation = user states + scores against every item + ranks, for all test users. 'Cached' runs one "

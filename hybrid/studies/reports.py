@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from hybrid.studies.paths import BENCHMARKS
+from .paths import BENCHMARKS
 
 
 @dataclass

@@ -18,15 +18,15 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
-from hybrid.config import ModelConfig, TrainConfig
-from hybrid.data import shard_batches
-from hybrid.evaluate import evaluate
-from hybrid.model import HybridRecommender
-from hybrid.studies.paths import REPO_ROOT, SCALE_SCRIPT
-from hybrid.studies.reports import BenchmarkConfig, header, report_text, write
-from hybrid.synthetic import SyntheticConfig, item_title, synthetic_dataset
-from hybrid.tables import markdown_table
-from hybrid.train import step_noise_seed, train_step
+from ..config import ModelConfig, TrainConfig
+from ..data import shard_batches
+from ..evaluate import evaluate
+from ..model import HybridRecommender
+from ..synthetic import SyntheticConfig, item_title, synthetic_dataset
+from ..tables import markdown_table
+from ..train import step_noise_seed, train_step
+from .paths import REPO_ROOT, SCALE_SCRIPT
+from .reports import BenchmarkConfig, header, report_text, write
 
 LOSS_CHUNK = 65_536  # items per chunk of the training softmax when the catalogue is larger
 EXPLANATION = (
@@ -93,7 +93,7 @@ def text_encoding_rate(threads: int, count: int = 2000) -> dict:
     """Items/s of the packaged MiniLM on synthetic item texts (no cache)."""
     from sentence_transformers import SentenceTransformer
 
-    from encoders.text import resolve_text_model
+    from ...encoders.text import resolve_text_model
 
     torch.set_num_threads(threads)
     model = SentenceTransformer(resolve_text_model("all-MiniLM-L6-v2"), device="cpu")

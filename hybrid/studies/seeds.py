@@ -14,11 +14,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hybrid.errors import DataError
-from hybrid.metrics import metric_keys
-from hybrid.seed_runs import finished_seed_runs
-from hybrid.studies.paths import TRAIN_SCRIPT
-from hybrid.tables import markdown_table
+from ..errors import DataError
+from ..metrics import metric_keys
+from ..seed_runs import finished_seed_runs
+from ..tables import markdown_table
+from .paths import TRAIN_SCRIPT
 
 GROUP_KEYS = ("recall@10", "ndcg@10", "ndcg@20", "mrr@10")  # the columns of the target-group table
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hybrid.studies import foundation, one_pass, reasoning_cost, scale, training_steps
-from hybrid.studies.reports import BenchmarkConfig
+from . import foundation, one_pass, reasoning_cost, scale, training_steps
+from .reports import BenchmarkConfig
 
 SUITES: dict[str, Callable[[BenchmarkConfig], dict]] = {
     "foundation": foundation.run,  # SASRec training/evaluation speed and peak memory

@@ -8,12 +8,12 @@ from collections.abc import Callable, Hashable, Mapping
 
 import torch
 
-from hybrid.config import DataConfig, ModelConfig
-from hybrid.data import load_dataset
-from hybrid.model import HybridRecommender
-from hybrid.studies.reports import BenchmarkConfig, header, report_text, write
-from hybrid.studies.timing import interleaved_seconds
-from hybrid.tables import markdown_table
+from ..config import DataConfig, ModelConfig
+from ..data import load_dataset
+from ..model import HybridRecommender
+from ..tables import markdown_table
+from .reports import BenchmarkConfig, header, report_text, write
+from .timing import interleaved_seconds
 
 PRL = dict(reasoning_steps=2, reasoning_method="prl", prl_contrastive_similarity="cosine")
 PRL_EXPLANATION = (
