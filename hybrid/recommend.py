@@ -8,7 +8,9 @@ Shape legend: B histories, L history length, N items, D hidden size.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import numbers
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -136,6 +138,41 @@ def pad_histories(indexes: list[list[int]], max_history: int) -> torch.Tensor:
     return batch
 
 
+def item_list(value: object, what: str) -> list[str]:
+    """A history (item ids as strings or integers, or exact titles) -> its items as strings."""
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        if all(isinstance(i, (str, numbers.Integral)) and not isinstance(i, bool) for i in value):
+            return [str(item) for item in value]
+    shown = repr(value if not isinstance(value, Sequence) or isinstance(value, str) else list(value)[:5])
+    raise DataError(f"{what} must be a list of item ids or titles (strings or integers), oldest first; got {shown}")
+
+
+def check_histories(histories: object) -> list[list[str]]:
+    """``recommend``'s histories argument -> lists of raw item ids; a flat history, an empty list or anything
+    else is refused with the call that works (a flat list of strings would otherwise read as histories of
+    characters)."""
+    if isinstance(histories, (str, bytes)) or not isinstance(histories, Sequence):
+        raise DataError(
+            f"recommend takes a list of histories, each a list of item ids, e.g. recommend([['m1', 'm2']]); got a "
+            f"{type(histories).__name__}."
+        )
+    if len(histories) == 0:
+        raise DataError("no histories given: pass one list of item ids per user, e.g. recommend([['m1', 'm2']]).")
+    if all(isinstance(item, (str, numbers.Integral)) for item in histories):
+        flat = item_list(histories, "a history")
+        raise DataError(
+            f"recommend takes a list of histories, but got one flat history {flat[:5]!r}; wrap it in a list: "
+            f"recommend([{flat[:5]!r}])."
+        )
+    return [item_list(history, f"history {n}") for n, history in enumerate(histories)]
+
+
+def check_k(k: object) -> int:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"k must be a whole number >= 1 (the items to return per history), got {k!r}")
+    return int(k)
+
+
 @torch.no_grad()
 def recommend(
     model,
@@ -144,12 +181,13 @@ def recommend(
     k: int = 10,
     exclude_history: bool = False,
 ) -> list[Recommendation]:
-    """Top-``k`` items (at most the whole catalogue) for each history of raw item ids, oldest first."""
+    """Top-``k`` items (at most the whole catalogue) for each history of raw item ids, oldest first. With
+    ``exclude_history`` a history's own items are never returned, so a list may hold fewer than ``k``."""
     if len(catalogue) != model.num_items:
         raise ValueError(f"the catalogue has {len(catalogue)} items but the model {model.num_items}")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    k = min(k, len(catalogue))  # a small catalogue returns all of its items
+    histories, k = check_histories(histories), min(check_k(k), len(catalogue))  # a small catalogue: all items
+    if not isinstance(exclude_history, bool):
+        raise ValueError(f"exclude_history must be True or False, got {exclude_history!r}")
     indexes = catalogue.indexes(histories)
     history = pad_histories(indexes, model.backbone.max_history)  # [B, L]
     was_training = model.training
@@ -165,11 +203,119 @@ def recommend(
         exclude = torch.tensor(rows), torch.tensor([item for items in indexes for item in items])
     # Chunked over the items with a running top-k: memory stays bounded for any catalogue size.
     top_scores, top_items = chunked_top_k(users, table, k, item_chunk_size(len(indexes)), exclude)  # [B, k]
-    return [
-        Recommendation(
-            item_ids=[catalogue.item_ids[i - 1] for i in items.tolist()],
-            scores=values.tolist(),
-            titles=[catalogue.item_titles[i - 1] for i in items.tolist()],
+    answers = []
+    for row, (values, items) in enumerate(zip(top_scores.tolist(), top_items.tolist())):
+        # When k reaches past the items left, the top-k holds masked ones (score -inf): drop them.
+        excluded = set(indexes[row]) if exclude_history else set()
+        kept = [(item, value) for item, value in zip(items, values) if item not in excluded]
+        answers.append(
+            Recommendation(
+                item_ids=[catalogue.item_ids[i - 1] for i, _ in kept],
+                scores=[value for _, value in kept],
+                titles=[catalogue.item_titles[i - 1] for i, _ in kept],
+            )
         )
-        for values, items in zip(top_scores, top_items)
-    ]
+    return answers
+
+
+# ------------------------------------------------------------------ JSON-lines requests (scripts/recommend.py)
+RECOMMEND_KEYS, ADD_KEYS, NEW_ITEM_KEYS = ("history", "k", "exclude_history"), ("add_items",), ("text", "id", "title")
+EXAMPLE = '{"history": ["50", "172"], "k": 10} or {"add_items": [{"text": "Title (2025), Drama"}]}'
+
+
+class RequestError(DataError):
+    """A request line that does not fit the request schema."""
+
+
+def shown(value: object) -> str:
+    """A JSON value as the user wrote it, cut short."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parse_line(line: bytes | str) -> dict:
+    """One input line -> the request object (strict JSON: no NaN or Infinity)."""
+
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not JSON")
+
+    try:
+        text = line.decode("utf-8") if isinstance(line, bytes) else line
+    except UnicodeDecodeError:
+        raise RequestError("not UTF-8 text") from None
+    if not text.strip():
+        raise RequestError(f"the line is empty; write one request per line, e.g. {EXAMPLE}")
+    try:
+        request = json.loads(text, parse_constant=refuse)
+    except RecursionError:
+        raise RequestError("nested too deeply to be a request") from None
+    except ValueError as error:  # JSONDecodeError, and numbers too long to read
+        raise RequestError(f"not JSON ({error}); write one request per line, e.g. {EXAMPLE}") from None
+    if not isinstance(request, dict):
+        raise RequestError(f"a request must be a JSON object, e.g. {EXAMPLE}; got {shown(request)}")
+    return request
+
+
+def check_keys(request: dict) -> None:
+    kind = ADD_KEYS if "add_items" in request else RECOMMEND_KEYS
+    unknown = [key for key in request if key not in kind]
+    if unknown:
+        allowed = ", ".join(f'"{key}"' for key in RECOMMEND_KEYS)
+        raise RequestError(
+            f"unknown key {unknown[0]!r}: a recommend request takes {allowed}; an add request takes "
+            '"add_items" alone (one request per line)'
+        )
+
+
+def new_items(value: object) -> tuple[list[str], list[str] | None, list[str]]:
+    """``add_items``'s value -> texts, ids (None: numbered by the catalogue) and titles."""
+    fix = 'a list of {"text": ..., "id": ... (optional), "title": ... (optional)}'
+    if not isinstance(value, list) or not value or not all(isinstance(item, dict) for item in value):
+        raise RequestError(f'"add_items" must be {fix}; got {shown(value)}')
+    for item in value:
+        wrong = [key for key in item if key not in NEW_ITEM_KEYS]
+        text, title = item.get("text"), item.get("title", "")
+        if wrong or not isinstance(text, str) or not isinstance(title, str):
+            raise RequestError(f'"add_items" must be {fix} (texts and titles strings); got {shown(item)}')
+    given = [item["id"] for item in value if "id" in item]
+    typed = all(isinstance(i, (str, int)) and not isinstance(i, bool) for i in given)
+    if given and (len(given) < len(value) or not typed):
+        raise RequestError('give every new item an "id" (a string) or none of them (numbered new-1, new-2, ...)')
+    ids = [str(i) for i in given] or None
+    return [item["text"] for item in value], ids, [item.get("title", item["text"]) for item in value]
+
+
+def serve_request(model, request: dict, default_k: int) -> dict:
+    """A checked request -> its answer: recommendations, or the ids of the added items."""
+    check_keys(request)
+    if "add_items" in request:
+        return {"added": model.add_items(*new_items(request["add_items"]))}
+    if "history" not in request:
+        raise RequestError(f'a recommend request needs "history", e.g. {EXAMPLE}')
+    history = item_list(request["history"], '"history"')
+    if not history:
+        raise RequestError('"history" is empty: give at least one item id or title the user interacted with')
+    k, exclude = request.get("k", default_k), request.get("exclude_history", False)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise RequestError(f'"k" must be a JSON integer >= 1 (or left out: {default_k}); got {shown(k)}')
+    if not isinstance(exclude, bool):
+        raise RequestError(f'"exclude_history" must be true or false (or left out: false); got {shown(exclude)}')
+    top = model.recommend([history], k=k, exclude_history=exclude)[0]
+    rows = zip(top.item_ids, top.titles, top.scores)
+    return {"recommendations": [{"item_id": i, "title": t, "score": s} for i, t, s in rows]}
+
+
+def answer_lines(model, lines: Iterable[bytes | str], default_k: int = 10) -> Iterator[str]:
+    """One strict JSON answer per input line, in order: the result, or {"error": "line N ..."}. A line never
+    stops the ones after it."""
+    for number, line in enumerate(lines, 1):
+        try:
+            answer = serve_request(model, parse_line(line), default_k)
+        except ValueError as error:  # ours name the problem and the fix (DataError, ConfigError, ...)
+            answer = {"error": f"line {number}: {error}"}
+        except Exception as error:  # a fault of ours must not end the service for every later line
+            answer = {"error": f"line {number} could not be answered ({type(error).__name__}: {error})"}
+        try:
+            yield json.dumps(answer, ensure_ascii=False, allow_nan=False)
+        except ValueError:  # NaN or infinite scores: a damaged model, not the request
+            yield json.dumps({"error": f"line {number}: the model scored it NaN or infinite; check the model."})

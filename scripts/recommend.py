@@ -1,68 +1,47 @@
 """Recommend with a saved model: `python scripts/recommend.py RUN_OR_MODEL_DIR_OR_REPO [--input FILE] [--k 10]`.
 
-Reads JSON lines (a file, or stdin) and writes one JSON line per request to stdout:
+Reads JSON lines (a file, or stdin) and writes one JSON line per input line to stdout, in order:
 
     {"history": ["50", "Star Wars (1977)"], "k": 5, "exclude_history": true}   a history of ids or titles
-    {"add_items": [{"text": "Title (2025), Drama", "id": "x1"}]}              new items, by text (cold start)
+    {"add_items": [{"text": "Title (2025), Drama", "id": "x1", "title": "Title"}]}   new items, by text
 
-A request that fails gets {"error": "..."} and the next line is still served.
+"history" (a non-empty list of item ids or exact titles, oldest first) is required, "k" (an integer >= 1,
+default --k) and "exclude_history" (true or false) are optional; any other key is refused. Every line is
+answered, blank and broken ones too: {"recommendations": [...]}, {"added": [ids]} or {"error": "line N: ..."}.
+The output is strict JSON and the exit code 0 once the model is loaded (2 when it cannot be).
 """
 
 import argparse
-import json
 import sys
+from typing import BinaryIO, TextIO
 
-from hybrid_rearec.hybrid.errors import ConfigError, DataError
-from hybrid_rearec.hybrid.model import HybridRecommender
+from hybrid_rearec.hybrid.errors import ConfigError
 from hybrid_rearec.hybrid.pretrained import ModelFileError
+from hybrid_rearec.hybrid.recommend import answer_lines
 from hybrid_rearec.hybrid.run_folder import load_model
 
 
-def serve(model: HybridRecommender, request: dict, default_k: int) -> dict:
-    if "add_items" in request:
-        items = request["add_items"]
-        if not isinstance(items, list) or not all(isinstance(item, dict) and "text" in item for item in items):
-            raise DataError('"add_items" must be a list of {"text": ..., "id": ... (optional), "title": ...}')
-        ids = [item["id"] for item in items] if all("id" in item for item in items) else None
-        titles = [item.get("title", item["text"]) for item in items]
-        return {"added": model.add_items([item["text"] for item in items], ids, titles)}
-    if not isinstance(request.get("history"), list):
-        raise DataError('a request needs "history": a list of item ids or titles, oldest first')
-    top = model.recommend(
-        [request["history"]], k=int(request.get("k", default_k)), exclude_history=bool(request.get("exclude_history"))
-    )[0]
-    rows = zip(top.item_ids, top.titles, top.scores)
-    return {"recommendations": [{"item_id": i, "title": t, "score": s} for i, t, s in rows]}
-
-
-def main() -> int:
+def main(argv: list[str] | None = None, stdin: BinaryIO | None = None, stdout: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "model", help="a run folder, a folder written by save_pretrained (a run's model/) or a Hub repo id"
     )
     parser.add_argument("--input", default="-", help="JSON-lines file of requests ('-' = stdin)")
     parser.add_argument("--k", type=int, default=10, help="items per recommendation unless a request sets k")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.k < 1:
+        parser.error(f"--k must be at least 1, got {args.k}")
     try:
         model = load_model(args.model)
     except (ModelFileError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    lines = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")
+    stdout = stdout or sys.stdout
+    # Bytes, decoded line by line: a line that is not UTF-8 gets its own error instead of ending the input.
+    lines = (stdin or sys.stdin.buffer) if args.input == "-" else open(args.input, "rb")
     with lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                request = json.loads(line)
-                if not isinstance(request, dict):
-                    raise DataError("each line must be a JSON object")
-                answer = serve(model, request, args.k)
-            except json.JSONDecodeError as error:
-                answer = {"error": f"line {number} is not JSON: {error}"}
-            except (DataError, ConfigError, ValueError) as error:
-                answer = {"error": f"line {number}: {error}"}
-            print(json.dumps(answer, ensure_ascii=False), flush=True)
+        for answer in answer_lines(model, lines, args.k):
+            print(answer, file=stdout, flush=True)
     return 0
 
 

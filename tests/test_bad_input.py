@@ -68,3 +68,33 @@ def test_recommend_ranks_by_the_model_scores(model_and_catalogue):
         assert torch.allclose(torch.tensor(result.scores), values)
     excluded = recommend(model, catalogue, [["m2", "m3"]], k=4, exclude_history=True)[0]
     assert not {"m2", "m3"} & set(excluded.item_ids)
+
+
+def test_malformed_histories_are_refused_with_the_call_that_works(model_and_catalogue):
+    model, catalogue = model_and_catalogue
+    model.catalogue = catalogue
+    with pytest.raises(DataError, match=r"one flat history.*recommend\(\[\['m1', 'm2'\]\]\)"):
+        model.recommend(["m1", "m2"])
+    with pytest.raises(DataError, match=r"no histories.*recommend\(\[\['m1', 'm2'\]\]\)"):
+        model.recommend([])
+    with pytest.raises(DataError, match=r"a list of histories.*got a str"):
+        model.recommend("m1")
+    with pytest.raises(DataError, match=r"history 1 must be a list of item ids.*got None"):
+        model.recommend([["m1"], None])
+    with pytest.raises(DataError, match=r"history 0 must be a list of item ids.*got \['m1', 2.5\]"):
+        model.recommend([["m1", 2.5]])
+    for k in (0, 2.9, True, "3", None):
+        with pytest.raises(ValueError, match=r"k must be a whole number >= 1"):
+            model.recommend([["m1"]], k=k)
+    with pytest.raises(ValueError, match=r"exclude_history must be True or False"):
+        model.recommend([["m1"]], exclude_history="false")
+    assert model.recommend([("m1", "m2")])[0].item_ids == model.recommend([["m1", "m2"]])[0].item_ids
+
+
+def test_excluded_items_never_come_back_even_when_k_covers_the_catalogue(model_and_catalogue):
+    model, catalogue = model_and_catalogue
+    for k in (4, 5, 6, 100):
+        top = recommend(model, catalogue, [["m2", "m3"], ["m1"]], k=k, exclude_history=True)
+        assert [len(t.item_ids) for t in top] == [min(k, 4), min(k, 5)]
+        assert not {"m2", "m3"} & set(top[0].item_ids) and "m1" not in top[1].item_ids
+        assert all(torch.isfinite(torch.tensor(t.scores)).all() for t in top)
