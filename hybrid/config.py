@@ -268,33 +268,58 @@ def to_dict(*configs) -> dict[str, dict[str, Any]]:
     return {names[type(config)]: dataclasses.asdict(config) for config in configs}
 
 
+def build_parser(preset: dict[str, Any] | None = None):
+    """The command line of every config key (what ``--help`` prints), with a preset's values as defaults."""
+    import argparse
+
+    from transformers import HfArgumentParser
+
+    # Its own spellings (dashes, --no_ switches) and never abbreviations: `--hidden 32` would be a silent guess.
+    parser = HfArgumentParser(CONFIG_CLASSES, exit_on_error=False, allow_abbrev=False)
+    parser.add_argument("--config", default=None, help="Preset file (JSON/YAML); command-line values win.")
+    for action in parser._actions:  # the --no_KEY switches would otherwise repeat KEY's help, with default False
+        if isinstance(action, argparse._StoreFalseAction):
+            action.help, action.default = f"Same as --{action.dest} false.", argparse.SUPPRESS
+    if preset:
+        parser.set_defaults(**preset)
+    return parser
+
+
+def check_flags(parser, argv: list[str]) -> None:
+    """Refuse a flag the parser does not print in --help, suggesting the key meant."""
+    for token in argv:
+        if token.startswith("--") and token.split("=", 1)[0] not in parser._option_string_actions:
+            raise unknown_key_error(token[2:].split("=", 1)[0], "the command line")
+
+
 def parse_configs(argv: list[str] | None = None) -> tuple[DataConfig, ModelConfig, TrainConfig]:
     """Parse ``--config PRESET`` plus command-line overrides into the three configs."""
     import argparse
     import sys
 
-    from transformers import HfArgumentParser
-
     argv = sys.argv[1:] if argv is None else list(argv)
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config", default=None)
     known, rest = pre.parse_known_args(argv)
-    parser = HfArgumentParser(CONFIG_CLASSES, exit_on_error=False)
-    parser.add_argument("--config", default=None, help="Preset file (JSON/YAML); command-line values win.")
-    if known.config:
-        parser.set_defaults(**load_preset(known.config))
-    for token in rest:
-        if token.startswith("--"):
-            key = token[2:].split("=", 1)[0]
-            if key not in known_keys() and key != "help":
-                raise unknown_key_error(key, "the command line")
+    parser = build_parser(load_preset(known.config) if known.config else None)
+    check_flags(parser, rest)
     try:
         data, model, train = parser.parse_args_into_dataclasses(args=rest)[:3]  # 4th: the --config namespace
     except argparse.ArgumentError as error:
         raise argument_error(error) from None
     except ValueError as error:
         raise ConfigError(str(error)) from error
-    return data, model, train
+    return named_delimiter(data), model, train
+
+
+TAB_SPELLINGS = ("\\t", "tab")  # a shell passes '\t' as two characters, and a tab is hard to type
+
+
+def named_delimiter(data: DataConfig) -> DataConfig:
+    """``delimiter`` written as ``\\t`` or ``tab`` (any case) -> a tab character."""
+    if data.delimiter is not None and data.delimiter.lower() in TAB_SPELLINGS:
+        return dataclasses.replace(data, delimiter="\t")
+    return data
 
 
 def argument_error(error) -> ConfigError:
