@@ -94,8 +94,21 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
         ) from None
 
 
+def run_folder_given(folder: Path) -> str:
+    """What to pass instead of a training run's folder (scripts/train.py saves its model in RUN/model)."""
+    saved = folder / "model"
+    if (saved / CONFIG).exists():
+        return f"{folder} is a training run folder, not a saved model: pass {saved} (the run's best model)."
+    return (
+        f"{folder} is a training run folder whose model/ is missing: the run did not finish. Continue it with "
+        f"`python scripts/train.py --config {folder / CONFIG} --resume latest`, then pass {saved}."
+    )
+
+
 def read_config(folder: Path) -> tuple[ModelConfig, dict]:
     raw = _read_json(folder / CONFIG, "it holds the model configuration")
+    if "format_version" not in raw and {"data", "train"} <= raw.keys():
+        raise ModelFileError(run_folder_given(folder))
     version = raw.get("format_version")
     if version != FORMAT_VERSION or not isinstance(raw.get("model"), dict):
         raise ModelFileError(

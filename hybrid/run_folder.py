@@ -80,11 +80,24 @@ def load_model(path: str | Path) -> HybridRecommender:
     return HybridRecommender.from_pretrained(model_folder(path) if local else path).eval()
 
 
+def model_folder_given(folder: Path) -> str:
+    """What to pass instead of a saved model folder where a run folder (with its data config) is needed."""
+    run = folder.absolute().parent
+    if (run / CONFIG).exists() and folder.name == MODEL:
+        return f"{folder} is a saved model folder; this needs the run that trained it: pass the run folder {run}."
+    return (
+        f"{folder} is a saved model folder, which holds no data config (the data to evaluate on): pass the run "
+        "folder scripts/train.py wrote, or evaluate the model in Python with hybrid.evaluate.evaluate."
+    )
+
+
 def run_configs(run_dir: str | Path) -> tuple[DataConfig, TrainConfig]:
     """The data and training configs a run was trained with (its model's config is in model/)."""
     path = Path(run_dir) / CONFIG
     sections = json.loads(path.read_text()) if path.exists() else {}
     if not {"data", "train"} <= sections.keys():
+        if (Path(run_dir) / CATALOGUE).exists():
+            raise ModelFileError(model_folder_given(Path(run_dir)))
         raise ModelFileError(
             f"{path} is not a run's config: is {str(run_dir)!r} a run folder written by scripts/train.py?"
         )

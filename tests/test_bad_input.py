@@ -98,3 +98,40 @@ def test_excluded_items_never_come_back_even_when_k_covers_the_catalogue(model_a
         assert [len(t.item_ids) for t in top] == [min(k, 4), min(k, 5)]
         assert not {"m2", "m3"} & set(top[0].item_ids) and "m1" not in top[1].item_ids
         assert all(torch.isfinite(torch.tensor(t.scores)).all() for t in top)
+
+
+def fake_run(tmp_path, model_and_catalogue):
+    """A run folder as training leaves it: its config.json (data, model, train) and the saved model/."""
+    import json
+
+    from hybrid_rearec.hybrid.config import TrainConfig, to_dict
+
+    model, catalogue = model_and_catalogue
+    model.catalogue = catalogue
+    run = tmp_path / "run"
+    model.save_pretrained(run / "model")
+    sections = to_dict(DataConfig(), model.config, TrainConfig(output_dir=str(run)))
+    (run / "config.json").write_text(json.dumps(sections))
+    return run
+
+
+def test_a_run_folder_given_for_a_model_folder_names_the_model_folder(tmp_path, model_and_catalogue):
+    from hybrid_rearec.hybrid.pretrained import ModelFileError
+
+    run = fake_run(tmp_path, model_and_catalogue)
+    with pytest.raises(ModelFileError, match=rf"{run} is a training run folder.*pass {run / 'model'}") as error:
+        HybridRecommender.from_pretrained(run)
+    assert "format_version" not in str(error.value)
+
+
+def test_a_model_folder_given_for_a_run_folder_names_the_run_folder(tmp_path, model_and_catalogue):
+    from hybrid_rearec.hybrid.analysis import load_run
+    from hybrid_rearec.hybrid.pretrained import ModelFileError
+
+    run = fake_run(tmp_path, model_and_catalogue)
+    with pytest.raises(ModelFileError, match=rf"{run / 'model'} is a saved model folder.*pass the run folder {run}"):
+        load_run(run / "model")
+    alone = tmp_path / "alone"
+    (run / "model").rename(alone)
+    with pytest.raises(ModelFileError, match=rf"{alone} is a saved model folder.*no data config"):
+        load_run(alone)
