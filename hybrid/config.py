@@ -22,7 +22,7 @@ from ..foundation.errors import ConfigError
 from ..reasoning.config import BackboneConfig, ObjectiveConfig, ReasoningConfig
 
 Split = Literal["leave_one_out", "global_time", "cold_items"]
-DataFormat = Literal["recbole", "amazon2023", "rechorus", "csv", "parquet"]
+DataFormat = Literal["recbole", "recbole_split", "amazon2023", "rechorus", "csv", "parquet"]
 SPLITS, FORMATS = typing.get_args(Split), typing.get_args(DataFormat)
 _help = help_field
 
@@ -35,7 +35,12 @@ class DataConfig:
         "Dataset: 'ml-100k' (MovieLens-100k embedded in the recbole package) or a path to a file/folder.",
         "ml-100k",
     )
-    data_format: DataFormat = _help(f"Format of `dataset` when it is a path: one of {FORMATS}.", "recbole")
+    data_format: DataFormat = _help(
+        f"Format of `dataset` when it is a path: one of {FORMATS}. 'recbole_split': a folder of pre-split "
+        "benchmark files as UniSRec publishes them (NAME.train/valid/test.inter with item_id_list histories, "
+        "NAME.text + NAME.item2index for texts); their split is kept exactly, never re-derived.",
+        "recbole",
+    )
     item_file: str | None = _help(
         "Item metadata file (texts) for csv/parquet/amazon2023 data; recbole/rechorus find theirs.", None
     )
@@ -67,6 +72,24 @@ class DataConfig:
         "Where processed tensors are cached (default: $HYBRID_REAREC_CACHE or ~/.cache/hybrid-rearec).", None
     )
 
+    # Settings that pre-split benchmark files (data_format 'recbole_split') decide themselves, and why.
+    PRESPLIT_FIXED: typing.ClassVar[dict[str, str]] = {
+        "split": "the files are already split (leave-one-out), and the published rows are kept exactly",
+        "valid_time": "the files are already split and carry no timestamps",
+        "test_time": "the files are already split and carry no timestamps",
+        "cold_fraction": "it belongs to the cold_items split, and the published rows are kept exactly",
+        "k_core": "filtering would drop published rows, which are kept exactly",
+        "min_rating": "the files carry no ratings",
+        "item_file": "texts come from NAME.text and NAME.item2index in the dataset folder",
+        "user_column": "the columns are fixed by the files' headers (user_id, item_id_list, item_id)",
+        "item_column": "the columns are fixed by the files' headers (user_id, item_id_list, item_id)",
+        "time_column": "the files carry no timestamps (the order in item_id_list is the time order)",
+        "rating_column": "the files carry no ratings",
+        "item_text_columns": "the item text is NAME.text's text column",
+        "item_text_template": "the item text is NAME.text's text column",
+        "delimiter": "the files are tab-separated",
+    }
+
     def __post_init__(self):
         check_choices(self)
         if self.max_history < 1:
@@ -80,6 +103,20 @@ class DataConfig:
                 raise ConfigError("split=global_time needs both --valid_time and --test_time (timestamps).")
             if self.valid_time > self.test_time:
                 raise ConfigError(f"valid_time ({self.valid_time}) must be <= test_time ({self.test_time}).")
+        if self.data_format == "recbole_split":
+            self._refuse_presplit_options()
+
+    def _refuse_presplit_options(self) -> None:
+        """Pre-split files fix their rows, columns and texts: a setting that would change them is an error,
+        never silently ignored."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name, why in self.PRESPLIT_FIXED.items():
+            if getattr(self, name) != defaults[name]:
+                raise ConfigError(
+                    f"{name}={getattr(self, name)!r} does not apply to data_format='recbole_split': {why}. "
+                    f"Leave --{name} at its default ({defaults[name]!r}), or use data_format='recbole' on "
+                    "unsplit atomic files."
+                )
 
 
 @dataclass

@@ -6,6 +6,9 @@ Pipeline: read (``hybrid.readers``) -> rating threshold -> iterative k-core -> s
 Every row is a (history prefix, next item) pair: the history is the user's items before the target, the
 most recent ``max_history`` kept, left-padded so the last column is the most recent item.
 
+Pre-split benchmark files (``data_format='recbole_split'``, read by ``hybrid.benchmark_files``) skip the
+filtering and splitting: their published rows become the same tensors, each row's full history its past.
+
 Shape legend: R rows, L max history, P total past items of a split's rows.
 """
 
@@ -27,6 +30,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from .benchmark_files import PublishedRows, PublishedSplit, read_benchmark_files
 from .config import DataConfig
 from .errors import DataError
 from .readers import BUILTIN_DATASETS, RawInteractions, read_interactions
@@ -296,8 +300,34 @@ def training_without_cold_items(
     return kept_items, kept_users, starts, np.flatnonzero(index_in_user >= 1)
 
 
+def published_split_rows(rows: PublishedRows, max_history: int) -> SplitData:
+    """One published split as tensors: histories cut to the most recent ``max_history`` items, the full
+    published history kept as each row's past."""
+    history, target = build_rows(rows.items, rows.starts, rows.positions, max_history)
+    offsets, past = past_items_csr(rows.items, rows.starts, rows.positions)
+    arrays = (history, target, rows.users, offsets, past)
+    return SplitData(*(torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)) for array in arrays))
+
+
+def published_dataset(published: PublishedSplit, max_history: int) -> RecDataset:
+    """The dataset of pre-split benchmark files, their rows as published."""
+    splits = {name: published_split_rows(rows, max_history) for name, rows in published.rows.items()}
+    return RecDataset(
+        splits["train"],
+        splits["valid"],
+        splits["test"],
+        published.item_ids,
+        published.user_ids,
+        published.item_texts,
+        published.stats,
+        published.item_titles,
+    )
+
+
 def build_dataset(config: DataConfig) -> RecDataset:
-    """Read, filter, split and tensorise (no cache; see :func:`load_dataset`)."""
+    """Read, filter, split and tensorise (no cache; see :func:`load_dataset`); pre-split files keep their split."""
+    if config.data_format == "recbole_split":
+        return published_dataset(read_benchmark_files(config), config.max_history)
     raw = filter_interactions(read_interactions(config), config)
     user_codes, user_ids = first_appearance_codes(raw.users)
     item_codes, item_ids = first_appearance_codes(raw.items)

@@ -335,6 +335,11 @@ READERS = {
 
 def read_interactions(config: DataConfig) -> RawInteractions:
     """Dispatch on ``config.data_format`` (built-in names always use the recbole reader)."""
+    if config.data_format == "recbole_split":  # already split: hybrid.benchmark_files reads these
+        raise DataError(
+            f"{config.dataset!r} holds pre-split benchmark files, not raw interactions: load it with "
+            "hybrid.data.load_dataset (or build_dataset), which keeps the published split."
+        )
     if config.dataset in BUILTIN_DATASETS:
         return read_recbole(config)
     if not os.path.exists(config.dataset):
