@@ -2,9 +2,10 @@
 
 A checkpoint is a folder ``checkpoints/step-000123`` holding accelerate's state (model, optimizer, RNG of
 every process) plus ``trainer_state.json`` (epoch, position in the epoch, early-stopping state, log), the
-best weights so far and the weight average (``--ema_decay``). It is written under a temporary name and
+best weights so far, the weight average (``--ema_decay``) and ``run_config.json`` (the run's settings when it
+was saved, so a resume with other settings is named as such). It is written under a temporary name and
 renamed only when complete, so a crash mid-save never leaves a folder that looks finished;
-``trainer_state.json`` is the last file written and marks completeness.
+``trainer_state.json`` is the last file written and marks completeness. Loading never changes a checkpoint.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .errors import ConfigError
@@ -23,6 +25,9 @@ from .errors import ConfigError
 STATE_FILE = "trainer_state.json"
 CHECKPOINT_BEST_MODEL = "best_model.safetensors"  # beside accelerate's own model.safetensors (the current weights)
 CHECKPOINT_EMA = "weight_average.safetensors"  # the running weight average (--ema_decay)
+RUN_CONFIG = "run_config.json"  # a copy of the run's config.json as it was when the checkpoint was saved
+RUN_FILE = "config.json"  # the run folder's settings (hybrid.run_folder.CONFIG), written when training starts
+IGNORED_CHANGES = {"data": {"cache_dir"}, "model": set()}  # settings a resume may change; train: all
 PATTERN = re.compile(r"^step-(\d+)$")
 
 
@@ -67,6 +72,8 @@ def save_checkpoint(
     if accelerator.is_main_process:
         for name, tensors in (extra or {}).items():
             save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, temporary / name)
+        if (run_dir / RUN_FILE).exists():
+            shutil.copyfile(run_dir / RUN_FILE, temporary / RUN_CONFIG)
         state_path = temporary / STATE_FILE
         state_path.write_text(json.dumps(asdict(state)))
         shutil.rmtree(final, ignore_errors=True)
@@ -96,12 +103,64 @@ def resolve_checkpoint(run_dir: Path, resume: str) -> Path:
     return path
 
 
+def changed_settings(path: Path, run_dir: Path) -> list[str]:
+    """Data and model settings of this run (its config.json) that differ from those the checkpoint was trained
+    with, as 'key: then -> now' (none when the checkpoint predates run_config.json)."""
+    if not (path / RUN_CONFIG).exists() or not (run_dir / RUN_FILE).exists():
+        return []
+    then, now = (json.loads(p.read_text()) for p in (path / RUN_CONFIG, run_dir / RUN_FILE))
+    return [
+        f"{key}: {then[section][key]!r} in the checkpoint, {now[section].get(key)!r} now"
+        for section, ignored in IGNORED_CHANGES.items()
+        for key in then.get(section, {})
+        if key not in ignored and then[section][key] != now.get(section, {}).get(key)
+    ]
+
+
+def check_settings(path: Path, run_dir: Path) -> None:
+    """Refuse to resume with other data or model settings than the checkpoint's, naming them and the two ways on."""
+    changed = changed_settings(path, run_dir)
+    if changed:
+        raise ConfigError(
+            f"checkpoint {str(path)!r} was trained with other settings than this run's ({'; '.join(changed[:5])}). "
+            f"Resume it as trained with `python scripts/train.py --config {path / RUN_CONFIG} --resume latest` "
+            "(through `accelerate launch` if it ran on several processes), or start fresh with these settings: "
+            "another --output_dir, or --overwrite. The checkpoint was not changed."
+        )
+
+
+def check_tensor_files(path: Path) -> None:
+    """Open every extra tensor file of a checkpoint (the best weights, the weight average): a damaged one is
+    named before anything is loaded."""
+    for name in (CHECKPOINT_BEST_MODEL, CHECKPOINT_EMA):
+        if not (path / name).exists():
+            continue
+        try:
+            with safe_open(path / name, "pt") as tensors:
+                list(tensors.keys())
+        except Exception as error:  # safetensors raises its own error types for a damaged header or body
+            raise ConfigError(
+                f"{path / name} is corrupt or truncated ({type(error).__name__}: {error}). Resume from an older "
+                f"checkpoint (--resume {path.parent}/step-N) or start a new run; nothing was changed."
+            ) from None
+
+
 def load_checkpoint(accelerator, path: Path) -> TrainerState:
-    """Restore model, optimizer and RNG; a damaged checkpoint is reported, never half-loaded silently."""
+    """Restore model, optimizer and RNG; a damaged checkpoint or one trained with other settings is reported,
+    never half-loaded silently."""
+    if accelerator.project_dir:  # the run folder being trained (train() always sets it)
+        check_settings(path, Path(accelerator.project_dir))
+    check_tensor_files(path)
     try:
         state = TrainerState(**json.loads((path / STATE_FILE).read_text()))
         accelerator.load_state(str(path))
     except Exception as error:  # noqa: BLE001 - any failure means this checkpoint cannot be trusted
+        if "size mismatch" in str(error):  # a checkpoint saved before run_config.json existed
+            raise ConfigError(
+                f"checkpoint {str(path)!r} holds weights of other shapes than this model (a model setting such as "
+                "hidden_size differs from the one it was trained with). Resume with the run's own settings, or "
+                "start fresh: another --output_dir, or --overwrite. The checkpoint was not changed."
+            ) from None
         raise ConfigError(
             f"checkpoint {str(path)!r} is corrupt or incomplete ({type(error).__name__}: {error}). "
             "Resume from an older one under checkpoints/ or start a new run; nothing was changed."

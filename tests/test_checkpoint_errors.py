@@ -1,0 +1,49 @@
+"""Resuming from a checkpoint that cannot be used says why and what to do, and leaves the checkpoint alone: a
+damaged file of it is named, a changed setting is named with both values."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hybrid_rearec.hybrid.config import TrainConfig
+from hybrid_rearec.hybrid.errors import ConfigError
+from hybrid_rearec.hybrid.train import train
+
+
+@pytest.fixture
+def trained(tmp_path, csv_data_config, tiny_model_config):
+    config = TrainConfig(output_dir=str(tmp_path / "run"), epochs=1, batch_size=64, report_to="none", progress=False)
+    train(csv_data_config, tiny_model_config, config)
+    return replace(config, resume="latest", epochs=2)
+
+
+def snapshot(folder):
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file()}
+
+
+def test_a_truncated_best_model_is_named_and_left_alone(trained, csv_data_config, tiny_model_config):
+    latest = sorted((Path(trained.output_dir) / "checkpoints").iterdir())[-1]
+    best = latest / "best_model.safetensors"
+    best.write_bytes(best.read_bytes()[:100])
+    before = snapshot(latest)
+    with pytest.raises(ConfigError, match=rf"{best} is corrupt or truncated.*older checkpoint.*nothing was changed"):
+        train(csv_data_config, tiny_model_config, trained)
+    assert snapshot(latest) == before
+
+
+def test_a_changed_setting_is_named_not_called_corrupt(trained, csv_data_config, tiny_model_config):
+    run = Path(trained.output_dir)
+    latest = sorted((run / "checkpoints").iterdir())[-1]
+    before = snapshot(latest)
+    changed = replace(tiny_model_config, hidden_size=32)
+    with pytest.raises(ConfigError) as error:
+        train(csv_data_config, changed, trained)
+    message = str(error.value)
+    assert "corrupt" not in message and "hidden_size" in message and "16" in message and "32" in message
+    assert f"--config {latest / 'run_config.json'} --resume latest" in message  # resume as trained
+    assert "--overwrite" in message  # or start fresh
+    assert snapshot(latest) == before
+    sections = json.loads((latest / "run_config.json").read_text())
+    assert sections["model"]["hidden_size"] == 16
+    train(csv_data_config, tiny_model_config, trained)  # the checkpoint is sound: it resumes as trained
