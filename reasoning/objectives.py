@@ -61,6 +61,34 @@ def kl_diversity(step_logits: torch.Tensor, pairs: str = "ordered_mean") -> torc
         return _diversity(step_logits.float(), pairs)
 
 
+class _MeanJensenShannon(torch.autograd.Function):
+    """Mean Jensen-Shannon divergence over the pairs i < j of the S distributions, from log-probabilities
+    [B, S, N]; returns a scalar. JS(p_i, p_j) = (KL(p_i || m) + KL(p_j || m)) / 2 with m = (p_i + p_j) / 2, and
+    its gradient is closed-form: dJS / d log p_i = p_i (log p_i - log m) / 2. Written out because autograd
+    through the same formula keeps and revisits several [B, pairs, N] tensors: this is most of ERL's loss."""
+
+    @staticmethod
+    def forward(ctx, log_p: torch.Tensor) -> torch.Tensor:
+        p = log_p.exp()
+        states = log_p.shape[1]
+        tiny = torch.finfo(log_p.dtype).tiny  # m underflows only where both do; keep its log finite there
+        grad_log_p = torch.zeros_like(log_p)  # d(sum of the pairs' JS) / d log p, filled on the way
+        for i in range(states):
+            for j in range(i + 1, states):
+                log_m = ((p[:, i] + p[:, j]) * 0.5).clamp_min(tiny).log()  # [B, N]
+                grad_log_p[:, i] += p[:, i] * (log_p[:, i] - log_m)  # p_i log(p_i / m): KL(p_i || m) summed
+                grad_log_p[:, j] += p[:, j] * (log_p[:, j] - log_m)
+        scale = 1.0 / (states * (states - 1) * log_p.shape[0])  # 2 x pairs x B: each JS is half the two KLs
+        ctx.save_for_backward(grad_log_p)
+        ctx.scale = scale
+        return grad_log_p.sum() * scale
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (grad_log_p,) = ctx.saved_tensors
+        return grad_log_p * (grad * ctx.scale)
+
+
 def _diversity(step_logits: torch.Tensor, pairs: str) -> torch.Tensor:
     log_p = F.log_softmax(step_logits[..., 1:], dim=-1)  # [B, S, N], padding excluded
     p = log_p.exp()
@@ -80,10 +108,7 @@ def _diversity(step_logits: torch.Tensor, pairs: str) -> torch.Tensor:
     if pairs == "js_mean":
         # JS(p_i, p_j) = H(m) - (H(p_i) + H(p_j)) / 2 with m = (p_i + p_j) / 2: bounded by log 2, so the
         # diversity cannot outgrow the recommendation loss.
-        i, j = torch.ones(states, states, dtype=torch.bool, device=p.device).triu(1).nonzero().unbind(1)
-        mixture = (p[:, i] + p[:, j]) / 2  # [B, pairs, N]
-        mixture_neg_entropy = torch.special.xlogy(mixture, mixture).sum(-1)  # [B, pairs]
-        return ((neg_entropy[:, i] + neg_entropy[:, j]) / 2 - mixture_neg_entropy).mean()
+        return _MeanJensenShannon.apply(log_p)
     raise ValueError(f"kl_pairs must be 'ordered_mean', 'unordered_sum' or 'js_mean', got {pairs!r}")
 
 
@@ -97,15 +122,18 @@ def erl_loss(
     chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Ensemble Reasoning Learning: CE of the mean state minus kl_weight x the steps' KL diversity."""
-    recommendation = state_cross_entropy(states.mean(dim=1), item_table, target, temperature, chunk_size)
     if kl_weight == 0:
+        recommendation = state_cross_entropy(states.mean(dim=1), item_table, target, temperature, chunk_size)
         return recommendation, {"ce": recommendation.detach()}
     if chunk_size is not None and chunk_size < item_table.shape[0] - 1:
         raise ValueError(
             "ERL's KL diversity needs every step's full item distribution; with a chunked loss set "
             "erl_kl_weight 0, or leave loss_chunk_size unset"
         )
-    diversity = kl_diversity(item_logits(states, item_table) / temperature, kl_pairs)
+    step_logits = item_logits(states, item_table)  # [B, S, N + 1]
+    # Scores are linear in the state, so the mean state's logits are the mean of the steps' (one product less).
+    recommendation = cross_entropy(step_logits.mean(dim=1), target, temperature)
+    diversity = kl_diversity(step_logits / temperature, kl_pairs)
     loss = recommendation - kl_weight * diversity
     return loss, {"ce": recommendation.detach(), "kl": diversity.detach()}
 

@@ -110,7 +110,7 @@ def test_kl_diversity_stays_fp32_under_bf16_autocast(pairs):
         mixed = kl_diversity(logits, pairs)
     assert mixed.dtype == torch.float32 and torch.allclose(mixed, exact, rtol=1e-5)
     rounded = _diversity(logits.bfloat16(), pairs)  # what computing it in bf16 would cost
-    assert abs(rounded.float() - exact) > 0.01 * exact
+    assert abs(rounded.float() - exact) > 0.002 * exact  # JS sums p log(p / m): less cancellation, still off
 
 
 def test_ordered_kl_detaches_the_log_side():
@@ -322,3 +322,24 @@ def test_cosine_scoring_normalises_states_and_items_and_ignores_item_norms(metho
 def test_score_similarity_typo_is_a_clear_error():
     with pytest.raises(ConfigError, match="score_similarity"):
         tiny_config(score_similarity="cos")
+
+
+@pytest.mark.parametrize("states", [2, 3, 4])
+def test_js_diversity_closed_form_gradient_matches_autograd_of_the_definition(states):
+    """The written-out JS (value and gradient) against autograd through H(m) - (H(p_i) + H(p_j)) / 2."""
+    torch.manual_seed(states)
+    logits = (torch.randn(5, states, 41, dtype=torch.double) * 3).requires_grad_()
+
+    def definition(z):
+        log_p = torch.log_softmax(z[..., 1:], dim=-1)
+        p = log_p.exp()
+        neg_entropy = (p * log_p).sum(-1)
+        i, j = torch.ones(states, states, dtype=torch.bool).triu(1).nonzero().unbind(1)
+        mixture = (p[:, i] + p[:, j]) / 2
+        return ((neg_entropy[:, i] + neg_entropy[:, j]) / 2 - torch.special.xlogy(mixture, mixture).sum(-1)).mean()
+
+    ours = _diversity(logits, "js_mean")
+    (grad,) = torch.autograd.grad(ours, logits)
+    (expected_grad,) = torch.autograd.grad(definition(logits), logits)
+    assert torch.allclose(ours, definition(logits), atol=1e-12)
+    assert torch.allclose(grad, expected_grad, atol=1e-12)
