@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .data import SplitData
-from .metrics import DEFAULT_CUTOFFS, metric_keys, metric_means, random_ranking_metrics
+from .metrics import DEFAULT_CUTOFFS, metric_means, random_ranking_metrics, shared_metric_keys
 from .ranking import DEFAULT_MEMORY_BYTES, chunked_target_ranks, item_chunk_size
 from .tables import markdown_table
 
@@ -168,6 +168,6 @@ def add_cold_start_groups(
 
 def format_table(results: dict[str, dict[str, float]], cutoffs=DEFAULT_CUTOFFS) -> str:
     """Markdown table: one row per named result, one column per metric (4 decimals)."""
-    keys = metric_keys(cutoffs)
+    keys = shared_metric_keys(results.values(), cutoffs)
     rows = ([name, *(f"{metrics[k]:.4f}" for k in keys)] for name, metrics in results.items())
     return markdown_table(["model", *keys], rows, "l" + "r" * len(keys))

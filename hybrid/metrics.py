@@ -6,9 +6,11 @@ a model that gives every item the same score ranks every target last and scores 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 import torch
 
-DEFAULT_CUTOFFS = (5, 10, 20)
+DEFAULT_CUTOFFS = (5, 10, 20, 50)  # 50: the cut-off of the text-based SeqRec tables (UniSRec, VQ-Rec)
 METRIC_NAMES = ("recall", "ndcg", "mrr")
 
 
@@ -40,6 +42,13 @@ def metric_means(ranks: torch.Tensor, cutoffs=DEFAULT_CUTOFFS) -> dict[str, floa
 
 def metric_keys(cutoffs=DEFAULT_CUTOFFS) -> list[str]:
     return [f"{name}@{k}" for name in METRIC_NAMES for k in cutoffs]
+
+
+def shared_metric_keys(results: Iterable[Mapping[str, float]], cutoffs=DEFAULT_CUTOFFS) -> list[str]:
+    """The standard metric keys that every result has, in standard order: runs saved before a cut-off joined
+    the standard ones (50 did) are still summarised and compared, on the cut-offs they share."""
+    results = list(results)
+    return [key for key in metric_keys(cutoffs) if all(key in result for result in results)]
 
 
 def random_ranking_metrics(num_candidates: int, cutoffs=DEFAULT_CUTOFFS) -> dict[str, float]:

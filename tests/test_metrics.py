@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from hybrid_rearec.hybrid.metrics import metric_means, metrics_from_ranks, target_ranks
+from hybrid_rearec.hybrid.metrics import metric_keys, metric_means, metrics_from_ranks, shared_metric_keys, target_ranks
 
 
 def test_ranks_count_ties_against_the_target():
@@ -18,10 +18,10 @@ def test_ranks_count_ties_against_the_target():
 
 
 def test_constant_score_model_scores_zero():
-    num_items = 30
+    num_items = 80  # more than the largest cut-off (50)
     scores = torch.zeros(5, num_items + 1)
     scores[:, 0] = float("-inf")  # padding
-    ranks = target_ranks(scores, torch.tensor([1, 7, 12, 29, 30]))
+    ranks = target_ranks(scores, torch.tensor([1, 7, 12, 29, 80]))
     assert ranks.tolist() == [num_items - 1] * 5
     assert all(value == 0.0 for value in metric_means(ranks).values())
 
@@ -57,3 +57,10 @@ def test_random_ranking_metrics_are_the_chance_level():
     assert random_ranking_metrics(3)["recall@5"] == pytest.approx(1.0)  # fewer candidates than the cut-off
     with pytest.raises(ValueError, match="num_candidates"):
         random_ranking_metrics(0)
+
+
+def test_runs_saved_before_a_cutoff_joined_are_compared_on_the_shared_ones():
+    new = metric_means(torch.tensor([0, 3, 60]))
+    old = {key: value for key, value in new.items() if not key.endswith("@50")}  # a run saved before 50 joined
+    assert "ndcg@50" in new and shared_metric_keys([new]) == metric_keys()
+    assert shared_metric_keys([new, old]) == metric_keys((5, 10, 20))

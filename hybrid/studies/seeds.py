@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import DataError
-from ..metrics import metric_keys
+from ..metrics import shared_metric_keys
 from ..seed_runs import finished_seed_runs
 from ..tables import markdown_table
 from .paths import TRAIN_SCRIPT
@@ -64,7 +64,7 @@ def group_metrics(metrics: dict[str, dict]) -> dict[str, GroupRuns]:
 
 def runs_table(metrics: dict[str, dict]) -> str:
     """One row per seed run (best epoch, validation NDCG@10, test metrics), then their mean ± std."""
-    keys = metric_keys()
+    keys = shared_metric_keys(r["test"]["metrics"] for r in metrics.values())
     rows = [
         [name, str(result["best_epoch"]), f"{result['valid']['metrics']['ndcg@10']:.4f}",
          *(f"{result['test']['metrics'][k]:.4f}" for k in keys)]
@@ -92,7 +92,7 @@ def groups_table(groups: dict[str, GroupRuns], random_ranking: dict[str, dict[st
 
 def summary_json(metrics: dict[str, dict], groups: dict[str, GroupRuns]) -> dict:
     """The summary's figures: every run, the means, and the target groups."""
-    keys = metric_keys()
+    keys = shared_metric_keys(r["test"]["metrics"] for r in metrics.values())
     return {
         "runs": {
             name: {"best_epoch": r["best_epoch"], "valid": r["valid"]["metrics"], "test": r["test"]["metrics"]}
