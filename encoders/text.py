@@ -54,16 +54,26 @@ def text_cache_key(model_name_or_path: str, revision: str | None, texts: Sequenc
     return digest.hexdigest()[:24]
 
 
-def sentence_transformer_encode(
-    texts: Sequence[str], model_name_or_path: str, revision: str | None, batch_size: int, progress: bool
-) -> torch.Tensor:
-    """Encode with sentence-transformers on the best available device: [N] texts -> [N, T] float32 (CPU)."""
+def load_sentence_transformer(model_name_or_path: str, revision: str | None):
+    """The sentence-transformers model, on the best available device."""
     from sentence_transformers import SentenceTransformer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = SentenceTransformer(resolve_text_model(model_name_or_path), revision=revision, device=device)
+    return SentenceTransformer(resolve_text_model(model_name_or_path), revision=revision, device=device)
+
+
+def sentence_transformer_encode(
+    texts: Sequence[str],
+    model_name_or_path: str,
+    revision: str | None,
+    batch_size: int,
+    progress: bool,
+    model=None,  # a SentenceTransformer already loaded (else loaded here)
+) -> torch.Tensor:
+    """Encode with sentence-transformers on the best available device: [N] texts -> [N, T] float32 (CPU)."""
+    model = model or load_sentence_transformer(model_name_or_path, revision)
     vectors = model.encode(
-        list(texts), batch_size=batch_size, show_progress_bar=progress, convert_to_tensor=True, device=device
+        list(texts), batch_size=batch_size, show_progress_bar=progress, convert_to_tensor=True, device=model.device
     )
     return vectors.float().cpu()
 
@@ -172,6 +182,7 @@ class TextItemEncoder(ItemEncoder):
     ):
         super().__init__()
         self.text_model, self.text_revision = text_model, text_revision
+        self._loaded: dict = {}  # the sentence-transformers model, once add_items_by_text needed it
         if text_vectors.ndim != 2 or text_vectors.shape[0] < 1:
             raise ValueError(f"text_vectors must be [N, T] with N >= 1, got {tuple(text_vectors.shape)}")
         self.num_items, self.dim = text_vectors.shape[0], dim
@@ -212,7 +223,17 @@ class TextItemEncoder(ItemEncoder):
             raise ValueError("this text encoder does not know its text model: build it with text_model=...")
         if not all(str(text).strip() for text in texts):
             raise ValueError("every new item needs a non-empty text: its text is all the model knows of it")
-        self.add_items(load_or_encode_texts(list(texts), self.text_model, self.text_revision, progress=False))
+        vectors = load_or_encode_texts(
+            list(texts), self.text_model, self.text_revision, progress=False, encode=self.encode_new_texts
+        )
+        self.add_items(vectors)
+
+    def encode_new_texts(self, texts: Sequence[str], name: str, revision: str | None, batch_size: int, progress: bool):
+        """``sentence_transformer_encode`` with the text model loaded on first use and kept for the next items;
+        kept in a plain dict, not as a submodule: it is referenced by name, never part of the weights."""
+        if "model" not in self._loaded:
+            self._loaded["model"] = load_sentence_transformer(name, revision)
+        return sentence_transformer_encode(texts, name, revision, batch_size, progress, model=self._loaded["model"])
 
     def save_files(self, folder: Path) -> None:
         """The frozen vectors of items 1..N: a loaded model scores with exactly the vectors it was trained on."""

@@ -25,7 +25,7 @@ from ..reasoning.rearec import ReasoningHead, ReasoningLoop, aggregate
 from .config import ModelConfig
 from .errors import ConfigError, DataError
 from .hub import model_card
-from .pretrained import ModelFileError, load_folder, save_folder
+from .pretrained import HUB_ARGUMENTS, load_folder, model_folder_or_download, save_folder
 from .recommend import ItemCatalogue, Recommendation, recommend
 
 
@@ -417,29 +417,26 @@ class HybridRecommender(
         pretrained_model_name_or_path: str | Path,
         *,
         revision: str | None = None,
-        token: str | bool | None = None,
         cache_dir: str | Path | None = None,
+        force_download: bool = False,
+        token: str | bool | None = None,
         local_files_only: bool = False,
+        map_location: str | torch.device = "cpu",
         **kwargs,
     ) -> HybridRecommender:
-        """Load a folder written by ``save_pretrained``, or download a Hub repo holding one. Strict: a missing or
-        unexpected weight is an error."""
+        """Load a folder written by ``save_pretrained``, or download a Hub repo holding one (the download
+        arguments mean what they mean in huggingface_hub; a local folder needs none). ``map_location``: the
+        device the tensors are loaded onto. Strict: a missing or unexpected weight is an error."""
         if kwargs:
-            raise TypeError(f"unexpected arguments {sorted(kwargs)}")
-        folder = Path(pretrained_model_name_or_path)
-        if not folder.is_dir():
-            from huggingface_hub import snapshot_download
-
-            name = str(pretrained_model_name_or_path)
-            try:
-                folder = Path(
-                    snapshot_download(
-                        name, revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only
-                    )
-                )
-            except Exception as error:  # offline, unknown repo, no access: one clear message
-                raise ModelFileError(
-                    f"{name!r} is neither a local folder nor a Hub repo that could be downloaded "
-                    f"({type(error).__name__}: {error}). Check the path, the repo id, your network and HF_TOKEN."
-                ) from None
-        return load_folder(cls, folder)
+            raise TypeError(
+                f"unexpected argument(s) {sorted(kwargs)}; from_pretrained takes {', '.join(HUB_ARGUMENTS)}"
+            )
+        folder = model_folder_or_download(
+            pretrained_model_name_or_path,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            token=token,
+            local_files_only=local_files_only,
+        )
+        return load_folder(cls, folder).to(map_location)

@@ -128,6 +128,27 @@ def read_config(folder: Path) -> tuple[ModelConfig, dict]:
     return config, raw
 
 
+HUB_ARGUMENTS = ("revision", "cache_dir", "force_download", "token", "local_files_only", "map_location")
+
+
+def model_folder_or_download(name_or_path: str | Path, **download) -> Path:
+    """A local folder as it is, else a Hub repo downloaded with huggingface_hub's ``snapshot_download``
+    (``download``: its revision, cache_dir, force_download, token, local_files_only)."""
+    folder = Path(name_or_path)
+    if folder.is_dir():
+        return folder
+    import huggingface_hub
+
+    name = str(name_or_path)
+    try:
+        return Path(huggingface_hub.snapshot_download(name, **download))
+    except Exception as error:  # offline, unknown repo, no access: one clear message
+        raise ModelFileError(
+            f"{name!r} is neither a local folder nor a Hub repo that could be downloaded "
+            f"({type(error).__name__}: {error}). Check the path, the repo id, your network and HF_TOKEN."
+        ) from None
+
+
 def load_folder(cls: type[torch.nn.Module], folder: str | Path) -> torch.nn.Module:
     """Rebuild a model of class ``cls`` (``HybridRecommender``) saved by :func:`save_folder`, strictly; in eval
     mode."""

@@ -254,3 +254,57 @@ def test_id_only_model_refuses_new_items(tmp_path, sequential_csv):
     with pytest.raises(ConfigError, match="ID-only model.*'text', 'hybrid' or 'lm_lora'"):
         model.add_items(["A new film"])
     assert model.num_items == 30 and len(model.catalogue) == 30
+
+
+def tiny_saved(folder: Path, item_encoder: str = "id"):
+    from tests.tester import RecommenderTester
+
+    model = RecommenderTester(item_encoder).model().eval()
+    model.save_pretrained(folder)
+    return model
+
+
+def test_from_pretrained_takes_the_hub_arguments_users_pass_by_habit(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    model = tiny_saved(tmp_path / "model")
+    habit = dict(revision="main", cache_dir=tmp_path / "cache", force_download=False, token=None)
+    local = HybridRecommender.from_pretrained(tmp_path / "model", local_files_only=True, map_location="cpu", **habit)
+    assert local.catalogue.item_ids == model.catalogue.item_ids
+    on_meta = HybridRecommender.from_pretrained(tmp_path / "model", map_location="meta")  # the device to load onto
+    assert {p.device.type for p in on_meta.parameters()} == {"meta"}
+    assert {b.device.type for b in on_meta.buffers()} <= {"meta"}
+
+    asked = {}
+
+    def snapshot_download(repo_id, **kwargs):  # the Hub's side: every argument reaches the download
+        asked.update(kwargs, repo_id=repo_id)
+        return str(tmp_path / "model")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    hub = dict(habit, force_download=True, token="hf_x", local_files_only=False)
+    HybridRecommender.from_pretrained("me/tiny", **hub)
+    assert asked == {**hub, "repo_id": "me/tiny"}
+    with pytest.raises(TypeError, match=r"unexpected argument\(s\) \['revison'\].*revision"):
+        HybridRecommender.from_pretrained(tmp_path / "model", revison="main")
+
+
+def test_add_items_loads_the_text_model_once_and_never_saves_it(tmp_path, monkeypatch):
+    import sentence_transformers
+
+    model = tiny_saved(tmp_path / "model", "text")
+    keys = set(model.state_dict())
+    loads = []
+
+    class Counting(sentence_transformers.SentenceTransformer):
+        def __init__(self, *args, **kwargs):
+            loads.append(args)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", Counting)
+    model.add_items(["a film about deserts"])
+    model.add_items(["a film about glaciers"], ["ice"])
+    assert len(loads) == 1 and model.num_items == 13
+    assert set(model.state_dict()) == keys  # the text model is kept on the side, not as weights
+    model.save_pretrained(tmp_path / "grown")
+    assert HybridRecommender.from_pretrained(tmp_path / "grown").catalogue.item_ids[-1] == "ice"
