@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Stage 1 of benchmarks/quality/scientific.md: one seed (2020) of every validation candidate, in the order of
+# the rules there. Resumable: finished candidates are skipped, an interrupted one resumes from its checkpoint.
+# Usage (from the repository root, in the background): bash benchmarks/quality/scientific_grid.sh STAGE
+set -euo pipefail
+stage=${1:-id}
+run() {  # run NAME PRESET [overrides...]
+  local name=$1 preset=$2
+  shift 2
+  python scripts/seeds.py --config "configs/scientific_$preset.json" --seeds 2020 --output "runs/scientific/$name" \
+    -- --num_threads 1 "$@"
+}
+case $stage in
+  id)  # rule 1: dropout of the ID backbone
+    run sasrec-drop0.5 sasrec --hidden_dropout 0.5 --attention_dropout 0.5
+    run sasrec-drop0.2 sasrec --hidden_dropout 0.2 --attention_dropout 0.2
+    run bert4rec-drop0.5 bert4rec --hidden_dropout 0.5 --attention_dropout 0.5
+    run bert4rec-drop0.2 bert4rec --hidden_dropout 0.2 --attention_dropout 0.2
+    ;;
+  text)  # rule 3: scoring of the frozen-text backbone, then its adaptor
+    run text-dot text_sasrec --score_similarity dot --temperature 1.0
+    run text-cosine0.07 text_sasrec --score_similarity cosine --temperature 0.07
+    ;;
+  *) echo "unknown stage $stage (id, text)"; exit 2 ;;
+esac
