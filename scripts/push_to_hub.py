@@ -1,19 +1,21 @@
 """Publish a trained model: `python scripts/push_to_hub.py RUN_DIR REPO_ID [--private]`.
 
 Uploads RUN_DIR/model (the folder `save_pretrained` wrote at the end of training: weights, catalogue, model
-card, adapter) as it is; RUN_DIR may also be such a folder itself. Uses the token stored by `hf auth login`,
-or HF_TOKEN; without one, or without network, it stops with a clear message before uploading anything.
+card, adapter) as it is, its card naming REPO_ID; RUN_DIR may also be such a folder itself. Uses the token
+stored by `hf auth login`, or HF_TOKEN; without one, or without network, it stops with a clear message before
+uploading anything.
 """
 
 import argparse
 import sys
 
+from hybrid_rearec.hybrid.hub import card_for_repo
 from hybrid_rearec.hybrid.pretrained import ModelFileError, read_config
 from hybrid_rearec.hybrid.run_folder import model_folder
 
 
 def push(run_dir: str, repo_id: str, private: bool = False, token: str | None = None) -> str:
-    from huggingface_hub import HfApi
+    from huggingface_hub import CommitOperationAdd, HfApi
     from huggingface_hub.utils import get_token
 
     folder = model_folder(run_dir)
@@ -23,10 +25,14 @@ def push(run_dir: str, repo_id: str, private: bool = False, token: str | None = 
         raise PermissionError("no Hugging Face token: run `hf auth login` or set HF_TOKEN, then try again.")
     api = HfApi(token=token)
     repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    commit = api.upload_folder(
-        repo_id=repo.repo_id, folder_path=str(folder), repo_type="model", commit_message="Upload hybrid-rearec model"
-    )
-    return str(commit)
+    # The folder as saved, but its card names the repo (the saved card holds a placeholder for it).
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() != "README.md")
+    operations = [CommitOperationAdd(p.relative_to(folder).as_posix(), str(p)) for p in files]
+    if (folder / "README.md").exists():
+        card = card_for_repo((folder / "README.md").read_text(encoding="utf-8"), repo.repo_id)
+        operations.append(CommitOperationAdd("README.md", card.encode("utf-8")))
+    commit = api.create_commit(repo.repo_id, operations, commit_message="Upload hybrid-rearec model")
+    return str(commit.commit_url)
 
 
 def main() -> int:

@@ -13,6 +13,7 @@ from hybrid_rearec.hybrid.analysis import load_run
 from hybrid_rearec.hybrid.config import DataConfig, ModelConfig, TrainConfig
 from hybrid_rearec.hybrid.data import load_dataset
 from hybrid_rearec.hybrid.errors import ConfigError
+from hybrid_rearec.hybrid.hub import card_for_repo
 from hybrid_rearec.hybrid.model import HybridRecommender
 from hybrid_rearec.hybrid.pretrained import ModelFileError
 from hybrid_rearec.hybrid.train import train
@@ -202,7 +203,10 @@ def test_push_to_hub_uploads_exactly_the_saved_folder(tmp_path, sequential_csv, 
     finally:
         huggingface_hub.set_client_factory(huggingface_hub.utils._http.default_client_factory)
     assert "commit" in url
-    assert uploaded == snapshot(run / "model")  # every file of the saved folder, byte for byte, nothing else
+    saved = snapshot(run / "model")
+    card = saved.pop("README.md").decode()
+    assert uploaded.pop("README.md").decode() == card_for_repo(card, "me/tiny") != card  # the card names the repo
+    assert uploaded == saved  # every other file of the saved folder, byte for byte, nothing else
     created = [r for r in requests if r[1].endswith("/api/repos/create")]
     assert created and all(r[2] == "Bearer hf_test" for r in created)
 
