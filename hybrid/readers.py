@@ -6,6 +6,7 @@ and ratings as floats. Errors name the file, the problem and the setting that fi
 
 from __future__ import annotations
 
+import csv
 import os
 import string
 from dataclasses import dataclass, field
@@ -63,26 +64,42 @@ def _load_table(path: Path, kind: str, **options) -> pd.DataFrame:
     return table.to_pandas()
 
 
-def _read_delimited(path: Path, delimiter: str) -> pd.DataFrame:
-    """A delimited text file with a header row, every column read as strings."""
-    import datasets
+def _header(path: Path, delimiter: str, quoted: bool) -> list[str]:
+    """The header row's column names (unquoted the RFC 4180 way for quoted formats)."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        if not quoted:
+            return handle.readline().rstrip("\r\n").split(delimiter)
+        return next(csv.reader(handle, delimiter=delimiter), [])
 
+
+def _read_delimited(path: Path, delimiter: str, quoted: bool = False) -> pd.DataFrame:
+    """A delimited text file with a header row, every column read as strings. ``quoted``: the standard CSV
+    dialect (RFC 4180: a field holding the delimiter, a quote or a newline is quoted, quotes doubled), as pandas,
+    spreadsheets and Python's csv module write it. RecBole atomic and ReChorus files are tab-separated without
+    quoting, so a quote character there is text ('"Weird Al" Yankovic')."""
     if not path.exists():
         raise DataError(f"data file {str(path)!r} does not exist; check the --dataset / --item_file path.")
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        header = handle.readline().rstrip("\r\n").split(delimiter)
+    if path.stat().st_size == 0:
+        raise DataError(f"{str(path)!r} is empty; it needs a header row naming the columns, then one row per line.")
+    header = _header(path, delimiter, quoted)
     if len(header) == 1:
         for other in ("\t", ",", ";", "|"):
             if other != delimiter and other in header[0]:
                 raise DataError(
                     f"{str(path)!r} has a single column {header[0]!r}: it looks delimited by {other!r}, "
-                    f"not {delimiter!r}. Set --delimiter accordingly."
+                    f"not {delimiter!r}. Set --delimiter accordingly (a tab: --delimiter tab)."
                 )
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates:
         raise DataError(f"{str(path)!r} repeats the header column(s) {duplicates}; give every column a unique name.")
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        if sum(1 for line in handle if line.strip()) < 2:
+            raise DataError(f"{str(path)!r} has a header row ({header}) but no rows of data.")
+    import datasets
+
     features = datasets.Features({name: datasets.Value("string") for name in header})
-    return _load_table(path, "csv", delimiter=delimiter, features=features, quoting=3, keep_default_na=False)
+    quoting = csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE
+    return _load_table(path, "csv", delimiter=delimiter, features=features, quoting=quoting, keep_default_na=False)
 
 
 def _require(frame: pd.DataFrame, column: str, path: Path, setting: str) -> pd.Series:
@@ -296,7 +313,7 @@ def read_table(config: DataConfig) -> RawInteractions:
     if config.data_format == "parquet":
         frame = _load_table(path, "parquet")
     else:
-        frame = _read_delimited(path, config.delimiter or ",")
+        frame = _read_delimited(path, config.delimiter or ",", quoted=True)
     raw = _interactions(
         frame, path, config, config.user_column, config.item_column, config.time_column, config.rating_column
     )
@@ -305,7 +322,7 @@ def read_table(config: DataConfig) -> RawInteractions:
         items = (
             _load_table(item_path, "parquet")
             if item_path.suffix == ".parquet"
-            else _read_delimited(item_path, config.delimiter or ",")
+            else _read_delimited(item_path, config.delimiter or ",", quoted=True)
         )
         _require(items, config.item_column, item_path, "item_column")
         raw.item_texts = _item_texts(items, config.item_column, config)

@@ -129,3 +129,45 @@ def test_item_text_template_fills_configured_fields():
         read_interactions(DataConfig(item_text_template="{movie_title}: {plot}"))
     with pytest.raises(DataError, match=r"not a valid template.*\{\{"):
         read_interactions(DataConfig(item_text_template="{movie_title"))
+
+
+def write_rows(path, rows, quoting):
+    """A CSV written the standard way (Python's csv module, RFC 4180 quoting)."""
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, quoting=quoting).writerows(rows)
+
+
+@pytest.mark.parametrize("quoting", ["minimal", "all"])
+def test_standard_quoted_csv_reads_fields_with_commas_and_quotes(tmp_path, quoting):
+    import csv
+
+    mode = {"minimal": csv.QUOTE_MINIMAL, "all": csv.QUOTE_ALL}[quoting]
+    interactions = [["user_id", "item_id", "timestamp"], ["u1", "B01", "1"], ["u1", "B02", "2"], ["u2", "B01", "3"]]
+    items = [
+        ["item_id", "title"],
+        ["B01", 'Glue, waterproof, 8 oz "Gorilla"'],
+        ["B02", "Sandpaper, 80 grit"],
+    ]
+    write_rows(tmp_path / "inter.csv", interactions, mode)
+    write_rows(tmp_path / "items.csv", items, mode)
+    config = DataConfig(dataset=str(tmp_path / "inter.csv"), data_format="csv", item_file=str(tmp_path / "items.csv"))
+    raw = read_interactions(config)
+    assert raw.users.tolist() == ["u1", "u1", "u2"] and raw.items.tolist() == ["B01", "B02", "B01"]
+    assert raw.item_texts == {"B01": 'Glue, waterproof, 8 oz "Gorilla"', "B02": "Sandpaper, 80 grit"}
+
+
+def test_recbole_atomic_text_keeps_its_quote_characters(tmp_path):
+    (tmp_path / "x.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\nu\t1\t1\nu\t2\t2\n")
+    (tmp_path / "x.item").write_text('item_id:token\ttitle:token_seq\n1\t"Weird Al" Yankovic, Live\n2\tA\n')
+    raw = read_interactions(DataConfig(dataset=str(tmp_path), data_format="recbole"))
+    assert '"Weird Al" Yankovic, Live' in raw.item_texts["1"]
+
+
+@pytest.mark.parametrize("content, problem", [("", "is empty"), ("user_id,item_id,timestamp\n", "no rows")])
+def test_empty_and_header_only_files_are_explained(tmp_path, content, problem):
+    path = tmp_path / "x.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=problem):
+        read_interactions(DataConfig(dataset=str(path), data_format="csv"))
