@@ -54,6 +54,7 @@ from hybrid_rearec.hybrid.evaluate import evaluate
 from hybrid_rearec.hybrid.model import HybridRecommender
 
 run = sys.argv[1]
+torch.set_num_threads(int(sys.argv[2]))  # the parent's: a matmul's rounding depends on how it is split
 model = HybridRecommender.from_pretrained(run + "/model")
 data = DataConfig(**json.load(open(run + "/config.json"))["data"])
 test = load_dataset(data).test
@@ -69,7 +70,11 @@ print(json.dumps(result.metrics))
 def test_save_and_load_in_a_fresh_process_gives_identical_metrics_and_scores(tmp_path, sequential_csv, item_encoder):
     run = train_tiny(tmp_path, sequential_csv, item_encoder)
     done = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS, str(run)], capture_output=True, text=True, cwd=ROOT, timeout=300
+        [sys.executable, "-c", FRESH_PROCESS, str(run), str(torch.get_num_threads())],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     fresh = load_file(run / "fresh.safetensors")
