@@ -104,3 +104,12 @@ def test_one_pass_suite_times_both_layouts_and_writes_the_checked_schema(tmp_pat
     one_pass.write_report(BenchmarkConfig(output_dir=tmp_path), figures, 1, accelerator, "one_pass")
     assert json.loads((tmp_path / "one_pass.json").read_text()) == figures
     assert "| ml-100k | sasrec | 2.0 | 0.5 | 4.0x |" in (tmp_path / "one_pass.md").read_text()
+
+
+def test_one_pass_suite_reads_each_dataset_with_its_own_presets():
+    from hybrid_rearec.hybrid.studies import one_pass
+
+    scientific = one_pass.preset_data(one_pass.DATASETS["amazon-scientific"]["sasrec"])
+    assert scientific.data_format == "recbole_split" and Path(scientific.dataset).is_absolute()
+    assert one_pass.preset_data(one_pass.PRESETS["sasrec"]).dataset == "ml-100k"
+    assert "ml-100k" in one_pass.available_datasets()  # Scientific only where its files are

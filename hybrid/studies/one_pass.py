@@ -1,7 +1,8 @@
 """The one-pass suite: seconds per training epoch of the prefix layout (a row per training target, the loss at
 its last position) against the one-pass layout (``loss_positions='all'``: windows of a user's items, the loss
 and every reasoning step at every position in one pass), side by side in interleaved rounds, for the SASRec,
-ReaRec-ERL and ReaRec-PRL presets (K = 2) on MovieLens-100k. Writes OUTPUT/one_pass.json as
+ReaRec-ERL and ReaRec-PRL presets (K = 2) on MovieLens-100k and, where its files are present, on Amazon
+Scientific (``../shared/data/amazon-scientific``, its own presets). Writes OUTPUT/one_pass.json as
 ``{dataset: {model: {prefix_s_per_epoch, one_pass_s_per_epoch, ratio}}}`` and OUTPUT/one_pass.md."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -28,6 +30,14 @@ PRESETS = {
     "rearec-erl": "configs/rearec_erl_ml100k.json",
     "rearec-prl": "configs/rearec_prl_ml100k.json",
 }
+DATASETS = {
+    "ml-100k": PRESETS,
+    "amazon-scientific": {
+        "sasrec": "configs/scientific_sasrec.json",
+        "rearec-erl": "configs/scientific_rearec_erl.json",
+        "rearec-prl": "configs/scientific_rearec_prl.json",
+    },
+}
 EXPLANATION = (
     "Both layouts train the same targets per epoch with the same number of optimizer steps (one-pass windows "
     "are packed into batches of at most batch_size targets). The prefix layout encodes a user with n targets "
@@ -37,12 +47,29 @@ EXPLANATION = (
 )
 
 
+def _fields(values: dict, config_class: type) -> dict:
+    return {k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(config_class)}}
+
+
 def preset_configs(path: str) -> tuple[ModelConfig, TrainConfig]:
-    """A preset's model config and training config (its other keys: data settings, unused here)."""
+    """A preset's model config and training config (its data settings: see :func:`preset_data`)."""
     values = load_preset(REPO_ROOT / path)
-    model = {k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(ModelConfig)}}
-    train = {k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
-    return ModelConfig(**model), TrainConfig(**(train | {"report_to": "none", "progress": False}))
+    train = _fields(values, TrainConfig) | {"report_to": "none", "progress": False}
+    return ModelConfig(**_fields(values, ModelConfig)), TrainConfig(**train)
+
+
+def preset_data(path: str) -> DataConfig:
+    """A preset's data config; a relative dataset path is read from the repository root."""
+    data = DataConfig(**_fields(load_preset(REPO_ROOT / path), DataConfig))
+    if data.data_format == "recbole_split" and not Path(data.dataset).is_absolute():
+        data = dataclasses.replace(data, dataset=str((REPO_ROOT / data.dataset).resolve()))
+    return data
+
+
+def available_datasets() -> dict[str, dict[str, str]]:
+    """The datasets whose files are here: MovieLens-100k always (it ships with recbole), Scientific if present."""
+    return {name: presets for name, presets in DATASETS.items() if Path(preset_data(presets["sasrec"]).dataset).exists()
+            or name == "ml-100k"}  # fmt: skip
 
 
 def epoch_function(dataset: RecDataset, path: str, layout: str, accelerator: Accelerator) -> Callable[[int], None]:
@@ -51,7 +78,7 @@ def epoch_function(dataset: RecDataset, path: str, layout: str, accelerator: Acc
     model_config, train_config = preset_configs(path)
     model_config = dataclasses.replace(model_config, loss_positions="all" if layout == "one_pass" else "last")
     torch.manual_seed(0)
-    max_history = DataConfig().max_history
+    max_history = preset_data(path).max_history
     model = HybridRecommender(model_config, dataset.num_items, max_history)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.learning_rate)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -87,24 +114,26 @@ def run(config: BenchmarkConfig, rounds: int = 2, mixed_precision: str = "no", n
     mixed_precision='bf16'."""
     torch.set_num_threads(config.threads)
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision)
-    dataset = load_dataset(DataConfig())  # MovieLens-100k, max_history 50, as every preset
-    functions = {
-        (model, layout): epoch_function(dataset, path, layout, accelerator)
-        for model, path in PRESETS.items()
-        for layout in ("prefix", "one_pass")
-    }
     synchronize = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    seconds = epoch_seconds({f"{m}/{layout}": f for (m, layout), f in functions.items()}, rounds, synchronize)
-    figures = {
-        model: {
-            "prefix_s_per_epoch": seconds[f"{model}/prefix"],
-            "one_pass_s_per_epoch": seconds[f"{model}/one_pass"],
-            "ratio": seconds[f"{model}/prefix"] / seconds[f"{model}/one_pass"],
+    figures = {}
+    for dataset_name, presets in available_datasets().items():
+        dataset = load_dataset(preset_data(presets["sasrec"]))
+        functions = {
+            f"{model}/{layout}": epoch_function(dataset, path, layout, accelerator)
+            for model, path in presets.items()
+            for layout in ("prefix", "one_pass")
         }
-        for model in PRESETS
-    }
-    write_report(config, {"ml-100k": figures}, rounds, accelerator, name)
-    return {"ml-100k": figures}
+        seconds = epoch_seconds(functions, rounds, synchronize)
+        figures[dataset_name] = {
+            model: {
+                "prefix_s_per_epoch": seconds[f"{model}/prefix"],
+                "one_pass_s_per_epoch": seconds[f"{model}/one_pass"],
+                "ratio": seconds[f"{model}/prefix"] / seconds[f"{model}/one_pass"],
+            }
+            for model in presets
+        }
+    write_report(config, figures, rounds, accelerator, name)
+    return figures
 
 
 def write_report(config: BenchmarkConfig, figures: dict, rounds: int, accelerator: Accelerator, name: str) -> None:
@@ -112,7 +141,7 @@ def write_report(config: BenchmarkConfig, figures: dict, rounds: int, accelerato
     results = header(config.threads)
     device = "GPU " + torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     results["setting"] = (
-        f"One training epoch of each preset in each layout on MovieLens-100k, {device}, precision "
+        f"One training epoch of each preset in each layout on each dataset, {device}, precision "
         f"{accelerator.mixed_precision}, medians of {rounds} interleaved rounds"
     )
     rows = (
