@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The seed runs of benchmarks/quality/one_pass_ml100k.md, one after another (resumable: seeds.py skips finished
+# seeds and resumes an interrupted one from its checkpoint). From the repository root, in the background:
+#   bash benchmarks/quality/one_pass_queue.sh
+set -euo pipefail
+seeds=(2020 2021 2022 2023 2024)
+for preset in sasrec rearec_erl rearec_prl; do
+  name=${preset//_/-}
+  python scripts/seeds.py --config "configs/${preset}_ml100k.json" --seeds "${seeds[@]}" \
+    --output "runs/onepass-$name" -- --num_threads 1 --loss_positions all
+  python scripts/seeds.py --config "configs/${preset}_ml100k.json" --seeds "${seeds[@]}" \
+    --output "runs/prefix-$name" -- --num_threads 1
+done
