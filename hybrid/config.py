@@ -23,6 +23,7 @@ from ..reasoning.config import BackboneConfig, ObjectiveConfig, ReasoningConfig
 
 Split = Literal["leave_one_out", "global_time", "cold_items"]
 DataFormat = Literal["recbole", "recbole_split", "amazon2023", "rechorus", "csv", "parquet"]
+ColdSelection = Literal["newest", "random"]
 SPLITS, FORMATS = typing.get_args(Split), typing.get_args(DataFormat)
 _help = help_field
 
@@ -64,9 +65,21 @@ class DataConfig:
     valid_time: float | None = _help("global_time: targets at or after this timestamp are validation.", None)
     test_time: float | None = _help("global_time: targets at or after this timestamp are test.", None)
     cold_fraction: float = _help(
-        "cold_items: the newest fraction of items (by first appearance) that are cold: all their interactions "
-        "leave the training data; validation/test are leave-one-out over the full histories.",
+        "cold_items: the fraction of the catalogue's items that are cold (chosen by cold_selection): every "
+        "interaction with them leaves the training data (as a target and from histories); validation/test rows "
+        "keep their full histories, and their targets may be cold.",
         0.1,
+    )
+    cold_selection: ColdSelection = _help(
+        "cold_items: how the cold items are chosen: 'newest' (the newest cold_fraction of items by first "
+        "appearance; needs timestamps) or 'random' (a uniform random cold_fraction of the catalogue drawn with "
+        "cold_seed; for data without timestamps, such as data_format 'recbole_split').",
+        "newest",
+    )
+    cold_seed: int = _help(
+        "cold_items with cold_selection 'random': seed of the draw of cold items, independent of the training "
+        "--seed (runs with several training seeds share one cold set).",
+        0,
     )
     cache_dir: str | None = _help(
         "Where processed tensors are cached (default: $HYBRID_REAREC_CACHE or ~/.cache/hybrid-rearec).", None
@@ -74,10 +87,10 @@ class DataConfig:
 
     # Settings that pre-split benchmark files (data_format 'recbole_split') decide themselves, and why.
     PRESPLIT_FIXED: typing.ClassVar[dict[str, str]] = {
-        "split": "the files are already split (leave-one-out), and the published rows are kept exactly",
+        "split": "the files are already split (leave-one-out) and carry no timestamps; only --split cold_items "
+        "(with --cold_selection random) changes their rows, taking the cold items out of the training rows",
         "valid_time": "the files are already split and carry no timestamps",
         "test_time": "the files are already split and carry no timestamps",
-        "cold_fraction": "it belongs to the cold_items split, and the published rows are kept exactly",
         "k_core": "filtering would drop published rows, which are kept exactly",
         "min_rating": "the files carry no ratings",
         "item_file": "texts come from NAME.text and NAME.item2index in the dataset folder",
@@ -96,21 +109,47 @@ class DataConfig:
             raise ConfigError(f"max_history must be >= 1, got {self.max_history}.")
         if self.k_core < 0:
             raise ConfigError(f"k_core must be >= 0 (0 disables it), got {self.k_core}.")
-        if not 0.0 < self.cold_fraction < 1.0:
-            raise ConfigError(f"cold_fraction must be in (0, 1), got {self.cold_fraction}.")
+        if self.data_format == "recbole_split":
+            self._refuse_presplit_options()
+        self._check_cold_options()
         if self.split == "global_time":
             if self.valid_time is None or self.test_time is None:
                 raise ConfigError("split=global_time needs both --valid_time and --test_time (timestamps).")
             if self.valid_time > self.test_time:
                 raise ConfigError(f"valid_time ({self.valid_time}) must be <= test_time ({self.test_time}).")
-        if self.data_format == "recbole_split":
-            self._refuse_presplit_options()
+
+    def _check_cold_options(self) -> None:
+        """The cold_items options: meaningful values only, and never set where nothing reads them."""
+        if not 0.0 < self.cold_fraction < 1.0:
+            raise ConfigError(f"cold_fraction must be in (0, 1), e.g. 0.1; got {self.cold_fraction}.")
+        if self.cold_seed < 0:
+            raise ConfigError(f"cold_seed must be >= 0, got {self.cold_seed}.")
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name in ("cold_fraction", "cold_selection", "cold_seed"):
+            if self.split != "cold_items" and getattr(self, name) != defaults[name]:
+                raise ConfigError(
+                    f"{name}={getattr(self, name)!r} applies to split='cold_items' only, but split={self.split!r}. "
+                    f"Add --split cold_items, or leave --{name} at its default ({defaults[name]!r})."
+                )
+        if self.cold_selection == "newest" and self.cold_seed != defaults["cold_seed"]:
+            raise ConfigError(
+                f"cold_seed={self.cold_seed} seeds cold_selection='random' only ('newest' draws nothing). "
+                "Add --cold_selection random, or leave --cold_seed at 0."
+            )
+        if self.split == "cold_items" and self.cold_selection == "newest" and self.data_format == "recbole_split":
+            raise ConfigError(
+                "cold_selection='newest' picks the newest items by first appearance in time, but "
+                "data_format='recbole_split' files carry no timestamps. Use --cold_selection random (drawn with "
+                "--cold_seed)."
+            )
 
     def _refuse_presplit_options(self) -> None:
         """Pre-split files fix their rows, columns and texts: a setting that would change them is an error,
-        never silently ignored."""
+        never silently ignored (split='cold_items' is the one change: it takes cold items out of training)."""
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         for name, why in self.PRESPLIT_FIXED.items():
+            if name == "split" and self.split == "cold_items":
+                continue
             if getattr(self, name) != defaults[name]:
                 raise ConfigError(
                     f"{name}={getattr(self, name)!r} does not apply to data_format='recbole_split': {why}. "

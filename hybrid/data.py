@@ -9,6 +9,11 @@ most recent ``max_history`` kept, left-padded so the last column is the most rec
 Pre-split benchmark files (``data_format='recbole_split'``, read by ``hybrid.benchmark_files``) skip the
 filtering and splitting: their published rows become the same tensors, each row's full history its past.
 
+The cold_items split (either kind of data) takes every interaction with a cold item out of training (as a
+target and from histories); validation and test rows keep their full histories, and their targets may be
+cold. Cold items are the newest by first appearance, or (``cold_selection='random'``, for data without
+timestamps) a seeded random fraction of the catalogue.
+
 Shape legend: R rows, L max history, P total past items of a split's rows.
 """
 
@@ -187,6 +192,7 @@ class RecDataset:
     item_texts: list[str]  # text of item 1..N, '' where the source has none
     stats: dict
     item_titles: list[str] = field(default_factory=list)  # title of item 1..N for people (default: its text)
+    cold_items: list[int] = field(default_factory=list)  # ids of the items made cold (split 'cold_items')
 
     @property
     def num_items(self) -> int:
@@ -274,6 +280,11 @@ def split_positions(
     return {name: np.flatnonzero(mask) for name, mask in (("train", train), ("valid", valid), ("test", test))}
 
 
+def cold_count(num_items: int, fraction: float) -> int:
+    """Cold items of a ``fraction`` of ``num_items``: at least one, and at least one item left warm."""
+    return min(max(1, round(fraction * num_items)), num_items - 1)
+
+
 def cold_item_mask(items: np.ndarray, times: np.ndarray, fraction: float) -> np.ndarray:
     """[N + 1] bool: the newest ``fraction`` of items 1..N by first appearance (ties: lower id first)."""
     num_items = int(items.max())
@@ -281,16 +292,34 @@ def cold_item_mask(items: np.ndarray, times: np.ndarray, fraction: float) -> np.
     np.minimum.at(first, items, times)
     order = np.lexsort((np.arange(1, num_items + 1), first[1:])) + 1  # oldest first
     cold = np.zeros(num_items + 1, dtype=bool)
-    cold[order[num_items - max(1, round(fraction * num_items)) :]] = True
+    cold[order[num_items - cold_count(num_items, fraction) :]] = True
     return cold
 
 
+def random_cold_mask(num_items: int, fraction: float, seed: int) -> np.ndarray:
+    """[N + 1] bool: a uniform random ``fraction`` of items 1..N drawn from ``seed`` alone (not the training
+    seed). A prefix of one permutation, so for one seed a smaller fraction's items are among a larger one's."""
+    cold = np.zeros(num_items + 1, dtype=bool)
+    cold[np.random.default_rng(seed).permutation(num_items)[: cold_count(num_items, fraction)] + 1] = True
+    return cold
+
+
+def select_cold_items(
+    config: DataConfig, num_items: int, items: np.ndarray | None = None, times: np.ndarray | None = None
+) -> np.ndarray:
+    """[N + 1] bool: the cold items of the cold_items split by ``config.cold_selection`` ('newest' reads the
+    flat ``items`` and their ``times``; the config refuses it for data without timestamps)."""
+    if config.cold_selection == "random":
+        return random_cold_mask(num_items, config.cold_fraction, config.cold_seed)
+    return cold_item_mask(items, times, config.cold_fraction)
+
+
 def training_without_cold_items(
-    items: np.ndarray, users: np.ndarray, times: np.ndarray, positions: dict[str, np.ndarray], fraction: float
+    items: np.ndarray, users: np.ndarray, positions: dict[str, np.ndarray], cold: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Flat (items, users, user starts, target positions) of the training rows of the cold_items split: the
-    interactions before each user's evaluation targets, minus every interaction with a cold item."""
-    keep = ~cold_item_mask(items, times, fraction)[items]
+    interactions before each user's evaluation targets, minus every interaction with a ``cold`` item."""
+    keep = ~cold[items]
     keep[positions["valid"]] = keep[positions["test"]] = False
     # Evaluated users' targets are their last two interactions, so dropping them keeps every row's past intact.
     kept_items, kept_users = items[keep], users[keep]
@@ -298,6 +327,52 @@ def training_without_cold_items(
     starts = np.cumsum(counts) - counts
     index_in_user = np.arange(len(kept_items)) - starts[kept_users]
     return kept_items, kept_users, starts, np.flatnonzero(index_in_user >= 1)
+
+
+def published_without_cold_items(rows: PublishedRows, cold: np.ndarray) -> PublishedRows:
+    """Published training rows minus every interaction with a ``cold`` item: a row whose target is cold is
+    dropped, cold items leave the other rows' histories, and a row left without history is dropped (like an
+    unsplit user's first item, it has nothing to predict from)."""
+    lengths = rows.positions - rows.starts + 1  # history + target of each row
+    row_of = np.repeat(np.arange(len(lengths)), lengths)
+    flat = np.repeat(rows.starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(lengths.sum())
+    warm = ~cold[rows.items[flat]]
+    kept_per_row = np.bincount(row_of[warm], minlength=len(lengths))
+    keep_row = ~cold[rows.items[rows.positions]] & (kept_per_row >= 2)
+    counts = kept_per_row[keep_row]
+    starts = np.cumsum(counts) - counts
+    items = rows.items[flat[warm & keep_row[row_of]]]
+    return PublishedRows(rows.users[keep_row], items, starts, starts + counts - 1)
+
+
+def published_cold_split(published: PublishedSplit, config: DataConfig) -> tuple[PublishedSplit, np.ndarray]:
+    """The published split with its training rows cut to warm items (validation and test kept exactly), and
+    the [N + 1] bool cold mask."""
+    cold = select_cold_items(config, len(published.item_ids))
+    train = published_without_cold_items(published.rows["train"], cold)
+    if not len(train.users):
+        raise DataError(
+            f"no training row is left once the {int(cold.sum())} cold items are taken out: lower --cold_fraction."
+        )
+    return dataclasses.replace(published, rows=published.rows | {"train": train}), cold
+
+
+def cold_stats(config: DataConfig, cold: np.ndarray, splits: dict[str, SplitData]) -> dict:
+    """What metrics.json records of a cold_items split: the selection, its seed, the cold items and the rows
+    with a cold target; and the items no training row holds (what evaluation treats as cold: the selection plus
+    any other item never seen in training)."""
+    train = splits["train"]
+    seen = np.zeros(len(cold), dtype=bool)
+    seen[train.history.flatten().numpy()] = seen[train.target.numpy()] = True
+    cold_tensor = torch.from_numpy(cold)
+    return {
+        "cold_selection": config.cold_selection,
+        "cold_seed": config.cold_seed if config.cold_selection == "random" else None,
+        "cold_fraction": config.cold_fraction,
+        "cold_items": int(cold.sum()),
+        "items_not_in_training": int((~seen[1:]).sum()),
+        **{f"{name}_cold_target_rows": int(cold_tensor[splits[name].target].sum()) for name in ("valid", "test")},
+    }
 
 
 def published_split_rows(rows: PublishedRows, max_history: int) -> SplitData:
@@ -309,9 +384,16 @@ def published_split_rows(rows: PublishedRows, max_history: int) -> SplitData:
     return SplitData(*(torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)) for array in arrays))
 
 
-def published_dataset(published: PublishedSplit, max_history: int) -> RecDataset:
-    """The dataset of pre-split benchmark files, their rows as published."""
-    splits = {name: published_split_rows(rows, max_history) for name, rows in published.rows.items()}
+def published_dataset(published: PublishedSplit, config: DataConfig) -> RecDataset:
+    """The dataset of pre-split benchmark files, their rows as published; on the cold_items split, the
+    training rows without the cold items."""
+    cold = None
+    if config.split == "cold_items":
+        published, cold = published_cold_split(published, config)
+    splits = {name: published_split_rows(rows, config.max_history) for name, rows in published.rows.items()}
+    stats = published.stats | {"train_rows": len(splits["train"])}
+    if cold is not None:
+        stats |= cold_stats(config, cold, splits)
     return RecDataset(
         splits["train"],
         splits["valid"],
@@ -319,15 +401,16 @@ def published_dataset(published: PublishedSplit, max_history: int) -> RecDataset
         published.item_ids,
         published.user_ids,
         published.item_texts,
-        published.stats,
+        stats,
         published.item_titles,
+        [] if cold is None else np.flatnonzero(cold).tolist(),
     )
 
 
 def build_dataset(config: DataConfig) -> RecDataset:
     """Read, filter, split and tensorise (no cache; see :func:`load_dataset`); pre-split files keep their split."""
     if config.data_format == "recbole_split":
-        return published_dataset(read_benchmark_files(config), config.max_history)
+        return published_dataset(read_benchmark_files(config), config)
     raw = filter_interactions(read_interactions(config), config)
     user_codes, user_ids = first_appearance_codes(raw.users)
     item_codes, item_ids = first_appearance_codes(raw.items)
@@ -347,22 +430,14 @@ def build_dataset(config: DataConfig) -> RecDataset:
         )
     # cold_items: training rows come from the histories with every cold item (and evaluation target) removed.
     sources = {name: (items, users, user_starts, rows) for name, rows in positions.items()}
+    cold = None
     if config.split == "cold_items":
-        sources["train"] = training_without_cold_items(items, users, times, positions, config.cold_fraction)
-    splits = {}
-    for name, (split_items, split_users, split_starts, split_rows) in sources.items():
-        if len(split_rows) == 0:
+        cold = select_cold_items(config, len(item_ids), items, times)
+        sources["train"] = training_without_cold_items(items, users, positions, cold)
+    for name, (_, _, _, rows) in sources.items():
+        if len(rows) == 0:
             raise DataError(_empty_split_message(name, config, times))
-        starts = split_starts[split_users[split_rows]]
-        history, target = build_rows(split_items, starts, split_rows, config.max_history)
-        offsets, past = past_items_csr(split_items, starts, split_rows)
-        splits[name] = SplitData(
-            torch.from_numpy(history),
-            torch.from_numpy(target),
-            torch.from_numpy(split_users[split_rows].astype(np.int64)),
-            torch.from_numpy(offsets),
-            torch.from_numpy(past),
-        )
+    splits = {name: split_tensors(*source, config.max_history) for name, source in sources.items()}
     texts = [raw.item_texts.get(str(item), "") for item in item_ids]
     titles = [raw.item_titles.get(str(item)) or text for item, text in zip(item_ids, texts)]
     stats = {
@@ -372,6 +447,7 @@ def build_dataset(config: DataConfig) -> RecDataset:
         **{f"{name}_rows": len(split) for name, split in splits.items()},
         "items_with_text": int(sum(bool(t) for t in texts)),
         "users_not_evaluated": not_evaluated,
+        **({} if cold is None else cold_stats(config, cold, splits)),
     }
     return RecDataset(
         splits["train"],
@@ -382,7 +458,19 @@ def build_dataset(config: DataConfig) -> RecDataset:
         texts,
         stats,
         titles,
+        [] if cold is None else np.flatnonzero(cold).tolist(),
     )
+
+
+def split_tensors(
+    items: np.ndarray, users: np.ndarray, user_starts: np.ndarray, rows: np.ndarray, max_history: int
+) -> SplitData:
+    """One split's tensors from the flat sorted arrays and its target positions ``rows`` (non-empty)."""
+    starts = user_starts[users[rows]]
+    history, target = build_rows(items, starts, rows, max_history)
+    offsets, past = past_items_csr(items, starts, rows)
+    arrays = (history, target, users[rows], offsets, past)
+    return SplitData(*(torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)) for array in arrays))
 
 
 def _empty_split_message(name: str, config: DataConfig, times: np.ndarray) -> str:
@@ -436,6 +524,7 @@ def save_dataset(dataset: RecDataset, folder: Path) -> None:
         "item_texts": dataset.item_texts,
         "item_titles": dataset.item_titles,
         "stats": dataset.stats,
+        "cold_items": dataset.cold_items,
     }
     (temporary / "meta.json").write_text(json.dumps(meta))
     try:
@@ -460,6 +549,7 @@ def read_cached_dataset(folder: Path) -> RecDataset:
         meta["item_texts"],
         meta["stats"],
         meta.get("item_titles") or meta["item_texts"],
+        meta.get("cold_items", []),
     )
 
 

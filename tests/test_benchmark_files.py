@@ -166,12 +166,20 @@ def test_the_folder_must_hold_one_benchmark(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "option", [{"k_core": 5}, {"split": "cold_items"}, {"min_rating": 4.0}, {"cold_fraction": 0.2}, {"item_file": "x"}]
+    "option", [{"k_core": 5}, {"split": "global_time"}, {"min_rating": 4.0}, {"item_file": "x"}, {"delimiter": ","}]
 )
 def test_options_of_unsplit_data_are_refused(tmp_path, option):
     name = next(iter(option))
     with pytest.raises(ConfigError, match=rf"^{name}=.* does not apply to data_format='recbole_split': "):
         config(tmp_path, **option)
+
+
+def test_cold_items_need_the_random_selection_on_files_without_timestamps(tmp_path):
+    with pytest.raises(ConfigError, match=r"'newest'.*carry no timestamps\. Use --cold_selection random"):
+        config(tmp_path, split="cold_items")
+    with pytest.raises(ConfigError, match=r"^cold_fraction=0\.2 applies to split='cold_items' only.*--split cold_"):
+        config(tmp_path, cold_fraction=0.2)
+    config(tmp_path, split="cold_items", cold_selection="random", cold_seed=3)  # accepted
 
 
 def test_load_dataset_round_trips_through_the_cache(tmp_path, monkeypatch):
