@@ -212,7 +212,11 @@ class TrainConfig:
     """Optimisation, early stopping, evaluation and where the run is written."""
 
     output_dir: str | None = _help("Run directory (default: runs/<name>-<date>-<time>).", None)
-    run_name: str = _help("Short name of the run, used in the default output_dir.", "sasrec-ml100k")
+    run_name: str | None = _help(
+        "Name of the run: in the console, the model card and the default output_dir. Unset: dataset, item "
+        "encoder and method, e.g. 'ml-100k-text-rearec-erl' or 'ml-100k-id-bert4rec'.",
+        None,
+    )
     overwrite: bool = _help("Allow writing into an output_dir that already holds a run.", False)
     seed: int = _help("Random seed (model init, shuffling, dropout).", 2020)
     epochs: int = _help("Maximum training epochs.", 200)
@@ -291,6 +295,27 @@ class TrainConfig:
             raise ConfigError("gradient_accumulation_steps cannot exceed batch_size.")
         if self.resume is not None and self.output_dir is None and self.resume == "latest":
             raise ConfigError("--resume latest needs --output_dir (the run to continue).")
+
+
+def run_name_of(data: DataConfig, model: ModelConfig) -> str:
+    """The name of a run nobody named: dataset, item encoder and method, so runs of different models never share
+    a title. The method is the backbone ('sasrec', 'bert4rec') and, when it reasons, 'rearec-erl'/'rearec-prl'
+    (ReaRec on SASRec, its own backbone, is plain 'rearec-...')."""
+    # A built-in name ('ml-100k') is its own name; a path gives its folder's name or its file's without the
+    # extension.
+    path = Path(data.dataset.rstrip("/\\"))
+    dataset = path.name if path.is_dir() else path.stem
+    method = [model.backbone] if model.backbone != "sasrec" or model.reasoning_steps == 0 else []
+    if model.reasoning_steps > 0:
+        method.append(f"rearec-{model.reasoning_method}")
+    return "-".join([dataset, model.item_encoder, *method])
+
+
+def named_run(data: DataConfig, model: ModelConfig, train: TrainConfig) -> TrainConfig:
+    """``train`` with its run name set (derived when unset); the caller's config is left as given."""
+    if train.run_name is not None:
+        return train
+    return dataclasses.replace(train, run_name=run_name_of(data, model))
 
 
 CONFIG_CLASSES = (DataConfig, ModelConfig, TrainConfig)
