@@ -116,7 +116,7 @@ def model_card(model, repo_id: str | None = None) -> ModelCard:
         metrics=["ndcg", "recall", "mrr"] if results.get("test") else None,
     )
     sections = [
-        f"# {results.get('run_name', 'hybrid-rearec recommender')}",
+        f"# {results.get('run_name') or 'hybrid-rearec recommender'}",  # None: saved by a config without a name
         f"{describe(model)}: a sequential recommender that ranks the items of its catalogue for a user's history. "
         f"Trained with [{LIBRARY}]({source}) (licence {licence}).",
         *usage(model, repo_id),

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from .build import Built, build
 from .checkpoint import CHECKPOINT_BEST_MODEL, CHECKPOINT_EMA, load_checkpoint, resolve_checkpoint
-from .config import DataConfig, ModelConfig, TrainConfig, to_dict
+from .config import DataConfig, ModelConfig, TrainConfig, named_run, to_dict
 from .data import RecDataset
 from .ema import WeightAverage
 from .errors import ConfigError
@@ -37,6 +37,7 @@ __all__ = ["train", "train_step", "step_noise_seed"]  # the benchmarks time trai
 
 def train(data_config: DataConfig, model_config: ModelConfig, train_config: TrainConfig) -> dict:
     """Train with early stopping on validation NDCG@10, then test the best model. Returns metrics.json."""
+    train_config = named_run(data_config, model_config, train_config)  # before the run folder is named after it
     accelerator, output_dir, checkpoint = set_up_accelerator(train_config)
     built = build(data_config, model_config, train_config, accelerator)
     run = prepare_run(accelerator, built, data_config, model_config, train_config, output_dir)
@@ -177,6 +178,7 @@ def collect_results(run: Run, test: EvalResult, valid_by_steps: dict[int, float]
     """metrics.json: the best model's validation and test results, and how the run went."""
     state = run.state
     return {
+        "run_name": run.config.run_name,
         "best_epoch": state.best_epoch,
         "epochs_run": state.epoch - 1,
         "inference_steps": run.unwrapped.config.inference_steps,
