@@ -30,6 +30,7 @@ class EncoderInputs:
     item_texts: Sequence[str] | None = None  # texts of items 1..N
     text_vectors: torch.Tensor | None = None  # [N, T] frozen sentence-transformers vectors of those texts
     warm_items: torch.Tensor | None = None  # [N + 1] bool: items with training interactions
+    progress: bool = True  # progress bars while an encoder prepares (the LoRA encoder's layer cache)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,10 @@ def build_lm_lora(config: EncoderConfig, inputs: EncoderInputs) -> ItemEncoder:
         lora_layers=config.lora_layers,
         gradient_checkpointing=config.gradient_checkpointing,
         initializer_range=inputs.initializer_range,
+        cache_frozen_layers=config.lm_cache_frozen_layers,
+        cache_dtype=config.lm_cache_dtype,
+        cache_max_gb=config.lm_cache_max_gb,
+        progress=inputs.progress,
     )
 
 

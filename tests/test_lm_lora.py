@@ -2,12 +2,14 @@
 
 import pytest
 import torch
+from hybrid_rearec.encoders.config import EncoderConfig
 from hybrid_rearec.encoders.lm_lora import LoRALMItemEncoder
 from hybrid_rearec.encoders.text import resolve_text_model
+from hybrid_rearec.foundation.errors import ConfigError
 from hybrid_rearec.hybrid.model import HybridRecommender
-from transformers import AutoTokenizer, BertConfig, BertModel, Qwen2Config, Qwen2Model
+from transformers import AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaModel, Qwen2Config, Qwen2Model
 
-from tests.tester import tiny_config
+from tests.tester import RecommenderTester, tiny_config
 
 TEXTS = [f"movie {k} about {topic}" for k, topic in enumerate(["space", "love", "war", "crime", "music", "ghosts"])]
 
@@ -17,22 +19,16 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(resolve_text_model("all-MiniLM-L6-v2"))
 
 
-def tiny_lm(kind, vocab_size):
+def tiny_lm(kind, vocab_size, layers=2):
+    """A random LM of `kind` ('bert', 'qwen2' with sliding-window attention in its top half, or 'llama')."""
     torch.manual_seed(0)
+    shape = dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=layers, intermediate_size=64)
     if kind == "bert":
-        config = BertConfig(
-            vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
-        )
-        return BertModel(config)
-    config = Qwen2Config(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        intermediate_size=64,
-    )
-    return Qwen2Model(config)
+        return BertModel(BertConfig(**shape, num_attention_heads=2))
+    if kind == "llama":
+        return LlamaModel(LlamaConfig(**shape, num_attention_heads=4, num_key_value_heads=2))
+    window = dict(use_sliding_window=True, sliding_window=3, max_window_layers=layers // 2) if layers > 2 else {}
+    return Qwen2Model(Qwen2Config(**shape, num_attention_heads=2, num_key_value_heads=1, **window))
 
 
 @pytest.mark.parametrize("kind,pooling", [("bert", "mean"), ("qwen2", "last_token")])
@@ -105,7 +101,7 @@ def test_adapter_saves_and_reloads_in_peft_format(tokenizer, tmp_path):
 @pytest.mark.parametrize("kind,pooling", [("bert", "mean"), ("qwen2", "last_token")])
 def test_top_layer_lora_with_cached_prefix_equals_the_full_forward(tokenizer, kind, pooling, tmp_path):
     lm = tiny_lm(kind, tokenizer.vocab_size)
-    encoder = LoRALMItemEncoder(TEXTS, lm, tokenizer, dim=8, pooling=pooling, lora_layers=1).eval()
+    encoder = LoRALMItemEncoder(TEXTS, lm, tokenizer, 8, pooling, lora_layers=1, cache_dtype="float32").eval()
     with torch.no_grad():
         for name, parameter in encoder.named_parameters():
             if "lora_B" in name:
@@ -114,12 +110,111 @@ def test_top_layer_lora_with_cached_prefix_equals_the_full_forward(tokenizer, ki
     assert lora_names and all(".1." in name for name in lora_names)  # layer 1 of 0..1 only
     cached = encoder.item_table()  # runs layer 1 on the cached output of layer 0
     assert encoder.prefix_states.shape[:2] == encoder.token_ids.shape
-    object.__setattr__(encoder, "top", None)
+    object.__setattr__(encoder, "views", None)
     assert torch.allclose(cached, encoder.item_table(), atol=1e-5)  # the whole LM, layer 0 recomputed
     encoder.save_adapter(tmp_path / "adapter")  # peft names are those of the full model
-    fresh = LoRALMItemEncoder(TEXTS, tiny_lm(kind, tokenizer.vocab_size), tokenizer, 8, pooling, lora_layers=1)
+    lm = tiny_lm(kind, tokenizer.vocab_size)
+    fresh = LoRALMItemEncoder(TEXTS, lm, tokenizer, 8, pooling, lora_layers=1, cache_dtype="float32")
     fresh.project.load_state_dict(encoder.project.state_dict())
     fresh.load_adapter(tmp_path / "adapter")
     assert torch.allclose(fresh.eval().item_table(), cached, atol=1e-5)
     with pytest.raises(ValueError, match="between 1 and the LM's 2 layers"):
         LoRALMItemEncoder(TEXTS, tiny_lm(kind, tokenizer.vocab_size), tokenizer, dim=8, lora_layers=3)
+
+
+def randomise_lora(encoder):
+    with torch.no_grad():
+        for name, parameter in encoder.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_()  # as if trained, so the adapter changes the output
+
+
+def vectors_loss_gradients(encoder, item_ids):
+    """Item vectors, a loss of them and its gradients (dropout masks from a fixed seed)."""
+    encoder.zero_grad(set_to_none=True)
+    torch.manual_seed(1)
+    vectors = encoder.encode(item_ids)
+    loss = torch.nn.functional.cross_entropy(vectors.flatten(0, -2) @ vectors.flatten(0, -2).T, torch.arange(6))
+    loss.backward()
+    gradients = {name: p.grad.clone() for name, p in encoder.named_parameters() if p.grad is not None}
+    return vectors.detach(), loss.detach(), gradients
+
+
+def assert_same(first, second, tolerance=1e-5):
+    (vectors, loss, gradients), (vectors_2, loss_2, gradients_2) = first, second
+    assert torch.allclose(vectors, vectors_2, atol=tolerance) and torch.allclose(loss, loss_2, atol=tolerance)
+    assert gradients.keys() == gradients_2.keys() and any("lora_A" in name for name in gradients)
+    assert all(torch.allclose(gradients[n], gradients_2[n], atol=tolerance) for n in gradients)
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize(
+    "kind,pooling", [("bert", "mean"), ("bert", "last_token"), ("qwen2", "last_token"), ("llama", "mean")]
+)
+def test_cached_lower_layers_give_the_whole_models_vectors_loss_and_gradients(tokenizer, kind, pooling, train):
+    """4 layers, LoRA on the top 2: the cached path runs layers 2-3 on the cached output of layer 1, with the
+    attention mask, the positions and rotary embedding, and (Qwen2) the sliding-window layers of the top half.
+    The LM's own dropouts stay on in training (BERT's 0.1): the frozen layers have none on either path."""
+    lm = tiny_lm(kind, tokenizer.vocab_size, layers=4)
+    encoder = LoRALMItemEncoder(
+        TEXTS, lm, tokenizer, 8, pooling, lora_dropout=0.0, lora_layers=2, cache_dtype="float32", progress=False
+    )
+    randomise_lora(encoder)
+    encoder.train(train)
+    ids = torch.tensor([[1, 3, 2], [6, 4, 5]])
+    cached = vectors_loss_gradients(encoder, ids)
+    object.__setattr__(encoder, "views", None)  # the whole LM from the token ids, every layer recomputed
+    assert_same(cached, vectors_loss_gradients(encoder, ids))
+
+
+@pytest.mark.parametrize("kind,pooling", [("bert", "mean"), ("qwen2", "last_token")])
+def test_uncached_fp16_and_checkpointed_paths_match_the_cached_one(tokenizer, kind, pooling):
+    def build(**settings):
+        lm = tiny_lm(kind, tokenizer.vocab_size, layers=4)
+        encoder = LoRALMItemEncoder(TEXTS, lm, tokenizer, 8, pooling, lora_dropout=0.0, lora_layers=2, **settings)
+        torch.manual_seed(2)
+        randomise_lora(encoder)
+        return encoder.train()
+
+    ids = torch.tensor([[1, 3, 2], [6, 4, 5]])
+    reference = vectors_loss_gradients(build(cache_dtype="float32"), ids)
+    uncached = build(cache_frozen_layers=False)
+    assert uncached.prefix_states is None
+    assert_same(reference, vectors_loss_gradients(uncached, ids))  # the frozen layers rerun every step
+    assert_same(reference, vectors_loss_gradients(build(cache_dtype="float32", gradient_checkpointing=True), ids))
+    half = build()  # the default: an fp16 cache
+    assert half.prefix_states.dtype == torch.float16
+    assert_same(reference, vectors_loss_gradients(half, ids), tolerance=1e-2)
+
+
+def test_the_cache_shows_a_labelled_progress_bar_unless_progress_is_off(tokenizer, capsys):
+    for progress in (True, False):
+        LoRALMItemEncoder(TEXTS, tiny_lm("bert", tokenizer.vocab_size), tokenizer, 8, lora_layers=1, progress=progress)
+        assert ("Caching LM layers below the first tuned one" in capsys.readouterr().err) == progress
+
+
+def test_a_cache_over_the_budget_is_refused_before_it_is_computed(tokenizer, monkeypatch):
+    def never(*args):
+        raise AssertionError("the cache was computed")
+
+    monkeypatch.setattr(LoRALMItemEncoder, "_frozen_prefix", never)
+    lm = tiny_lm("bert", tokenizer.vocab_size)
+    with pytest.raises(ConfigError, match=r"needs 0\.\d+ GB .* over lm_cache_max_gb=1e-06\. Raise lm_cache_max_gb"):
+        LoRALMItemEncoder(TEXTS, lm, tokenizer, 8, lora_layers=1, cache_max_gb=1e-6)
+    with pytest.raises(ConfigError, match="lm_cache_max_gb must be > 0"):
+        EncoderConfig(lm_cache_max_gb=0)
+    with pytest.raises(ConfigError, match="lm_cache_dtype"):
+        EncoderConfig(lm_cache_dtype="float64")
+
+
+def test_the_cache_is_not_saved_and_is_recomputed_on_load_and_for_added_items(tmp_path):
+    tester = RecommenderTester("lm_lora", tmp_path, overrides={"lora_layers": 1})
+    config = tester.config()
+    model = tester.model(tester.num_items - 1, config).eval()
+    assert not any("prefix_states" in name for name in model.state_dict())
+    model.save_pretrained(tmp_path / "saved")
+    loaded = HybridRecommender.from_pretrained(tmp_path / "saved")
+    assert torch.equal(loaded.item_encoder.prefix_states, model.item_encoder.prefix_states)
+    model.add_items(tester.texts()[-1:], item_ids=[str(tester.num_items)])
+    along = tester.model(tester.num_items, config).eval()  # had the item from the start
+    assert torch.equal(model.item_encoder.prefix_states, along.item_encoder.prefix_states)
