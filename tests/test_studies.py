@@ -79,7 +79,8 @@ def test_suites_run_by_name_in_order_and_an_unknown_name_is_refused(monkeypatch,
     config = BenchmarkConfig(output_dir=str(tmp_path))
     assert isinstance(config.output_dir, Path)
     assert suites.run_suites(config, "prl") == {"prl": {"suite": "prl"}} and ran == ["prl"]
-    assert list(suites.run_suites(config)) == ["foundation", "reasoning", "prl", "precision", "scale", "one_pass"]
+    order = ["foundation", "reasoning", "prl", "precision", "scale", "one_pass", "lora_cache"]
+    assert list(suites.run_suites(config)) == order
     with pytest.raises(ValueError, match="unknown benchmark suite 'speed'"):
         suites.run_suites(config, "speed")
 

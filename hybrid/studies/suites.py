@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import foundation, one_pass, reasoning_cost, scale, training_steps
+from . import foundation, lora_cache, one_pass, reasoning_cost, scale, training_steps
 from .reports import BenchmarkConfig
 
 SUITES: dict[str, Callable[[BenchmarkConfig], dict]] = {
@@ -14,6 +14,7 @@ SUITES: dict[str, Callable[[BenchmarkConfig], dict]] = {
     "precision": training_steps.run_precision,  # training step in fp32 and with bf16 autocast
     "scale": scale.run,  # catalogues of 10^3..10^6 items
     "one_pass": one_pass.run,  # an epoch of the prefix layout against the one-pass layout, per preset
+    "lora_cache": lora_cache.run,  # LoRA-MiniLM + ReaRec training steps with the frozen LM layers cached or rerun
 }
 
 
