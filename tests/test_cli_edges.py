@@ -18,6 +18,7 @@ SAMPLES = {
     "test_time": "20",
     "resume": "runs/x/checkpoints/step-1",
     "delimiter": ";",
+    "cold_selection": "newest",  # 'random' needs --split cold_items as well (refused alone on purpose)
 }
 
 
