@@ -384,7 +384,8 @@ class LoRALMItemEncoder(ItemEncoder):
             # of a global batch that encodes the same items draws the same masks (HybridRecommender.batch_items).
             with noise.shared_global_rng(unique.device, "language-model"):
                 encoded = self.encode_real(unique[real])  # [U', D]
-            vectors = vectors.index_put((real.nonzero()[:, 0],), encoded)
+            # Under autocast (bf16 mixed precision) the LM returns bf16; the table keeps the weights' dtype.
+            vectors = vectors.index_put((real.nonzero()[:, 0],), encoded.to(vectors.dtype))
         return vectors[inverse]  # [..., D]
 
     def item_table(self) -> torch.Tensor:

@@ -218,3 +218,16 @@ def test_the_cache_is_not_saved_and_is_recomputed_on_load_and_for_added_items(tm
     model.add_items(tester.texts()[-1:], item_ids=[str(tester.num_items)])
     along = tester.model(tester.num_items, config).eval()  # had the item from the start
     assert torch.equal(model.item_encoder.prefix_states, along.item_encoder.prefix_states)
+
+
+@pytest.mark.parametrize("kind", ["bert", "qwen2"])
+def test_bf16_autocast_with_checkpointing_trains_every_tuned_lora_weight(tokenizer, kind):
+    """What accelerate's bf16 mixed precision does: the cached states enter bf16 tuned layers, recomputed in
+    backward; the vectors keep the weights' dtype and every LoRA B of the tuned layers gets a gradient."""
+    lm = tiny_lm(kind, tokenizer.vocab_size, layers=4)
+    encoder = LoRALMItemEncoder(TEXTS, lm, tokenizer, 8, lora_layers=2, gradient_checkpointing=True, progress=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        vectors = encoder.train().encode(torch.tensor([[1, 2, 0], [3, 2, 6]]))
+    vectors.pow(2).sum().backward()
+    lora_b = [p for name, p in encoder.named_parameters() if "lora_B" in name]
+    assert vectors.dtype == torch.float32 and all(p.grad is not None and p.grad.abs().sum() > 0 for p in lora_b)
