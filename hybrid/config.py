@@ -20,9 +20,10 @@ from ..encoders.config import EncoderConfig
 from ..foundation.config import check_choices, component, help_field
 from ..foundation.errors import ConfigError
 from ..reasoning.config import BackboneConfig, ObjectiveConfig, ReasoningConfig
+from .formats import infer_data_format
 
 Split = Literal["leave_one_out", "global_time", "cold_items"]
-DataFormat = Literal["recbole", "recbole_split", "amazon2023", "rechorus", "csv", "parquet"]
+DataFormat = Literal["auto", "recbole", "recbole_split", "amazon2023", "rechorus", "csv", "json", "parquet"]
 ColdSelection = Literal["newest", "random"]
 SPLITS, FORMATS = typing.get_args(Split), typing.get_args(DataFormat)
 _help = help_field
@@ -37,16 +38,21 @@ class DataConfig:
         "ml-100k",
     )
     data_format: DataFormat = _help(
-        f"Format of `dataset` when it is a path: one of {FORMATS}. 'recbole_split': a folder of pre-split "
-        "benchmark files as UniSRec publishes them (NAME.train/valid/test.inter with item_id_list histories, "
-        "NAME.text + NAME.item2index for texts); their split is kept exactly, never re-derived.",
-        "recbole",
+        f"Format of `dataset`: one of {FORMATS}. 'auto' tells it from the name: .csv/.tsv (the standard "
+        "quoted dialect), .parquet, .jsonl/.json (Amazon Reviews 2023 files by their parent_asin field), a "
+        "folder of RecBole atomic files, of pre-split benchmark files or of ReChorus files. 'recbole_split': a "
+        "folder of pre-split benchmark files as UniSRec publishes them (NAME.train/valid/test.inter with "
+        "item_id_list histories, NAME.text + NAME.item2index for texts); their split is kept exactly.",
+        "auto",
     )
     item_file: str | None = _help(
-        "Item metadata file (texts) for csv/parquet/amazon2023 data; recbole/rechorus find theirs.", None
+        "Item metadata file (texts) for csv/json/parquet/amazon2023 data; recbole/rechorus find theirs.", None
     )
-    user_column: str = _help("Column holding user ids (csv/parquet).", "user_id")
-    item_column: str = _help("Column holding item ids (csv/parquet, and the item file).", "item_id")
+    user_column: str = _help("Column holding user ids (csv/json/parquet).", "user_id")
+    item_column: str = _help("Column holding item ids (csv/json/parquet).", "item_id")
+    item_id_column: str | None = _help(
+        "Column of the item file holding the item id (csv/json/parquet item files; default: item_column).", None
+    )
     time_column: str = _help("Column holding timestamps (numbers, or dates parseable by pandas).", "timestamp")
     rating_column: str | None = _help("Column holding ratings; only needed with min_rating.", None)
     item_text_columns: str | None = _help(
@@ -96,6 +102,7 @@ class DataConfig:
         "item_file": "texts come from NAME.text and NAME.item2index in the dataset folder",
         "user_column": "the columns are fixed by the files' headers (user_id, item_id_list, item_id)",
         "item_column": "the columns are fixed by the files' headers (user_id, item_id_list, item_id)",
+        "item_id_column": "texts come from NAME.text and NAME.item2index in the dataset folder",
         "time_column": "the files carry no timestamps (the order in item_id_list is the time order)",
         "rating_column": "the files carry no ratings",
         "item_text_columns": "the item text is NAME.text's text column",
@@ -105,6 +112,11 @@ class DataConfig:
 
     def __post_init__(self):
         check_choices(self)
+        if self.data_format == "auto":  # resolved once, so a run saves the format it read
+            try:
+                self.data_format = infer_data_format(self.dataset)
+            except ValueError as error:
+                raise ConfigError(f"{error}. Set --data_format to one of {FORMATS[1:]}.") from None
         if self.max_history < 1:
             raise ConfigError(f"max_history must be >= 1, got {self.max_history}.")
         if self.k_core < 0:

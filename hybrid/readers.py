@@ -17,8 +17,7 @@ import pandas as pd
 
 from .config import DataConfig
 from .errors import DataError
-
-BUILTIN_DATASETS = ("ml-100k",)
+from .formats import BUILTIN_DATASETS, default_delimiter
 
 
 @dataclass
@@ -307,26 +306,32 @@ def read_rechorus(config: DataConfig) -> RawInteractions:
     return raw
 
 
+def _read_plain(path: Path, kind: str, delimiter: str | None) -> pd.DataFrame:
+    """A csv/tsv (standard quoting), JSON-lines or Parquet table."""
+    if kind == "parquet" or path.suffix.lower() == ".parquet":
+        return _load_table(path, "parquet")
+    if kind == "json" or path.suffix.lower() in (".json", ".jsonl"):
+        return _load_table(path, "json")
+    return _read_delimited(path, delimiter or default_delimiter(str(path)), quoted=True)
+
+
 def read_table(config: DataConfig) -> RawInteractions:
-    """Plain CSV or Parquet with a column mapping (user/item/time/rating columns set in the config)."""
+    """Plain CSV/TSV, JSON lines or Parquet with a column mapping (user/item/time/rating columns set in the
+    config); the item file, if any, in any of these formats, its id in item_id_column (default item_column)."""
     path = Path(config.dataset)
-    if config.data_format == "parquet":
-        frame = _load_table(path, "parquet")
-    else:
-        frame = _read_delimited(path, config.delimiter or ",", quoted=True)
+    frame = _read_plain(path, config.data_format, config.delimiter)
+    if "parent_asin" in frame.columns and config.item_column not in frame.columns:
+        raise DataError(f"{str(path)!r} looks like Amazon Reviews 2023 (parent_asin): set --data_format amazon2023.")
     raw = _interactions(
         frame, path, config, config.user_column, config.item_column, config.time_column, config.rating_column
     )
     if config.item_file:
         item_path = Path(config.item_file)
-        items = (
-            _load_table(item_path, "parquet")
-            if item_path.suffix == ".parquet"
-            else _read_delimited(item_path, config.delimiter or ",", quoted=True)
-        )
-        _require(items, config.item_column, item_path, "item_column")
-        raw.item_texts = _item_texts(items, config.item_column, config)
-        raw.item_titles = _titles(items, config.item_column)
+        items = _read_plain(item_path, "", config.delimiter)
+        id_column = config.item_id_column or config.item_column
+        _require(items, id_column, item_path, "item_id_column")
+        raw.item_texts = _item_texts(items, id_column, config)
+        raw.item_titles = _titles(items, id_column)
         raw.files.append(item_path)
     return raw
 
@@ -346,6 +351,7 @@ READERS = {
     "amazon2023": read_amazon2023,
     "rechorus": read_rechorus,
     "csv": read_table,
+    "json": read_table,
     "parquet": read_table,
 }
 

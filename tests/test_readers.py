@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pandas as pd
@@ -171,3 +172,41 @@ def test_empty_and_header_only_files_are_explained(tmp_path, content, problem):
     path.write_text(content)
     with pytest.raises(DataError, match=problem):
         read_interactions(DataConfig(dataset=str(path), data_format="csv"))
+
+
+def test_the_format_is_told_from_the_name(tmp_path):
+    from hybrid_rearec.hybrid.config import ConfigError
+
+    frame = pd.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["x, 1", "y", "x, 1"], "timestamp": [1, 2, 3]})
+    frame.to_csv(tmp_path / "i.csv", index=False)
+    frame.to_csv(tmp_path / "i.tsv", index=False, sep="\t")
+    frame.to_parquet(tmp_path / "i.parquet")
+    frame.to_json(tmp_path / "i.jsonl", orient="records", lines=True)
+    (tmp_path / "reviews.jsonl").write_text('{"user_id": "a", "parent_asin": "B1", "timestamp": 1, "rating": 5}\n')
+    (tmp_path / "atomic").mkdir()
+    (tmp_path / "atomic" / "x.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\nu\t1\t1\n")
+    expected = {"i.csv": "csv", "i.tsv": "csv", "i.parquet": "parquet", "i.jsonl": "json",
+                "reviews.jsonl": "amazon2023", "atomic": "recbole"}  # fmt: skip
+    for name, data_format in expected.items():
+        assert DataConfig(dataset=str(tmp_path / name)).data_format == data_format, name
+    assert DataConfig().data_format == "recbole"  # the built-in MovieLens-100k
+    for name in ("i.csv", "i.tsv", "i.parquet", "i.jsonl"):  # each read without a format flag
+        raw = read_interactions(DataConfig(dataset=str(tmp_path / name)))
+        assert raw.items.tolist() == ["x, 1", "y", "x, 1"], name
+    (tmp_path / "notes.doc").write_text("?")
+    with pytest.raises(ConfigError, match=r"extension '.doc'.*--data_format"):
+        DataConfig(dataset=str(tmp_path / "notes.doc"))
+    with pytest.raises(ConfigError, match="neither a built-in dataset"):
+        DataConfig(dataset=str(tmp_path / "missing.csv"))
+
+
+def test_the_item_file_names_its_own_id_column(tmp_path):
+    pd.DataFrame({"user_id": ["a", "a"], "item_id": ["1", "2"], "timestamp": [1, 2]}).to_csv(
+        tmp_path / "i.csv", index=False
+    )
+    pd.DataFrame({"asin": ["1", "2"], "title": ["Glue, 8 oz", "Tape"]}).to_csv(tmp_path / "items.csv", index=False)
+    config = DataConfig(dataset=str(tmp_path / "i.csv"), item_file=str(tmp_path / "items.csv"))
+    with pytest.raises(DataError, match=r"column 'item_id' not found.*\['asin', 'title'\].*--item_id_column"):
+        read_interactions(config)
+    raw = read_interactions(dataclasses.replace(config, item_id_column="asin"))
+    assert raw.item_texts == {"1": "Glue, 8 oz", "2": "Tape"}

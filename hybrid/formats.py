@@ -1,0 +1,53 @@
+"""Which reader a dataset needs, told from its name (and, where a name is ambiguous, its first record).
+
+Kept apart from the readers so that the data config can resolve ``data_format='auto'`` when it is built
+(the resolved name is what a run saves) without importing the readers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+BUILTIN_DATASETS = ("ml-100k",)
+SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".jsonl": "json", ".json": "json"}
+
+
+def infer_data_format(dataset: str) -> str:
+    """The data_format of ``dataset``: a built-in name -> 'recbole'; a file by its extension (a JSON-lines file
+    of Amazon Reviews 2023, with 'parent_asin', -> 'amazon2023'); a folder by the files it holds (pre-split
+    NAME.train.inter -> 'recbole_split', NAME.inter -> 'recbole', ReChorus train/dev/test.csv -> 'rechorus').
+    Raises ValueError naming what it found when it cannot tell."""
+    if dataset in BUILTIN_DATASETS:
+        return "recbole"
+    path = Path(dataset)
+    if path.is_file():
+        kind = SUFFIXES.get(path.suffix.lower())
+        if kind is None:
+            raise ValueError(f"cannot tell the format of {dataset!r} from its extension {path.suffix!r}")
+        return "amazon2023" if kind == "json" and "parent_asin" in _first_record(path) else kind
+    if path.is_dir():
+        if any(path.glob("*.train.inter")):
+            return "recbole_split"
+        if any(path.glob("*.inter")):
+            return "recbole"
+        if (path / "train.csv").is_file():
+            return "rechorus"
+        raise ValueError(f"the folder {dataset!r} holds no .inter files (RecBole) nor train.csv (ReChorus)")
+    raise ValueError(f"{dataset!r} is neither a built-in dataset {BUILTIN_DATASETS} nor an existing file or folder")
+
+
+def _first_record(path: Path) -> dict:
+    """The first JSON object of a JSON-lines file ({} when the first line is not one)."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        line = handle.readline()
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def default_delimiter(dataset: str) -> str:
+    """A delimited file's delimiter by its extension: tab for .tsv, comma otherwise."""
+    return "\t" if Path(dataset).suffix.lower() == ".tsv" else ","
