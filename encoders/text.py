@@ -17,9 +17,11 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..foundation.dropout import KeyedDropout
 from .base import ItemEncoder
@@ -70,11 +72,29 @@ def sentence_transformer_encode(
     progress: bool,
     model=None,  # a SentenceTransformer already loaded (else loaded here)
 ) -> torch.Tensor:
-    """Encode with sentence-transformers on the best available device: [N] texts -> [N, T] float32 (CPU)."""
+    """Encode with sentence-transformers on the best available device: [N] texts -> [N, T] float32 (CPU).
+
+    sentence-transformers labels its own bar "Batches", so the texts go through it one batch at a time under our
+    bar. The batches are the ones it would make itself (texts sorted longest first, as its ``encode`` sorts
+    them), so every text is padded alike and the vectors equal those of one ``encode`` call.
+    """
     model = model or load_sentence_transformer(model_name_or_path, revision)
-    vectors = model.encode(
-        list(texts), batch_size=batch_size, show_progress_bar=progress, convert_to_tensor=True, device=model.device
-    )
+    texts = list(texts)
+    order = np.argsort([-len(text) for text in texts])  # sentence-transformers' own order for strings
+    starts = range(0, len(texts), batch_size)
+    batches = [
+        model.encode(
+            [texts[i] for i in order[start : start + batch_size]],
+            batch_size=batch_size,
+            show_progress_bar=False,
+            convert_to_tensor=True,
+            device=model.device,
+        )
+        for start in tqdm(starts, desc="Encoding item texts", unit="batch", disable=not progress, mininterval=1.0)
+    ]
+    sorted_vectors = torch.cat(batches)
+    vectors = torch.empty_like(sorted_vectors)
+    vectors[torch.from_numpy(order)] = sorted_vectors  # back to the texts' order
     return vectors.float().cpu()
 
 

@@ -19,7 +19,7 @@ import torch
 
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import RecDataset, SplitData
-from .evaluate import format_table
+from .evaluate import format_table, progress_bar
 from .metrics import metric_means, target_ranks
 from .model import HybridRecommender
 from .run_folder import load_model, run_configs
@@ -34,13 +34,15 @@ def load_run(run_dir: str | Path) -> tuple[HybridRecommender, DataConfig, ModelC
 
 
 @torch.no_grad()
-def step_ranks(model: HybridRecommender, split: SplitData, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+def step_ranks(
+    model: HybridRecommender, split: SplitData, batch_size: int = 1024, progress: bool = False, name: str = "test"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Ranks of every row's target under each state's own scores [R, S] and under the model's user vector at
-    its inference depth [R]."""
+    its inference depth [R]; ``progress`` shows a bar over the batches of users, labelled with the split's ``name``."""
     item_table = model.scoring_table()
     depth = model.config.inference_steps  # the model's own answer uses the states up to here (None: all)
     per_step, aggregated = [], []
-    for rows in torch.arange(len(split)).split(batch_size):
+    for rows in progress_bar(torch.arange(len(split)).split(batch_size), f"Analysing {name} by step", progress):
         history, target = split.batch(rows)
         states = model.user_states(history)  # [B, S, D]
         per_step.append(
@@ -69,9 +71,11 @@ class Analysis:
     group_sizes: dict[str, list[int]]
 
 
-def analyse(model: HybridRecommender, dataset: RecDataset, split_name: str = "test") -> Analysis:
+def analyse(
+    model: HybridRecommender, dataset: RecDataset, split_name: str = "test", progress: bool = False
+) -> Analysis:
     split = dataset.split(split_name)
-    ranks, aggregated = step_ranks(model, split)
+    ranks, aggregated = step_ranks(model, split, progress=progress, name=split_name)
     oracle = ranks.min(dim=1).values  # per row the best step, chosen WITH the label
 
     def table(mask: torch.Tensor) -> dict[str, dict[str, float]]:

@@ -10,10 +10,12 @@ Shape legend: B users in a batch, N items, D hidden size, R rows of the split.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
+from tqdm.auto import tqdm
 
 from .data import SplitData
 from .metrics import DEFAULT_CUTOFFS, metric_means, random_ranking_metrics, shared_metric_keys
@@ -45,6 +47,19 @@ class EvalResult:
             "random_ranking": self.random_ranking,
             "protocol": self.protocol,
         }
+
+
+def progress_bar(iterable: Iterable | None, description: str, enabled: bool, total: int | None = None) -> tqdm:
+    """A tqdm bar on stderr that leaves no line behind (the step prints its own result). Redrawn every second on
+    a terminal, every 30 s into a log file, so a long job's log is not flooded."""
+    return tqdm(
+        iterable,
+        total=total,
+        desc=description,
+        leave=False,
+        disable=not enabled,
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+    )
 
 
 def describe_protocol(num_items: int, exclude_history: bool, split_protocol: str, rows: int) -> str:
@@ -95,6 +110,7 @@ def evaluate(
     steps: int | None = None,
     cold_items: torch.Tensor | None = None,
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
+    progress: bool = False,
 ) -> EvalResult:
     """Evaluate ``model`` (an unwrapped HybridRecommender) on ``split``.
 
@@ -102,7 +118,7 @@ def evaluate(
     per-row tensor from all processes (``accelerator.gather_for_metrics``; default: identity).
     ``steps`` runs fewer reasoning steps than trained (default: all). ``cold_items`` ([N + 1] bool, items
     without training interactions) adds warm-target and cold-target metrics. ``memory_bytes`` bounds one
-    users x items score block.
+    users x items score block. ``progress`` shows a bar over the batches (pass it on the main process only).
     """
     was_training = model.training
     model.eval()
@@ -113,7 +129,8 @@ def evaluate(
     if cold_items is not None:
         cold_items = cold_items.to(item_table.device)
     all_rows, all_ranks, all_cold_ranks = [], [], []
-    for rows in batches:
+    depth = "" if steps is None else f" at {steps} steps"
+    for rows in progress_bar(batches, f"Evaluating {split_name}{depth}", progress):
         rows = rows.cpu()
         ranks, cold_ranks = rank_batch(model, split, rows, item_table, exclude_history, steps, cold_items, memory_bytes)
         all_rows.append(gather(rows.to(item_table.device)).cpu())

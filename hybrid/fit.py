@@ -63,6 +63,7 @@ class Run:
             exclude_history=self.config.exclude_history,
             split_protocol=self.data_config.split,
             cold_items=self.cold_items,
+            progress=self.accelerator.is_main_process and self.config.progress,
         )
 
     def checkpoint(self) -> None:
@@ -75,7 +76,8 @@ class Run:
         if self.ema is not None:
             extra[CHECKPOINT_EMA] = self.ema.state_dict()
         folder = save_checkpoint(self.accelerator, self.output_dir, self.state, self.config.keep_checkpoints, extra)
-        self.accelerator.print(f"checkpoint: {folder}")
+        if self.accelerator.is_main_process:  # tqdm.write: its own line, above an epoch bar still running
+            tqdm.write(f"checkpoint: {folder}")
 
 
 def fit(run: Run) -> None:

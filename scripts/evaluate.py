@@ -12,6 +12,7 @@ from pathlib import Path
 from hybrid_rearec.hybrid.analysis import analyse, load_run, write_report
 from hybrid_rearec.hybrid.data import load_dataset
 from hybrid_rearec.hybrid.evaluate import evaluate, format_table
+from transformers.hf_argparser import string_to_bool
 
 
 def main() -> int:
@@ -21,6 +22,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=None, help="reasoning steps at inference (<= trained K)")
     parser.add_argument("--exclude_history", action="store_true", help="mask the user's past items")
     parser.add_argument("--analysis", action="store_true", help="per-step, oracle and subgroup analysis")
+    # Spelled as scripts/train.py spells it: --progress false, or --no_progress.
+    parser.add_argument("--progress", type=string_to_bool, nargs="?", const=True, default=True, help="progress bars")
+    parser.add_argument("--no_progress", dest="progress", action="store_false", help="same as --progress false")
     args = parser.parse_args()
     try:
         model, data_config, model_config, train_config = load_run(args.run_dir)
@@ -37,11 +41,14 @@ def main() -> int:
         args.split,
         exclude_history=args.exclude_history,
         split_protocol=data_config.split,
+        progress=args.progress,
     )
     print(f"protocol: {result.protocol}")
     print(format_table({f"{Path(args.run_dir).name} {args.split}": result.metrics}))
     if args.analysis:
-        text = write_report(analyse(model, dataset, args.split), Path(args.run_dir) / "analysis", result.protocol)
+        text = write_report(
+            analyse(model, dataset, args.split, args.progress), Path(args.run_dir) / "analysis", result.protocol
+        )
         print(text)
         print(f"written to {Path(args.run_dir) / 'analysis'}")
     return 0
