@@ -29,6 +29,38 @@ from .model import HybridRecommender
 from .run_folder import VALID_RANKS, save_atomically
 
 
+class TensorBoardLog:
+    """Scalars of one run in ``folder`` (None: nothing is logged, e.g. on the other processes or with
+    --report_to none). The folder and its writer are made at the first value: a launch that fails before logging
+    leaves no empty folder. The settings go into the same event files (accelerate's tracker put them in two
+    timestamped subfolders per launch, each shown by TensorBoard as a run of its own)."""
+
+    def __init__(self, folder: Path | None, settings: dict[str, int | float | str | bool]):
+        self.folder, self.settings, self.writer = folder, settings, None
+
+    def log(self, values: dict[str, float], step: int) -> None:
+        if self.folder is None:
+            return
+        if self.writer is None:
+            self.writer = self.open()
+        for name, value in values.items():
+            self.writer.add_scalar(name, value, global_step=step)
+        self.writer.flush()  # readable while training runs, and complete if the run is killed
+
+    def open(self):
+        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard.summary import hparams
+
+        writer = SummaryWriter(str(self.folder))  # a resumed run adds an event file to the same run
+        for summary in hparams(self.settings, {}):  # the experiment, its session start and end
+            writer.file_writer.add_summary(summary)
+        return writer
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 @dataclass
 class Run:
     """What the training steps share, passed from step to step: the prepared model, the data, where training
@@ -47,6 +79,7 @@ class Run:
     # Validated, tested and saved in place of the trained weights when set (the same on every process: DDP
     # keeps the weights equal).
     ema: WeightAverage | None
+    tensorboard: TensorBoardLog
     state: TrainerState = field(default_factory=TrainerState)
     best_weights: dict[str, torch.Tensor] | None = None  # of the best validated epoch so far
     eval_loaders: dict[str, Iterable[torch.Tensor]] = field(default_factory=dict)  # this process's rows
@@ -134,7 +167,7 @@ def train_epoch(run: Run, rows: SplitData | SequenceRows) -> None:
         state.batches_done = index + 1
         if state.step % config.log_every == 0:
             logged = rows.loss_per_target(accelerator.reduce(local_sum.clone(), "sum").item(), batch.global_rows)
-            accelerator.log({"train/loss": logged}, step=state.step)
+            run.tensorboard.log({"train/loss": logged}, step=state.step)
             state.train_log.append({"step": state.step, "loss": logged})
             bar.set_postfix(loss=f"{logged:.4f}")
         bar.update()
@@ -153,7 +186,7 @@ def validate(run: Run, rows: SplitData | SequenceRows) -> tuple[EvalResult, bool
         improved = valid.metrics["ndcg@10"] > state.best_ndcg
         if improved:  # the weights validated (the average when --ema_decay is set)
             run.best_weights = {k: v.detach().clone() for k, v in run.unwrapped.state_dict().items()}
-    accelerator.log(
+    run.tensorboard.log(
         {"train/epoch_loss": epoch_loss, **{f"valid/{k}": v for k, v in valid.metrics.items()}}, step=state.step
     )
     cold_valid = valid.groups.get("cold targets")  # present only when some validation target is cold

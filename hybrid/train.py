@@ -27,10 +27,12 @@ from .data import RecDataset
 from .ema import WeightAverage
 from .errors import ConfigError
 from .evaluate import EvalResult, format_table
-from .fit import Run, fit, step_noise_seed, train_step
+from .fit import Run, TensorBoardLog, fit, step_noise_seed, train_step
 from .readers import BUILTIN_DATASETS
 from .recommend import ItemCatalogue
 from .run_folder import CONFIG, METRICS, MODEL, RANKS, VALID_RANKS, resolve_output_dir, save_atomically
+
+TENSORBOARD = "tensorboard"  # under the run folder, where accelerate's tracker wrote too
 
 __all__ = ["train", "train_step", "step_noise_seed"]  # the benchmarks time train_step as training runs it
 
@@ -57,6 +59,7 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
     # Every process reaches the teardown together: a process that tore its process group down while another
     # was still writing the results sometimes aborted at exit (gloo, two CPU processes).
     accelerator.wait_for_everyone()
+    run.tensorboard.close()
     accelerator.end_training()
     return results
 
@@ -77,7 +80,6 @@ def set_up_accelerator(config: TrainConfig) -> tuple[Accelerator, Path, Path | N
     accelerator = Accelerator(
         cpu=cpu,
         mixed_precision=config.mixed_precision,
-        log_with=None if config.report_to == "none" else config.report_to,
         project_dir=str(output_dir),
     )
     if accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
@@ -99,7 +101,8 @@ def prepare_run(
     train_config: TrainConfig,
     output_dir: Path,
 ) -> Run:
-    """Hand the model and optimizer to accelerate, write the run's config.json and start the trackers."""
+    """Hand the model and optimizer to accelerate, write the run's config.json and set up TensorBoard (its
+    folder is made when the first value is logged)."""
     model, optimizer = accelerator.prepare(built.model, built.optimizer)
     unwrapped = accelerator.unwrap_model(model)
     ema = WeightAverage(unwrapped, train_config.ema_decay) if train_config.ema_decay else None
@@ -108,11 +111,10 @@ def prepare_run(
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / CONFIG).write_text(json.dumps(config_dict, indent=2))
-    if train_config.report_to != "none":
-        hparams = {
-            k: v for part in config_dict.values() for k, v in part.items() if isinstance(v, (int, float, str, bool))
-        }
-        accelerator.init_trackers("tensorboard", config=hparams)
+    logs = accelerator.is_main_process and train_config.report_to == "tensorboard"
+    settings = {
+        k: v for part in config_dict.values() for k, v in part.items() if isinstance(v, (int, float, str, bool))
+    }
     return Run(
         accelerator=accelerator,
         data_config=data_config,
@@ -125,6 +127,7 @@ def prepare_run(
         optimizer=optimizer,
         cold_items=built.cold_items,
         ema=ema,
+        tensorboard=TensorBoardLog(output_dir / TENSORBOARD if logs else None, settings),
     )
 
 
