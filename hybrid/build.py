@@ -10,7 +10,7 @@ from accelerate import Accelerator
 
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import RecDataset, load_dataset
-from .model import HybridRecommender, item_text_vectors, warm_item_mask
+from .model import HybridRecommender, build_item_encoder, item_text_vectors, warm_item_mask
 
 
 @dataclass
@@ -33,8 +33,12 @@ def build(
         progress = train_config.progress and accelerator.is_main_process
         text_vectors = item_text_vectors(model_config, dataset.item_texts, progress=progress)
     warm_items = warm_item_mask(dataset.train.history, dataset.train.target, dataset.num_items)
+    # Built as the model's constructor would build it (same draws, same order), with the run's progress setting.
+    encoder = build_item_encoder(
+        model_config, dataset.num_items, text_vectors, warm_items, dataset.item_texts, progress=progress
+    )
     model = HybridRecommender(
-        model_config, dataset.num_items, data_config.max_history, text_vectors, warm_items, dataset.item_texts
+        model_config, dataset.num_items, data_config.max_history, text_vectors, warm_items, dataset.item_texts, encoder
     )
     cold_items = ~warm_items
     cold_items[0] = False  # padding is no item

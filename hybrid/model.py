@@ -57,9 +57,10 @@ def build_item_encoder(
     text_vectors: torch.Tensor | None = None,  # [N, T] frozen text vectors ('text' / 'hybrid')
     warm_items: torch.Tensor | None = None,  # [N + 1] bool, items with training interactions ('hybrid')
     item_texts: list[str] | None = None,  # texts of items 1..N ('lm_lora')
+    progress: bool = True,  # bars while an encoder prepares (the LoRA encoder's layer cache)
 ) -> ItemEncoder:
     inputs = EncoderInputs(
-        num_items, config.hidden_size, config.initializer_range, item_texts, text_vectors, warm_items
+        num_items, config.hidden_size, config.initializer_range, item_texts, text_vectors, warm_items, progress
     )
     return build_encoder(config.encoder, inputs)
 
