@@ -17,9 +17,15 @@ case $stage in
     run bert4rec-drop0.5 bert4rec --hidden_dropout 0.5 --attention_dropout 0.5
     run bert4rec-drop0.2 bert4rec --hidden_dropout 0.2 --attention_dropout 0.2
     ;;
-  text)  # rule 3: scoring of the frozen-text backbone, then its adaptor
+  rearec)  # rule 2: ReaRec on the ID backbone (dropout 0.2 by rule 1)
+    run rearec-erl-kl0.05 rearec_erl --erl_kl_weight 0.05
+    run rearec-erl-kl0.1 rearec_erl --erl_kl_weight 0.1
+    run rearec-prl-cl0.1 rearec_prl --prl_contrastive_weight 0.1
+    run rearec-prl-cl0 rearec_prl --prl_contrastive_weight 0
+    ;;
+  text)  # rule 3: scoring of the frozen-text backbone (dropout 0.2 by rule 1), then its adaptor
     run text-dot text_sasrec --score_similarity dot --temperature 1.0
     run text-cosine0.07 text_sasrec --score_similarity cosine --temperature 0.07
     ;;
-  *) echo "unknown stage $stage (id, text)"; exit 2 ;;
+  *) echo "unknown stage $stage (id, rearec, text)"; exit 2 ;;
 esac
