@@ -26,11 +26,11 @@ def build(
 ) -> Built:
     """The dataset, a freshly initialised model and its optimizer (not yet prepared by accelerate). The order
     of the steps is fixed: the model's initial weights are drawn from the RNG right after the data is read."""
+    progress = train_config.progress and accelerator.is_main_process
     with accelerator.main_process_first():  # the main process builds the cache, the others read it
-        dataset = load_dataset(data_config)
+        dataset = load_dataset(data_config, progress=progress)
     accelerator.print(f"data: {json.dumps(dataset.stats)}")
     with accelerator.main_process_first():  # text vectors: encoded once by the main process, then cached
-        progress = train_config.progress and accelerator.is_main_process
         text_vectors = item_text_vectors(model_config, dataset.item_texts, progress=progress)
     warm_items = warm_item_mask(dataset.train.history, dataset.train.target, dataset.num_items)
     # Built as the model's constructor would build it (same draws, same order), with the run's progress setting.

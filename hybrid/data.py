@@ -34,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from .benchmark_files import PublishedRows, PublishedSplit, read_benchmark_files
 from .config import DataConfig
@@ -553,18 +554,24 @@ def read_cached_dataset(folder: Path) -> RecDataset:
     )
 
 
-def load_dataset(config: DataConfig, use_cache: bool = True) -> RecDataset:
-    """Processed dataset for ``config``: from the on-disk cache when present, else built and cached."""
-    if not use_cache:
-        return build_dataset(config)
+def load_dataset(config: DataConfig, use_cache: bool = True, progress: bool = False) -> RecDataset:
+    """Processed dataset for ``config``: from the on-disk cache when present, else built and cached (with
+    ``progress``, a bar over those steps: the first build of a large file takes a while, a cached load does not)."""
     folder = Path(config.cache_dir or default_cache_dir()) / "data" / cache_key(config)
-    if (folder / "meta.json").exists():
+    if use_cache and (folder / "meta.json").exists():
         try:
             return read_cached_dataset(folder)
         except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt, never trusted
             shutil.rmtree(folder, ignore_errors=True)
-    dataset = build_dataset(config)
-    save_dataset(dataset, folder)
+    name = Path(config.dataset).name or config.dataset
+    with tqdm(total=2 if use_cache else 1, desc=f"Preparing {name}", unit="step", disable=not progress) as bar:
+        bar.set_postfix_str("reading, filtering, splitting")
+        dataset = build_dataset(config)
+        bar.update()
+        if use_cache:
+            bar.set_postfix_str("caching for the next run")
+            save_dataset(dataset, folder)
+            bar.update()
     return dataset
 
 

@@ -74,3 +74,12 @@ def test_the_evaluate_command_is_quiet_under_no_progress(switch, tmp_path, csv_d
     )
     assert done.returncode == 0, done.stderr
     assert ("Evaluating valid" in done.stderr) is (not switch)
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_preparing_data_shows_a_bar_only_when_built_and_asked(progress, csv_data_config, capsys):
+    load_dataset(csv_data_config, progress=progress)  # built: read, split and cached
+    built = capsys.readouterr().err
+    assert ("Preparing" in built and "2/2" in built) is progress
+    load_dataset(csv_data_config, progress=progress)  # from the cache: no bar
+    assert "Preparing" not in capsys.readouterr().err
