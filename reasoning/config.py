@@ -36,6 +36,9 @@ class BackboneConfig:
 
     def __post_init__(self):
         check_choices(self)
+        for name in ("hidden_size", "num_layers", "num_heads", "inner_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive whole number, got {getattr(self, name)}.")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads}).")
         for name in ("hidden_dropout", "attention_dropout"):

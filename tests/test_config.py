@@ -55,3 +55,9 @@ def test_invalid_values_are_explained():
 def test_missing_preset_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         parse_configs(["--config", str(tmp_path / "none.json")])
+
+
+@pytest.mark.parametrize("name", ["hidden_size", "num_layers", "num_heads", "inner_size"])
+def test_backbone_sizes_must_be_positive(name):
+    with pytest.raises(ConfigError, match=f"{name} must be a positive whole number, got -3"):
+        ModelConfig(**{name: -3})
