@@ -48,6 +48,7 @@ def test_a_config_error_is_one_line_and_exit_code_2(tmp_path):
         timeout=300,
     )
     assert done.returncode == 2
-    assert done.stderr.startswith("error: hidden_size must be a positive whole number, got -3") and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: hidden_size must be a positive whole number, got -3"), done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
     assert not list(tmp_path.iterdir())  # no run folder, no TensorBoard folder
