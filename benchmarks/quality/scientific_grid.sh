@@ -14,6 +14,8 @@ case $stage in
   id)  # rule 1: dropout of the ID backbone
     run sasrec-drop0.5 sasrec --hidden_dropout 0.5 --attention_dropout 0.5
     run sasrec-drop0.2 sasrec --hidden_dropout 0.2 --attention_dropout 0.2
+    ;;
+  bert4rec)  # rule 1 for BERT4Rec, on its own (slow to converge here: run after the stages the others wait on)
     run bert4rec-drop0.5 bert4rec --hidden_dropout 0.5 --attention_dropout 0.5
     run bert4rec-drop0.2 bert4rec --hidden_dropout 0.2 --attention_dropout 0.2
     ;;
@@ -27,5 +29,5 @@ case $stage in
     run text-dot text_sasrec --score_similarity dot --temperature 1.0
     run text-cosine0.07 text_sasrec --score_similarity cosine --temperature 0.07
     ;;
-  *) echo "unknown stage $stage (id, rearec, text)"; exit 2 ;;
+  *) echo "unknown stage $stage (id, bert4rec, rearec, text)"; exit 2 ;;
 esac
