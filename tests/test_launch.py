@@ -52,3 +52,21 @@ def test_a_config_error_is_one_line_and_exit_code_2(tmp_path):
     assert done.stderr.count("\n") == 1, done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
     assert not list(tmp_path.iterdir())  # no run folder, no TensorBoard folder
+
+
+def test_make_demos_launch_reports_a_config_error_in_our_one_line(tmp_path):
+    """`make demo` launches through accelerate; without -q the launcher adds a CalledProcessError trace."""
+    launch = next(line for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith("LAUNCH :="))
+    arguments = launch.split(":=", 1)[1].split()[2:]  # after '$(BIN)/accelerate launch'
+    accelerate = Path(sys.executable).parent / "accelerate"
+    done = subprocess.run(
+        [str(accelerate), "launch", *arguments, str(ROOT / "scripts" / "train.py"), "--hidden_size", "-3"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=300,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "error: hidden_size must be a positive whole number, got -3" in output
+    assert "Traceback" not in output and "CalledProcessError" not in output, output
