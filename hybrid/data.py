@@ -39,7 +39,8 @@ from tqdm.auto import tqdm
 from .benchmark_files import PublishedRows, PublishedSplit, read_benchmark_files
 from .config import DataConfig
 from .errors import DataError
-from .readers import BUILTIN_DATASETS, RawInteractions, read_interactions
+from .formats import BUILTIN_DATASETS
+from .readers import RawInteractions, read_interactions
 
 CACHE_VERSION = 2
 

@@ -7,6 +7,7 @@ and ratings as floats. Errors name the file, the problem and the setting that fi
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import string
 from dataclasses import dataclass, field
@@ -91,8 +92,8 @@ def _read_delimited(path: Path, delimiter: str, quoted: bool = False) -> pd.Data
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates:
         raise DataError(f"{str(path)!r} repeats the header column(s) {duplicates}; give every column a unique name.")
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        if sum(1 for line in handle if line.strip()) < 2:
+    with open(path, encoding="utf-8", errors="replace") as handle:  # stops at the first data row, never reads on
+        if len(list(itertools.islice((line for line in handle if line.strip()), 2))) < 2:
             raise DataError(f"{str(path)!r} has a header row ({header}) but no rows of data.")
     import datasets
 

@@ -28,7 +28,7 @@ from .ema import WeightAverage
 from .errors import ConfigError
 from .evaluate import EvalResult, format_table
 from .fit import Run, TensorBoardLog, fit, step_noise_seed, train_step
-from .readers import BUILTIN_DATASETS
+from .formats import BUILTIN_DATASETS
 from .recommend import ItemCatalogue
 from .run_folder import CONFIG, METRICS, MODEL, RANKS, VALID_RANKS, resolve_output_dir, save_atomically
 
