@@ -1,14 +1,31 @@
 #!/usr/bin/env bash
 # Stage 1 of benchmarks/quality/scientific.md: one seed (2020) of every validation candidate, in the order of
-# the rules there. Resumable: finished candidates are skipped, an interrupted one resumes from its checkpoint.
+# the rules there, each rule's winner written into the presets by scientific_choose.py before the next rule.
+# Resumable: finished candidates are skipped, an interrupted one resumes from its checkpoint.
 # Usage (from the repository root, in the background): bash benchmarks/quality/scientific_grid.sh STAGE
+#   STAGE: id, rearec (rule 2), text (rules 3 and 4), hybrid (rule 5), lora (rule 6), bert4rec
 set -euo pipefail
 stage=${1:-id}
 run() {  # run NAME PRESET [overrides...]
   local name=$1 preset=$2
   shift 2
   python scripts/seeds.py --config "configs/scientific_$preset.json" --seeds 2020 --output "runs/scientific/$name" \
-    -- --num_threads 1 "$@"
+    -- --num_threads 1 "$@" > /dev/null  # the summary holds test figures: stage 1 reads validation only
+}
+choose() { python benchmarks/quality/scientific_choose.py "$@"; }
+reuse() {  # reuse NAME RULE: NAME is the run that won RULE (same settings, not trained twice)
+  local winner
+  winner=$(python -c "import json; print(json.load(open('runs/scientific/choices.json'))['$2'])")
+  ln -sfn "$winner" "runs/scientific/$1"
+}
+reasoning() {  # reasoning PREFIX RULE: the ERL and PRL candidates of rule 2 on one backbone, then their choice
+  local prefix=$1 rule=$2 pre=${1:+$1-}
+  run "${pre}rearec-erl-kl0.05" "${prefix:+${prefix}_}rearec_erl" --erl_kl_weight 0.05
+  run "${pre}rearec-erl-kl0.1" "${prefix:+${prefix}_}rearec_erl" --erl_kl_weight 0.1
+  choose "$rule-erl"
+  run "${pre}rearec-prl-cl0.1" "${prefix:+${prefix}_}rearec_prl" --prl_contrastive_weight 0.1
+  run "${pre}rearec-prl-cl0" "${prefix:+${prefix}_}rearec_prl" --prl_contrastive_weight 0
+  choose "$rule-prl"
 }
 case $stage in
   id)  # rule 1: dropout of the ID backbone
@@ -20,14 +37,29 @@ case $stage in
     run bert4rec-drop0.2 bert4rec --hidden_dropout 0.2 --attention_dropout 0.2
     ;;
   rearec)  # rule 2: ReaRec on the ID backbone (dropout 0.2 by rule 1)
-    run rearec-erl-kl0.05 rearec_erl --erl_kl_weight 0.05
-    run rearec-erl-kl0.1 rearec_erl --erl_kl_weight 0.1
-    run rearec-prl-cl0.1 rearec_prl --prl_contrastive_weight 0.1
-    run rearec-prl-cl0 rearec_prl --prl_contrastive_weight 0
+    reasoning "" 2
     ;;
-  text)  # rule 3: scoring of the frozen-text backbone (dropout 0.2 by rule 1), then its adaptor
+  text)  # rule 3: scoring of the frozen-text backbone, then its adaptor; rule 4: ReaRec on it
     run text-dot text_sasrec --score_similarity dot --temperature 1.0
     run text-cosine0.07 text_sasrec --score_similarity cosine --temperature 0.07
+    choose 3-scoring
+    reuse text-moe 3-scoring
+    run text-linear text_sasrec --text_adaptor linear
+    choose 3-adaptor
+    reasoning text 4
     ;;
-  *) echo "unknown stage $stage (id, bert4rec, rearec, text)"; exit 2 ;;
+  hybrid)  # rule 5: fusion, then id_dropout, then ReaRec on the hybrid (after the text stage)
+    run hybrid-sum hybrid_sasrec --fusion sum
+    run hybrid-gate hybrid_sasrec --fusion gate
+    choose 5-fusion
+    reuse hybrid-iddrop0 5-fusion
+    run hybrid-iddrop0.2 hybrid_sasrec --id_dropout 0.2
+    choose 5-id_dropout
+    reasoning hybrid 5
+    ;;
+  lora)  # rule 6: LoRA-MiniLM with the reasoning method that won rule 4 (after the text stage)
+    choose 6-lora
+    run lora-rearec lora_rearec
+    ;;
+  *) echo "unknown stage $stage (id, rearec, text, hybrid, lora, bert4rec)"; exit 2 ;;
 esac

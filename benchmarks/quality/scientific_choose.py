@@ -1,0 +1,126 @@
+"""Apply one stage-1 rule of benchmarks/quality/scientific.md: read each candidate's validation NDCG@10 (seed
+2020), pick the winner (a tie within 0.0005 goes to the first-listed candidate) and write its settings into the
+presets the rule governs. Only validation figures are read.
+
+    python benchmarks/quality/scientific_choose.py RULE      # RULE: 2-erl 2-prl 3-scoring 3-adaptor ...
+    python benchmarks/quality/scientific_choose.py RULE --dry_run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+RUNS = Path("runs/scientific")
+TIE_MARGIN = 0.0005
+TEXT_PRESETS = [f"configs/scientific_{p}.json" for p in ("text_sasrec", "text_rearec_erl", "text_rearec_prl")]
+HYBRID_PRESETS = [f"configs/scientific_{p}.json" for p in ("hybrid_sasrec", "hybrid_rearec_erl", "hybrid_rearec_prl")]
+
+# rule -> (presets it writes, [(candidate run, {model setting: value}), ...] in the declared order)
+RULES: dict[str, tuple[list[str], list[tuple[str, dict]]]] = {
+    "2-erl": (["configs/scientific_rearec_erl.json"],
+              [("rearec-erl-kl0.05", {"erl_kl_weight": 0.05}), ("rearec-erl-kl0.1", {"erl_kl_weight": 0.1})]),
+    "2-prl": (["configs/scientific_rearec_prl.json"],
+              [("rearec-prl-cl0.1", {"prl_contrastive_weight": 0.1}),
+               ("rearec-prl-cl0", {"prl_contrastive_weight": 0.0})]),
+    "3-scoring": (TEXT_PRESETS + HYBRID_PRESETS,
+                  [("text-dot", {"score_similarity": "dot", "temperature": 1.0}),
+                   ("text-cosine0.07", {"score_similarity": "cosine", "temperature": 0.07})]),
+    "3-adaptor": (TEXT_PRESETS + HYBRID_PRESETS,
+                  [("text-moe", {"text_adaptor": "moe"}), ("text-linear", {"text_adaptor": "linear"})]),
+    "4-erl": (["configs/scientific_text_rearec_erl.json"],
+              [("text-rearec-erl-kl0.05", {"erl_kl_weight": 0.05}),
+               ("text-rearec-erl-kl0.1", {"erl_kl_weight": 0.1})]),
+    "4-prl": (["configs/scientific_text_rearec_prl.json"],
+              [("text-rearec-prl-cl0.1", {"prl_contrastive_weight": 0.1}),
+               ("text-rearec-prl-cl0", {"prl_contrastive_weight": 0.0})]),
+    "5-fusion": (HYBRID_PRESETS, [("hybrid-sum", {"fusion": "sum"}), ("hybrid-gate", {"fusion": "gate"})]),
+    "5-id_dropout": (HYBRID_PRESETS,
+                     [("hybrid-iddrop0", {"id_dropout": 0.0}), ("hybrid-iddrop0.2", {"id_dropout": 0.2})]),
+    "5-erl": (["configs/scientific_hybrid_rearec_erl.json"],
+              [("hybrid-rearec-erl-kl0.05", {"erl_kl_weight": 0.05}),
+               ("hybrid-rearec-erl-kl0.1", {"erl_kl_weight": 0.1})]),
+    "5-prl": (["configs/scientific_hybrid_rearec_prl.json"],
+              [("hybrid-rearec-prl-cl0.1", {"prl_contrastive_weight": 0.1}),
+               ("hybrid-rearec-prl-cl0", {"prl_contrastive_weight": 0.0})]),
+}
+
+# rule 6: the LoRA defaults of the record (top two of MiniLM's six layers tuned, the four below cached)
+LORA_SETTINGS = {"item_encoder": "lm_lora", "lm_model": "all-MiniLM-L6-v2", "lm_pooling": "mean",
+                 "lm_max_length": 64, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "lora_layers": 2,
+                 "lm_cache_frozen_layers": True}
+
+
+def valid_ndcg(candidate: str) -> float:
+    """Validation NDCG@10 of the candidate's seed-2020 run (its best epoch); a clear error if it has not run."""
+    path = RUNS / candidate / "seed-2020" / "metrics.json"
+    if not path.exists():
+        raise SystemExit(f"{path} not found: run the candidate first (benchmarks/quality/scientific_grid.sh)")
+    return float(json.loads(path.read_text())["valid"]["metrics"]["ndcg@10"])
+
+
+def choose(candidates: list[tuple[str, dict]]) -> tuple[str, dict, list[tuple[str, float]]]:
+    """The first-listed candidate unless a later one beats the best so far by more than the tie margin."""
+    scores = [(name, valid_ndcg(name)) for name, _ in candidates]
+    best = 0
+    for index, (_, score) in enumerate(scores[1:], start=1):
+        if score > scores[best][1] + TIE_MARGIN:
+            best = index
+    return candidates[best][0], candidates[best][1], scores
+
+
+def record_choice(rule: str, winner: str) -> None:
+    """runs/scientific/choices.json keeps every rule's winner (the grid links reused runs by it)."""
+    path = RUNS / "choices.json"
+    choices = json.loads(path.read_text()) if path.exists() else {}
+    choices[rule] = winner
+    path.write_text(json.dumps(choices, indent=2) + "\n")
+
+
+def write_lora_preset(method_rule_winners: dict[str, str]) -> Path:
+    """Rule 6: the LoRA-MiniLM preset takes the text preset of the reasoning method that won rule 4."""
+    scores = {method: valid_ndcg(run) for method, run in method_rule_winners.items()}
+    method = max(scores, key=scores.get)
+    config = json.loads(Path(f"configs/scientific_text_rearec_{method}.json").read_text())
+    for key in ("text_model", "text_adaptor", "text_experts", "text_adaptor_dropout"):
+        config["model"].pop(key, None)
+    config["model"].update(LORA_SETTINGS)
+    config["train"]["run_name"] = "scientific-lora-rearec"
+    path = Path("configs/scientific_lora_rearec.json")
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    print(f"rule 6: {scores} -> {method}; wrote {path}")
+    return path
+
+
+def write_settings(presets: list[str], settings: dict) -> None:
+    for preset in presets:
+        path = Path(preset)
+        config = json.loads(path.read_text())
+        config["model"].update(settings)
+        path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("rule", choices=sorted(RULES) + ["6-lora"])
+    parser.add_argument("--dry_run", action="store_true", help="print the choice without writing the presets")
+    args = parser.parse_args()
+    if args.rule == "6-lora":
+        choices = json.loads((RUNS / "choices.json").read_text())
+        write_lora_preset({"erl": choices["4-erl"], "prl": choices["4-prl"]})
+        return 0
+    presets, candidates = RULES[args.rule]
+    winner, settings, scores = choose(candidates)
+    for name, score in scores:
+        print(f"rule {args.rule}: {name} valid ndcg@10 {score:.5f}{'  <- chosen' if name == winner else ''}")
+    if not args.dry_run:
+        write_settings(presets, settings)
+        record_choice(args.rule, winner)
+        print(f"wrote {settings} into {', '.join(presets)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
