@@ -20,37 +20,66 @@ HYBRID_PRESETS = [f"configs/scientific_{p}.json" for p in ("hybrid_sasrec", "hyb
 
 # rule -> (presets it writes, [(candidate run, {model setting: value}), ...] in the declared order)
 RULES: dict[str, tuple[list[str], list[tuple[str, dict]]]] = {
-    "2-erl": (["configs/scientific_rearec_erl.json"],
-              [("rearec-erl-kl0.05", {"erl_kl_weight": 0.05}), ("rearec-erl-kl0.1", {"erl_kl_weight": 0.1})]),
-    "2-prl": (["configs/scientific_rearec_prl.json"],
-              [("rearec-prl-cl0.1", {"prl_contrastive_weight": 0.1}),
-               ("rearec-prl-cl0", {"prl_contrastive_weight": 0.0})]),
-    "3-scoring": (TEXT_PRESETS + HYBRID_PRESETS,
-                  [("text-dot", {"score_similarity": "dot", "temperature": 1.0}),
-                   ("text-cosine0.07", {"score_similarity": "cosine", "temperature": 0.07})]),
-    "3-adaptor": (TEXT_PRESETS + HYBRID_PRESETS,
-                  [("text-moe", {"text_adaptor": "moe"}), ("text-linear", {"text_adaptor": "linear"})]),
-    "4-erl": (["configs/scientific_text_rearec_erl.json"],
-              [("text-rearec-erl-kl0.05", {"erl_kl_weight": 0.05}),
-               ("text-rearec-erl-kl0.1", {"erl_kl_weight": 0.1})]),
-    "4-prl": (["configs/scientific_text_rearec_prl.json"],
-              [("text-rearec-prl-cl0.1", {"prl_contrastive_weight": 0.1}),
-               ("text-rearec-prl-cl0", {"prl_contrastive_weight": 0.0})]),
+    "2-erl": (
+        ["configs/scientific_rearec_erl.json"],
+        [("rearec-erl-kl0.05", {"erl_kl_weight": 0.05}), ("rearec-erl-kl0.1", {"erl_kl_weight": 0.1})],
+    ),
+    "2-prl": (
+        ["configs/scientific_rearec_prl.json"],
+        [("rearec-prl-cl0.1", {"prl_contrastive_weight": 0.1}), ("rearec-prl-cl0", {"prl_contrastive_weight": 0.0})],
+    ),
+    "3-scoring": (
+        TEXT_PRESETS + HYBRID_PRESETS,
+        [
+            ("text-dot", {"score_similarity": "dot", "temperature": 1.0}),
+            ("text-cosine0.07", {"score_similarity": "cosine", "temperature": 0.07}),
+        ],
+    ),
+    "3-adaptor": (
+        TEXT_PRESETS + HYBRID_PRESETS,
+        [("text-moe", {"text_adaptor": "moe"}), ("text-linear", {"text_adaptor": "linear"})],
+    ),
+    "4-erl": (
+        ["configs/scientific_text_rearec_erl.json"],
+        [("text-rearec-erl-kl0.05", {"erl_kl_weight": 0.05}), ("text-rearec-erl-kl0.1", {"erl_kl_weight": 0.1})],
+    ),
+    "4-prl": (
+        ["configs/scientific_text_rearec_prl.json"],
+        [
+            ("text-rearec-prl-cl0.1", {"prl_contrastive_weight": 0.1}),
+            ("text-rearec-prl-cl0", {"prl_contrastive_weight": 0.0}),
+        ],
+    ),
     "5-fusion": (HYBRID_PRESETS, [("hybrid-sum", {"fusion": "sum"}), ("hybrid-gate", {"fusion": "gate"})]),
-    "5-id_dropout": (HYBRID_PRESETS,
-                     [("hybrid-iddrop0", {"id_dropout": 0.0}), ("hybrid-iddrop0.2", {"id_dropout": 0.2})]),
-    "5-erl": (["configs/scientific_hybrid_rearec_erl.json"],
-              [("hybrid-rearec-erl-kl0.05", {"erl_kl_weight": 0.05}),
-               ("hybrid-rearec-erl-kl0.1", {"erl_kl_weight": 0.1})]),
-    "5-prl": (["configs/scientific_hybrid_rearec_prl.json"],
-              [("hybrid-rearec-prl-cl0.1", {"prl_contrastive_weight": 0.1}),
-               ("hybrid-rearec-prl-cl0", {"prl_contrastive_weight": 0.0})]),
+    "5-id_dropout": (
+        HYBRID_PRESETS,
+        [("hybrid-iddrop0", {"id_dropout": 0.0}), ("hybrid-iddrop0.2", {"id_dropout": 0.2})],
+    ),
+    "5-erl": (
+        ["configs/scientific_hybrid_rearec_erl.json"],
+        [("hybrid-rearec-erl-kl0.05", {"erl_kl_weight": 0.05}), ("hybrid-rearec-erl-kl0.1", {"erl_kl_weight": 0.1})],
+    ),
+    "5-prl": (
+        ["configs/scientific_hybrid_rearec_prl.json"],
+        [
+            ("hybrid-rearec-prl-cl0.1", {"prl_contrastive_weight": 0.1}),
+            ("hybrid-rearec-prl-cl0", {"prl_contrastive_weight": 0.0}),
+        ],
+    ),
 }
 
 # rule 6: the LoRA defaults of the record (top two of MiniLM's six layers tuned, the four below cached)
-LORA_SETTINGS = {"item_encoder": "lm_lora", "lm_model": "all-MiniLM-L6-v2", "lm_pooling": "mean",
-                 "lm_max_length": 64, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "lora_layers": 2,
-                 "lm_cache_frozen_layers": True}
+LORA_SETTINGS = {
+    "item_encoder": "lm_lora",
+    "lm_model": "all-MiniLM-L6-v2",
+    "lm_pooling": "mean",
+    "lm_max_length": 64,
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "lora_dropout": 0.05,
+    "lora_layers": 2,
+    "lm_cache_frozen_layers": True,
+}
 
 
 def valid_ndcg(candidate: str) -> float:
