@@ -81,6 +81,8 @@ LORA_SETTINGS = {
     "lm_cache_frozen_layers": True,
 }
 
+COLD_SPLIT = {"split": "cold_items", "cold_selection": "random", "cold_fraction": 0.1}
+
 
 def valid_ndcg(candidate: str) -> float:
     """Validation NDCG@10 of the candidate's seed-2020 run (its best epoch); a clear error if it has not run."""
@@ -123,6 +125,32 @@ def write_lora_preset(method_rule_winners: dict[str, str]) -> Path:
     return path
 
 
+def better_method(choices: dict[str, str], rule: str) -> str:
+    """'erl' or 'prl': the rule's ERL and PRL winners compared by seed-2020 validation NDCG@10 (ERL on a tie)."""
+    erl, prl = valid_ndcg(choices[f"{rule}-erl"]), valid_ndcg(choices[f"{rule}-prl"])
+    return "prl" if prl > erl + TIE_MARGIN else "erl"
+
+
+def write_cold_presets() -> list[Path]:
+    """Issue 29's cold-split presets: ID, frozen text and hybrid, each with the better reasoning method of its
+    backbone in stage 1 (rules 2, 4, 5), on the random cold split (10 % of the items; the split seed is given
+    per run); the hybrid with ID dropout 0.2 (a cold item's ID row never trains)."""
+    choices = json.loads((RUNS / "choices.json").read_text())
+    written = []
+    for backbone, rule, prefix in (("id", "2", ""), ("text", "4", "text_"), ("hybrid", "5", "hybrid_")):
+        method = better_method(choices, rule)
+        config = json.loads(Path(f"configs/scientific_{prefix}rearec_{method}.json").read_text())
+        config["data"].update(COLD_SPLIT)
+        if backbone == "hybrid":
+            config["model"]["id_dropout"] = 0.2
+        config["train"]["run_name"] = f"scientific-cold-{backbone}-rearec-{method}"
+        path = Path(f"configs/scientific_cold_{backbone}.json")
+        path.write_text(json.dumps(config, indent=2) + "\n")
+        print(f"cold: {backbone} backbone takes {method} (rule {rule}); wrote {path}")
+        written.append(path)
+    return written
+
+
 def write_settings(presets: list[str], settings: dict) -> None:
     for preset in presets:
         path = Path(preset)
@@ -133,9 +161,12 @@ def write_settings(presets: list[str], settings: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("rule", choices=sorted(RULES) + ["6-lora"])
+    parser.add_argument("rule", choices=sorted(RULES) + ["6-lora", "cold"])
     parser.add_argument("--dry_run", action="store_true", help="print the choice without writing the presets")
     args = parser.parse_args()
+    if args.rule == "cold":
+        write_cold_presets()
+        return 0
     if args.rule == "6-lora":
         choices = json.loads((RUNS / "choices.json").read_text())
         write_lora_preset({"erl": choices["4-erl"], "prl": choices["4-prl"]})

@@ -3,7 +3,8 @@
 # the rules there, each rule's winner written into the presets by scientific_choose.py before the next rule.
 # Resumable: finished candidates are skipped, an interrupted one resumes from its checkpoint.
 # Usage (from the repository root, in the background): bash benchmarks/quality/scientific_grid.sh STAGE
-#   STAGE: id, rearec (rule 2), text (rules 3 and 4), hybrid (rule 5), lora (rule 6), bert4rec
+#   STAGE: id, rearec (rule 2), text (rules 3 and 4), hybrid (rule 5), lora (rule 6), bert4rec, and cold
+#   (issue 29's cold split, after rules 2, 4 and 5)
 set -euo pipefail
 stage=${1:-id}
 run() {  # run NAME PRESET [overrides...]
@@ -57,9 +58,18 @@ case $stage in
     choose 5-id_dropout
     reasoning hybrid 5
     ;;
+  cold)  # issue 29: the cold split (10 % of items, split seeds 0-2), ID / text / hybrid with their better method
+    choose cold
+    for split in 0 1 2; do
+      for backbone in id text hybrid; do
+        python scripts/seeds.py --config "configs/scientific_cold_$backbone.json" --seeds 2020 \
+          --output "runs/scientific-cold/$backbone-split$split" -- --num_threads 1 --cold_seed "$split" > /dev/null
+      done
+    done
+    ;;
   lora)  # rule 6: LoRA-MiniLM with the reasoning method that won rule 4 (after the text stage)
     choose 6-lora
     run lora-rearec lora_rearec
     ;;
-  *) echo "unknown stage $stage (id, rearec, text, hybrid, lora, bert4rec)"; exit 2 ;;
+  *) echo "unknown stage $stage (id, rearec, text, hybrid, lora, bert4rec, cold)"; exit 2 ;;
 esac
