@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from hybrid_rearec.foundation.noise import global_batch_noise
 from hybrid_rearec.hybrid.config import ModelConfig
 from hybrid_rearec.hybrid.data import SplitData, load_dataset, packed_batches, sequence_rows
 from hybrid_rearec.hybrid.errors import ConfigError, DataError
@@ -138,3 +139,33 @@ def test_all_positions_trains_prl_with_its_contrastive_views(view):
     assert {"ce", "progressive", "contrastive"} <= output.loss_parts.keys() and torch.isfinite(output.loss)
     output.loss.backward()
     assert model.reasoning.position_embedding.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("method", ["erl", "prl"])
+def test_one_pass_gradients_do_not_depend_on_how_the_windows_are_split(method):
+    """Dropout on everywhere: the gathered reasoning rows draw their masks per (window, position) of the global
+    batch, so one forward of four windows and three forwards of slices of them give the same gradients."""
+    torch.manual_seed(0)
+    config = ModelConfig(
+        hidden_size=16, num_heads=2, inner_size=32, loss_positions="all", reasoning_steps=2,
+        reasoning_method=method, hidden_dropout=0.3, attention_dropout=0.3,
+    )  # fmt: skip
+    model = HybridRecommender(config, num_items=30, max_history=8).train()
+    items = torch.randint(1, 31, (4, 8))
+    items[1, :3] = 0
+    inputs, targets = items[:, :-1], items[:, 1:] * (items[:, :-1] > 0)
+    targets[2, :4] = 0  # a window whose first positions are context only
+
+    def gradients(pieces, seed=5):
+        model.zero_grad(set_to_none=True)
+        total = int((targets > 0).sum())
+        for start, end in pieces:
+            with global_batch_noise(seed=seed, offset=start, rows=end - start, global_size=4):
+                loss = model(inputs[start:end], targets[start:end]).loss
+            (loss * int((targets[start:end] > 0).sum()) / total).backward()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    whole, sliced = gradients([(0, 4)]), gradients([(0, 1), (1, 3), (3, 4)])
+    assert len(whole) == len(sliced) > 10
+    assert max((a - b).abs().max().item() for a, b in zip(whole, sliced)) <= 1e-6
+    assert any(not torch.equal(a, b) for a, b in zip(whole, gradients([(0, 4)], seed=6)))  # the masks are on
