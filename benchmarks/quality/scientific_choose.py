@@ -20,6 +20,13 @@ HYBRID_PRESETS = [f"configs/scientific_{p}.json" for p in ("hybrid_sasrec", "hyb
 
 # rule -> (presets it writes, [(candidate run, {model setting: value}), ...] in the declared order)
 RULES: dict[str, tuple[list[str], list[tuple[str, dict]]]] = {
+    "1-bert4rec": (
+        ["configs/scientific_bert4rec.json"],
+        [
+            ("bert4rec-drop0.5", {"hidden_dropout": 0.5, "attention_dropout": 0.5}),
+            ("bert4rec-drop0.2", {"hidden_dropout": 0.2, "attention_dropout": 0.2}),
+        ],
+    ),
     "2-erl": (
         ["configs/scientific_rearec_erl.json"],
         [("rearec-erl-kl0.05", {"erl_kl_weight": 0.05}), ("rearec-erl-kl0.1", {"erl_kl_weight": 0.1})],

@@ -36,6 +36,7 @@ case $stage in
   bert4rec)  # rule 1 for BERT4Rec, on its own (slow to converge here: run after the stages the others wait on)
     run bert4rec-drop0.5 bert4rec --hidden_dropout 0.5 --attention_dropout 0.5
     run bert4rec-drop0.2 bert4rec --hidden_dropout 0.2 --attention_dropout 0.2
+    choose 1-bert4rec
     ;;
   rearec)  # rule 2: ReaRec on the ID backbone (dropout 0.2 by rule 1)
     reasoning "" 2
