@@ -28,12 +28,18 @@ from .config import ObjectiveConfig, ReasoningConfig
 def item_logits(states: torch.Tensor, item_table: torch.Tensor) -> torch.Tensor:
     """Dot-product scores [..., N + 1] of states [..., D] against the item table [N + 1, D]; column 0 = -inf."""
     logits = states @ item_table.T
-    return logits.index_fill(-1, logits.new_zeros(1, dtype=torch.long), float("-inf"))
+    # In place: the product's output is not saved for its backward, and a copy of [..., N + 1] costs a pass.
+    return logits.index_fill_(-1, logits.new_zeros(1, dtype=torch.long), float("-inf"))
 
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
     """Mean full-softmax CE of logits [B, N + 1] / temperature against target ids [B]."""
-    return F.cross_entropy(logits / temperature, target)
+    return F.cross_entropy(scaled(logits, temperature), target)
+
+
+def scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """logits / temperature, without the two passes over [..., N + 1] (forward, backward) at temperature 1."""
+    return logits if temperature == 1.0 else logits / temperature
 
 
 def state_cross_entropy(
@@ -133,7 +139,7 @@ def erl_loss(
     step_logits = item_logits(states, item_table)  # [B, S, N + 1]
     # Scores are linear in the state, so the mean state's logits are the mean of the steps' (one product less).
     recommendation = cross_entropy(step_logits.mean(dim=1), target, temperature)
-    diversity = kl_diversity(step_logits / temperature, kl_pairs)
+    diversity = kl_diversity(scaled(step_logits, temperature), kl_pairs)
     loss = recommendation - kl_weight * diversity
     return loss, {"ce": recommendation.detach(), "kl": diversity.detach()}
 
