@@ -103,12 +103,12 @@ def resolve_checkpoint(run_dir: Path, resume: str) -> Path:
     return path
 
 
-def changed_settings(path: Path, run_dir: Path) -> list[str]:
-    """Data and model settings of this run (its config.json) that differ from those the checkpoint was trained
-    with, as 'key: then -> now' (none when the checkpoint predates run_config.json)."""
-    if not (path / RUN_CONFIG).exists() or not (run_dir / RUN_FILE).exists():
+def changed_settings(path: Path, now: dict) -> list[str]:
+    """Data and model settings of this run (``now``, as its config.json will hold them) that differ from those
+    the checkpoint was trained with, as 'key: then -> now' (none when the checkpoint predates run_config.json)."""
+    if not (path / RUN_CONFIG).exists():
         return []
-    then, now = (json.loads(p.read_text()) for p in (path / RUN_CONFIG, run_dir / RUN_FILE))
+    then = json.loads((path / RUN_CONFIG).read_text())
     return [
         f"{key}: {then[section][key]!r} in the checkpoint, {now[section].get(key)!r} now"
         for section, ignored in IGNORED_CHANGES.items()
@@ -117,9 +117,9 @@ def changed_settings(path: Path, run_dir: Path) -> list[str]:
     ]
 
 
-def check_settings(path: Path, run_dir: Path) -> None:
+def check_settings(path: Path, now: dict) -> None:
     """Refuse to resume with other data or model settings than the checkpoint's, naming them and the two ways on."""
-    changed = changed_settings(path, run_dir)
+    changed = changed_settings(path, now)
     if changed:
         raise ConfigError(
             f"checkpoint {str(path)!r} was trained with other settings than this run's ({'; '.join(changed[:5])}). "
@@ -145,11 +145,11 @@ def check_tensor_files(path: Path) -> None:
             ) from None
 
 
-def load_checkpoint(accelerator, path: Path) -> TrainerState:
-    """Restore model, optimizer and RNG; a damaged checkpoint or one trained with other settings is reported,
-    never half-loaded silently."""
-    if accelerator.project_dir:  # the run folder being trained (train() always sets it)
-        check_settings(path, Path(accelerator.project_dir))
+def load_checkpoint(accelerator, path: Path, settings: dict | None = None) -> TrainerState:
+    """Restore model, optimizer and RNG; a damaged checkpoint or one trained with other settings than
+    ``settings`` (the run's {"data", "model", "train"}, when given) is reported, never half-loaded silently."""
+    if settings is not None:
+        check_settings(path, settings)
     check_tensor_files(path)
     try:
         state = TrainerState(**json.loads((path / STATE_FILE).read_text()))

@@ -44,7 +44,8 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
     built = build(data_config, model_config, train_config, accelerator)
     run = prepare_run(accelerator, built, data_config, model_config, train_config, output_dir)
     if checkpoint is not None:
-        resume(run, checkpoint)
+        resume(run, checkpoint)  # a refused resume raises before the run folder is touched
+    write_config(run)
     run.eval_loaders = eval_loaders(accelerator, run.dataset, train_config.eval_batch_size)
     fit(run)
     if run.best_weights is None:
@@ -101,16 +102,12 @@ def prepare_run(
     train_config: TrainConfig,
     output_dir: Path,
 ) -> Run:
-    """Hand the model and optimizer to accelerate, write the run's config.json and set up TensorBoard (its
-    folder is made when the first value is logged)."""
+    """Hand the model and optimizer to accelerate and set up TensorBoard (its folder is made when the first
+    value is logged); :func:`write_config` writes the run's config.json once the run may go ahead."""
     model, optimizer = accelerator.prepare(built.model, built.optimizer)
     unwrapped = accelerator.unwrap_model(model)
     ema = WeightAverage(unwrapped, train_config.ema_decay) if train_config.ema_decay else None
-    config_dict = to_dict(data_config, model_config, train_config)
-    config_dict["train"]["output_dir"] = str(output_dir)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / CONFIG).write_text(json.dumps(config_dict, indent=2))
+    config_dict = run_settings(data_config, model_config, train_config, output_dir)
     logs = accelerator.is_main_process and train_config.report_to == "tensorboard"
     settings = {
         k: v for part in config_dict.values() for k, v in part.items() if isinstance(v, (int, float, str, bool))
@@ -131,9 +128,26 @@ def prepare_run(
     )
 
 
+def run_settings(data: DataConfig, model: ModelConfig, train: TrainConfig, output_dir: Path) -> dict:
+    """The settings a run's config.json holds: {"data": ..., "model": ..., "train": ...}."""
+    config_dict = to_dict(data, model, train)
+    config_dict["train"]["output_dir"] = str(output_dir)
+    return config_dict
+
+
+def write_config(run: Run) -> None:
+    """The run folder's config.json, written only when the run goes ahead (after a resume was accepted), so a
+    refused resume leaves the folder describing the run that is in it."""
+    if run.accelerator.is_main_process:
+        run.output_dir.mkdir(parents=True, exist_ok=True)
+        settings = run_settings(run.data_config, run.model_config, run.config, run.output_dir)
+        (run.output_dir / CONFIG).write_text(json.dumps(settings, indent=2))
+
+
 def resume(run: Run, checkpoint: Path) -> None:
     """Continue from a checkpoint: weights, optimizer, RNG, where training stands, the best weights so far."""
-    run.state = load_checkpoint(run.accelerator, checkpoint)
+    settings = run_settings(run.data_config, run.model_config, run.config, run.output_dir)
+    run.state = load_checkpoint(run.accelerator, checkpoint, settings)
     if run.state.best_epoch:
         run.best_weights = load_file(checkpoint / CHECKPOINT_BEST_MODEL)
     if run.ema is not None:

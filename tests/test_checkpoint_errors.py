@@ -35,7 +35,7 @@ def test_a_truncated_best_model_is_named_and_left_alone(trained, csv_data_config
 def test_a_changed_setting_is_named_not_called_corrupt(trained, csv_data_config, tiny_model_config):
     run = Path(trained.output_dir)
     latest = sorted((run / "checkpoints").iterdir())[-1]
-    before = snapshot(latest)
+    before, settings = snapshot(latest), (run / "config.json").read_bytes()
     changed = replace(tiny_model_config, hidden_size=32)
     with pytest.raises(ConfigError) as error:
         train(csv_data_config, changed, trained)
@@ -44,6 +44,7 @@ def test_a_changed_setting_is_named_not_called_corrupt(trained, csv_data_config,
     assert f"--config {latest / 'run_config.json'} --resume latest" in message  # resume as trained
     assert "--overwrite" in message  # or start fresh
     assert snapshot(latest) == before
+    assert (run / "config.json").read_bytes() == settings  # the folder still describes the run that is in it
     sections = json.loads((latest / "run_config.json").read_text())
     assert sections["model"]["hidden_size"] == 16
     train(csv_data_config, tiny_model_config, trained)  # the checkpoint is sound: it resumes as trained
