@@ -229,7 +229,11 @@ class TrainConfig:
         "encoder and method, e.g. 'ml-100k-text-rearec-erl' or 'ml-100k-id-bert4rec'.",
         None,
     )
-    overwrite: bool = _help("Allow writing into an output_dir that already holds a run.", False)
+    overwrite: bool = _help(
+        "Start a new run in an output_dir that already holds one: the old run moves to "
+        "output_dir/replaced-TIMESTAMP/ (nothing is deleted).",
+        False,
+    )
     seed: int = _help("Random seed (model init, shuffling, dropout).", 2020)
     epochs: int = _help("Maximum training epochs.", 200)
     patience: int = _help("Stop after this many evaluations without a better validation NDCG@10.", 10)

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from safetensors.torch import save_file
 
@@ -31,6 +32,7 @@ from .pretrained import CATALOGUE, ModelFileError
 CONFIG, METRICS, MODEL, CHECKPOINTS = "config.json", "metrics.json", "model", "checkpoints"
 VALID_RANKS, RANKS = "valid_ranks.safetensors", "ranks.safetensors"
 RUN_FILES = (CONFIG, METRICS, MODEL, VALID_RANKS, RANKS, CHECKPOINTS)
+EXTRA_RUN_FILES = ("tensorboard", "analysis")  # written beside a run; set aside with it by --overwrite
 
 
 def resolve_output_dir(config: TrainConfig) -> Path:
@@ -44,7 +46,23 @@ def resolve_output_dir(config: TrainConfig) -> Path:
             f"output_dir {str(folder)!r} already holds a run ({', '.join(existing)}). "
             "Choose another --output_dir, pass --resume latest to continue it, or --overwrite to replace it."
         )
+    if existing and config.overwrite and not config.resume:
+        set_aside(folder, existing, name[0])
     return folder
+
+
+def set_aside(folder: Path, existing: list[str], agreed: str) -> None:
+    """--overwrite: the run already in ``folder`` moves to folder/replaced-TIMESTAMP/, so the new run starts in
+    an empty folder (a later --resume latest can never pick up the old run's checkpoints) and nothing is
+    deleted. The main process moves; the others wait for it."""
+    state = PartialState()
+    if state.is_main_process:
+        aside = folder / f"replaced-{datetime.now():%Y%m%d-%H%M%S-%f}"
+        aside.mkdir()
+        for entry in [*existing, *(f for f in EXTRA_RUN_FILES if (folder / f).exists())]:
+            os.replace(folder / entry, aside / entry)
+        print(f"--overwrite: the run that was in {agreed} moved to {aside}")
+    state.wait_for_everyone()
 
 
 def save_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:

@@ -60,6 +60,20 @@ def test_existing_run_directory_is_not_overwritten(tmp_path, csv_data_config, ti
     assert (tmp_path / "run" / "model" / "model.safetensors").read_bytes() == before
 
 
+def test_overwrite_sets_the_old_run_aside_and_starts_clean(tmp_path, csv_data_config, tiny_model_config):
+    train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=2))
+    run = tmp_path / "run"
+    old_checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    before = (run / "model" / "model.safetensors").read_bytes()
+    train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=1, overwrite=True))
+    (aside,) = run.glob("replaced-*")
+    assert (aside / "model" / "model.safetensors").read_bytes() == before  # nothing of the old run is lost
+    assert sorted(p.name for p in (aside / "checkpoints").iterdir()) == old_checkpoints
+    new_checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert new_checkpoints[-1] < old_checkpoints[-1]  # only the new run's: --resume latest finds its own
+    assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 1
+
+
 def launch(tmp_path, csv_data_config, processes, name, *extra):
     command = [
         sys.executable,
