@@ -47,10 +47,17 @@ def build(
         softmax_items = "seen" if data_config.split == "cold_items" else "all"
     if softmax_items == "seen":
         model.set_softmax_items(warm_items)
-    optimizer = torch.optim.AdamW(
-        decay_groups(model, train_config.weight_decay), lr=train_config.learning_rate, weight_decay=0.0
-    )
+    optimizer = make_optimizer(model, train_config.learning_rate, train_config.weight_decay)
     return Built(dataset, model, optimizer, cold_items)
+
+
+def make_optimizer(model: torch.nn.Module, learning_rate: float, weight_decay: float = 0.0) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters (weight decay on matrices only), fused where the parameters' device
+    has the fused kernel (CPU, CUDA): one kernel per parameter instead of about ten small operations, which on
+    CPU was about a tenth of a one-pass SASRec step. The same algorithm as torch's default AdamW (tested)."""
+    groups = decay_groups(model, weight_decay)
+    fused = all(p.device.type in ("cpu", "cuda") for group in groups for p in group["params"])
+    return torch.optim.AdamW(groups, lr=learning_rate, weight_decay=0.0, fused=fused)
 
 
 def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

@@ -98,13 +98,14 @@ def test_one_pass_suite_times_both_layouts_and_writes_the_checked_schema(tmp_pat
     functions = {
         f"sasrec/{layout}": one_pass.epoch_function(dataset, one_pass.PRESETS["sasrec"], layout, accelerator)
         for layout in ("prefix", "one_pass")
-    }
+    } | {"erl/shared": one_pass.shared_work_function(dataset, one_pass.PRESETS["rearec-erl"], accelerator)}
     seconds = one_pass.epoch_seconds(functions, rounds=1, synchronize=lambda: None)
-    assert set(seconds) == {"sasrec/prefix", "sasrec/one_pass"} and all(s > 0 for s in seconds.values())
-    figures = {"ml-100k": {"sasrec": {"prefix_s_per_epoch": 2.0, "one_pass_s_per_epoch": 0.5, "ratio": 4.0}}}
+    assert set(seconds) == {"sasrec/prefix", "sasrec/one_pass", "erl/shared"} and all(s > 0 for s in seconds.values())
+    sasrec = {"prefix_s_per_epoch": 2.0, "one_pass_s_per_epoch": 0.5, "ratio": 4.0}
+    figures = {"ml-100k": {"sasrec": sasrec | {"shared_s_per_epoch": 0.25, "ratio_bound": 8.0}}}
     one_pass.write_report(BenchmarkConfig(output_dir=tmp_path), figures, 1, accelerator, "one_pass")
     assert json.loads((tmp_path / "one_pass.json").read_text()) == figures
-    assert "| ml-100k | sasrec | 2.0 | 0.5 | 4.0x |" in (tmp_path / "one_pass.md").read_text()
+    assert "| ml-100k | sasrec | 2.0 | 0.5 | 4.0x | 0.2 | 8.0x |" in (tmp_path / "one_pass.md").read_text()
 
 
 def test_one_pass_suite_reads_each_dataset_with_its_own_presets():

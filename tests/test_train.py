@@ -1,3 +1,4 @@
+import copy
 import json
 import os
 import subprocess
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hybrid_rearec.hybrid.build import decay_groups, make_optimizer
 from hybrid_rearec.hybrid.config import DataConfig, ModelConfig, TrainConfig
 from hybrid_rearec.hybrid.data import load_dataset
 from hybrid_rearec.hybrid.errors import ConfigError
@@ -209,3 +211,23 @@ def test_select_inference_steps_picks_the_depth_on_validation_and_saves_it(tmp_p
     assert test.metrics == metrics["test"]["metrics"]  # the saved model tests at the chosen depth
     ranks = load_file(tmp_path / "run" / "ranks.safetensors")
     assert torch.equal(ranks["valid"], evaluate(model, dataset.split("valid"), "valid").ranks)
+
+
+def test_the_training_optimizer_is_torchs_adamw_fused(tiny_model_config):
+    """make_optimizer fuses AdamW's update into one kernel per parameter: the same steps as torch's default
+    AdamW over the same groups (weight decay on matrices only)."""
+    torch.manual_seed(0)
+    model = HybridRecommender(tiny_model_config, num_items=20, max_history=8)
+    reference, start = copy.deepcopy(model), copy.deepcopy(model)
+    fused = make_optimizer(model, learning_rate=1e-2, weight_decay=0.1)
+    plain = torch.optim.AdamW(decay_groups(reference, 0.1), lr=1e-2, weight_decay=0.0)
+    assert fused.defaults["fused"] and not plain.defaults["fused"]
+    for step in range(5):
+        for a, b in zip(model.parameters(), reference.parameters()):
+            a.grad = torch.randn(a.shape, generator=torch.Generator().manual_seed(step))
+            b.grad = a.grad.clone()
+        fused.step()
+        plain.step()
+    moved = max((a - b).abs().max().item() for a, b in zip(model.parameters(), start.parameters()))
+    worst = max((a - b).abs().max().item() for a, b in zip(model.parameters(), reference.parameters()))
+    assert moved > 1e-2 and worst <= 1e-6

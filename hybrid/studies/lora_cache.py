@@ -24,6 +24,7 @@ from collections.abc import Callable
 import torch
 from accelerate import Accelerator
 
+from ..build import make_optimizer
 from ..config import DataConfig, ModelConfig, TrainConfig
 from ..data import RecDataset, load_dataset
 from ..fit import step_noise_seed, train_step
@@ -69,7 +70,7 @@ def training_steps(
 ) -> Callable[[], None]:
     """A function that runs the next ``steps`` training steps of ``model`` (as the training loop does: train_step
     over the epoch's batches, cycling through epoch 0's batches)."""
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=train_config.learning_rate)
+    optimizer = make_optimizer(model, train_config.learning_rate, train_config.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
     batches = itertools.cycle(enumerate(dataset.train.epoch_batches(train_config.batch_size, train_config.seed, 0)))
     contrastive = train_config.prl_warmup_epochs == 0

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
+from ..build import make_optimizer
 from ..config import DataConfig, ModelConfig, TrainConfig, load_preset
 from ..data import RecDataset, load_dataset, sequence_rows
 from ..fit import step_noise_seed, train_step
@@ -84,7 +85,7 @@ def epoch_function(dataset: RecDataset, path: str, layout: str, accelerator: Acc
     torch.manual_seed(0)
     max_history = preset_data(path).max_history
     model = HybridRecommender(model_config, dataset.num_items, max_history)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.learning_rate)
+    optimizer = make_optimizer(model, train_config.learning_rate, train_config.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
     rows = sequence_rows(dataset.train, max_history) if layout == "one_pass" else dataset.train
     contrastive = train_config.prl_warmup_epochs == 0
@@ -106,7 +107,7 @@ def shared_work_function(dataset: RecDataset, path: str, accelerator: Accelerato
     model_config, train_config = preset_configs(path)
     torch.manual_seed(0)
     model = HybridRecommender(model_config, dataset.num_items, preset_data(path).max_history)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.learning_rate)
+    optimizer = make_optimizer(model, train_config.learning_rate, train_config.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
     states_shape = (model_config.reasoning_steps + 1, model_config.hidden_size)
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Hashable, Mapping
 
 import torch
 
+from ..build import make_optimizer
 from ..config import DataConfig, ModelConfig
 from ..data import load_dataset
 from ..model import HybridRecommender
@@ -34,7 +35,7 @@ def step_function(
     model: HybridRecommender, history: torch.Tensor, target: torch.Tensor, contrastive: bool, bf16: bool
 ) -> Callable[[], None]:
     """One optimizer step of ``model`` on this batch (history [B, L], target [B])."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    optimizer = make_optimizer(model, 1e-3)
 
     def step() -> None:
         # What accelerate's --mixed_precision bf16 does on CPU: autocast the forward, fp32 weights.
