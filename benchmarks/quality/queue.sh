@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Every seed run still owed by the quality records, as two resumable lanes (one thread each; finished runs are
+# skipped, an interrupted one resumes from its checkpoint). From the repository root, one lane per core:
+#   nohup setsid bash benchmarks/quality/queue.sh A > runs/queue-A.log 2>&1 &
+#   nohup setsid bash benchmarks/quality/queue.sh B > runs/queue-B.log 2>&1 &
+# Lane A: Scientific text, hybrid, cold-split and LoRA candidates, then their five seeds.
+# Lane B: Scientific ID ReaRec and BERT4Rec candidates, then their five seeds, then the one-pass comparison on
+# MovieLens-100k (benchmarks/quality/one_pass_ml100k.md).
+# Summaries hold test figures: scientific.md reads them only once stage 2 is complete.
+set -euo pipefail
+export OMP_NUM_THREADS=1
+grid() { bash benchmarks/quality/scientific_grid.sh "$1"; }
+seeds() { python benchmarks/quality/scientific_stage2.py "$@"; }
+case ${1:-} in
+  A)
+    grid text && grid hybrid && grid cold && grid lora
+    seeds text_sasrec text_rearec_erl text_rearec_prl hybrid_sasrec hybrid_rearec_erl hybrid_rearec_prl lora_rearec
+    ;;
+  B)
+    grid rearec && grid bert4rec
+    seeds sasrec rearec_erl rearec_prl bert4rec
+    bash benchmarks/quality/one_pass_queue.sh
+    ;;
+  *) echo "usage: bash benchmarks/quality/queue.sh A|B"; exit 2 ;;
+esac
