@@ -1,0 +1,116 @@
+"""Issue 28's point 4: the per-step, oracle and subgroup tables of the Scientific ReaRec runs, beside the same
+backbone at K = 0, as means over the seeds of stage 2 (runs/scientific-seeds/NAME/seed-N). Runs
+`scripts/evaluate.py RUN --split SPLIT --analysis` where a run's analysis of that split is missing, then writes
+benchmarks/quality/scientific_analysis.md (and .json). Read only after stage 2 (it holds test figures).
+
+    python benchmarks/quality/scientific_analysis.py                 # test split, every backbone with runs
+    python benchmarks/quality/scientific_analysis.py --split valid   # the same tables on validation
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+SEEDS = Path("runs/scientific-seeds")
+BACKBONES = {"id": "", "text": "text-", "hybrid": "hybrid-"}  # backbone -> prefix of its stage-2 folders
+METRIC = "ndcg@10"
+ORACLE = "ORACLE (best step per row, uses the label)"
+
+
+def analysis(run: Path, split: str) -> dict:
+    """The run's analysis.json of ``split``, made by scripts/evaluate.py when missing (kept per split)."""
+    kept = run / "analysis" / f"analysis-{split}.json"
+    if not kept.exists():
+        command = [sys.executable, "scripts/evaluate.py", str(run), "--split", split, "--analysis", "--no_progress"]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        (run / "analysis" / "analysis.json").replace(kept)
+    return json.loads(kept.read_text())
+
+
+def seed_runs(name: str, root: Path = SEEDS) -> list[Path]:
+    return sorted(p for p in (root / name).glob("seed-*") if (p / "metrics.json").exists())
+
+
+def mean_std(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {spread:.4f}"
+
+
+def steps_table(name: str, runs: list[dict]) -> list[str]:
+    """NDCG@10 of the model, of each step alone and of the label-using oracle (mean ± std over seeds)."""
+    rows = [key for key in runs[0]["overall"]]
+    lines = [f"**{name}** ({len(runs)} seeds): NDCG@10", "", "| read-out | NDCG@10 |", "|---|---:|"]
+    lines += [f"| {row} | {mean_std([r['overall'][row][METRIC] for r in runs])} |" for row in rows]
+    return [*lines, ""]
+
+
+def groups_table(title: str, key: str, base: list[dict], reasoning: dict[str, list[dict]]) -> list[str]:
+    """Per quintile: the K = 0 model's NDCG@10 and each ReaRec model's, with the ratio of their means."""
+    names = list(reasoning)
+    lines = [f"{title}: NDCG@10 (mean ± std over seeds; ratio of means against K = 0)", ""]
+    lines.append("| quintile | K = 0 | " + " | ".join(f"{n} | ratio" for n in names) + " |")
+    lines.append("|---|---:|" + "---:|---:|" * len(names))
+    for group in base[0][key]:
+        zero = [r[key][group]["model"][METRIC] for r in base]
+        cells = [mean_std(zero)]
+        for name in names:
+            values = [r[key][group]["model"][METRIC] for r in reasoning[name]]
+            ratio = statistics.mean(values) / statistics.mean(zero) if statistics.mean(zero) else float("nan")
+            cells += [mean_std(values), f"{ratio:.3f}"]
+        lines.append(f"| {group} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def backbone_section(backbone: str, prefix: str, split: str, root: Path) -> tuple[list[str], dict]:
+    base_name = f"{prefix}sasrec" if prefix else "sasrec"
+    base = [analysis(run, split) for run in seed_runs(base_name, root)]
+    reasoning = {}
+    for method in ("erl", "prl"):
+        name = f"{prefix}rearec-{method}"
+        runs = [analysis(run, split) for run in seed_runs(name, root)]
+        if runs:
+            reasoning[name] = runs
+    if not base or not reasoning:
+        return [], {}
+    lines = [f"## {backbone} backbone", ""]
+    for name, runs in reasoning.items():
+        lines += steps_table(name, runs)
+    for title, key in (
+        ("Users by history length (quintile 1 = shortest)", "by_history"),
+        ("Targets by training popularity (quintile 1 = least popular)", "by_popularity"),
+    ):
+        lines += groups_table(title, key, base, reasoning)
+    return lines, {"base": {base_name: base}, "reasoning": reasoning}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--split", choices=["valid", "test"], default="test")
+    parser.add_argument("--output", default="benchmarks/quality/scientific_analysis")
+    parser.add_argument("--runs", default=str(SEEDS), help="folder of the stage-2 seed folders")
+    args = parser.parse_args()
+    split, output, root = args.split, Path(args.output), Path(args.runs)
+    lines = [f"# Amazon Scientific: what the reasoning steps do ({split} split)", ""]
+    lines += [f"`python benchmarks/quality/scientific_analysis.py --split {split}` over the stage-2 seed runs.", ""]
+    record = {}
+    for backbone, prefix in BACKBONES.items():
+        section, figures = backbone_section(backbone, prefix, split, root)
+        lines += section
+        if figures:
+            record[backbone] = figures
+    if not record:
+        print(f"no backbone has both K = 0 and ReaRec seed runs under {root}: run stage 2 first")
+        return 1
+    output.with_suffix(".md").write_text("\n".join(lines))
+    output.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {output}.md and {output}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
