@@ -39,10 +39,13 @@ class GlobalBatchNoise:
     counted: bool = True  # False: a stand-in forward whose rows carry no weight (a process with no rows)
     generators: dict[str, torch.Generator] = field(default_factory=dict)
     keyed_draws: int = 0  # keyed_rand calls so far in this forward: each call site draws its own values
+    subset: torch.Tensor | None = None  # inside subset_rows: the forward's rows that this part of it holds
+    subset_key: str = ""  # inside subset_rows: names the part; each part draws from its own generator
 
     def generator(self, device: torch.device, stream: str = "") -> torch.Generator:
+        stream = f"{stream}/part {self.subset_key}" if self.subset_key else stream
         key = f"{device}/{stream}"
-        if key not in self.generators:  # one generator per device and stream, restarted for every forward
+        if key not in self.generators:  # one generator per device, stream and part, restarted for every forward
             seed = self.seed if not stream else (self.seed + crc32(stream.encode())) % 2**63
             self.generators[key] = torch.Generator(device=device).manual_seed(seed)
         return self.generators[key]
@@ -52,12 +55,24 @@ class GlobalBatchNoise:
         stack V views of its rows ([view 1; view 2; ...], as PRL's clean and noisy views): then the draw
         holds V global batches and each view keeps its own slice."""
         leading = shape[0]
+        if self.subset is not None:
+            return self._draw_subset(shape, device, make, stream)
         if leading % self.rows:
             raise ValueError(f"a draw of {leading} rows does not stack views of the forward's {self.rows} rows")
         views = leading // self.rows
         drawn = make((views * self.global_size, *shape[1:]), self.generator(torch.device(device), stream))
         drawn = drawn.view(views, self.global_size, *shape[1:])[:, self.offset : self.offset + self.rows]
         return drawn.reshape(shape)
+
+    def _draw_subset(self, shape: tuple[int, ...], device: torch.device, make, stream: str) -> torch.Tensor:
+        """A draw for some rows of the forward (see :func:`subset_rows`), possibly stacked V times: made for the
+        whole global batch at this shape, each row keeping its own values."""
+        rows = self.offset + self.subset.to(device)
+        if shape[0] % len(rows):
+            raise ValueError(f"a draw of {shape[0]} rows does not stack views of the {len(rows)} rows in use")
+        views = shape[0] // len(rows)
+        drawn = make((views * self.global_size, *shape[1:]), self.generator(torch.device(device), stream))
+        return drawn.view(views, self.global_size, *shape[1:])[:, rows].reshape(shape)
 
 
 _ACTIVE: ContextVar[GlobalBatchNoise | None] = ContextVar("global_batch_noise", default=None)
@@ -75,6 +90,34 @@ def global_batch_noise(
         yield _ACTIVE.get()
     finally:
         _ACTIVE.reset(token)
+
+
+@contextmanager
+def subset_rows(rows: torch.Tensor, key: str, keyed_from: int | None = None) -> Iterator[None]:
+    """Run part ``key`` of a forward on some of its rows (``rows`` [R], indices into the forward's rows): inside
+    ``global_batch_noise`` the part draws from its own generator, each draw made for the whole global batch
+    and each row keeping its own values, so a row's masks depend on its place in the global batch and on its
+    part, not on the other rows or parts of the forward or on how the batch is split (a row must belong to the
+    same part in every split). ``keyed_from``: restart the keyed draws' call count there (every part encodes
+    its items with the same draws). Elsewhere: no effect."""
+    plan = _ACTIVE.get()
+    if plan is None:
+        yield
+        return
+    previous = plan.subset, plan.subset_key
+    plan.subset, plan.subset_key = rows, key
+    if keyed_from is not None:
+        plan.keyed_draws = keyed_from
+    try:
+        yield
+    finally:
+        plan.subset, plan.subset_key = previous
+
+
+def keyed_calls() -> int:
+    """How many keyed draws this forward has made so far (0 outside ``global_batch_noise``)."""
+    plan = _ACTIVE.get()
+    return 0 if plan is None else plan.keyed_draws
 
 
 def active() -> bool:

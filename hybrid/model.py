@@ -353,7 +353,25 @@ class HybridRecommender(
 
     def training_states(self, batch: TrainingBatch, two_views: bool):
         """States r_0..r_K [B, S, D] of the batch, PRL's noisy view of them (or None) and, for the cloze loss,
-        every history position's output [B, L', D] (or None)."""
+        every history position's output [B, L', D] (or None). Causal rows are encoded in groups of similar
+        history length (:func:`length_groups`), each only as wide as its longest history: the same states as
+        one padded batch, without encoding the padding (most of a batch of short histories)."""
+        if batch.cloze is not None or self.config.backbone != "sasrec":
+            return self.padded_training_states(batch, two_views)
+        groups = length_groups(batch.history)
+        keyed_from, parts = noise.keyed_calls(), []
+        for rows, width in groups:
+            vectors = None if batch.history_vectors is None else batch.history_vectors[rows, -width:]
+            part = TrainingBatch(batch.history[rows, -width:], batch.target[rows], batch.table, vectors)
+            with noise.subset_rows(rows, f"width {width}", keyed_from):  # each row keeps its own dropout masks
+                parts.append(self.padded_training_states(part, two_views)[:2])
+        back = torch.cat([rows for rows, _ in groups]).argsort()  # rows in group order -> batch order
+        states = torch.cat([p[0] for p in parts])[back]  # [B, S, D]
+        noisy = torch.cat([p[1] for p in parts])[back] if two_views else None
+        return states, noisy, None
+
+    def padded_training_states(self, batch: TrainingBatch, two_views: bool):
+        """:meth:`training_states` of the batch as one padded tensor."""
         cloze, vectors, history = batch.cloze, batch.history_vectors, batch.history
         if not two_views:
             states = self.user_states(history, history_vectors=vectors, cloze=cloze, return_prefill=cloze is not None)
@@ -441,3 +459,18 @@ class HybridRecommender(
             local_files_only=local_files_only,
         )
         return load_folder(cls, folder).to(map_location)
+
+
+def length_groups(history: torch.Tensor) -> list[tuple[torch.Tensor, int]]:
+    """Rows of a left-padded history [B, W] grouped by the width that holds them: the smallest power of two
+    from 4 that holds the row's history, at most W. A row's width depends on its own length only (and on W,
+    which every slice of a global batch shares), so its dropout masks do not depend on the other rows.
+    Returns (rows [R], width) for each group, narrowest first."""
+    lengths = (history > 0).sum(dim=1)  # [B]
+    full = history.shape[1]
+    widths = torch.full_like(lengths, full)
+    bound = 4
+    while bound < full:
+        widths = torch.where((lengths <= bound) & (widths == full), bound, widths)
+        bound *= 2
+    return [((widths == width).nonzero().squeeze(1), int(width)) for width in widths.unique().tolist()]

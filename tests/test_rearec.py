@@ -217,7 +217,8 @@ def test_prl_reasoning_view_encodes_the_history_once(backbone):
     shared.backbone.prefill = lambda inputs, *a, **k: seen.append(len(inputs)) or original(inputs, *a, **k)
     shared.train()
     output = shared(history, torch.tensor([3, 4, 5, 6]), contrastive=True)
-    assert seen == [len(history)] and torch.isfinite(output.loss) and output.loss_parts["contrastive"] > 0
+    # each row's history is encoded once (in groups of similar length: see HybridRecommender.training_states)
+    assert sum(seen) == len(history) and torch.isfinite(output.loss) and output.loss_parts["contrastive"] > 0
     # with dropout the views differ in their reasoning steps only: r_0 is shared
     dropout = tiny(steps=2, dropout=0.3, prl_noisy_view="reasoning").train()
     clean, noisy = dropout.user_states(history, noisy_view=True, share_history=True).chunk(2)

@@ -1,0 +1,58 @@
+"""Training rows encoded in groups of similar history length: the same loss and gradients as one padded
+batch, and dropout masks that stay each row's own however the batch is split."""
+
+import pytest
+import torch
+from hybrid_rearec.foundation.noise import global_batch_noise
+from hybrid_rearec.hybrid.model import length_groups
+
+from tests.tester import tiny
+
+LENGTHS = [1, 2, 3, 7, 12, 5, 9, 2]  # widths 4, 4, 4, 8, 12, 8, 12, 4 in a batch 12 wide
+
+
+def batch():
+    generator = torch.Generator().manual_seed(0)
+    history = torch.randint(1, 21, (len(LENGTHS), 12), generator=generator)
+    for row, length in enumerate(LENGTHS):
+        history[row, : 12 - length] = 0
+    return history, torch.randint(1, 21, (len(LENGTHS),), generator=generator)
+
+
+def test_rows_go_to_the_narrowest_power_of_two_width_from_4_that_holds_them():
+    history, _ = batch()
+    groups = {width: rows.tolist() for rows, width in length_groups(history)}
+    assert groups == {4: [0, 1, 2, 7], 8: [3, 5], 12: [4, 6]}
+    assert [width for _, width in length_groups(history[:, -3:])] == [3]  # never wider than the batch
+
+
+def gradients(model, pieces, seed=7, contrastive=True):
+    history, target = batch()
+    model.zero_grad(set_to_none=True)
+    for start, end in pieces:
+        with global_batch_noise(seed=seed, offset=start, rows=end - start, global_size=len(history)):
+            loss = model(history[start:end], target[start:end], contrastive=contrastive).loss
+        (loss * (end - start) / len(history)).backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("method,view", [("erl", "sequence"), ("prl", "sequence"), ("prl", "reasoning")])
+def test_grouped_rows_give_the_padded_batchs_loss_and_gradients(method, view, monkeypatch):
+    torch.manual_seed(0)
+    model = tiny(method, steps=2, prl_noisy_view=view, prl_noise_std=0.0, prl_contrastive_weight=0.1).train()
+    grouped = gradients(model, [(0, 8)])
+    monkeypatch.setattr("hybrid_rearec.hybrid.model.length_groups", lambda h: [(torch.arange(len(h)), h.shape[1])])
+    padded = gradients(model, [(0, 8)])
+    assert grouped.keys() == padded.keys() and len(grouped) > 10
+    assert max((grouped[n] - padded[n]).abs().max().item() for n in grouped) <= 1e-6
+
+
+@pytest.mark.parametrize("method", ["erl", "prl"])
+def test_grouped_rows_keep_their_dropout_masks_however_the_batch_is_split(method):
+    torch.manual_seed(0)
+    model = tiny(method, steps=2, dropout=0.3).train()
+    whole = gradients(model, [(0, 8)], contrastive=False)
+    sliced = gradients(model, [(0, 3), (3, 5), (5, 8)], contrastive=False)  # the slices hold other groups
+    assert max((whole[n] - sliced[n]).abs().max().item() for n in whole) <= 1e-6
+    other = gradients(model, [(0, 8)], seed=8, contrastive=False)
+    assert any(not torch.equal(whole[n], other[n]) for n in whole)  # the masks are on
