@@ -285,15 +285,26 @@ class HybridRecommender(
                 "hybrid item encoder"
             )
         two_views = contrastive and self.objective.uses_noisy_view
+        groups, keyed_from, parts = length_groups(history), noise.keyed_calls(), []
+        for rows, width in groups:  # windows of similar length together, each group only as wide as it needs
+            with noise.subset_rows(rows, f"width {width}", keyed_from):
+                parts.append(self.scored_states(history[rows, -width:], target[rows, -width:], two_views))
+        states, noisy, labels, last = (list(column) for column in zip(*parts))
+        table, labels, _ = self.softmax_table(torch.cat(labels))  # labels [M]
+        noisy_states = torch.cat(noisy) if two_views else None  # [M, S, D]
+        loss, terms = self.objective(torch.cat(states), table, labels, noisy_states)
+        last = torch.cat(last)[torch.cat([rows for rows, _ in groups]).argsort()]  # [B, S, D] in batch order
+        return RecommenderOutput(self.aggregate(last), last, loss, terms)
+
+    def scored_states(self, history: torch.Tensor, target: torch.Tensor, two_views: bool) -> tuple:
+        """Every position's states of windows [B, W] in one pass, kept where a target is scored: states [M, S, D],
+        PRL's noisy view of them [M, S, D] (or None), the targets [M] and the last position's states [B, S, D]."""
         shared = two_views and self.config.prl_noisy_view == "reasoning"
         inputs = history if shared or not two_views else torch.cat([history, history])
         states = self.user_states(inputs, noisy_view=two_views, share_history=shared, every_position=True)
-        real = target > 0  # [B, L]
-        table, labels, _ = self.softmax_table(target[real])  # labels [M]
-        noisy_states = states[len(history) :][real] if two_views else None  # [M, S, D]
-        loss, parts = self.objective(states[: len(history)][real], table, labels, noisy_states)
-        last = states[: len(history), -1]  # [B, S, D] the last position's states
-        return RecommenderOutput(self.aggregate(last), last, loss, parts)
+        real = target > 0  # [B, W]
+        noisy = states[len(history) :][real] if two_views else None
+        return states[: len(history)][real], noisy, target[real], states[: len(history), -1]
 
     def batch_items(
         self, history: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor | None = None

@@ -56,3 +56,24 @@ def test_grouped_rows_keep_their_dropout_masks_however_the_batch_is_split(method
     assert max((whole[n] - sliced[n]).abs().max().item() for n in whole) <= 1e-6
     other = gradients(model, [(0, 8)], seed=8, contrastive=False)
     assert any(not torch.equal(whole[n], other[n]) for n in whole)  # the masks are on
+
+
+@pytest.mark.parametrize("method", ["erl", "prl"])
+def test_one_pass_windows_in_length_groups_give_the_padded_loss_and_gradients(method, monkeypatch):
+    torch.manual_seed(0)
+    model = tiny(method, steps=2, loss_positions="all", prl_noise_std=0.0, prl_contrastive_weight=0.1).train()
+    history, _ = batch()
+    target = torch.roll(history, -1, dims=1) * (history > 0)  # next item at every position, 0 at padding
+    target[:, -1] = torch.arange(1, len(LENGTHS) + 1)
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        loss = model(history, target, contrastive=True).loss
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    grouped_loss, grouped = run()
+    monkeypatch.setattr("hybrid_rearec.hybrid.model.length_groups", lambda h: [(torch.arange(len(h)), h.shape[1])])
+    padded_loss, padded = run()
+    assert grouped_loss == pytest.approx(padded_loss, rel=1e-6) and len(grouped) > 10
+    assert max((grouped[n] - padded[n]).abs().max().item() for n in grouped) <= 1e-6
