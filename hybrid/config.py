@@ -281,6 +281,13 @@ class TrainConfig:
         "('seen' on the cold_items split, 'all' otherwise). Evaluation always ranks every item.",
         "auto",
     )
+    length_groups: Literal["auto", "on", "off"] = _help(
+        "Encode training rows (causal backbones) in groups of similar history length, each only as wide as it "
+        "needs: the same loss and gradients as one padded batch, faster where most histories are far shorter "
+        "than max_history, slower where they fill it. 'auto': on when the training histories fill less than "
+        "half of max_history on average.",
+        "auto",
+    )
     num_threads: int = _help("CPU threads per process (0 = cores / processes on this machine).", 0)
     log_every: int = _help("Log the training loss every this many steps.", 50)
     report_to: Literal["tensorboard", "none"] = _help("Experiment tracker: 'tensorboard' or 'none'.", "tensorboard")

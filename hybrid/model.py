@@ -127,6 +127,9 @@ class HybridRecommender(
             config.reasoning_dropout,
         )
         self.objective = build_objective(config.objective, config.reasoning)  # chosen once, with its settings
+        # Training encodes causal rows in length groups (the same loss; faster for short histories). Set by the
+        # training build from TrainConfig.length_groups; a training setting, not saved with the model.
+        self.group_lengths = True
         self.cloze_loss = ClozeLoss(config.objective)
         # Training-softmax candidates (set_softmax_items): their ids [C + 1] and each item's row among them [N + 1].
         self.register_buffer("softmax_ids", None, persistent=False)
@@ -285,6 +288,11 @@ class HybridRecommender(
                 "hybrid item encoder"
             )
         two_views = contrastive and self.objective.uses_noisy_view
+        if not self.group_lengths:
+            states, noisy, labels, last = self.scored_states(history, target, two_views)
+            table, labels, _ = self.softmax_table(labels)  # labels [M]
+            loss, terms = self.objective(states, table, labels, noisy)
+            return RecommenderOutput(self.aggregate(last), last, loss, terms)
         groups, keyed_from, parts = length_groups(history), noise.keyed_calls(), []
         for rows, width in groups:  # windows of similar length together, each group only as wide as it needs
             with noise.subset_rows(rows, f"width {width}", keyed_from):
@@ -367,7 +375,7 @@ class HybridRecommender(
         every history position's output [B, L', D] (or None). Causal rows are encoded in groups of similar
         history length (:func:`length_groups`), each only as wide as its longest history: the same states as
         one padded batch, without encoding the padding (most of a batch of short histories)."""
-        if batch.cloze is not None or self.config.backbone != "sasrec":
+        if batch.cloze is not None or self.config.backbone != "sasrec" or not self.group_lengths:
             return self.padded_training_states(batch, two_views)
         groups = length_groups(batch.history)
         keyed_from, parts = noise.keyed_calls(), []

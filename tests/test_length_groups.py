@@ -75,5 +75,18 @@ def test_one_pass_windows_in_length_groups_give_the_padded_loss_and_gradients(me
     grouped_loss, grouped = run()
     monkeypatch.setattr("hybrid_rearec.hybrid.model.length_groups", lambda h: [(torch.arange(len(h)), h.shape[1])])
     padded_loss, padded = run()
-    assert grouped_loss == pytest.approx(padded_loss, rel=1e-6) and len(grouped) > 10
+    model.group_lengths = False  # length_groups off: the plain padded forward
+    plain_loss, plain = run()
+    assert grouped_loss == pytest.approx(padded_loss, rel=1e-6) and grouped_loss == pytest.approx(plain_loss, rel=1e-6)
+    assert len(grouped) > 10
     assert max((grouped[n] - padded[n]).abs().max().item() for n in grouped) <= 1e-6
+    assert max((grouped[n] - plain[n]).abs().max().item() for n in grouped) <= 1e-6
+
+
+def test_auto_groups_lengths_only_where_histories_fill_less_than_half_their_width():
+    from hybrid_rearec.hybrid.build import groups_lengths
+
+    short, full = torch.zeros(4, 10, dtype=torch.long), torch.ones(4, 10, dtype=torch.long)
+    short[:, -3:] = 1  # 30 % filled
+    assert groups_lengths("auto", short) and not groups_lengths("auto", full)
+    assert groups_lengths("on", full) and not groups_lengths("off", short)
