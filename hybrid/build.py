@@ -47,12 +47,12 @@ def build(
         softmax_items = "seen" if data_config.split == "cold_items" else "all"
     if softmax_items == "seen":
         model.set_softmax_items(warm_items)
-    model.group_lengths = groups_lengths(train_config.length_groups, dataset.train.history)
+    model.group_lengths = use_length_groups(train_config.length_groups, dataset.train.history)
     optimizer = make_optimizer(model, train_config.learning_rate, train_config.weight_decay)
     return Built(dataset, model, optimizer, cold_items)
 
 
-def groups_lengths(setting: str, history: torch.Tensor) -> bool:
+def use_length_groups(setting: str, history: torch.Tensor) -> bool:
     """Whether training encodes rows in length groups: 'on', 'off', or 'auto': on when the training histories
     [R, L] fill less than half of their width on average (most of a padded batch would be padding)."""
     if setting != "auto":

@@ -288,21 +288,26 @@ class HybridRecommender(
                 "hybrid item encoder"
             )
         two_views = contrastive and self.objective.uses_noisy_view
-        if not self.group_lengths:
-            states, noisy, labels, last = self.scored_states(history, target, two_views)
-            table, labels, _ = self.softmax_table(labels)  # labels [M]
-            loss, terms = self.objective(states, table, labels, noisy)
-            return RecommenderOutput(self.aggregate(last), last, loss, terms)
-        groups, keyed_from, parts = length_groups(history), noise.keyed_calls(), []
-        for rows, width in groups:  # windows of similar length together, each group only as wide as it needs
-            with noise.subset_rows(rows, f"width {width}", keyed_from):
-                parts.append(self.scored_states(history[rows, -width:], target[rows, -width:], two_views))
-        states, noisy, labels, last = (list(column) for column in zip(*parts))
-        table, labels, _ = self.softmax_table(torch.cat(labels))  # labels [M]
-        noisy_states = torch.cat(noisy) if two_views else None  # [M, S, D]
-        loss, terms = self.objective(torch.cat(states), table, labels, noisy_states)
-        last = torch.cat(last)[torch.cat([rows for rows, _ in groups]).argsort()]  # [B, S, D] in batch order
+        if self.group_lengths:  # windows of similar length together, each group only as wide as it needs
+            run = lambda rows, width: self.scored_states(history[rows, -width:], target[rows, -width:], two_views)  # noqa: E731
+            parts, order = self.in_length_groups(history, run)
+        else:
+            parts, order = [self.scored_states(history, target, two_views)], None
+        states, noisy, labels, last = (torch.cat(column) if column[0] is not None else None for column in zip(*parts))
+        table, labels, _ = self.softmax_table(labels)  # labels [M]
+        loss, terms = self.objective(states, table, labels, noisy)  # states, noisy [M, S, D]
+        last = last if order is None else last[order]  # [B, S, D] in batch order
         return RecommenderOutput(self.aggregate(last), last, loss, terms)
+
+    def in_length_groups(self, history: torch.Tensor, run) -> tuple[list, torch.Tensor]:
+        """``run(rows, width)`` for each group of :func:`length_groups` of ``history`` [B, W], each under its own
+        part of the training noise (its rows keep their dropout masks however the batch is split). Returns the
+        parts, in group order, and the order [B] that puts rows concatenated in group order back in batch order."""
+        groups, keyed_from, parts = length_groups(history), noise.keyed_calls(), []
+        for rows, width in groups:
+            with noise.subset_rows(rows, f"width {width}", keyed_from):
+                parts.append(run(rows, width))
+        return parts, torch.cat([rows for rows, _ in groups]).argsort()
 
     def scored_states(self, history: torch.Tensor, target: torch.Tensor, two_views: bool) -> tuple:
         """Every position's states of windows [B, W] in one pass, kept where a target is scored: states [M, S, D],
@@ -377,16 +382,15 @@ class HybridRecommender(
         one padded batch, without encoding the padding (most of a batch of short histories)."""
         if batch.cloze is not None or self.config.backbone != "sasrec" or not self.group_lengths:
             return self.padded_training_states(batch, two_views)
-        groups = length_groups(batch.history)
-        keyed_from, parts = noise.keyed_calls(), []
-        for rows, width in groups:
+
+        def run(rows: torch.Tensor, width: int):
             vectors = None if batch.history_vectors is None else batch.history_vectors[rows, -width:]
             part = TrainingBatch(batch.history[rows, -width:], batch.target[rows], batch.table, vectors)
-            with noise.subset_rows(rows, f"width {width}", keyed_from):  # each row keeps its own dropout masks
-                parts.append(self.padded_training_states(part, two_views)[:2])
-        back = torch.cat([rows for rows, _ in groups]).argsort()  # rows in group order -> batch order
-        states = torch.cat([p[0] for p in parts])[back]  # [B, S, D]
-        noisy = torch.cat([p[1] for p in parts])[back] if two_views else None
+            return self.padded_training_states(part, two_views)[:2]
+
+        parts, order = self.in_length_groups(batch.history, run)
+        states = torch.cat([p[0] for p in parts])[order]  # [B, S, D]
+        noisy = torch.cat([p[1] for p in parts])[order] if two_views else None
         return states, noisy, None
 
     def padded_training_states(self, batch: TrainingBatch, two_views: bool):

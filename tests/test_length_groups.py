@@ -83,10 +83,10 @@ def test_one_pass_windows_in_length_groups_give_the_padded_loss_and_gradients(me
     assert max((grouped[n] - plain[n]).abs().max().item() for n in grouped) <= 1e-6
 
 
-def test_auto_groups_lengths_only_where_histories_fill_less_than_half_their_width():
-    from hybrid_rearec.hybrid.build import groups_lengths
+def test_auto_use_length_groups_only_where_histories_fill_less_than_half_their_width():
+    from hybrid_rearec.hybrid.build import use_length_groups
 
     short, full = torch.zeros(4, 10, dtype=torch.long), torch.ones(4, 10, dtype=torch.long)
     short[:, -3:] = 1  # 30 % filled
-    assert groups_lengths("auto", short) and not groups_lengths("auto", full)
-    assert groups_lengths("on", full) and not groups_lengths("off", short)
+    assert use_length_groups("auto", short) and not use_length_groups("auto", full)
+    assert use_length_groups("on", full) and not use_length_groups("off", short)

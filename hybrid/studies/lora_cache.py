@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 from accelerate import Accelerator
 
-from ..build import groups_lengths, make_optimizer
+from ..build import make_optimizer, use_length_groups
 from ..config import DataConfig, ModelConfig, TrainConfig
 from ..data import RecDataset, load_dataset
 from ..fit import step_noise_seed, train_step
@@ -62,7 +62,7 @@ def build_model(dataset: RecDataset, model_config: ModelConfig, max_history: int
     torch.manual_seed(0)
     started = time.perf_counter()
     model = HybridRecommender(model_config, dataset.num_items, max_history, item_texts=dataset.item_texts)
-    model.group_lengths = groups_lengths("auto", dataset.train.history)  # as training decides by default
+    model.group_lengths = use_length_groups("auto", dataset.train.history)  # as training decides by default
     return model, time.perf_counter() - started
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
-from ..build import groups_lengths, make_optimizer
+from ..build import make_optimizer, use_length_groups
 from ..config import DataConfig, ModelConfig, TrainConfig, load_preset
 from ..data import RecDataset, load_dataset, sequence_rows
 from ..fit import step_noise_seed, train_step
@@ -85,7 +85,7 @@ def epoch_function(dataset: RecDataset, path: str, layout: str, accelerator: Acc
     torch.manual_seed(0)
     max_history = preset_data(path).max_history
     model = HybridRecommender(model_config, dataset.num_items, max_history)
-    model.group_lengths = groups_lengths(train_config.length_groups, dataset.train.history)  # as training decides
+    model.group_lengths = use_length_groups(train_config.length_groups, dataset.train.history)  # as training decides
     optimizer = make_optimizer(model, train_config.learning_rate, train_config.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
     rows = sequence_rows(dataset.train, max_history) if layout == "one_pass" else dataset.train
