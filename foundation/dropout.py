@@ -36,7 +36,7 @@ def keyed_dropout(x: torch.Tensor, keys: torch.Tensor, p: float, training: bool,
     micro-batches of one step, is dropped alike everywhere."""
     if not training or p == 0.0:
         return x
-    keep = noise.keyed_rand(keys, x.shape[-1], stream) >= p  # [..., F]
+    keep = noise.keyed_keep(keys, x.shape[-1], stream, p)  # [..., F]
     return x * (keep.to(x.dtype) * (1.0 / (1.0 - p)))
 
 

@@ -21,6 +21,7 @@ Outside the context (evaluation, tests, benchmarks) draws come from torch's glob
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -169,10 +170,10 @@ def _hash32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def keyed_rand(keys: torch.Tensor, width: int, stream: str) -> torch.Tensor:
-    """Uniform [0, 1) values [*keys.shape, width] that depend only on (the step's seed, ``stream``, key,
-    column): an item's draw is the same on every process and in every micro-batch of one optimizer step.
-    Outside ``global_batch_noise`` the step seed is drawn from torch's global RNG (one draw per call)."""
+def _keyed_rows(keys: torch.Tensor, stream: str) -> torch.Tensor:
+    """The hashed (step seed, stream, call, key) of every key [...] as int64 values in [0, 2^32): what a keyed
+    draw's columns are mixed with. Outside ``global_batch_noise`` the step seed is drawn from torch's global
+    RNG (one draw per call)."""
     plan = _ACTIVE.get()
     if plan is None:
         seed, call = int(torch.randint(0, 2**31 - 1, ()).item()), 0
@@ -181,10 +182,66 @@ def keyed_rand(keys: torch.Tensor, width: int, stream: str) -> torch.Tensor:
         plan.keyed_draws += 1
     base = _hash32(torch.tensor((seed ^ crc32(f"{stream}/{call}".encode())) & 0xFFFFFFFF, dtype=torch.int64))
     base = _hash32(base ^ (seed >> 32)).to(keys.device)  # both halves of a 64-bit seed count
-    rows = _hash32(base ^ _hash32(keys.long().to(torch.int64)))  # [...]
-    columns = torch.arange(width, device=keys.device, dtype=torch.int64) * 0x9E3779B9  # [width]
-    bits = _hash32(rows[..., None] ^ (columns & 0xFFFFFFFF))  # [..., width]
+    return _hash32(base ^ _hash32(keys.long().to(torch.int64)))  # [...]
+
+
+def _columns(width: int, device: torch.device) -> torch.Tensor:
+    return (torch.arange(width, device=device, dtype=torch.int64) * 0x9E3779B9) & 0xFFFFFFFF  # [width]
+
+
+def keyed_rand(keys: torch.Tensor, width: int, stream: str) -> torch.Tensor:
+    """Uniform [0, 1) values [*keys.shape, width] that depend only on (the step's seed, ``stream``, key,
+    column): an item's draw is the same on every process and in every micro-batch of one optimizer step."""
+    rows = _keyed_rows(keys, stream)  # [...]
+    bits = _hash32(rows[..., None] ^ _columns(width, keys.device))  # [..., width]
     return bits.to(torch.float64).div_(2.0**32).to(torch.float32)
+
+
+def keyed_keep(keys: torch.Tensor, width: int, stream: str, p: float) -> torch.Tensor:
+    """``keyed_rand(keys, width, stream) >= p`` as a bool mask [*keys.shape, width], the same values made about
+    15x faster: the hash runs in place on 32-bit integers, a block of rows at a time (in cache), and the
+    comparison is made on the integers against the smallest one whose uniform value reaches p. (An item
+    encoder's dropout over the whole catalogue hashes N x F values every step.)"""
+    rows = _as_int32(_keyed_rows(keys, stream).reshape(-1))  # [R]
+    columns = _as_int32(_columns(width, keys.device))  # [width]
+    threshold = _as_int32(_first_reaching(p) ^ 0x80000000)  # signed order of the flipped bits = unsigned order
+    keep = torch.empty(len(rows), width, dtype=torch.bool, device=keys.device)  # [R, width]
+    block = max(1, 2**16 // max(width, 1))
+    for start in range(0, len(rows), block):
+        bits = _hash32_int32_(rows[start : start + block, None] ^ columns)  # [block, width]
+        bits ^= _as_int32(0x80000000)
+        torch.ge(bits, threshold, out=keep[start : start + block])
+    return keep.view(*keys.shape, width)
+
+
+def _as_int32(values):
+    """Values in [0, 2^32) (a Python int or an int64 tensor) as the int32 with the same 32 bits."""
+    if isinstance(values, int):
+        return values - 2**32 if values >= 2**31 else values
+    return torch.where(values >= 2**31, values - 2**32, values).to(torch.int32)
+
+
+def _hash32_int32_(x: torch.Tensor) -> torch.Tensor:
+    """:func:`_hash32` in place on int32 tensors holding the 32 bits: products wrap modulo 2^32 alike, and the
+    right shifts are masked to act as unsigned shifts."""
+    x ^= (x >> 16) & 0xFFFF
+    x *= _as_int32(0x7FEB352D)
+    x ^= (x >> 15) & 0x1FFFF
+    x *= _as_int32(0x846CA68B)
+    x ^= (x >> 16) & 0xFFFF
+    return x
+
+
+@functools.lru_cache(maxsize=64)
+def _first_reaching(p: float) -> int:
+    """The smallest 32-bit b whose uniform value (b / 2^32, rounded to float32 as keyed_rand rounds it) is
+    at least p: keyed_rand >= p exactly when its bits >= this."""
+    low, high = 0, 2**32 - 1  # the largest b rounds to 1.0 >= any p < 1
+    while low < high:
+        middle = (low + high) // 2
+        value = torch.tensor(middle, dtype=torch.float64).div(2.0**32).to(torch.float32)
+        low, high = (low, middle) if bool(value >= p) else (middle + 1, high)  # compared as keyed_rand >= p is
+    return low
 
 
 @contextmanager

@@ -44,3 +44,25 @@ def test_bad_slices_are_refused():
         draws(1, 4, 4, 6)
     with noise.global_batch_noise(1, 0, 4, 8), pytest.raises(ValueError, match="views"):
         noise.randn((6, 2), torch.device("cpu"))
+
+
+@pytest.mark.parametrize("p", [1e-9, 0.1, 0.2, 0.5, 0.7, 0.9999999])
+def test_keyed_keep_is_keyed_rand_compared_with_p(p):
+    # 0.7 rounds down in float32 and 0.1 up: the integer threshold must follow the float32 comparison either way.
+    keys = torch.arange(3000).view(60, 50) * 7 + 3  # [60, 50]: blocks of rows cross, several calls
+    for call in range(2):
+        with noise.global_batch_noise(99 + call, 0, 1, 1):
+            values = noise.keyed_rand(keys, 96, "stream")
+        with noise.global_batch_noise(99 + call, 0, 1, 1):
+            keep = noise.keyed_keep(keys, 96, "stream", p)
+        assert keep.shape == (60, 50, 96) and keep.dtype == torch.bool
+        assert torch.equal(keep, values >= p)
+    assert 0.0 < keep.float().mean().item() < 1.0 or p in (1e-9, 0.9999999)
+
+
+def test_keyed_keep_finds_the_exact_boundary():
+    # The threshold is the first 32-bit value whose float32 uniform reaches p: one below it does not.
+    for p in (0.1, 0.7, 0.25):
+        first = noise._first_reaching(p)
+        at, below = (torch.tensor([b], dtype=torch.float64).div(2.0**32).float() for b in (first, first - 1))
+        assert bool(at >= p) and not bool(below >= p)

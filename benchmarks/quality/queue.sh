@@ -9,15 +9,16 @@
 # Summaries hold test figures: scientific.md reads them only once stage 2 is complete.
 set -euo pipefail
 export OMP_NUM_THREADS=1
+if [[ -z ${VIRTUAL_ENV:-} && -f .venv/bin/activate ]]; then source .venv/bin/activate; fi  # the project's venv
 grid() { bash benchmarks/quality/scientific_grid.sh "$1"; }
 seeds() { python benchmarks/quality/scientific_stage2.py "$@"; }
 case ${1:-} in
   A)
-    grid text && grid hybrid && grid cold && grid lora
+    grid text; grid hybrid; grid cold; grid lora  # set -e: a failed stage stops the lane (not skipped)
     seeds text_sasrec text_rearec_erl text_rearec_prl hybrid_sasrec hybrid_rearec_erl hybrid_rearec_prl lora_rearec
     ;;
   B)
-    grid rearec && grid bert4rec
+    grid rearec; grid bert4rec
     seeds sasrec rearec_erl rearec_prl bert4rec
     bash benchmarks/quality/one_pass_queue.sh
     ;;
