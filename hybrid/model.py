@@ -352,14 +352,13 @@ class HybridRecommender(
             return RecommenderOutput(user_vector=self.aggregate(states), user_states=states)
         batch = self.training_batch(history, target, candidates)
         two_views = contrastive and self.objective.uses_noisy_view
-        states, noisy_states, prefill = self.training_states(batch, two_views)  # [B, S, D] each; [B, L', D]
+        states, noisy_states, masked = self.training_states(batch, two_views)  # [B, S, D] each
         table, target, renumber = batch.table, batch.target, None  # renumber: item id -> row of a subset table
         if table is None:
             table, target, renumber = self.softmax_table(target)
         loss, parts = self.objective(states, table, target, noisy_states)
-        if batch.cloze is not None and batch.cloze.any():
-            masked = prefill[:, : batch.history.shape[1]][batch.cloze]  # [M, D] outputs at masked history items
-            labels = batch.history[batch.cloze]  # [M]
+        if masked is not None and len(masked[1]):
+            masked, labels = masked  # [M, D] outputs at masked history items, [M] their items
             labels = labels if renumber is None else renumber[labels]
             cloze = self.cloze_loss(masked, table, labels, len(batch.history), cloze_per_row)
             loss, parts = loss + self.config.cloze_weight * cloze, parts | {"cloze": cloze.detach()}
@@ -377,28 +376,36 @@ class HybridRecommender(
 
     def training_states(self, batch: TrainingBatch, two_views: bool):
         """States r_0..r_K [B, S, D] of the batch, PRL's noisy view of them (or None) and, for the cloze loss,
-        every history position's output [B, L', D] (or None). Causal rows are encoded in groups of similar
-        history length (:func:`length_groups`), each only as wide as its longest history: the same states as
-        one padded batch, without encoding the padding (most of a batch of short histories)."""
-        if batch.cloze is not None or self.config.backbone != "sasrec" or not self.group_lengths:
+        the outputs at the masked history items [M, D] with those items [M] (or None). Rows are encoded in
+        groups of similar history length (:func:`length_groups`), each only as wide as its longest history: the
+        same states as one padded batch, without encoding the padding (most of a batch of short histories).
+        This holds for the bidirectional backbone too: positions count from the oldest real item and padding
+        is never attended to."""
+        if not self.group_lengths:
             return self.padded_training_states(batch, two_views)
 
         def run(rows: torch.Tensor, width: int):
             vectors = None if batch.history_vectors is None else batch.history_vectors[rows, -width:]
-            part = TrainingBatch(batch.history[rows, -width:], batch.target[rows], batch.table, vectors)
-            return self.padded_training_states(part, two_views)[:2]
+            cloze = None if batch.cloze is None else batch.cloze[rows, -width:]
+            part = TrainingBatch(batch.history[rows, -width:], batch.target[rows], batch.table, vectors, cloze)
+            return self.padded_training_states(part, two_views)
 
         parts, order = self.in_length_groups(batch.history, run)
         states = torch.cat([p[0] for p in parts])[order]  # [B, S, D]
         noisy = torch.cat([p[1] for p in parts])[order] if two_views else None
-        return states, noisy, None
+        if batch.cloze is None:
+            return states, noisy, None
+        # The cloze loss sums over masked items, so their order (group by group) does not matter.
+        return states, noisy, tuple(torch.cat([p[2][i] for p in parts]) for i in range(2))  # [M, D], [M]
 
     def padded_training_states(self, batch: TrainingBatch, two_views: bool):
         """:meth:`training_states` of the batch as one padded tensor."""
         cloze, vectors, history = batch.cloze, batch.history_vectors, batch.history
         if not two_views:
             states = self.user_states(history, history_vectors=vectors, cloze=cloze, return_prefill=cloze is not None)
-            return (*states[:1], None, states[1]) if cloze is not None else (states, None, None)
+            if cloze is None:
+                return states, None, None
+            return states[0], None, masked_outputs(states[1], cloze, history)
         # 'reasoning': the history is encoded once and only the steps run twice; 'sequence' (released code):
         # the whole batch is encoded twice.
         shared = self.config.prl_noisy_view == "reasoning"
@@ -411,9 +418,12 @@ class HybridRecommender(
             return_prefill=cloze is not None,
             share_history=shared,
         )
-        both, prefill = (both[0], both[1][: len(history)]) if cloze is not None else (both, None)
+        masked = None
+        if cloze is not None:  # the clean view's outputs at the masked items
+            both, prefill = both
+            masked = masked_outputs(prefill[: len(history)], cloze, history)
         states, noisy_states = both.chunk(2)
-        return states, noisy_states, prefill
+        return states, noisy_states, masked
 
     # ------------------------------------------------------------------------------------ use and share
     def recommend(
@@ -482,6 +492,12 @@ class HybridRecommender(
             local_files_only=local_files_only,
         )
         return load_folder(cls, folder).to(map_location)
+
+
+def masked_outputs(prefill: torch.Tensor, cloze: torch.Tensor, history: torch.Tensor) -> tuple:
+    """The outputs [M, D] at BERT4Rec's masked history items and those items [M], from every input position's
+    output [B, L', D] (L' = L + 1: the appended [MASK]), the cloze mask [B, L] and the history [B, L]."""
+    return prefill[:, : history.shape[1]][cloze], history[cloze]
 
 
 def length_groups(history: torch.Tensor) -> list[tuple[torch.Tensor, int]]:

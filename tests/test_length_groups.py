@@ -90,3 +90,48 @@ def test_auto_use_length_groups_only_where_histories_fill_less_than_half_their_w
     short[:, -3:] = 1  # 30 % filled
     assert use_length_groups("auto", short) and not use_length_groups("auto", full)
     assert use_length_groups("on", full) and not use_length_groups("off", short)
+
+
+def cloze_gradients(model, pieces, seed=7):
+    """gradients() for BERT4Rec: the cloze loss divided by the whole global batch's masked items."""
+    history, target = batch()
+    with global_batch_noise(seed=seed, offset=0, rows=len(history), global_size=len(history)):
+        per_row = model.cloze_per_row(history)
+    model.zero_grad(set_to_none=True)
+    total = 0.0
+    for start, end in pieces:
+        with global_batch_noise(seed=seed, offset=start, rows=end - start, global_size=len(history)):
+            loss = model(history[start:end], target[start:end], cloze_per_row=per_row).loss
+        (loss * (end - start) / len(history)).backward()
+        total += loss.item() * (end - start) / len(history)
+    return total, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("steps", [0, 2])
+def test_bert4rec_rows_in_length_groups_give_the_padded_loss_and_gradients(steps, monkeypatch):
+    # Bidirectional rows: positions count from the oldest real item and padding is never attended to, so a
+    # group cut to its width gives the same outputs, cloze outputs included.
+    torch.manual_seed(0)
+    model = tiny("erl", steps=steps, backbone="bert4rec", cloze_prob=0.3).train()
+    grouped_loss, grouped = cloze_gradients(model, [(0, 8)])
+    model.group_lengths = False
+    padded_loss, padded = cloze_gradients(model, [(0, 8)])
+    with global_batch_noise(seed=7, offset=0, rows=8, global_size=8):
+        assert model(*batch()).loss_parts["cloze"] > 0  # the cloze term is part of the compared loss
+    assert grouped_loss == pytest.approx(padded_loss, rel=1e-6) and len(grouped) > 10
+    assert max((grouped[n] - padded[n]).abs().max().item() for n in grouped) <= 1e-6
+    monkeypatch.setattr("hybrid_rearec.hybrid.model.length_groups", lambda h: [(torch.arange(len(h)), h.shape[1])])
+    model.group_lengths = True
+    one_group_loss, _ = cloze_gradients(model, [(0, 8)])
+    assert one_group_loss == pytest.approx(padded_loss, rel=1e-6)
+
+
+def test_bert4rec_groups_keep_their_masks_however_the_batch_is_split():
+    torch.manual_seed(0)
+    model = tiny("erl", steps=0, backbone="bert4rec", cloze_prob=0.3, dropout=0.3).train()
+    whole_loss, whole = cloze_gradients(model, [(0, 8)])
+    sliced_loss, sliced = cloze_gradients(model, [(0, 3), (3, 5), (5, 8)])
+    assert whole_loss == pytest.approx(sliced_loss, rel=1e-6)
+    assert max((whole[n] - sliced[n]).abs().max().item() for n in whole) <= 1e-6
+    _, other = cloze_gradients(model, [(0, 8)], seed=8)
+    assert any(not torch.equal(whole[n], other[n]) for n in whole)  # the masks are on
