@@ -8,9 +8,11 @@ continue a killed run exactly where it stopped.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -90,8 +92,25 @@ def set_up_accelerator(config: TrainConfig) -> tuple[Accelerator, Path, Path | N
         )
     if accelerator.device.type == "cpu":  # accelerate sets OMP_NUM_THREADS=1: give each process its share
         torch.set_num_threads(config.num_threads or max(1, (os.cpu_count() or 1) // accelerator.num_processes))
+        keep_freed_memory()
     set_seed(config.seed)
     return accelerator, output_dir, checkpoint
+
+
+def keep_freed_memory() -> None:
+    """On Linux with glibc, serve allocations of up to 32 MiB from the heap and keep freed heap memory. A CPU
+    training step allocates the same large tensors every time (logits [B, N + 1], the item table); glibc's
+    default maps each one afresh and unmaps it when freed, and every page is then faulted in again (tens of
+    thousands of page faults per Scientific text step, about 30x fewer with this). Elsewhere: nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # another C library (musl): its allocator has no such settings
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    libc.mallopt(m_mmap_threshold, 32 * 2**20)  # glibc's largest allowed value on 64-bit
+    libc.mallopt(m_trim_threshold, 2**30)
 
 
 def prepare_run(

@@ -37,9 +37,9 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, temperature: float
     return F.cross_entropy(scaled(logits, temperature), target)
 
 
-def scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """logits / temperature, without the two passes over [..., N + 1] (forward, backward) at temperature 1."""
-    return logits if temperature == 1.0 else logits / temperature
+def scaled(x: torch.Tensor, temperature: float) -> torch.Tensor:
+    """x / temperature, without the two passes over x (forward, backward) at temperature 1."""
+    return x if temperature == 1.0 else x / temperature
 
 
 def state_cross_entropy(
@@ -52,7 +52,9 @@ def state_cross_entropy(
     """Full-softmax CE of states against every item: in one [B, N + 1] piece, or with ``chunk_size`` in item
     chunks that never build the logit matrix (same loss, bounded memory; see reasoning/chunked.py)."""
     if chunk_size is None or chunk_size >= item_table.shape[0] - 1:
-        return cross_entropy(item_logits(states, item_table), target, temperature)
+        # Scores are linear in the state: dividing the states [B, D] by the temperature gives the scaled logits
+        # without a pass over [B, N + 1] in the forward and another in the backward.
+        return F.cross_entropy(item_logits(scaled(states, temperature), item_table), target)
     return chunked_cross_entropy(states, item_table, target, temperature, chunk_size)
 
 
@@ -136,10 +138,11 @@ def erl_loss(
             "ERL's KL diversity needs every step's full item distribution; with a chunked loss set "
             "erl_kl_weight 0, or leave loss_chunk_size unset"
         )
-    step_logits = item_logits(states, item_table)  # [B, S, N + 1]
-    # Scores are linear in the state, so the mean state's logits are the mean of the steps' (one product less).
-    recommendation = cross_entropy(step_logits.mean(dim=1), target, temperature)
-    diversity = kl_diversity(scaled(step_logits, temperature), kl_pairs)
+    # Scores are linear in the state: the steps' logits / temperature come from the scaled states [B, S, D] (no
+    # pass over [B, S, N + 1]), and the mean state's are the mean of the steps' (one product less).
+    step_logits = item_logits(scaled(states, temperature), item_table)  # [B, S, N + 1], already scaled
+    recommendation = F.cross_entropy(step_logits.mean(dim=1), target)
+    diversity = kl_diversity(step_logits, kl_pairs)
     loss = recommendation - kl_weight * diversity
     return loss, {"ce": recommendation.detach(), "kl": diversity.detach()}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..train import keep_freed_memory
 from . import foundation, lora_cache, one_pass, reasoning_cost, scale, training_steps
 from .reports import BenchmarkConfig
 
@@ -22,4 +23,5 @@ def run_suites(config: BenchmarkConfig, suite: str = "all") -> dict[str, dict]:
     """Run ``suite`` (or every suite, in order, for "all"); each writes its report. Returns the figures by suite."""
     if suite != "all" and suite not in SUITES:
         raise ValueError(f"unknown benchmark suite {suite!r}: choose 'all' or one of {', '.join(SUITES)}")
+    keep_freed_memory()  # the allocator as training sets it up
     return {name: run(config) for name, run in SUITES.items() if suite in ("all", name)}
