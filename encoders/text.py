@@ -161,7 +161,10 @@ class MoEWhiteningAdaptor(nn.Module):
             -1, (num_experts, out_dim)
         )  # [..., E, D]
         shift = torch.einsum("et,etd->ed", self.bias, self.experts)  # b_e W_e: [E, D]
-        return (gate.unsqueeze(-1) * (projected - shift)).sum(dim=-2)
+        # sum_e gate_e (x W_e - b_e W_e) = gate . [x W_e]_e - gate @ shift: one batched [1, E] x [E, D] product per
+        # item instead of three passes over [..., E, D] (and their backward).
+        mixed = torch.bmm(gate.reshape(-1, 1, num_experts), projected.reshape(-1, num_experts, out_dim))  # [M, 1, D]
+        return mixed.view(*gate.shape[:-1], out_dim) - gate @ shift
 
 
 class LinearAdaptor(nn.Linear):
