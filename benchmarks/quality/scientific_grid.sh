@@ -68,9 +68,9 @@ case $stage in
       done
     done
     ;;
-  lora)  # rule 6: LoRA-MiniLM with the reasoning method that won rule 4 (after the text stage)
+  lora)  # rule 6: LoRA-MiniLM with the reasoning method that won rule 4 (after the text stage). One candidate,
+    # nothing to choose between: the preset is written and stage 2 trains its seeds (no stage-1 run of hours).
     choose 6-lora
-    run lora-rearec lora_rearec
     ;;
   *) echo "unknown stage $stage (id, rearec, text, hybrid, lora, bert4rec, cold)"; exit 2 ;;
 esac
