@@ -105,12 +105,12 @@ def keep_freed_memory() -> None:
     if not sys.platform.startswith("linux"):
         return
     try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # another C library (musl): its allocator has no such settings
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # another C library (musl, or a shim without mallopt): nothing to set
         return
     m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-    libc.mallopt(m_mmap_threshold, 32 * 2**20)  # glibc's largest allowed value on 64-bit
-    libc.mallopt(m_trim_threshold, 2**30)
+    mallopt(m_mmap_threshold, 32 * 2**20)  # glibc's largest allowed value on 64-bit
+    mallopt(m_trim_threshold, 2**30)
 
 
 def prepare_run(

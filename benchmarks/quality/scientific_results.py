@@ -16,6 +16,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from hybrid_rearec.hybrid.seed_runs import finished_seed_runs
 from hybrid_rearec.hybrid.seed_stats import compare_means
 from hybrid_rearec.hybrid.studies.compare import compare_seed_groups
 
@@ -61,11 +62,14 @@ def model_name(folder: Path) -> str:
 
 
 def collect(runs: Path) -> dict:
+    """Every finished seed of every preset (the five of stage 2, and any added later: the same runs that
+    compare.py --seed_groups reads)."""
     models = {}
     for name in PRESETS:
         seeds = []
-        for seed in SEEDS:
-            metrics = json.loads((runs / name / f"seed-{seed}" / "metrics.json").read_text())
+        for run in finished_seed_runs(runs / name):
+            metrics = json.loads((run / "metrics.json").read_text())
+            seed = int(run.name.removeprefix("seed-"))
             seeds.append({"seed": seed, "valid": metrics["valid"]["metrics"], "test": metrics["test"]["metrics"]})
         config = f"configs/scientific_{name.replace('-', '_')}.json"
         models[model_name(runs / name)] = {"config": config, "folder": str(runs / name), "seeds": seeds}
@@ -119,7 +123,7 @@ def checks(record: dict) -> list[str]:
     """Issue 28's figures 1-3 as the record states them."""
     models = record["models"]
     sasrec = mean(models["sasrec"], "test")
-    text_or_hybrid = [n for n in models if n.startswith(("text-", "hybrid-"))]
+    text_or_hybrid = [n for n in models if n.startswith(("text-", "hybrid-", "lora-"))]  # LoRA-MiniLM is text too
     best = max(text_or_hybrid, key=lambda n: mean(models[n], "valid"))
     best_test = mean(models[best], "test")
     lines = [
