@@ -42,6 +42,7 @@ class GlobalBatchNoise:
     keyed_draws: int = 0  # keyed_rand calls so far in this forward: each call site draws its own values
     subset: torch.Tensor | None = None  # inside subset_rows: the forward's rows that this part of it holds
     subset_key: str = ""  # inside subset_rows: names the part; each part draws from its own generator
+    part_int16_draws: dict[str, int] = field(default_factory=dict)  # random_int16 calls so far, per part
 
     def generator(self, device: torch.device, stream: str = "") -> torch.Generator:
         stream = f"{stream}/part {self.subset_key}" if self.subset_key else stream
@@ -64,6 +65,26 @@ class GlobalBatchNoise:
         drawn = make((views * self.global_size, *shape[1:]), self.generator(torch.device(device), stream))
         drawn = drawn.view(views, self.global_size, *shape[1:])[:, self.offset : self.offset + self.rows]
         return drawn.reshape(shape)
+
+    def subset_int16(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """:func:`random_int16` for the rows of a part (see :func:`subset_rows`), possibly stacked V times: each
+        value a hash of (step seed, part, the part's call, the row's place in the global batch, the element), so
+        only the part's own rows are drawn (a generator would have to draw the whole global batch for every
+        part) and a row's values depend on nothing else."""
+        rows = self.offset + self.subset.to(device)
+        if shape[0] % len(rows):
+            raise ValueError(f"a draw of {shape[0]} rows does not stack views of the {len(rows)} rows in use")
+        views = shape[0] // len(rows)
+        call = self.part_int16_draws.get(self.subset_key, 0)
+        self.part_int16_draws[self.subset_key] = call + 1
+        view_start = torch.arange(views, device=device)[:, None] * self.global_size  # [V, 1]
+        places = (view_start + rows).reshape(-1)  # [V x R] rows in the V stacked global batches
+        keys = _hash32(_base(self.seed % 2**63, f"int16/part {self.subset_key}/{call}").to(device) ^ _hash32(places))
+        width = 1
+        for n in shape[1:]:
+            width *= n
+        out = torch.empty(len(places), width, dtype=torch.int16, device=device)
+        return _hashed_columns(keys, width, out, lambda bits, block: block.copy_(bits)).view(shape)  # low 16 bits
 
     def _draw_subset(self, shape: tuple[int, ...], device: torch.device, make, stream: str) -> torch.Tensor:
         """A draw for some rows of the forward (see :func:`subset_rows`), possibly stacked V times: made for the
@@ -137,7 +158,11 @@ def _draw(shape: tuple[int, ...], device: torch.device, make, stream: str = "") 
 
 
 def random_int16(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """Uniform int16 values over [-32768, 32767] (two per 32-bit draw: cheap dropout masks on CPU)."""
+    """Uniform int16 values over [-32768, 32767] (two per 32-bit draw: cheap dropout masks on CPU). Inside a
+    part of a forward (:func:`subset_rows`) they are hashed per row instead (:meth:`GlobalBatchNoise.subset_int16`)."""
+    plan = _ACTIVE.get()
+    if plan is not None and plan.subset is not None:
+        return plan.subset_int16(tuple(shape), torch.device(device))
 
     def make(size, generator):
         numel = 1
@@ -180,9 +205,13 @@ def _keyed_rows(keys: torch.Tensor, stream: str) -> torch.Tensor:
     else:  # every slice of a global batch makes the same calls in the same order
         seed, call = plan.seed % 2**63, plan.keyed_draws
         plan.keyed_draws += 1
-    base = _hash32(torch.tensor((seed ^ crc32(f"{stream}/{call}".encode())) & 0xFFFFFFFF, dtype=torch.int64))
-    base = _hash32(base ^ (seed >> 32)).to(keys.device)  # both halves of a 64-bit seed count
-    return _hash32(base ^ _hash32(keys.long().to(torch.int64)))  # [...]
+    return _hash32(_base(seed, f"{stream}/{call}").to(keys.device) ^ _hash32(keys.long().to(torch.int64)))  # [...]
+
+
+def _base(seed: int, name: str) -> torch.Tensor:
+    """A 0-d int64 hash of a 63-bit seed and a name: where a family of hashed draws starts."""
+    base = _hash32(torch.tensor((seed ^ crc32(name.encode())) & 0xFFFFFFFF, dtype=torch.int64))
+    return _hash32(base ^ (seed >> 32))  # both halves of a 64-bit seed count
 
 
 def _columns(width: int, device: torch.device) -> torch.Tensor:
@@ -202,16 +231,26 @@ def keyed_keep(keys: torch.Tensor, width: int, stream: str, p: float) -> torch.T
     15x faster: the hash runs in place on 32-bit integers, a block of rows at a time (in cache), and the
     comparison is made on the integers against the smallest one whose uniform value reaches p. (An item
     encoder's dropout over the whole catalogue hashes N x F values every step.)"""
-    rows = _as_int32(_keyed_rows(keys, stream).reshape(-1))  # [R]
-    columns = _as_int32(_columns(width, keys.device))  # [width]
+    rows = _keyed_rows(keys, stream).reshape(-1)  # [R]
     threshold = _as_int32(_first_reaching(p) ^ 0x80000000)  # signed order of the flipped bits = unsigned order
+
+    def compare(bits: torch.Tensor, keep: torch.Tensor) -> None:
+        bits ^= _as_int32(0x80000000)
+        torch.ge(bits, threshold, out=keep)
+
     keep = torch.empty(len(rows), width, dtype=torch.bool, device=keys.device)  # [R, width]
+    return _hashed_columns(rows, width, keep, compare).view(*keys.shape, width)
+
+
+def _hashed_columns(rows: torch.Tensor, width: int, out: torch.Tensor, finish) -> torch.Tensor:
+    """The 32-bit hash of every row value (int64 in [0, 2^32), [R]) with every column (as :func:`keyed_rand`
+    mixes them), made a block of rows at a time in place on int32 (in cache), each block [b, width] handed to
+    ``finish(bits, out[block])`` to be turned into the output. Returns ``out`` [R, width]."""
+    rows, columns = _as_int32(rows), _as_int32(_columns(width, rows.device))  # [R], [width]
     block = max(1, 2**16 // max(width, 1))
     for start in range(0, len(rows), block):
-        bits = _hash32_int32_(rows[start : start + block, None] ^ columns)  # [block, width]
-        bits ^= _as_int32(0x80000000)
-        torch.ge(bits, threshold, out=keep[start : start + block])
-    return keep.view(*keys.shape, width)
+        finish(_hash32_int32_(rows[start : start + block, None] ^ columns), out[start : start + block])
+    return out
 
 
 def _as_int32(values):

@@ -66,3 +66,35 @@ def test_keyed_keep_finds_the_exact_boundary():
         first = noise._first_reaching(p)
         at, below = (torch.tensor([b], dtype=torch.float64).div(2.0**32).float() for b in (first, first - 1))
         assert bool(at >= p) and not bool(below >= p)
+
+
+def part_draws(offset, rows, subset, seed=3, views=1, key="width 8"):
+    with noise.global_batch_noise(seed, offset, rows, 10), noise.subset_rows(torch.tensor(subset), key):
+        first = noise.random_int16((views * len(subset), 4, 5), torch.device("cpu"))
+        second = noise.random_int16((views * len(subset), 4, 5), torch.device("cpu"))
+    return first, second
+
+
+@pytest.mark.parametrize("views", [1, 2])
+def test_a_parts_int16_draws_are_each_rows_own_however_the_batch_is_split(views):
+    # Global rows 2, 5 and 7 of a batch of 10 in one part: drawn by the whole batch's forward, and by two
+    # slices (rows 0-5 holding 2 and 5, rows 6-9 holding 7 at index 1).
+    whole = part_draws(0, 10, [2, 5, 7], views=views)
+    left = part_draws(0, 6, [2, 5], views=views)
+    right = part_draws(6, 4, [1], views=views)
+    for full, a, b in zip(whole, left, right):
+        full = full.view(views, 3, 4, 5)
+        assert torch.equal(full[:, :2], a.view(views, 2, 4, 5)) and torch.equal(full[:, 2:], b.view(views, 1, 4, 5))
+    assert not torch.equal(whole[0], whole[1])  # each call of the part draws anew
+    assert not torch.equal(whole[0], part_draws(0, 10, [2, 5, 7], views=views, key="width 16")[0])  # parts differ
+    if views == 2:
+        assert not torch.equal(whole[0][:3], whole[0][3:])  # the views differ
+
+
+def test_a_parts_int16_draws_are_uniform_enough_for_dropout():
+    values = torch.cat(part_draws(0, 10, list(range(10)), seed=9)).flatten().float()  # 400 values
+    with noise.global_batch_noise(4, 0, 2000, 2000), noise.subset_rows(torch.arange(2000), "w"):
+        many = noise.random_int16((2000, 64), torch.device("cpu")).float()
+    assert many.min() < -32000 and many.max() > 32000 and abs(many.mean().item()) < 300
+    keep = (many >= round(0.3 * 65536) - 32768).float().mean().item()  # dropout's rule for p = 0.3
+    assert abs(keep - 0.7) < 0.005 and values.std() > 10000

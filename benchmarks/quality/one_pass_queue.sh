@@ -3,6 +3,7 @@
 # seeds and resumes an interrupted one from its checkpoint). From the repository root, in the background:
 #   bash benchmarks/quality/one_pass_queue.sh
 set -euo pipefail
+{  # the whole script is read before it runs: editing this file cannot derail a running queue
 seeds=(2020 2021 2022 2023 2024)
 for preset in sasrec rearec_erl rearec_prl; do
   name=${preset//_/-}
@@ -11,3 +12,5 @@ for preset in sasrec rearec_erl rearec_prl; do
   python scripts/seeds.py --config "configs/${preset}_ml100k.json" --seeds "${seeds[@]}" \
     --output "runs/prefix-$name" -- --num_threads 1
 done
+exit
+}
