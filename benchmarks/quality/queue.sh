@@ -8,6 +8,7 @@
 # MovieLens-100k (benchmarks/quality/one_pass_ml100k.md).
 # Summaries hold test figures: scientific.md reads them only once stage 2 is complete.
 set -euo pipefail
+{  # read whole before it runs: editing this file cannot derail a running lane
 export OMP_NUM_THREADS=1
 if [[ -z ${VIRTUAL_ENV:-} && -f .venv/bin/activate ]]; then source .venv/bin/activate; fi  # the project's venv
 grid() { bash benchmarks/quality/scientific_grid.sh "$1"; }
@@ -24,3 +25,5 @@ case ${1:-} in
     ;;
   *) echo "usage: bash benchmarks/quality/queue.sh A|B"; exit 2 ;;
 esac
+exit
+}

@@ -6,6 +6,7 @@
 #   STAGE: id, rearec (rule 2), text (rules 3 and 4), hybrid (rule 5), lora (rule 6), bert4rec, and cold
 #   (issue 29's cold split, after rules 2, 4 and 5)
 set -euo pipefail
+{  # read whole before it runs: editing this file cannot derail a running lane
 stage=${1:-id}
 run() {  # run NAME PRESET [overrides...]
   local name=$1 preset=$2
@@ -74,3 +75,5 @@ case $stage in
     ;;
   *) echo "unknown stage $stage (id, rearec, text, hybrid, lora, bert4rec, cold)"; exit 2 ;;
 esac
+exit
+}
