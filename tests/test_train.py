@@ -242,13 +242,14 @@ import resource, sys, torch
 from hybrid_rearec.hybrid.train import keep_freed_memory
 if sys.argv[1] == "keep":
     keep_freed_memory()
-def step():  # tensors of a few sizes made, combined and freed, as in a training step
-    a, b, c = torch.ones(3_400_000), torch.ones(1_100_000), torch.ones(6_000_000)
+def step():  # tensors of a few sizes made, combined and freed, as in a training step; c is 48 MiB
+    a, b, c = torch.ones(3_400_000), torch.ones(1_100_000), torch.ones(12_000_000)
     d = a + 1
     del a, b
     e = c * 2
     del c, d, e
-step()
+for _ in range(5):
+    step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(20):
     step()
