@@ -117,11 +117,12 @@ def global_batch_noise(
 @contextmanager
 def subset_rows(rows: torch.Tensor, key: str, keyed_from: int | None = None) -> Iterator[None]:
     """Run part ``key`` of a forward on some of its rows (``rows`` [R], indices into the forward's rows): inside
-    ``global_batch_noise`` the part draws from its own generator, each draw made for the whole global batch
-    and each row keeping its own values, so a row's masks depend on its place in the global batch and on its
-    part, not on the other rows or parts of the forward or on how the batch is split (a row must belong to the
-    same part in every split). ``keyed_from``: restart the keyed draws' call count there (every part encodes
-    its items with the same draws). Elsewhere: no effect."""
+    ``global_batch_noise`` the part's dropout masks are hashed from each row's place in the global batch
+    (:meth:`GlobalBatchNoise.subset_int16`) and its other draws come from its own generator, made for the whole
+    global batch with each row keeping its own values; either way a row's values depend on its place in the
+    global batch and on its part, not on the other rows or parts of the forward or on how the batch is split
+    (a row must belong to the same part in every split). ``keyed_from``: restart the keyed draws' call count
+    there (every part encodes its items with the same draws). Elsewhere: no effect."""
     plan = _ACTIVE.get()
     if plan is None:
         yield
