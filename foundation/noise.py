@@ -22,6 +22,7 @@ Outside the context (evaluation, tests, benchmarks) draws come from torch's glob
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -66,33 +67,32 @@ class GlobalBatchNoise:
         drawn = drawn.view(views, self.global_size, *shape[1:])[:, self.offset : self.offset + self.rows]
         return drawn.reshape(shape)
 
+    def _part_rows(self, shape: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, int]:
+        """The part's rows' places in the global batch [R] and how many views of them a draw of ``shape`` stacks."""
+        rows = self.offset + self.subset.to(device)
+        if shape[0] % len(rows):
+            raise ValueError(f"a draw of {shape[0]} rows does not stack views of the {len(rows)} rows in use")
+        return rows, shape[0] // len(rows)
+
     def subset_int16(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
         """:func:`random_int16` for the rows of a part (see :func:`subset_rows`), possibly stacked V times: each
         value a hash of (step seed, part, the part's call, the row's place in the global batch, the element), so
         only the part's own rows are drawn (a generator would have to draw the whole global batch for every
         part) and a row's values depend on nothing else."""
-        rows = self.offset + self.subset.to(device)
-        if shape[0] % len(rows):
-            raise ValueError(f"a draw of {shape[0]} rows does not stack views of the {len(rows)} rows in use")
-        views = shape[0] // len(rows)
+        rows, views = self._part_rows(shape, device)
         call = self.part_int16_draws.get(self.subset_key, 0)
         self.part_int16_draws[self.subset_key] = call + 1
         view_start = torch.arange(views, device=device)[:, None] * self.global_size  # [V, 1]
         places = (view_start + rows).reshape(-1)  # [V x R] rows in the V stacked global batches
         keys = _hash32(_base(self.seed % 2**63, f"int16/part {self.subset_key}/{call}").to(device) ^ _hash32(places))
-        width = 1
-        for n in shape[1:]:
-            width *= n
+        width = math.prod(shape[1:])
         out = torch.empty(len(places), width, dtype=torch.int16, device=device)
         return _hashed_columns(keys, width, out, lambda bits, block: block.copy_(bits)).view(shape)  # low 16 bits
 
     def _draw_subset(self, shape: tuple[int, ...], device: torch.device, make, stream: str) -> torch.Tensor:
         """A draw for some rows of the forward (see :func:`subset_rows`), possibly stacked V times: made for the
         whole global batch at this shape, each row keeping its own values."""
-        rows = self.offset + self.subset.to(device)
-        if shape[0] % len(rows):
-            raise ValueError(f"a draw of {shape[0]} rows does not stack views of the {len(rows)} rows in use")
-        views = shape[0] // len(rows)
+        rows, views = self._part_rows(shape, device)
         drawn = make((views * self.global_size, *shape[1:]), self.generator(torch.device(device), stream))
         return drawn.view(views, self.global_size, *shape[1:])[:, rows].reshape(shape)
 
@@ -166,9 +166,7 @@ def random_int16(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
         return plan.subset_int16(tuple(shape), torch.device(device))
 
     def make(size, generator):
-        numel = 1
-        for n in size:
-            numel *= n
+        numel = math.prod(size)
         bits = torch.randint(
             -(2**31), 2**31 - 1, ((numel + 1) // 2,), dtype=torch.int32, device=device, generator=generator
         )
