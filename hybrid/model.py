@@ -127,7 +127,7 @@ class HybridRecommender(
             config.reasoning_dropout,
         )
         self.objective = build_objective(config.objective, config.reasoning)  # chosen once, with its settings
-        # Training encodes causal rows in length groups (the same loss; faster for short histories). Set by the
+        # Training encodes rows in length groups (the same loss; faster for short histories). Set by the
         # training build from TrainConfig.length_groups; a training setting, not saved with the model.
         self.group_lengths = True
         self.cloze_loss = ClozeLoss(config.objective)
