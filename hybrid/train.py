@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
-from accelerate.utils import DistributedType, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, DistributedType, set_seed
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
@@ -84,6 +84,10 @@ def set_up_accelerator(config: TrainConfig) -> tuple[Accelerator, Path, Path | N
         cpu=cpu,
         mixed_precision=config.mixed_precision,
         project_dir=str(output_dir),
+        # Every buffer is fixed data made alike on every process (token ids, a PCA basis, the LoRA encoder's
+        # cache of its frozen layers [N + 1, S, H]: 108 MB on Scientific): DDP would otherwise send rank 0's
+        # copy to every process before every forward.
+        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
     )
     if accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
         raise ConfigError(

@@ -261,3 +261,12 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     }
     if sys.platform.startswith("linux"):
         assert faults["keep"] * 5 < faults["default"], faults
+
+
+def test_data_parallel_does_not_resend_the_fixed_buffers_every_forward(tmp_path):
+    """Every buffer is fixed data made alike on each process (the LoRA encoder's cache is ~100 MB): DDP's
+    default broadcast before every forward would only copy it again."""
+    from hybrid_rearec.hybrid.train import set_up_accelerator
+
+    accelerator, _, _ = set_up_accelerator(quick_train_config(tmp_path))
+    assert accelerator.ddp_handler is not None and accelerator.ddp_handler.broadcast_buffers is False
