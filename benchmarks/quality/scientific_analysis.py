@@ -18,8 +18,13 @@ from pathlib import Path
 
 SEEDS = Path("runs/scientific-seeds")
 BACKBONES = {"id": "", "text": "text-", "hybrid": "hybrid-"}  # backbone -> prefix of its stage-2 folders
+LORA = "lora-rearec"  # LoRA-MiniLM's only stage-2 preset (with rule 6's reasoning method)
 METRIC = "ndcg@10"
 ORACLE = "ORACLE (best step per row, uses the label)"
+GROUPINGS = (  # (title, key of analysis.json)
+    ("Users by history length (quintile 1 = shortest)", "by_history"),
+    ("Targets by training popularity (quintile 1 = least popular)", "by_popularity"),
+)
 
 
 def analysis(run: Path, split: str) -> dict:
@@ -66,6 +71,31 @@ def groups_table(title: str, key: str, base: list[dict], reasoning: dict[str, li
     return [*lines, ""]
 
 
+def steps_by_group_table(title: str, key: str, runs: list[dict]) -> list[str]:
+    """Per quintile: NDCG@10 of the model, of each step alone and of the label-using oracle (means over seeds)."""
+    groups = list(runs[0][key])
+    readouts = list(runs[0][key][groups[0]])
+    header = ["oracle" if readout == ORACLE else readout for readout in readouts]
+    lines = [f"{title}: NDCG@10 of each read-out (mean over seeds)", ""]
+    lines += ["| quintile | " + " | ".join(header) + " |", "|---|" + "---:|" * len(readouts)]
+    for group in groups:
+        cells = [f"{statistics.mean(r[key][group][readout][METRIC] for r in runs):.4f}" for readout in readouts]
+        lines.append(f"| {group} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def lora_section(split: str, root: Path) -> tuple[list[str], dict]:
+    """LoRA-MiniLM has no K = 0 preset: its read-outs per step, overall and per quintile, show what the steps add."""
+    runs = [analysis(run, split) for run in seed_runs(LORA, root)]
+    if not runs:
+        return [], {}
+    lines = ["## LoRA-MiniLM backbone (no K = 0 model: step 0 is this model read before reasoning)", ""]
+    lines += steps_table(LORA, runs)
+    for title, key in GROUPINGS:
+        lines += steps_by_group_table(f"{LORA}, {title[0].lower()}{title[1:]}", key, runs)
+    return lines, {"reasoning": {LORA: runs}}
+
+
 def backbone_section(backbone: str, prefix: str, split: str, root: Path) -> tuple[list[str], dict]:
     base_name = f"{prefix}sasrec" if prefix else "sasrec"
     base = [analysis(run, split) for run in seed_runs(base_name, root)]
@@ -80,11 +110,10 @@ def backbone_section(backbone: str, prefix: str, split: str, root: Path) -> tupl
     lines = [f"## {backbone} backbone", ""]
     for name, runs in reasoning.items():
         lines += steps_table(name, runs)
-    for title, key in (
-        ("Users by history length (quintile 1 = shortest)", "by_history"),
-        ("Targets by training popularity (quintile 1 = least popular)", "by_popularity"),
-    ):
+    for title, key in GROUPINGS:
         lines += groups_table(title, key, base, reasoning)
+        for name, runs in reasoning.items():
+            lines += steps_by_group_table(f"{name}, {title[0].lower()}{title[1:]}", key, runs)
     return lines, {"base": {base_name: base}, "reasoning": reasoning}
 
 
@@ -103,6 +132,10 @@ def main() -> int:
         lines += section
         if figures:
             record[backbone] = figures
+    section, figures = lora_section(split, root)
+    lines += section
+    if figures:
+        record["lora"] = figures
     if not record:
         print(f"no backbone has both K = 0 and ReaRec seed runs under {root}: run stage 2 first")
         return 1
