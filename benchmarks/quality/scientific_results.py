@@ -48,9 +48,11 @@ START, END = "<!-- RESULTS START -->", "<!-- RESULTS END -->"
 
 
 def missing_runs(runs: Path) -> list[str]:
-    """The stage-2 runs not finished yet (only their metrics files' presence is looked at)."""
-    return [f"{runs / name}/seed-{seed}" for name in PRESETS for seed in SEEDS
-            if not (runs / name / f"seed-{seed}" / "metrics.json").exists()]  # fmt: skip
+    """The stage-2 runs not finished yet (only their metrics files' presence is looked at), and any seed folder
+    that is a link to another run (stage 2 trains all its seeds with one code, none taken from stage 1)."""
+    folders = [runs / name / f"seed-{seed}" for name in PRESETS for seed in SEEDS]
+    return [f"{folder} (a link: retrain it)" if folder.is_symlink() else str(folder) for folder in folders
+            if folder.is_symlink() or not (folder / "metrics.json").exists()]  # fmt: skip
 
 
 def model_name(folder: Path) -> str:
