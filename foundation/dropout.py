@@ -3,7 +3,8 @@
 Two kinds of rows are dropped: a batch row (a user's history, its reasoning tokens: :func:`dropout`, masks
 drawn per row of the global batch) and an item (an item encoder's features of one item, wherever it appears:
 :func:`keyed_dropout`, masks drawn per item id). Either way a mask never depends on how a global batch is
-split over processes or micro-batches.
+split over processes or micro-batches. :class:`HashedDropout` stands in for a third-party model's own
+dropout modules (the LoRA encoder's language model), with a cheaper mask.
 """
 
 from __future__ import annotations
@@ -70,3 +71,39 @@ class KeyedDropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}, stream={self.stream!r}"
+
+
+class HashedDropout(nn.Module):
+    """``nn.Dropout`` for a third-party model's own dropout modules (:func:`use_hashed_dropout`): the mask hashes
+    (the step's seed, call, element) by :func:`noise.keyed_keep`, half the cost of torch's mask on CPU (about
+    16 % of a Scientific LoRA step went to the language model's dropouts). It keeps ``p``, which models may read
+    (BERT's attention passes its module's ``p`` to a functional dropout). Every slice of a global batch that
+    runs the model on the same inputs makes the same calls in the same order, so it draws the same masks."""
+
+    def __init__(self, p: float, stream: str = "hashed-dropout"):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {p}")
+        self.p, self.stream = p, stream
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0 or x.numel() == 0:
+            return x
+        rows = x.reshape(-1, x.shape[-1])  # [R, F]: every element's mask hashes its row and column
+        keys = torch.arange(len(rows), device=x.device)
+        return keyed_dropout(rows, keys, self.p, True, self.stream).view_as(x)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def use_hashed_dropout(model: nn.Module) -> int:
+    """Replace every ``nn.Dropout`` inside ``model`` with a :class:`HashedDropout` of the same ``p``; returns
+    how many were replaced."""
+    replaced = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is nn.Dropout:
+                module._modules[name] = HashedDropout(child.p)  # ModuleDict entries (peft's) included
+                replaced += 1
+    return replaced

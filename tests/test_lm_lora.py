@@ -231,3 +231,13 @@ def test_bf16_autocast_with_checkpointing_trains_every_tuned_lora_weight(tokeniz
     vectors.pow(2).sum().backward()
     lora_b = [p for name, p in encoder.named_parameters() if "lora_B" in name]
     assert vectors.dtype == torch.float32 and all(p.grad is not None and p.grad.abs().sum() > 0 for p in lora_b)
+
+
+def test_the_lms_dropout_modules_and_loras_are_hashed_with_their_p(tokenizer):
+    from hybrid_rearec.foundation.dropout import HashedDropout
+
+    lm = tiny_lm("bert", tokenizer.vocab_size, layers=2)
+    encoder = LoRALMItemEncoder(TEXTS, lm, tokenizer, 8, "mean", lora_dropout=0.05, lora_layers=1, progress=False)
+    modules = list(encoder.language_model.modules())
+    assert not [m for m in modules if type(m) is torch.nn.Dropout]
+    assert {m.p for m in modules if isinstance(m, HashedDropout)} == {0.05, lm.config.hidden_dropout_prob}
