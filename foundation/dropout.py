@@ -75,10 +75,11 @@ class KeyedDropout(nn.Module):
 
 class HashedDropout(nn.Module):
     """``nn.Dropout`` for a third-party model's own dropout modules (:func:`use_hashed_dropout`): the mask hashes
-    (the step's seed, call, element) by :func:`noise.keyed_keep`, half the cost of torch's mask on CPU (about
-    16 % of a Scientific LoRA step went to the language model's dropouts). It keeps ``p``, which models may read
-    (BERT's attention passes its module's ``p`` to a functional dropout). Every slice of a global batch that
-    runs the model on the same inputs makes the same calls in the same order, so it draws the same masks."""
+    (a seed, element) by :func:`noise.keyed_keep`, half the cost of torch's mask on CPU (about 16 % of a
+    Scientific LoRA step went to the language model's dropouts). It keeps ``p``, which models may read (BERT's
+    attention passes its module's ``p`` to a functional dropout). The seed is one draw from torch's global RNG,
+    as torch's own mask is: under ``noise.shared_global_rng`` every slice of a global batch draws the same, and
+    activation checkpointing, which restores the RNG before it recomputes a layer, redraws the same masks."""
 
     def __init__(self, p: float, stream: str = "hashed-dropout"):
         super().__init__()
@@ -91,7 +92,8 @@ class HashedDropout(nn.Module):
             return x
         rows = x.reshape(-1, x.shape[-1])  # [R, F]: every element's mask hashes its row and column
         keys = torch.arange(len(rows), device=x.device)
-        return keyed_dropout(rows, keys, self.p, True, self.stream).view_as(x)
+        keep = noise.keyed_keep(keys, rows.shape[-1], self.stream, self.p, from_global_rng=True)  # [R, F]
+        return (rows * (keep.to(x.dtype) * (1.0 / (1.0 - self.p)))).view_as(x)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

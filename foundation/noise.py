@@ -194,12 +194,12 @@ def _hash32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def _keyed_rows(keys: torch.Tensor, stream: str) -> torch.Tensor:
+def _keyed_rows(keys: torch.Tensor, stream: str, from_global_rng: bool = False) -> torch.Tensor:
     """The hashed (step seed, stream, call, key) of every key [...] as int64 values in [0, 2^32): what a keyed
-    draw's columns are mixed with. Outside ``global_batch_noise`` the step seed is drawn from torch's global
-    RNG (one draw per call)."""
+    draw's columns are mixed with. Outside ``global_batch_noise``, or with ``from_global_rng``, the seed is
+    drawn from torch's global RNG (one draw per call)."""
     plan = _ACTIVE.get()
-    if plan is None:
+    if plan is None or from_global_rng:
         seed, call = int(torch.randint(0, 2**31 - 1, ()).item()), 0
     else:  # every slice of a global batch makes the same calls in the same order
         seed, call = plan.seed % 2**63, plan.keyed_draws
@@ -225,12 +225,13 @@ def keyed_rand(keys: torch.Tensor, width: int, stream: str) -> torch.Tensor:
     return bits.to(torch.float64).div_(2.0**32).to(torch.float32)
 
 
-def keyed_keep(keys: torch.Tensor, width: int, stream: str, p: float) -> torch.Tensor:
+def keyed_keep(keys: torch.Tensor, width: int, stream: str, p: float, from_global_rng: bool = False) -> torch.Tensor:
     """``keyed_rand(keys, width, stream) >= p`` as a bool mask [*keys.shape, width], the same values made about
     15x faster: the hash runs in place on 32-bit integers, a block of rows at a time (in cache), and the
     comparison is made on the integers against the smallest one whose uniform value reaches p. (An item
-    encoder's dropout over the whole catalogue hashes N x F values every step.)"""
-    rows = _keyed_rows(keys, stream).reshape(-1)  # [R]
+    encoder's dropout over the whole catalogue hashes N x F values every step.) ``from_global_rng``: the
+    seed comes from torch's global RNG even inside ``global_batch_noise`` (see ``dropout.HashedDropout``)."""
+    rows = _keyed_rows(keys, stream, from_global_rng).reshape(-1)  # [R]
     threshold = _as_int32(_first_reaching(p) ^ 0x80000000)  # signed order of the flipped bits = unsigned order
 
     def compare(bits: torch.Tensor, keep: torch.Tensor) -> None:

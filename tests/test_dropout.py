@@ -33,12 +33,12 @@ def test_hashed_dropout_follows_the_seed_and_its_gradient_is_its_mask():
 
 
 def test_slices_of_a_global_batch_making_the_same_calls_draw_the_same_masks():
-    """A third-party model runs on the same inputs in every slice (the LoRA encoder encodes the global batch's
-    items everywhere): its masks must not depend on the slice."""
+    """A third-party model runs on the same inputs in every slice, under noise.shared_global_rng (the LoRA
+    encoder encodes the global batch's items everywhere): its masks must not depend on the slice."""
     drop, x = HashedDropout(0.5), torch.ones(8, 32)
 
     def masks(offset, rows):
-        with noise.global_batch_noise(7, offset, rows, 6):
+        with noise.global_batch_noise(7, offset, rows, 6), noise.shared_global_rng(x.device, "model"):
             return drop(x), drop(x)
 
     whole, first, rest = masks(0, 6), masks(0, 2), masks(2, 4)

@@ -241,3 +241,23 @@ def test_the_lms_dropout_modules_and_loras_are_hashed_with_their_p(tokenizer):
     modules = list(encoder.language_model.modules())
     assert not [m for m in modules if type(m) is torch.nn.Dropout]
     assert {m.p for m in modules if isinstance(m, HashedDropout)} == {0.05, lm.config.hidden_dropout_prob}
+
+
+def test_checkpointed_layers_redraw_the_same_dropout_masks_inside_a_training_step(tokenizer):
+    """Training runs every forward inside global_batch_noise; a checkpointed layer runs its forward again in
+    backward and must drop the same values there (LoRA's and the LM's own dropout on)."""
+    from hybrid_rearec.foundation import noise
+
+    def build(**settings):
+        lm = tiny_lm("bert", tokenizer.vocab_size, layers=4)
+        encoder = LoRALMItemEncoder(TEXTS, lm, tokenizer, 8, "mean", lora_dropout=0.3, lora_layers=2, **settings)
+        torch.manual_seed(2)
+        randomise_lora(encoder)
+        return encoder.train()
+
+    ids = torch.tensor([[1, 3, 2], [6, 4, 5]])
+    with noise.global_batch_noise(5, 0, 2, 2):
+        plain = vectors_loss_gradients(build(cache_dtype="float32"), ids)
+    with noise.global_batch_noise(5, 0, 2, 2):
+        checkpointed = vectors_loss_gradients(build(cache_dtype="float32", gradient_checkpointing=True), ids)
+    assert_same(plain, checkpointed)
