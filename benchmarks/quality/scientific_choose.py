@@ -157,7 +157,22 @@ def write_cold_presets() -> list[Path]:
         path.write_text(json.dumps(config, indent=2) + "\n")
         print(f"cold: {backbone} backbone takes {method} (rule {rule}); wrote {path}")
         written.append(path)
-    return written
+    return written + [write_cold_lora_preset()]
+
+
+def write_cold_lora_preset() -> Path:
+    """The LoRA-MiniLM preset (rule 6) on the same cold split: a preset only, which the cold grid does not run
+    (three runs of hours; issue 29's figure 1 asks for the frozen-text and hybrid models)."""
+    lora = Path("configs/scientific_lora_rearec.json")
+    if not lora.exists():
+        raise SystemExit(f"{lora} not found: apply rule 6 first (scientific_choose.py 6-lora)")
+    config = json.loads(lora.read_text())
+    config["data"].update(COLD_SPLIT)
+    config["train"]["run_name"] = f"scientific-cold-lora-rearec-{config['model']['reasoning_method']}"
+    path = Path("configs/scientific_cold_lora.json")
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    print(f"cold: LoRA-MiniLM takes rule 6's preset; wrote {path}")
+    return path
 
 
 def write_settings(presets: list[str], settings: dict) -> None:
