@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -86,7 +87,7 @@ def set_up_accelerator(config: TrainConfig) -> tuple[Accelerator, Path, Path | N
         project_dir=str(output_dir),
         # Every buffer is fixed data made alike on every process (token ids, a PCA basis, the LoRA encoder's
         # cache of its frozen layers [N + 1, S, H]: 108 MB on Scientific): DDP would otherwise send rank 0's
-        # copy to every process before every forward.
+        # copy to every process before every forward (and does not at the start either).
         kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
     )
     if accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
@@ -127,7 +128,9 @@ def prepare_run(
 ) -> Run:
     """Hand the model and optimizer to accelerate and set up TensorBoard (its folder is made when the first
     value is logged); :func:`write_config` writes the run's config.json once the run may go ahead."""
-    model, optimizer = accelerator.prepare(built.model, built.optimizer)
+    with warnings.catch_warnings():  # torch renamed DDP's broadcast_buffers, the only name accelerate passes
+        warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
+        model, optimizer = accelerator.prepare(built.model, built.optimizer)
     unwrapped = accelerator.unwrap_model(model)
     ema = WeightAverage(unwrapped, train_config.ema_decay) if train_config.ema_decay else None
     config_dict = run_settings(data_config, model_config, train_config, output_dir)

@@ -17,6 +17,9 @@ def test_hashed_dropout_keeps_one_minus_p_of_the_values_scaled_up_and_only_in_tr
     assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.8))
     assert kept.any(dim=-1).all() and not kept.all(dim=-1).any()  # columns differ within a row
     assert drop.eval()(x) is x and HashedDropout(0.0)(x) is x
+    half = drop.train()(x.bfloat16())
+    assert half.dtype == torch.bfloat16 and set(half.unique().tolist()) == {0.0, 1.25}  # 1 / 0.8, exact in bf16
+    assert drop(torch.tensor(2.0)).shape == ()  # a 0-d tensor (torch's dropout decides its one value)
 
 
 def test_hashed_dropout_follows_the_seed_and_its_gradient_is_its_mask():
@@ -49,8 +52,10 @@ def test_slices_of_a_global_batch_making_the_same_calls_draw_the_same_masks():
 
 def test_use_hashed_dropout_replaces_every_dropout_module_with_its_p():
     model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.1), nn.ModuleDict({"a": nn.Dropout(0.05), "b": nn.ReLU()}))
-    assert use_hashed_dropout(model) == 2
-    assert [type(m) for m in model.modules() if "Dropout" in type(m).__name__] == [HashedDropout, HashedDropout]
+    model.append(nn.Dropout(1.0))  # drops everything: left as it is
+    assert use_hashed_dropout(model) == 2 and type(model[-1]) is nn.Dropout
+    dropouts = [type(m) for m in model.modules() if "Dropout" in type(m).__name__]
+    assert dropouts == [HashedDropout, HashedDropout, nn.Dropout]
     assert [m.p for m in model.modules() if isinstance(m, HashedDropout)] == [0.1, 0.05]
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         HashedDropout(1.0)
