@@ -334,7 +334,20 @@ def read_table(config: DataConfig) -> RawInteractions:
         raw.item_texts = _item_texts(items, id_column, config)
         raw.item_titles = _titles(items, id_column)
         raw.files.append(item_path)
+        _check_item_ids(raw, item_path, id_column)
     return raw
+
+
+def _check_item_ids(raw: RawInteractions, item_path: Path, id_column: str) -> None:
+    """An item file whose ids match no interaction gives no text at all: say so, with an id of each side."""
+    used = set(raw.items.tolist())
+    if raw.item_texts and used.isdisjoint(raw.item_texts):
+        raise DataError(
+            f"none of the {len(raw.item_texts)} ids in {str(item_path)!r} (column {id_column!r}, e.g. "
+            f"{next(iter(raw.item_texts))!r}) is an item of the interactions (e.g. {next(iter(used))!r}). Name the "
+            "item file's id column with --item_id_column, and quote any field that holds the delimiter (a row "
+            "with an extra field shifts its columns)."
+        )
 
 
 def _concat(parts: list[RawInteractions]) -> RawInteractions:

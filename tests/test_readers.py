@@ -210,3 +210,14 @@ def test_the_item_file_names_its_own_id_column(tmp_path):
         read_interactions(config)
     raw = read_interactions(dataclasses.replace(config, item_id_column="asin"))
     assert raw.item_texts == {"1": "Glue, 8 oz", "2": "Tape"}
+
+
+def test_an_item_file_whose_ids_match_no_item_is_refused_with_both_sides_named(tmp_path):
+    pd.DataFrame({"user_id": ["a", "a"], "item_id": ["i1", "i2"], "timestamp": [1, 2]}).to_csv(
+        tmp_path / "i.csv", index=False
+    )
+    # An unquoted comma in a title: every row has one field more than the header, and its columns shift.
+    (tmp_path / "items.csv").write_text("item_id,title\ni1,Glue, 8 oz\ni2,Tape, clear\n")
+    config = DataConfig(dataset=str(tmp_path / "i.csv"), item_file=str(tmp_path / "items.csv"))
+    with pytest.raises(DataError, match=r"none of the 2 ids in .*items.csv.*'Glue'.*e\.g\. 'i\d'\).*quote any field"):
+        read_interactions(config)

@@ -97,15 +97,30 @@ def command(csv_data_config, output_dir, *extra):
     ]
 
 
-def test_killed_run_resumes_to_identical_results(tmp_path, csv_data_config):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    reference = subprocess.run(
-        command(csv_data_config, tmp_path / "ref"), env=env, capture_output=True, text=True, timeout=300
+def lora_settings(tmp_path) -> tuple[str, ...]:
+    """The packaged MiniLM, its top layer tuned on the cached lower ones, ERL on top, texts from an item file."""
+    items = tmp_path / "items.csv"
+    items.write_text(
+        "item_id,title\n" + "".join(f"i{k},product {k} of kind {k % 7} and brand {k % 3}\n" for k in range(30))
     )
+    return ("--item_encoder", "lm_lora", "--lm_max_length", "16", "--lora_layers", "1", "--item_file", str(items),
+            "--reasoning_steps", "2", "--reasoning_method", "erl")  # fmt: skip
+
+
+@pytest.mark.parametrize("encoder", ["id", "lm_lora"])
+def test_killed_run_resumes_to_identical_results(tmp_path, csv_data_config, encoder):
+    """Also for the LoRA encoder: its LM's dropout masks and its cache must come back the same."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    extra = lora_settings(tmp_path) if encoder == "lm_lora" else ()
+
+    def run_command(output_dir, *more):
+        return command(csv_data_config, output_dir, *extra, *more)
+
+    reference = subprocess.run(run_command(tmp_path / "ref"), env=env, capture_output=True, text=True, timeout=300)
     assert reference.returncode == 0, reference.stderr[-2000:]
     # The same run, SIGKILLed after a checkpoint at step 32 or later (mid epoch 2 of 23-step epochs), resumed.
     process = subprocess.Popen(
-        command(csv_data_config, tmp_path / "run"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        run_command(tmp_path / "run"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
 
     def steps_saved():
@@ -119,12 +134,10 @@ def test_killed_run_resumes_to_identical_results(tmp_path, csv_data_config):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (tmp_path / "run" / "metrics.json").exists()
-    refused = subprocess.run(
-        command(csv_data_config, tmp_path / "run"), env=env, capture_output=True, text=True, timeout=300
-    )
+    refused = subprocess.run(run_command(tmp_path / "run"), env=env, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "--resume latest" in refused.stderr
     resumed = subprocess.run(
-        command(csv_data_config, tmp_path / "run", "--resume", "latest"),
+        run_command(tmp_path / "run", "--resume", "latest"),
         env=env,
         capture_output=True,
         text=True,
