@@ -92,7 +92,7 @@ def lora_section(split: str, root: Path) -> tuple[list[str], dict]:
     lines = ["## LoRA-MiniLM backbone (no K = 0 model: step 0 is this model read before reasoning)", ""]
     lines += steps_table(LORA, runs)
     for title, key in GROUPINGS:
-        lines += steps_by_group_table(f"{LORA}, {title[0].lower()}{title[1:]}", key, runs)
+        lines += steps_by_group_table(f"{LORA}: {title}", key, runs)
     return lines, {"reasoning": {LORA: runs}}
 
 
@@ -113,7 +113,7 @@ def backbone_section(backbone: str, prefix: str, split: str, root: Path) -> tupl
     for title, key in GROUPINGS:
         lines += groups_table(title, key, base, reasoning)
         for name, runs in reasoning.items():
-            lines += steps_by_group_table(f"{name}, {title[0].lower()}{title[1:]}", key, runs)
+            lines += steps_by_group_table(f"{name}: {title}", key, runs)
     return lines, {"base": {base_name: base}, "reasoning": reasoning}
 
 
