@@ -31,6 +31,7 @@ import copy
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -226,9 +227,10 @@ class LoRALMItemEncoder(ItemEncoder):
         targets = list(targets or default_target_modules(language_model))
         if self.first_tuned:
             targets = tuned_module_names(language_model, targets, self.first_tuned)
-        return get_peft_model(
-            language_model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets)
-        )
+        config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets)
+        with warnings.catch_warnings():  # peft probes transformers' renamed is_gradient_checkpointing by name
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+            return get_peft_model(language_model, config)
 
     def train(self, mode: bool = True) -> LoRALMItemEncoder:
         super().train(mode)

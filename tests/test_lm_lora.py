@@ -1,5 +1,7 @@
 """The LoRA-tuned LM item encoder: tiny random LMs built in code (encoder and decoder-only), the packaged MiniLM."""
 
+import warnings
+
 import pytest
 import torch
 from hybrid_rearec.encoders.config import EncoderConfig
@@ -75,6 +77,13 @@ def test_packaged_minilm_keeps_trainable_parameters_below_one_percent(tokenizer)
     assert trainable / base < 0.01
     with pytest.raises(ValueError, match="lora_target_modules"):
         LoRALMItemEncoder(TEXTS, torch.nn.Sequential(torch.nn.Linear(2, 2)), tokenizer, dim=4)
+
+
+def test_building_the_encoder_warns_nothing(tokenizer):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        LoRALMItemEncoder(TEXTS, tiny_lm("bert", tokenizer.vocab_size), tokenizer, dim=8)
+    assert [str(w.message) for w in caught] == []  # peft's probe of a renamed transformers attribute is hidden
 
 
 def test_adapter_saves_and_reloads_in_peft_format(tokenizer, tmp_path):
