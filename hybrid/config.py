@@ -53,7 +53,9 @@ class DataConfig:
     item_id_column: str | None = _help(
         "Column of the item file holding the item id (csv/json/parquet item files; default: item_column).", None
     )
-    time_column: str = _help("Column holding timestamps (numbers, or dates parseable by pandas).", "timestamp")
+    time_column: str = _help(
+        "Column holding timestamps (numbers, e.g. Unix seconds; convert dates first).", "timestamp"
+    )
     rating_column: str | None = _help("Column holding ratings; only needed with min_rating.", None)
     item_text_columns: str | None = _help(
         "Comma-separated item-file columns joined into the item text (default: every non-id column).", None
@@ -63,7 +65,9 @@ class DataConfig:
         "(overrides item_text_columns and the built-in MovieLens/Amazon texts).",
         None,
     )
-    delimiter: str | None = _help("Field delimiter of csv files (default: ',' for csv, tab for rechorus).", None)
+    delimiter: str | None = _help(
+        "Field delimiter of csv files (default: ',' for csv, tab for recbole and rechorus).", None
+    )
     min_rating: float | None = _help("Keep only interactions with rating >= this (e.g. 4 for 'rating > 3').", None)
     k_core: int = _help("Iterative k-core: drop users and items with fewer than k interactions (0 = off).", 0)
     max_history: int = _help("Most recent history items kept per training/evaluation row.", 50)

@@ -14,14 +14,19 @@ SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", 
 
 
 def infer_data_format(dataset: str) -> str:
-    """The data_format of ``dataset``: a built-in name -> 'recbole'; a file by its extension (a JSON-lines file
-    of Amazon Reviews 2023, with 'parent_asin', -> 'amazon2023'); a folder by the files it holds (pre-split
-    NAME.train.inter -> 'recbole_split', NAME.inter -> 'recbole', ReChorus train/dev/test.csv -> 'rechorus').
+    """The data_format of ``dataset``: a built-in name -> 'recbole'; a file by its extension (NAME.inter ->
+    'recbole'; a JSON-lines file of Amazon Reviews 2023, with 'parent_asin', -> 'amazon2023'); a folder by the
+    files it holds (pre-split NAME.train.inter -> 'recbole_split', NAME.inter -> 'recbole', ReChorus
+    train/dev/test.csv -> 'rechorus').
     Raises ValueError naming what it found when it cannot tell."""
     if dataset in BUILTIN_DATASETS:
         return "recbole"
     path = Path(dataset)
     if path.is_file():
+        if path.name.endswith((".train.inter", ".valid.inter", ".test.inter")):
+            raise ValueError(f"{dataset!r} is one file of a pre-split benchmark: give its folder as --dataset")
+        if path.suffix == ".inter":  # a RecBole atomic file, its .item beside it
+            return "recbole"
         kind = SUFFIXES.get(path.suffix.lower())
         if kind is None:
             raise ValueError(f"cannot tell the format of {dataset!r} from its extension {path.suffix!r}")

@@ -60,13 +60,22 @@ def _load_table(path: Path, kind: str, **options) -> pd.DataFrame:
     try:
         table = datasets.load_dataset(kind, data_files=str(path), split="train", **options)
     except Exception as error:  # noqa: BLE001 - the reader's own message is kept, with the file named
-        raise DataError(f"could not read {str(path)!r} as {kind}: {error}") from error
+        raise DataError(f"could not read {str(path)!r} as {kind}: {_reason(error)}") from error
     return table.to_pandas()
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost cause of a ``datasets`` failure (its own wrapper says only that generation failed)."""
+    while (error.__cause__ or error.__context__) is not None:
+        error = error.__cause__ or error.__context__
+    text = str(error).strip() or "the file holds no records"
+    hint = " Save the file as UTF-8." if isinstance(error, UnicodeDecodeError) else ""
+    return f"{type(error).__name__}: {text}.{hint}"
 
 
 def _header(path: Path, delimiter: str, quoted: bool) -> list[str]:
     """The header row's column names (unquoted the RFC 4180 way for quoted formats)."""
-    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:  # a spreadsheet's BOM dropped
         if not quoted:
             return handle.readline().rstrip("\r\n").split(delimiter)
         return next(csv.reader(handle, delimiter=delimiter), [])
@@ -99,7 +108,15 @@ def _read_delimited(path: Path, delimiter: str, quoted: bool = False) -> pd.Data
 
     features = datasets.Features({name: datasets.Value("string") for name in header})
     quoting = csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE
-    return _load_table(path, "csv", delimiter=delimiter, features=features, quoting=quoting, keep_default_na=False)
+    return _load_table(
+        path,
+        "csv",
+        delimiter=delimiter,
+        features=features,
+        quoting=quoting,
+        keep_default_na=False,
+        encoding="utf-8-sig",
+    )
 
 
 def _require(frame: pd.DataFrame, column: str, path: Path, setting: str) -> pd.Series:
@@ -113,7 +130,7 @@ def _require(frame: pd.DataFrame, column: str, path: Path, setting: str) -> pd.S
 
 def _numeric(values: pd.Series, column: str, path: Path) -> np.ndarray:
     converted = pd.to_numeric(values, errors="coerce")
-    bad = converted.isna() & values.notna()
+    bad = converted.isna()  # text that is no number, or no value at all (JSON null, an empty Parquet cell)
     if bad.any():
         example = values[bad].iloc[0]
         raise DataError(
@@ -123,11 +140,28 @@ def _numeric(values: pd.Series, column: str, path: Path) -> np.ndarray:
     return converted.to_numpy(dtype=np.float64)
 
 
+def _ids(values: pd.Series, column: str, path: Path) -> np.ndarray:
+    """Ids as trimmed strings. A missing or empty id is refused by row; a float column of whole numbers (a
+    Parquet or JSON id column with a gap in it) reads '7', not '7.0'."""
+    missing = values.isna().to_numpy()
+    if not missing.any():
+        if pd.api.types.is_float_dtype(values) and (values % 1 == 0).all():
+            values = values.astype(np.int64)
+        strings = values.astype(str).str.strip()
+        missing = (strings == "").to_numpy()
+    if missing.any():
+        raise DataError(
+            f"column {column!r} of {str(path)!r} has no id in row {int(np.flatnonzero(missing)[0])} "
+            f"({int(missing.sum())} such rows); every row needs one. Fill or remove those rows."
+        )
+    return strings.to_numpy()
+
+
 def _interactions(
     frame: pd.DataFrame, path: Path, config: DataConfig, user: str, item: str, time: str, rating: str | None
 ) -> RawInteractions:
-    users = _require(frame, user, path, "user_column").astype(str).to_numpy()
-    items = _require(frame, item, path, "item_column").astype(str).to_numpy()
+    users = _ids(_require(frame, user, path, "user_column"), user, path)
+    items = _ids(_require(frame, item, path, "item_column"), item, path)
     times = _numeric(_require(frame, time, path, "time_column"), time, path)
     ratings = None
     if config.min_rating is not None:
@@ -135,6 +169,18 @@ def _interactions(
             raise DataError("min_rating is set but no rating column is known; set --rating_column.")
         ratings = _numeric(_require(frame, rating, path, "rating_column"), rating, path)
     return RawInteractions(users, items, times, ratings, files=[path])
+
+
+def _item_table(frame: pd.DataFrame, id_column: str, path: Path, setting: str) -> pd.DataFrame:
+    """An item file with its ids as the interactions' ids are read (trimmed strings), each item listed once."""
+    ids = _ids(_require(frame, id_column, path, setting), id_column, path)
+    repeated = pd.Series(ids)[pd.Series(ids).duplicated()].unique().tolist()
+    if repeated:
+        raise DataError(
+            f"{str(path)!r} lists the item(s) {repeated[:5]} more than once (column {id_column!r}); one text per "
+            "item: keep one row for each."
+        )
+    return frame.assign(**{id_column: ids})
 
 
 def _strip_types(frame: pd.DataFrame) -> pd.DataFrame:
@@ -177,7 +223,8 @@ def _join_texts(frame: pd.DataFrame, id_column: str, text_columns: list[str] | N
             "Fix --item_text_columns."
         )
     ids = frame[id_column].astype(str).tolist()
-    parts = frame[columns].astype(str).to_numpy()
+    parts = frame[columns].fillna("").astype(str).to_numpy()  # a missing cell (JSON null) is no text, not 'nan'
+
     if len(columns) == 1:
         return dict(zip(ids, parts[:, 0].tolist()))
     return {i: "; ".join(f"{c}: {v}" for c, v in zip(columns, row) if v) for i, row in zip(ids, parts)}
@@ -199,10 +246,15 @@ def read_recbole(config: DataConfig) -> RawInteractions:
         inter_path, folder = folder, folder.parent
     else:
         candidates = sorted(folder.glob("*.inter")) if folder.is_dir() else []
-        if not candidates:
-            raise DataError(f"no .inter file found in {str(folder)!r}; point --dataset at a RecBole atomic folder.")
+        if len(candidates) != 1:
+            found = [p.name for p in candidates] or "none"
+            raise DataError(
+                f"{str(folder)!r} must hold exactly one .inter file (found: {found}); point --dataset at a RecBole "
+                "atomic folder with one dataset, or at the .inter file itself."
+            )
         inter_path = candidates[0]
-    frame = _strip_types(_read_delimited(inter_path, "\t"))
+    delimiter = config.delimiter or "\t"  # RecBole's field_separator: a tab unless the files say otherwise
+    frame = _strip_types(_read_delimited(inter_path, delimiter))
     raw = _interactions(
         frame,
         inter_path,
@@ -214,8 +266,9 @@ def read_recbole(config: DataConfig) -> RawInteractions:
     )
     item_path = Path(config.item_file) if config.item_file else inter_path.with_suffix(".item")
     if item_path.exists():
-        items = _strip_types(_read_delimited(item_path, "\t"))
-        _require(items, config.item_column, item_path, "item_column")
+        items = _item_table(
+            _strip_types(_read_delimited(item_path, delimiter)), config.item_column, item_path, "item_column"
+        )
         movielens = {"movie_title", "release_year", "class"} <= set(items.columns)
         if movielens and not (config.item_text_columns or config.item_text_template):
             raw.item_texts = {
@@ -235,7 +288,7 @@ def _titles(frame: pd.DataFrame, id_column: str) -> dict[str, str]:
     """Item titles for recommendations shown to people, from a title column where the item file has one."""
     if {"movie_title", "release_year"} <= set(frame.columns):  # MovieLens: 'Toy Story (1995)'
         years = frame["release_year"].fillna("").astype(str)
-        titles = [f"{t} ({y})" if y else str(t) for t, y in zip(frame["movie_title"].astype(str), years)]
+        titles = [f"{t} ({y})" if y else t for t, y in zip(frame["movie_title"].fillna("").astype(str), years)]
         return dict(zip(frame[id_column].astype(str), titles))
     for column in ("title", "movie_title", "name"):
         if column in frame.columns:
@@ -254,8 +307,7 @@ def read_amazon2023(config: DataConfig) -> RawInteractions:
     raw = _interactions(frame, path, config, "user_id", "parent_asin", "timestamp", "rating")
     if config.item_file:
         meta_path = Path(config.item_file)
-        meta = _load_table(meta_path, "json")
-        _require(meta, "parent_asin", meta_path, "item_file")
+        meta = _item_table(_load_table(meta_path, "json"), "parent_asin", meta_path, "item_file")
         if config.item_text_template:
             raw.item_texts = _template_texts(meta, "parent_asin", config.item_text_template)
         else:
@@ -269,13 +321,13 @@ def amazon_text(row: dict) -> str:
     """Title, categories, features and description of an Amazon 2023 meta record, in that order."""
 
     def as_list(value) -> list[str]:
-        if value is None:
+        if value is None or (isinstance(value, float) and np.isnan(value)):  # JSON null; a Parquet gap
             return []
         if isinstance(value, str):
             return [value] if value else []
         return [str(v) for v in value if v]
 
-    parts = [str(row.get("title") or "")]
+    parts = as_list(row.get("title"))[:1] or [""]
     if categories := as_list(row.get("categories")):
         parts.append("Categories: " + " > ".join(categories))
     if features := as_list(row.get("features")):
@@ -301,7 +353,7 @@ def read_rechorus(config: DataConfig) -> RawInteractions:
     raw = _concat(raws)
     meta_path = folder / "item_meta.csv"
     if meta_path.exists():
-        meta = _read_delimited(meta_path, delimiter)
+        meta = _item_table(_read_delimited(meta_path, delimiter), "item_id", meta_path, "dataset")
         raw.item_texts, raw.item_titles = _item_texts(meta, "item_id", config), _titles(meta, "item_id")
         raw.files.append(meta_path)
     return raw
@@ -328,9 +380,8 @@ def read_table(config: DataConfig) -> RawInteractions:
     )
     if config.item_file:
         item_path = Path(config.item_file)
-        items = _read_plain(item_path, "", config.delimiter)
         id_column = config.item_id_column or config.item_column
-        _require(items, id_column, item_path, "item_id_column")
+        items = _item_table(_read_plain(item_path, "", config.delimiter), id_column, item_path, "item_id_column")
         raw.item_texts = _item_texts(items, id_column, config)
         raw.item_titles = _titles(items, id_column)
         raw.files.append(item_path)

@@ -221,3 +221,76 @@ def test_an_item_file_whose_ids_match_no_item_is_refused_with_both_sides_named(t
     config = DataConfig(dataset=str(tmp_path / "i.csv"), item_file=str(tmp_path / "items.csv"))
     with pytest.raises(DataError, match=r"none of the 2 ids in .*items.csv.*'Glue'.*e\.g\. 'i\d'\).*quote any field"):
         read_interactions(config)
+
+
+def interactions_file(tmp_path, records: list[dict], kind: str):
+    """`records` as a JSON-lines or Parquet file (where a missing value is a real null)."""
+    path = tmp_path / f"x.{'jsonl' if kind == 'json' else 'parquet'}"
+    frame = pd.DataFrame(records)
+    frame.to_json(path, orient="records", lines=True) if kind == "json" else frame.to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["json", "parquet"])
+@pytest.mark.parametrize("column,problem", [("item_id", "no id in row 1"), ("timestamp", "numeric.*row 1")])
+def test_a_missing_id_or_time_is_refused_by_row(tmp_path, kind, column, problem):
+    records = [{"user_id": "u", "item_id": 1, "timestamp": t} for t in (1, 2, 3)]
+    records[1][column] = None  # a missing time would sort the item anywhere and decide the split silently
+    path = interactions_file(tmp_path, records, kind)
+    with pytest.raises(DataError, match=rf"'{column}'.*{problem}"):
+        read_interactions(DataConfig(dataset=str(path)))
+
+
+def test_ids_are_trimmed_whole_numbers_read_as_integers_and_an_empty_id_is_refused(tmp_path):
+    path = interactions_file(tmp_path, [{"user_id": " u ", "item_id": 7.0, "timestamp": 1}], "parquet")
+    raw = read_interactions(DataConfig(dataset=str(path)))
+    assert raw.users.tolist() == ["u"] and raw.items.tolist() == ["7"]  # not ' u ' and '7.0'
+    (tmp_path / "x.csv").write_text("user_id,item_id,timestamp\nu,a,1\nu, ,2\n")
+    with pytest.raises(DataError, match=r"'item_id'.*no id in row 1 \(1 such rows\)"):
+        read_interactions(DataConfig(dataset=str(tmp_path / "x.csv")))
+
+
+def test_a_missing_text_cell_is_no_text_and_a_repeated_item_is_refused(tmp_path):
+    path = interactions_file(tmp_path, [{"user_id": "u", "item_id": i, "timestamp": i} for i in (1, 2)], "json")
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"item_id": 1, "title": "Glue", "brand": null}\n{"item_id": 2, "title": null, "brand": "3M"}\n')
+    raw = read_interactions(DataConfig(dataset=str(path), item_file=str(items)))
+    assert raw.item_texts == {"1": "title: Glue", "2": "brand: 3M"}  # never 'nan'
+    assert raw.item_titles == {"1": "Glue", "2": ""}
+    alone = read_interactions(DataConfig(dataset=str(path), item_file=str(items), item_text_columns="brand"))
+    assert alone.item_texts == {"1": "", "2": "3M"}
+    items.write_text('{"item_id": 1, "title": "Glue"}\n{"item_id": 1, "title": "Tape"}\n')
+    with pytest.raises(DataError, match=r"lists the item\(s\) \['1'\] more than once"):
+        read_interactions(DataConfig(dataset=str(path), item_file=str(items)))
+
+
+def test_an_amazon_record_with_a_null_title_has_no_nan_in_its_text(tmp_path):
+    reviews, meta = tmp_path / "reviews.jsonl", tmp_path / "meta.jsonl"
+    reviews.write_text('{"user_id": "U", "parent_asin": "P", "timestamp": 1, "rating": 5}\n')
+    meta.write_text(
+        '{"parent_asin": "P", "title": null, "features": ["Sturdy"], "categories": null}\n'
+        '{"parent_asin": "Q", "title": "Tape", "features": [], "categories": ["Office"]}\n'
+    )
+    raw = read_interactions(DataConfig(dataset=str(reviews), data_format="amazon2023", item_file=str(meta)))
+    assert raw.item_texts == {"P": "Features: Sturdy", "Q": "Tape. Categories: Office"}
+
+
+def test_a_byte_order_mark_is_read_and_a_bad_row_names_its_reason(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_bytes(b"\xef\xbb\xbfuser_id,item_id,timestamp\r\nu,a,1\r\nu,b,2\r\n")  # as spreadsheets save it
+    assert read_interactions(DataConfig(dataset=str(path))).items.tolist() == ["a", "b"]
+    path.write_text("user_id,item_id,timestamp\nu,a,1\nu,b,2,9\n")
+    with pytest.raises(DataError, match=r"could not read .*x.csv.* as csv: .*Expected 3 fields in line 3, saw 4"):
+        read_interactions(DataConfig(dataset=str(path)))
+
+
+def test_a_recbole_folder_with_two_inter_files_is_refused_and_the_delimiter_is_honoured(tmp_path):
+    folder = tmp_path / "atomic"
+    folder.mkdir()
+    (folder / "a.inter").write_text("user_id:token,item_id:token,timestamp:float\nu,1,1\nu,2,2\n")
+    raw = read_interactions(DataConfig(dataset=str(folder), delimiter=","))
+    assert raw.items.tolist() == ["1", "2"]
+    assert DataConfig(dataset=str(folder / "a.inter")).data_format == "recbole"  # one atomic file, by its name
+    (folder / "b.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\nu\t1\t1\n")
+    with pytest.raises(DataError, match=r"exactly one \.inter file \(found: \['a.inter', 'b.inter'\]\)"):
+        read_interactions(DataConfig(dataset=str(folder)))
