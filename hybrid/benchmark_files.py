@@ -98,7 +98,13 @@ def read_rows(path: Path) -> list[tuple[str, Row]]:
             f"{str(path)!r} lacks the column(s) {missing} (found {list(frame.columns)}); a pre-split file's "
             "header is 'user_id:token<TAB>item_id_list:token_seq<TAB>item_id:token'."
         )
-    users, targets = frame["user_id"].tolist(), frame["item_id"].tolist()
+    users, targets = (frame[column].str.strip().tolist() for column in ("user_id", "item_id"))  # '7 ' is item '7'
+    spaced = [line for line, target in enumerate(targets, start=2) if len(target.split()) != 1]
+    if spaced:
+        raise DataError(
+            f"{str(path)!r} has rows whose item_id is not one token (lines {spaced[:5]}): the target is a single "
+            "item; its history goes in item_id_list."
+        )
     histories = [tuple(cell.split()) for cell in frame["item_id_list"].tolist()]
     empty = [line for line, history in enumerate(histories, start=2) if not history]
     if empty:
@@ -225,7 +231,8 @@ def _read_headerless(path: Path, names: list[str]) -> pd.DataFrame:
 
     features = datasets.Features({name: datasets.Value("string") for name in names})
     options = dict(header=None, column_names=names, features=features, quoting=3, keep_default_na=False)
-    return _load_table(path, "csv", delimiter="\t", **options)
+    frame = _load_table(path, "csv", delimiter="\t", encoding="utf-8-sig", **options)
+    return frame.apply(lambda column: column.str.strip())
 
 
 def item2index_tokens(path: Path) -> dict[str, str]:
@@ -238,6 +245,12 @@ def item2index_tokens(path: Path) -> dict[str, str]:
                 f"{str(path)!r} lists the {what} {repeated[:5]} more than once; item2index maps each ASIN to one "
                 "item index. Use the file as published."
             )
+    numbers = index["token"].str.fullmatch(r"\d+")
+    if numbers.any() and not numbers.all():  # e.g. a header line 'asin<TAB>index' above integer indices
+        raise DataError(
+            f"{str(path)!r} mixes integer item indices with {index['token'][~numbers].tolist()[:3]}; item2index has "
+            "no header line: remove it."
+        )
     return dict(zip(index["asin"], index["token"]))
 
 
@@ -247,12 +260,37 @@ def token_texts(paths: dict[str, Path], asin_to_token: dict[str, str] | None) ->
     if "text" not in paths:
         return {}, {"texts_without_item": 0}
     frame = _strip_types(_read_delimited(paths["text"], "\t"))
-    ids = _require(frame, "item_id", paths["text"], "dataset").tolist()
+    ids = _require(frame, "item_id", paths["text"], "dataset").str.strip()
+    repeated = ids[ids.duplicated()].tolist()
+    if repeated:
+        raise DataError(
+            f"{str(paths['text'])!r} lists the item(s) {repeated[:5]} more than once; one text per item. Use the "
+            "file as published."
+        )
+    ids = ids.tolist()
     texts = dict(zip(ids, (text.strip() for text in _require(frame, "text", paths["text"], "dataset"))))
     if asin_to_token is None:
         return texts, {"texts_without_item": 0}
     joined = {asin_to_token[asin]: text for asin, text in texts.items() if asin in asin_to_token}
     return joined, {"texts_without_item": len(texts) - len(joined)}
+
+
+def check_text_join(paths: dict[str, Path], texts: dict[str, str], tokens: set[str], asin_to_token) -> None:
+    """Texts that cannot reach the items are an error (no item2index beside ASIN-keyed texts); items of the rows
+    that item2index lacks (indices numbered from another base) are counted in a warning: they get no text."""
+    if texts and asin_to_token is None and tokens.isdisjoint(texts):
+        raise DataError(
+            f"{str(paths['text'])!r} names items by ids (e.g. {next(iter(texts))!r}) that are not the item tokens "
+            f"of the .inter files (e.g. {min(tokens)!r}), and the folder has no NAME.item2index to join them: put "
+            "the benchmark's item2index file beside it."
+        )
+    unlisted = token_order(tokens - set((asin_to_token or {}).values())) if asin_to_token else []
+    if unlisted:
+        warnings.warn(
+            f"{len(unlisted)} items of the .inter files are not in {str(paths['item2index'])!r} (e.g. "
+            f"{unlisted[:3]}) and get no text. Check that item2index numbers the items as the .inter files do.",
+            stacklevel=3,
+        )
 
 
 def first_sentence(text: str) -> str:
@@ -283,6 +321,7 @@ def read_benchmark_files(config: DataConfig) -> PublishedSplit:
     asin_to_token = item2index_tokens(paths["item2index"]) if "item2index" in paths else None
     texts, text_found = token_texts(paths, asin_to_token)
     tokens = {token for pairs in rows.values() for _, row in pairs for token in (*row.history, row.target)}
+    check_text_join(paths, texts, tokens, asin_to_token)
     item_ids = token_order(tokens | set((asin_to_token or {}).values()))  # the whole catalogue
     codes = {token: index + 1 for index, token in enumerate(item_ids)}  # 0 is padding
     user_ids = token_order(set(grouped))

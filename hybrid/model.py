@@ -72,8 +72,9 @@ def item_text_vectors(config: ModelConfig, item_texts: list[str], progress: bool
         return None
     if not any(item_texts):
         raise DataError(
-            f"item_encoder={config.item_encoder!r} needs item texts, but the dataset has none. Give an item "
-            "table (--item_file, or a .item file with titles) or use --item_encoder id."
+            f"item_encoder={config.item_encoder!r} needs item texts, but the dataset has none. Give the items "
+            "texts (--item_file; a RecBole NAME.item file; NAME.text + NAME.item2index beside pre-split benchmark "
+            "files) or use --item_encoder id."
         )
     if not kind.needs_text_vectors:  # e.g. an LM tokenises the texts itself and is tuned in training
         return None

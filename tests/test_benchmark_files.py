@@ -228,3 +228,38 @@ def test_a_tiny_model_trains_and_evaluates_on_benchmark_files(tmp_path):
     recommendation = saved.recommend([["0", "1", "2"]], k=3)[0]  # raw ids are the files' item tokens
     titles = dict(zip(dataset.item_ids, dataset.item_titles))
     assert len(recommendation.item_ids) == 3 and recommendation.titles == [titles[i] for i in recommendation.item_ids]
+
+
+def test_spaces_around_a_target_are_trimmed_and_a_two_token_target_is_refused(tmp_path):
+    rows = rows_of(SEQUENCES)
+    rows["test"] = [(user, history, f"{target} ") for user, history, target in rows["test"]]
+    dataset = build_dataset(config(write_benchmark(tmp_path / "toy", rows)))
+    assert dataset.stats["items"] == 16 and published_rows(dataset, "test") == Counter(rows_of(SEQUENCES)["test"])
+    rows["test"][1] = ("1", rows["test"][1][1], "13 14")
+    with pytest.raises(DataError, match=r"Toy.test.inter.*item_id is not one token \(lines \[3\]\)"):
+        build_dataset(config(write_benchmark(tmp_path / "toy", rows)))
+
+
+def test_texts_that_cannot_be_joined_or_repeat_an_item_are_refused(tmp_path):
+    folder = write_benchmark(tmp_path / "toy")
+    (folder / "Toy.item2index").unlink()  # the texts are keyed by ASIN, the rows by index
+    with pytest.raises(DataError, match=r"Toy.text.*ids \(e\.g\. 'B0000X'\).*no NAME.item2index"):
+        build_dataset(config(folder))
+    folder = write_benchmark(tmp_path / "again")
+    text = folder / "Toy.text"
+    text.write_text(text.read_text() + "B0001X\tAnother text. \n")
+    with pytest.raises(DataError, match=r"Toy.text.*lists the item\(s\) \['B0001X'\] more than once"):
+        build_dataset(config(folder))
+
+
+def test_an_item2index_numbered_otherwise_or_with_a_header_is_reported(tmp_path):
+    folder = write_benchmark(tmp_path / "toy")
+    index = folder / "Toy.item2index"
+    lines = index.read_text().splitlines()
+    index.write_text("\n".join(line for line in lines if not line.endswith("\t13")) + "\n")  # one row item unlisted
+    with pytest.warns(UserWarning, match=r"1 items of the .inter files are not in .*Toy.item2index.*\['13'\]"):
+        dataset = build_dataset(config(folder))
+    assert dict(zip(dataset.item_ids, dataset.item_texts))["13"] == ""
+    index.write_text("asin\tindex\n" + "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"mixes integer item indices with \['index'\].*no header line"):
+        build_dataset(config(folder))
