@@ -115,6 +115,9 @@ def read_config(folder: Path) -> tuple[ModelConfig, dict]:
             f"{folder / CONFIG} has format_version {version!r}, but this hybrid-rearec reads version "
             f"{FORMAT_VERSION}: load it with the hybrid-rearec version that saved it, or re-save the model."
         )
+    lacking = [key for key in ("num_items", "max_history") if not isinstance(raw.get(key), int)]
+    if lacking:
+        raise ModelFileError(f"{folder / CONFIG} lacks the integer(s) {lacking}; re-save or re-download the model.")
     model = {key: value for key, value in raw["model"].items() if key not in MOVED_TO_TRAINING}
     try:
         config = ModelConfig(**model)
@@ -126,6 +129,18 @@ def read_config(folder: Path) -> tuple[ModelConfig, dict]:
     except ConfigError as error:
         raise ModelFileError(f"{folder / CONFIG} holds an invalid model config: {error}") from None
     return config, raw
+
+
+def read_catalogue(folder: Path) -> ItemCatalogue:
+    """The saved catalogue; a damaged one (keys missing, repeated ids, lists of different lengths) is an error
+    naming the file."""
+    entries = _read_json(folder / CATALOGUE, "it lists the items the model recommends")
+    try:
+        return ItemCatalogue(entries["item_ids"], entries["item_texts"], entries.get("item_titles"))
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(
+            f"{folder / CATALOGUE} is damaged ({type(error).__name__}: {error}); re-save or re-download the model."
+        ) from None
 
 
 HUB_ARGUMENTS = ("revision", "cache_dir", "force_download", "token", "local_files_only", "map_location")
@@ -156,8 +171,7 @@ def load_folder(cls: type[torch.nn.Module], folder: str | Path) -> torch.nn.Modu
     if not folder.is_dir():
         raise ModelFileError(f"{folder} is not a folder; give a folder written by save_pretrained or a Hub repo id.")
     config, raw = read_config(folder)
-    entries = _read_json(folder / CATALOGUE, "it lists the items the model recommends")
-    catalogue = ItemCatalogue(entries["item_ids"], entries["item_texts"], entries.get("item_titles"))
+    catalogue = read_catalogue(folder)
     if len(catalogue) != raw["num_items"]:
         raise ModelFileError(f"{folder / CATALOGUE} lists {len(catalogue)} items, {folder / CONFIG} {raw['num_items']}")
     text_vectors = None

@@ -189,7 +189,8 @@ def recommend(
     if not isinstance(exclude_history, bool):
         raise ValueError(f"exclude_history must be True or False, got {exclude_history!r}")
     indexes = catalogue.indexes(histories)
-    history = pad_histories(indexes, model.backbone.max_history)  # [B, L]
+    device = next(model.parameters()).device
+    history = pad_histories(indexes, model.backbone.max_history).to(device)  # [B, L], where the model is
     was_training = model.training
     model.eval()
     try:
@@ -200,7 +201,8 @@ def recommend(
     exclude = None
     if exclude_history:
         rows = [row for row, items in enumerate(indexes) for _ in items]
-        exclude = torch.tensor(rows), torch.tensor([item for items in indexes for item in items])
+        past = [item for items in indexes for item in items]
+        exclude = torch.tensor(rows, device=device), torch.tensor(past, device=device)
     # Chunked over the items with a running top-k: memory stays bounded for any catalogue size.
     top_scores, top_items = chunked_top_k(users, table, k, item_chunk_size(len(indexes)), exclude)  # [B, k]
     answers = []
@@ -243,6 +245,7 @@ def parse_line(line: bytes | str) -> dict:
         text = line.decode("utf-8") if isinstance(line, bytes) else line
     except UnicodeDecodeError:
         raise RequestError("not UTF-8 text") from None
+    text = text.removeprefix("\ufeff")  # the byte-order mark some editors write before a file's first line
     if not text.strip():
         raise RequestError(f"the line is empty; write one request per line, e.g. {EXAMPLE}")
     try:

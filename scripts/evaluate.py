@@ -6,6 +6,7 @@ plots written to RUN_DIR/analysis/.
 """
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -20,7 +21,15 @@ def main() -> int:
     parser.add_argument("run_dir")
     parser.add_argument("--split", default="test", choices=("valid", "test"))
     parser.add_argument("--steps", type=int, default=None, help="reasoning steps at inference (<= trained K)")
-    parser.add_argument("--exclude_history", action="store_true", help="mask the user's past items")
+    parser.add_argument(
+        "--exclude_history",
+        type=string_to_bool,
+        nargs="?",
+        const=True,
+        default=None,
+        help="mask the user's past items (true/false; default: as the run was trained)",
+    )
+    parser.add_argument("--dataset", default=None, help="the data's path, when it is not the run's own")
     parser.add_argument("--analysis", action="store_true", help="per-step, oracle and subgroup analysis")
     # Spelled as scripts/train.py spells it: --progress false, or --no_progress.
     parser.add_argument("--progress", type=string_to_bool, nargs="?", const=True, default=True, help="progress bars")
@@ -32,14 +41,22 @@ def main() -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    dataset = load_dataset(data_config)
+    try:
+        dataset = load_dataset(dataclasses.replace(data_config, dataset=args.dataset or data_config.dataset))
+    except ValueError as error:  # a DataError or ConfigError naming the problem
+        print(f"error: {error}", file=sys.stderr)
+        if not args.dataset:
+            print(f"The run read --dataset {data_config.dataset!r}: if the data moved, or a relative path was given "
+                  "from another directory, give its path with --dataset PATH.", file=sys.stderr)  # fmt: skip
+        return 2
+    exclude_history = train_config.exclude_history if args.exclude_history is None else args.exclude_history
     if args.steps is not None:  # the depth user_vectors (and the analysis's "model" row) run at
         model.config.inference_steps = args.steps
     result = evaluate(
         model,
         dataset.split(args.split),
         args.split,
-        exclude_history=args.exclude_history,
+        exclude_history=exclude_history,
         split_protocol=data_config.split,
         progress=args.progress,
     )

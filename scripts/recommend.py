@@ -13,6 +13,7 @@ The output is strict JSON and the exit code 0 once the model is loaded (2 when i
 
 import argparse
 import sys
+from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from hybrid_rearec.hybrid.errors import ConfigError
@@ -31,6 +32,8 @@ def main(argv: list[str] | None = None, stdin: BinaryIO | None = None, stdout: T
     args = parser.parse_args(argv)
     if args.k < 1:
         parser.error(f"--k must be at least 1, got {args.k}")
+    if args.input != "-" and not Path(args.input).is_file():
+        parser.error(f"--input {args.input!r} is not a file; give a JSON-lines file of requests, or '-' for stdin")
     try:
         model = load_model(args.model)
     except (ModelFileError, ConfigError) as error:

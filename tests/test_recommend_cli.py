@@ -6,6 +6,7 @@ import io
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -148,3 +149,31 @@ def test_the_script_answers_through_stdin_and_exits_0(saved_model):
     assert done.returncode == 0, done.stderr[-2000:]
     answers = [strict_json(line) for line in done.stdout.decode().splitlines()]
     assert [next(iter(a)) for a in answers] == ["error", "error", "recommendations"]
+
+
+def test_a_byte_order_mark_before_the_first_line_is_not_an_error(saved_model):
+    code, answers = answer_lines(saved_model, b'\xef\xbb\xbf{"history": ["49", "50"], "k": 2}\n')
+    assert code == 0 and len(answers[0]["recommendations"]) == 2
+
+
+def test_a_missing_input_file_is_a_usage_error(saved_model, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        script().main([str(saved_model), "--input", str(tmp_path / "requests.jsonl")])
+    assert stop.value.code == 2 and "requests.jsonl' is not a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "damage,problem",
+    [
+        (lambda entries: {}, r"KeyError: 'item_ids'"),
+        (lambda entries: entries | {"item_ids": [IDS[0]] * len(IDS)}, r"ids must be unique"),
+        (lambda entries: entries | {"item_texts": entries["item_texts"][1:]}, r"5 texts, 6 titles, 6 items"),
+    ],
+    ids=["empty", "repeated-id", "short-texts"],
+)
+def test_a_damaged_catalogue_is_named_and_the_script_exits_2(saved_model, capsys, damage, problem):
+    path = saved_model / "catalogue.json"
+    path.write_text(json.dumps(damage(json.loads(path.read_text()))))
+    code = script().main([str(saved_model)], stdin=io.BytesIO(b""), stdout=io.StringIO())
+    error = capsys.readouterr().err
+    assert code == 2 and "catalogue.json is damaged" in error and re.search(problem, error), error

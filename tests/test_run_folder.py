@@ -77,3 +77,26 @@ def test_a_folder_that_is_no_run_is_named(tmp_path):
         model_folder(tmp_path)
     with pytest.raises(ModelFileError, match="is not a run's config"):
         load_run(tmp_path)
+
+
+def test_evaluate_reads_the_runs_history_setting_and_takes_a_moved_datasets_path(
+    tmp_path, csv_data_config, tiny_model_config
+):
+    finished = train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=1, exclude_history=True))
+    run = str(tmp_path / "run")
+    default, shown = (
+        script("scripts/evaluate.py", run),
+        script("scripts/evaluate.py", run, "--exclude_history", "false"),
+    )
+    assert default.returncode == shown.returncode == 0, default.stderr[-2000:]
+    assert f"{finished['test']['metrics']['ndcg@10']:.4f}" in default.stdout  # as trained: past items excluded
+    assert "EXCLUDED" in default.stdout.splitlines()[0] and "EXCLUDED" not in shown.stdout.splitlines()[0]
+    moved = Path(csv_data_config.dataset).rename(tmp_path / "moved.csv")
+    refused = script("scripts/evaluate.py", run)
+    assert (
+        refused.returncode == 2
+        and "Traceback" not in refused.stderr
+        and "give its path with --dataset" in refused.stderr
+    )
+    again = script("scripts/evaluate.py", run, "--dataset", str(moved))
+    assert again.returncode == 0 and again.stdout == default.stdout.replace(csv_data_config.dataset, str(moved))
