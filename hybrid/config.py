@@ -184,6 +184,7 @@ class ModelConfig(ObjectiveConfig, ReasoningConfig, BackboneConfig, EncoderConfi
     """
 
     def __post_init__(self):
+        check_choices(self)  # the flat fields' own types (16.0 -> 16), before the components copy them
         for part in COMPONENTS:
             component(self, part)  # each component validates its own fields
         if self.loss_positions == "all":
@@ -314,6 +315,13 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}.")
+        for name in ("weight_decay", "save_every_steps", "num_threads"):  # 0 = off / automatic
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise ConfigError(
+                f"max_grad_norm must be > 0 (e.g. 1.0), or unset to turn clipping off; got {self.max_grad_norm}."
+            )
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(
                 f"ema_decay must be in (0, 1) (e.g. 0.999), or unset to turn it off; got {self.ema_decay}."

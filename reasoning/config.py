@@ -39,6 +39,8 @@ class BackboneConfig:
         for name in ("hidden_size", "num_layers", "num_heads", "inner_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive whole number, got {getattr(self, name)}.")
+        if self.initializer_range <= 0:
+            raise ConfigError(f"initializer_range must be > 0 (e.g. 0.02), got {self.initializer_range}.")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads}).")
         for name in ("hidden_dropout", "attention_dropout"):
@@ -153,8 +155,10 @@ class ObjectiveConfig:
 
     def __post_init__(self):
         check_choices(self)
-        if self.temperature <= 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}.")
+        for name in ("temperature", "prl_alpha", "prl_contrastive_temperature"):  # the last: None = temperature
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be > 0, got {value}.")
         if not 0 <= self.cloze_prob < 1 or self.cloze_weight < 0:
             raise ConfigError("cloze_prob must be in [0, 1) and cloze_weight >= 0.")
         if self.loss_chunk_size is not None and self.loss_chunk_size < 1:

@@ -61,3 +61,36 @@ def test_missing_preset_file(tmp_path):
 def test_backbone_sizes_must_be_positive(name):
     with pytest.raises(ConfigError, match=f"{name} must be a positive whole number, got -3"):
         ModelConfig(**{name: -3})
+
+
+@pytest.mark.parametrize(
+    "values,problem",
+    [
+        ({"epochs": None}, r"epochs must be a whole number, got None"),
+        ({"epochs": True}, r"epochs must be a whole number, got True"),
+        ({"epochs": 1.5}, r"epochs must be a whole number, got 1.5"),
+        ({"seed": [1, 2]}, r"seed must be a whole number, got \[1, 2\]"),
+        ({"exclude_history": 1}, r"exclude_history must be true or false, got 1"),
+        ({"learning_rate": "NaN"}, r"learning_rate must be a finite number, got nan"),
+        ({"max_grad_norm": 0}, r"max_grad_norm must be > 0 .*or unset"),
+        ({"weight_decay": -1}, r"weight_decay must be >= 0"),
+        ({"save_every_steps": -3}, r"save_every_steps must be >= 0"),
+        ({"num_threads": -2}, r"num_threads must be >= 0"),
+        ({"initializer_range": -1}, r"initializer_range must be > 0"),
+        ({"prl_contrastive_temperature": 0}, r"prl_contrastive_temperature must be > 0"),
+        ({"prl_alpha": 0}, r"prl_alpha must be > 0"),
+    ],
+)
+def test_preset_values_of_the_wrong_type_or_range_are_refused_by_name(tmp_path, values, problem):
+    preset = tmp_path / "p.json"
+    preset.write_text(json.dumps(values))
+    with pytest.raises(ConfigError, match=problem):
+        parse_configs(["--config", str(preset)])
+
+
+def test_whole_floats_and_integers_are_taken_as_their_fields_types(tmp_path):
+    preset = tmp_path / "p.json"
+    preset.write_text(json.dumps({"hidden_size": 32.0, "num_heads": 2, "reasoning_steps": 2.0, "temperature": 1}))
+    _, model, _ = parse_configs(["--config", str(preset)])
+    assert (model.hidden_size, model.reasoning_steps, model.temperature) == (32, 2, 1.0)
+    assert type(model.hidden_size) is int and type(model.temperature) is float
