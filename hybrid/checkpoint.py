@@ -27,7 +27,13 @@ CHECKPOINT_BEST_MODEL = "best_model.safetensors"  # beside accelerate's own mode
 CHECKPOINT_EMA = "weight_average.safetensors"  # the running weight average (--ema_decay)
 RUN_CONFIG = "run_config.json"  # a copy of the run's config.json as it was when the checkpoint was saved
 RUN_FILE = "config.json"  # the run folder's settings (hybrid.run_folder.CONFIG), written when training starts
-IGNORED_CHANGES = {"data": {"cache_dir"}, "model": set()}  # settings a resume may change; train: all
+IGNORED_CHANGES = {"data": {"cache_dir"}, "model": set()}  # data and model settings a resume may change
+# The training settings that decide the run's path (its updates, draws and model selection); the others (epochs,
+# patience, logging, saving, threads, output) may change on resume.
+TRAJECTORY = (
+    "seed", "batch_size", "learning_rate", "weight_decay", "max_grad_norm", "ema_decay", "gradient_accumulation_steps",
+    "split_invariant_dropout", "prl_warmup_epochs", "exclude_history", "softmax_items", "length_groups",
+)  # fmt: skip
 PATTERN = re.compile(r"^step-(\d+)$")
 
 
@@ -95,10 +101,12 @@ def resolve_checkpoint(run_dir: Path, resume: str) -> Path:
             )
         return found[-1]
     path = Path(resume)
+    if not path.exists() and not path.is_absolute() and (run_dir / path).exists():
+        path = run_dir / path  # 'checkpoints/step-N' of the run being continued, from any directory
     if not (path / STATE_FILE).exists():
         raise ConfigError(
-            f"--resume {resume!r} is not a complete checkpoint (no {STATE_FILE}); "
-            "use 'latest' or a checkpoints/step-N folder."
+            f"--resume {resume!r} is not a complete checkpoint (no {STATE_FILE}, looked for in {str(path)!r}); "
+            "use 'latest' or a checkpoints/step-N folder (a relative one starts at --output_dir or here)."
         )
     return path
 
@@ -109,11 +117,14 @@ def changed_settings(path: Path, now: dict) -> list[str]:
     if not (path / RUN_CONFIG).exists():
         return []
     then = json.loads((path / RUN_CONFIG).read_text())
+    checked = {section: [key for key in then.get(section, {}) if key not in ignored]
+               for section, ignored in IGNORED_CHANGES.items()}  # fmt: skip
+    checked["train"] = [key for key in TRAJECTORY if key in then.get("train", {})]  # older checkpoints: fewer keys
     return [
         f"{key}: {then[section][key]!r} in the checkpoint, {now[section].get(key)!r} now"
-        for section, ignored in IGNORED_CHANGES.items()
-        for key in then.get(section, {})
-        if key not in ignored and then[section][key] != now.get(section, {}).get(key)
+        for section, keys in checked.items()
+        for key in keys
+        if then[section][key] != now.get(section, {}).get(key)
     ]
 
 

@@ -48,3 +48,26 @@ def test_a_changed_setting_is_named_not_called_corrupt(trained, csv_data_config,
     sections = json.loads((latest / "run_config.json").read_text())
     assert sections["model"]["hidden_size"] == 16
     train(csv_data_config, tiny_model_config, trained)  # the checkpoint is sound: it resumes as trained
+
+
+@pytest.mark.parametrize("key,value", [("learning_rate", 0.5), ("batch_size", 16), ("seed", 99)])
+def test_a_changed_training_path_setting_is_refused_on_resume(trained, csv_data_config, tiny_model_config, key, value):
+    # the optimizer's restored state would keep the old learning rate while config.json claimed the new one
+    with pytest.raises(
+        ConfigError, match=rf"other settings than this run's \({key}: .* in the checkpoint, {value} now"
+    ):
+        train(csv_data_config, tiny_model_config, replace(trained, **{key: value}))
+    train(csv_data_config, tiny_model_config, replace(trained, patience=3, log_every=1))  # these may change
+
+
+def test_a_relative_checkpoint_path_is_also_looked_for_in_the_run_folder(tmp_path, monkeypatch):
+    from hybrid_rearec.hybrid.checkpoint import resolve_checkpoint
+
+    step = tmp_path / "run" / "checkpoints" / "step-000000003"
+    step.mkdir(parents=True)
+    (step / "trainer_state.json").write_text("{}")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert resolve_checkpoint(tmp_path / "run", "checkpoints/step-000000003") == step
+    with pytest.raises(ConfigError, match=r"'checkpoints/step-9' is not a complete checkpoint.*starts at --output_dir"):
+        resolve_checkpoint(tmp_path / "run", "checkpoints/step-9")
