@@ -14,6 +14,7 @@ folder without it holds a run that has not finished.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from datetime import datetime
@@ -24,8 +25,10 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from safetensors.torch import save_file
 
+from .checkpoint import checkpoint_folders
 from .config import DataConfig, TrainConfig
-from .errors import ConfigError
+from .data import RecDataset, load_dataset
+from .errors import ConfigError, DataError
 from .model import HybridRecommender
 from .pretrained import CATALOGUE, ModelFileError
 
@@ -36,23 +39,42 @@ EXTRA_RUN_FILES = ("tensorboard", "analysis")  # written beside a run; set aside
 
 
 def resolve_output_dir(config: TrainConfig) -> Path:
-    """The run folder, the same on every process; refuses to mix two runs in one folder."""
+    """The run folder, the same on every process; refuses to mix two runs in one folder. A run already there
+    is set aside by :func:`take_output_dir` only once the new run's data and model are built."""
     name = [config.output_dir or f"runs/{config.run_name}-{datetime.now():%Y%m%d-%H%M%S}"]
     broadcast_object_list(name)  # the main process's timestamp wins
     folder = Path(name[0])
     existing = [f for f in RUN_FILES if (folder / f).exists()]
-    if existing and not (config.overwrite or config.resume):
+    restartable = existing and stopped_before_first_checkpoint(folder, existing)
+    if existing and not (config.overwrite or config.resume or restartable):
         raise ConfigError(
             f"output_dir {str(folder)!r} already holds a run ({', '.join(existing)}). "
             "Choose another --output_dir, pass --resume latest to continue it, or --overwrite to replace it."
         )
-    if existing and config.overwrite and not config.resume:
-        set_aside(folder, existing, name[0])
     return folder
 
 
+def take_output_dir(folder: Path, config: TrainConfig) -> None:
+    """A new run's folder, emptied of the run before it (--overwrite, or a run that stopped before its first
+    checkpoint): that run moves to folder/replaced-TIMESTAMP/. Called once the new run is built, so a bad
+    setting or data file leaves the old run where it was."""
+    found = [[] if config.resume else [f for f in RUN_FILES if (folder / f).exists()]]
+    broadcast_object_list(found)  # the main process's view: another one may look after it wrote config.json
+    existing = found[0]
+    if not existing:
+        return
+    if not config.overwrite and PartialState().is_main_process:
+        print(f"output_dir {str(folder)!r} holds a run that stopped before its first checkpoint: starting it again.")
+    set_aside(folder, existing, str(folder))
+
+
+def stopped_before_first_checkpoint(folder: Path, existing: list[str]) -> bool:
+    """A run folder with settings but no complete checkpoint, model or metrics: nothing there can be resumed."""
+    return not checkpoint_folders(folder) and not {METRICS, MODEL, RANKS} & set(existing)
+
+
 def set_aside(folder: Path, existing: list[str], agreed: str) -> None:
-    """--overwrite: the run already in ``folder`` moves to folder/replaced-TIMESTAMP/, so the new run starts in
+    """The run already in ``folder`` moves to folder/replaced-TIMESTAMP/, so the new run starts in
     an empty folder (a later --resume latest can never pick up the old run's checkpoints) and nothing is
     deleted. The main process moves; the others wait for it."""
     state = PartialState()
@@ -61,7 +83,7 @@ def set_aside(folder: Path, existing: list[str], agreed: str) -> None:
         aside.mkdir()
         for entry in [*existing, *(f for f in EXTRA_RUN_FILES if (folder / f).exists())]:
             os.replace(folder / entry, aside / entry)
-        print(f"--overwrite: the run that was in {agreed} moved to {aside}")
+        print(f"the run that was in {agreed} moved to {aside}")
     state.wait_for_everyone()
 
 
@@ -107,6 +129,19 @@ def model_folder_given(folder: Path) -> str:
         f"{folder} is a saved model folder, which holds no data config (the data to evaluate on): pass the run "
         "folder scripts/train.py wrote, or evaluate the model in Python with hybrid.evaluate.evaluate."
     )
+
+
+def run_dataset(data_config: DataConfig, dataset: str | None = None) -> RecDataset:
+    """The data a run was trained on, or at ``dataset`` (its path, when the run's own no longer resolves from
+    here); a failure names the path the run read and that fix."""
+    try:
+        return load_dataset(dataclasses.replace(data_config, dataset=dataset or data_config.dataset))
+    except ValueError as error:  # a DataError or ConfigError naming the problem
+        hint = "" if dataset else (
+            f" The run read --dataset {data_config.dataset!r}: if the data moved, or that relative path was given "
+            "from another directory, give its path with --dataset PATH."
+        )  # fmt: skip
+        raise DataError(f"{error}{hint}") from None
 
 
 def run_configs(run_dir: str | Path) -> tuple[DataConfig, TrainConfig]:

@@ -33,7 +33,7 @@ from .evaluate import EvalResult, format_table
 from .fit import Run, TensorBoardLog, fit, step_noise_seed, train_step
 from .formats import BUILTIN_DATASETS
 from .recommend import ItemCatalogue
-from .run_folder import CONFIG, METRICS, MODEL, RANKS, VALID_RANKS, resolve_output_dir, save_atomically
+from .run_folder import CONFIG, METRICS, MODEL, RANKS, VALID_RANKS, resolve_output_dir, save_atomically, take_output_dir
 
 TENSORBOARD = "tensorboard"  # under the run folder, where accelerate's tracker wrote too
 
@@ -48,6 +48,7 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
     run = prepare_run(accelerator, built, data_config, model_config, train_config, output_dir)
     if checkpoint is not None:
         resume(run, checkpoint)  # a refused resume raises before the run folder is touched
+    take_output_dir(output_dir, train_config)  # a run already there moves aside only now
     write_config(run)
     run.eval_loaders = eval_loaders(accelerator, run.dataset, train_config.eval_batch_size)
     fit(run)

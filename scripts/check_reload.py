@@ -13,16 +13,16 @@ import sys
 from pathlib import Path
 
 import torch
-from hybrid_rearec.hybrid.data import load_dataset
 from hybrid_rearec.hybrid.evaluate import evaluate
 from hybrid_rearec.hybrid.pretrained import ModelFileError
-from hybrid_rearec.hybrid.run_folder import METRICS, MODEL, RANKS, load_model, run_configs
+from hybrid_rearec.hybrid.run_folder import METRICS, MODEL, RANKS, load_model, run_configs, run_dataset
 from safetensors.torch import load_file
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir")
+    parser.add_argument("--dataset", default=None, help="the data's path, when it is not the run's own")
     args = parser.parse_args()
     run = Path(args.run_dir)
     try:
@@ -35,7 +35,11 @@ def main() -> int:
         if not (run / name).exists():
             print(f"error: {run / name} is missing: is {str(run)!r} a finished training run?", file=sys.stderr)
             return 2
-    dataset = load_dataset(data_config)
+    try:
+        dataset = run_dataset(data_config, args.dataset)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     test = evaluate(model, dataset.split("test"), "test", exclude_history=train_config.exclude_history)
     saved = load_file(run / RANKS)["test"]
     recorded = json.loads((run / METRICS).read_text())["test"]["metrics"]["ndcg@10"]

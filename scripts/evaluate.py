@@ -6,13 +6,12 @@ plots written to RUN_DIR/analysis/.
 """
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
 from hybrid_rearec.hybrid.analysis import analyse, load_run, write_report
-from hybrid_rearec.hybrid.data import load_dataset
 from hybrid_rearec.hybrid.evaluate import evaluate, format_table
+from hybrid_rearec.hybrid.run_folder import run_dataset
 from transformers.hf_argparser import string_to_bool
 
 
@@ -42,12 +41,9 @@ def main() -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        dataset = load_dataset(dataclasses.replace(data_config, dataset=args.dataset or data_config.dataset))
-    except ValueError as error:  # a DataError or ConfigError naming the problem
+        dataset = run_dataset(data_config, args.dataset)
+    except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
-        if not args.dataset:
-            print(f"The run read --dataset {data_config.dataset!r}: if the data moved, or a relative path was given "
-                  "from another directory, give its path with --dataset PATH.", file=sys.stderr)  # fmt: skip
         return 2
     exclude_history = train_config.exclude_history if args.exclude_history is None else args.exclude_history
     if args.steps is not None:  # the depth user_vectors (and the analysis's "model" row) run at

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hybrid_rearec.hybrid.errors import DataError
+from hybrid_rearec.hybrid.errors import ConfigError, DataError
 from hybrid_rearec.hybrid.studies.seeds import run_seeds, summarise
 
 
@@ -30,14 +30,17 @@ def main() -> int:
     if not args.summarise and not args.output:
         parser.error("--output is required to run seeds")
     folder = Path(args.summarise or args.output)
-    if not args.summarise:
-        run_seeds(folder, args.seeds, args.config, extra)
+    failed = []
     try:
+        if not args.summarise:
+            failed = run_seeds(folder, args.seeds, args.config, extra)
         print(summarise(folder))
-    except DataError as error:
+    except (ConfigError, DataError) as error:
         print(error, file=sys.stderr)
         return 1
-    return 0
+    if failed:
+        print(f"seeds {failed} failed: the summary holds the others. Fix the cause and run the same command again.")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

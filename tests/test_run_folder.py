@@ -100,3 +100,7 @@ def test_evaluate_reads_the_runs_history_setting_and_takes_a_moved_datasets_path
     )
     again = script("scripts/evaluate.py", run, "--dataset", str(moved))
     assert again.returncode == 0 and again.stdout == default.stdout.replace(csv_data_config.dataset, str(moved))
+    refused = script("scripts/check_reload.py", run)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr and "--dataset PATH" in refused.stderr
+    checked = script("scripts/check_reload.py", run, "--dataset", str(moved))
+    assert checked.returncode == 0 and "ranks equal to the training run's: True" in checked.stdout

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hybrid_rearec.hybrid.errors import DataError
+from hybrid_rearec.hybrid.errors import ConfigError, DataError
 from hybrid_rearec.hybrid.seed_stats import compare_means
 from hybrid_rearec.hybrid.studies import compare, seeds
 
@@ -33,8 +33,21 @@ def test_seed_command_passes_the_preset_and_resumes_an_interrupted_run(tmp_path)
     assert command[0] == sys.executable and command[1].endswith("scripts/train.py")
     assert command[2:] == ["--seed", "7", "--output_dir", str(run), "--progress", "false", "--config",
                            "configs/x.json", "--epochs", "2"]  # fmt: skip
-    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / ".incomplete-step-000000002").mkdir(parents=True)  # killed while saving: start again
+    assert "--resume" not in seeds.seed_command(7, run, None, [])
+    (run / "checkpoints" / "step-000000001").mkdir()
+    (run / "checkpoints" / "step-000000001" / "trainer_state.json").write_text("{}")
     assert seeds.seed_command(7, run, None, [])[-2:] == ["--resume", "latest"]
+
+
+def test_a_failed_seed_is_reported_and_the_others_still_run(tmp_path, capsys, monkeypatch):
+    codes = {"1": 3, "2": 0}
+    monkeypatch.setattr(seeds.subprocess, "run", lambda command: type("Done", (), {"returncode": codes[command[3]]}))
+    assert seeds.run_seeds(tmp_path, [1, 2]) == [1]
+    out = capsys.readouterr().out
+    assert "seed 1: failed (exit code 3" in out and "seed-2" in out
+    with pytest.raises(ConfigError, match="--seed=5 is set per seed by seeds.py"):
+        seeds.run_seeds(tmp_path, [1], extra=["--seed=5"])
 
 
 def test_finished_seeds_are_kept_not_trained_again(tmp_path, capsys, monkeypatch):

@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,7 +11,7 @@ import torch
 from hybrid_rearec.hybrid.build import decay_groups, make_optimizer
 from hybrid_rearec.hybrid.config import DataConfig, ModelConfig, TrainConfig
 from hybrid_rearec.hybrid.data import load_dataset
-from hybrid_rearec.hybrid.errors import ConfigError
+from hybrid_rearec.hybrid.errors import ConfigError, DataError
 from hybrid_rearec.hybrid.evaluate import evaluate
 from hybrid_rearec.hybrid.model import HybridRecommender
 from hybrid_rearec.hybrid.train import train
@@ -74,6 +75,30 @@ def test_overwrite_sets_the_old_run_aside_and_starts_clean(tmp_path, csv_data_co
     new_checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert new_checkpoints[-1] < old_checkpoints[-1]  # only the new run's: --resume latest finds its own
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 1
+
+
+def test_overwrite_with_a_bad_setting_leaves_the_old_run_in_place(tmp_path, csv_data_config, tiny_model_config):
+    train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=1))
+    run = tmp_path / "run"
+    before = sorted(p.name for p in run.iterdir())
+    bad = dataclasses.replace(csv_data_config, time_column="ts")  # refused when the data is read
+    with pytest.raises(DataError, match="column 'ts' not found"):
+        train(bad, tiny_model_config, quick_train_config(tmp_path, epochs=1, overwrite=True))
+    assert sorted(p.name for p in run.iterdir()) == before and not list(run.glob("replaced-*"))
+
+
+def test_a_run_that_stopped_before_its_first_checkpoint_starts_again(
+    tmp_path, csv_data_config, tiny_model_config, capsys
+):
+    run = tmp_path / "run"
+    (run / "checkpoints" / ".incomplete-step-000000004").mkdir(parents=True)  # killed while saving the first one
+    (run / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="no complete checkpoint"):
+        train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=1, resume="latest"))
+    train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=1))  # no flag needed
+    assert "stopped before its first checkpoint: starting it again" in capsys.readouterr().out
+    (aside,) = run.glob("replaced-*")
+    assert (aside / "config.json").read_text() == "{}" and (run / "metrics.json").exists()
 
 
 def launch(tmp_path, csv_data_config, processes, name, *extra):

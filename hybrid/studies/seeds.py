@@ -14,7 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import DataError
+from ..checkpoint import checkpoint_folders
+from ..errors import ConfigError, DataError
 from ..metrics import shared_metric_keys
 from ..seed_runs import finished_seed_runs
 from ..tables import markdown_table
@@ -27,16 +28,21 @@ GroupRuns = dict[str, tuple[int, dict[str, float]]]
 
 
 def seed_command(seed: int, run: Path, config: str | None, extra: Sequence[str]) -> list[str]:
-    """The scripts/train.py command of one seed (resuming when the run left checkpoints)."""
+    """The scripts/train.py command of one seed (resuming when the run left a complete checkpoint)."""
     command = [sys.executable, str(TRAIN_SCRIPT), "--seed", str(seed), "--output_dir", str(run), "--progress", "false"]
     command += [*(["--config", config] if config else []), *extra]
-    if (run / "checkpoints").exists():
+    if checkpoint_folders(run):
         command += ["--resume", "latest"]
     return command
 
 
-def run_seeds(folder: Path, seeds: Sequence[int], config: str | None = None, extra: Sequence[str] = ()) -> None:
-    """Train every seed not finished yet into FOLDER/seed-N, one process after another."""
+def run_seeds(folder: Path, seeds: Sequence[int], config: str | None = None, extra: Sequence[str] = ()) -> list[int]:
+    """Train every seed not finished yet into FOLDER/seed-N, one process after another; a seed that fails is
+    reported and the others still run. Returns the failed seeds."""
+    owned = [arg for arg in extra if arg.split("=")[0].replace("-", "_") in ("__seed", "__output_dir")]
+    if owned:
+        raise ConfigError(f"{owned[0]} is set per seed by seeds.py (--seeds, --output); remove it from the extras.")
+    failed = []
     for seed in seeds:
         run = folder / f"seed-{seed}"
         if (run / "metrics.json").exists():
@@ -44,7 +50,11 @@ def run_seeds(folder: Path, seeds: Sequence[int], config: str | None = None, ext
             continue
         command = seed_command(seed, run, config, extra)
         print("running:", " ".join(command), flush=True)
-        subprocess.run(command, check=True)
+        code = subprocess.run(command).returncode
+        if code:
+            print(f"seed {seed}: failed (exit code {code}, its error above); the other seeds go on.", flush=True)
+            failed.append(seed)
+    return failed
 
 
 def spread(values: Sequence[float]) -> str:
