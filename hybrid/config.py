@@ -128,6 +128,12 @@ class DataConfig:
         if self.data_format == "recbole_split":
             self._refuse_presplit_options()
         self._check_cold_options()
+        for name in ("valid_time", "test_time"):
+            if self.split != "global_time" and getattr(self, name) is not None:
+                raise ConfigError(
+                    f"{name}={getattr(self, name)!r} applies to split='global_time' only, but split={self.split!r}. "
+                    f"Add --split global_time, or leave --{name} unset."
+                )
         if self.split == "global_time":
             if self.valid_time is None or self.test_time is None:
                 raise ConfigError("split=global_time needs both --valid_time and --test_time (timestamps).")

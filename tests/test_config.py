@@ -46,6 +46,8 @@ def test_invalid_values_are_explained():
         ModelConfig(hidden_size=10, num_heads=3)
     with pytest.raises(ConfigError, match="valid_time and --test_time"):
         DataConfig(split="global_time")
+    with pytest.raises(ConfigError, match="valid_time=5.0 applies to split='global_time' only"):
+        DataConfig(valid_time=5.0)
     with pytest.raises(ConfigError, match="batch_size must be >= 1"):
         TrainConfig(batch_size=0)
     with pytest.raises(ConfigError, match="split='random' is not one of"):
