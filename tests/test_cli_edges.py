@@ -21,6 +21,11 @@ SAMPLES = {
     "cold_selection": "newest",  # 'random' needs --split cold_items as well (refused alone on purpose)
 }
 
+NEEDS = {  # keys refused alone: what they need beside them
+    "valid_time": ["--split", "global_time", "--test_time", "20"],
+    "test_time": ["--split", "global_time", "--valid_time", "10"],
+}
+
 
 def configs(argv: list[str]) -> dict:
     """The parsed values of every key, flat."""
@@ -55,9 +60,9 @@ def test_every_flag_of_the_help_parses_as_printed(option, action):
     if action.nargs == 0:  # a switch: --no_progress, --exclude_history-style store actions
         assert configs([option])[action.dest] == action.const
         return
-    value = sample(action)
-    parsed = configs([option, value])[action.dest]
-    assert parsed == configs([f"--{action.dest}", value])[action.dest]  # the dash spelling means the same key
+    value, needs = sample(action), NEEDS.get(action.dest, [])
+    parsed = configs([option, value, *needs])[action.dest]
+    assert parsed == configs([f"--{action.dest}", value, *needs])[action.dest]  # the dash spelling: the same key
     if action.nargs == "?":  # a bool: --progress alone, or with a value
         assert configs([option])[action.dest] is True and parsed == (value == "true")
 
