@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from safetensors import safe_open
@@ -25,6 +26,7 @@ from .errors import ConfigError
 STATE_FILE = "trainer_state.json"
 CHECKPOINT_BEST_MODEL = "best_model.safetensors"  # beside accelerate's own model.safetensors (the current weights)
 CHECKPOINT_EMA = "weight_average.safetensors"  # the running weight average (--ema_decay)
+CHECKPOINT_VALID_RANKS = "best_valid_ranks.safetensors"  # the best epoch's validation ranks (older checkpoints: none)
 RUN_CONFIG = "run_config.json"  # a copy of the run's config.json as it was when the checkpoint was saved
 RUN_FILE = "config.json"  # the run folder's settings (hybrid.run_folder.CONFIG), written when training starts
 IGNORED_CHANGES = {"data": {"cache_dir"}, "model": set()}  # data and model settings a resume may change
@@ -90,6 +92,23 @@ def save_checkpoint(
     return final
 
 
+def set_aside_newer(run_dir: Path, checkpoint: Path) -> Path | None:
+    """Resuming from an older checkpoint of ``run_dir`` abandons the checkpoints after it: they move to
+    checkpoints/abandoned-TIMESTAMP/, so rotation keeps the new branch's and --resume latest never picks the old
+    one's (nothing is deleted). Returns that folder, or None when nothing was newer. Main process only."""
+    match = PATTERN.match(checkpoint.name)
+    if match is None or checkpoint.resolve().parent != (run_dir / "checkpoints").resolve():
+        return None  # another run's checkpoint: this run's folder has no branch to abandon
+    newer = [p for p in checkpoint_folders(run_dir) if int(PATTERN.match(p.name).group(1)) > int(match.group(1))]
+    if not newer:
+        return None
+    aside = run_dir / "checkpoints" / f"abandoned-{datetime.now():%Y%m%d-%H%M%S-%f}"
+    aside.mkdir()
+    for folder in newer:
+        os.replace(folder, aside / folder.name)
+    return aside
+
+
 def resolve_checkpoint(run_dir: Path, resume: str) -> Path:
     """``resume`` is 'latest' (the newest complete checkpoint of run_dir) or a checkpoint folder."""
     if resume == "latest":
@@ -143,7 +162,7 @@ def check_settings(path: Path, now: dict) -> None:
 def check_tensor_files(path: Path) -> None:
     """Open every extra tensor file of a checkpoint (the best weights, the weight average): a damaged one is
     named before anything is loaded."""
-    for name in (CHECKPOINT_BEST_MODEL, CHECKPOINT_EMA):
+    for name in (CHECKPOINT_BEST_MODEL, CHECKPOINT_EMA, CHECKPOINT_VALID_RANKS):
         if not (path / name).exists():
             continue
         try:

@@ -20,7 +20,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ..foundation.noise import global_batch_noise
-from .checkpoint import CHECKPOINT_BEST_MODEL, CHECKPOINT_EMA, TrainerState, save_checkpoint
+from .checkpoint import CHECKPOINT_BEST_MODEL, CHECKPOINT_EMA, CHECKPOINT_VALID_RANKS, TrainerState, save_checkpoint
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import RecDataset, SequenceRows, ShardedBatch, SplitData, sequence_rows
 from .ema import WeightAverage
@@ -82,6 +82,7 @@ class Run:
     tensorboard: TensorBoardLog
     state: TrainerState = field(default_factory=TrainerState)
     best_weights: dict[str, torch.Tensor] | None = None  # of the best validated epoch so far
+    best_valid_ranks: torch.Tensor | None = None  # [R] that epoch's validation ranks, checkpointed with it
     eval_loaders: dict[str, Iterable[torch.Tensor]] = field(default_factory=dict)  # this process's rows
     loss_sum: torch.Tensor | None = None  # this process's summed loss of the epoch in progress
 
@@ -108,6 +109,8 @@ class Run:
         extra = {} if self.best_weights is None else {CHECKPOINT_BEST_MODEL: self.best_weights}
         if self.ema is not None:
             extra[CHECKPOINT_EMA] = self.ema.state_dict()
+        if self.best_valid_ranks is not None:
+            extra[CHECKPOINT_VALID_RANKS] = {"valid": self.best_valid_ranks}
         folder = save_checkpoint(self.accelerator, self.output_dir, self.state, self.config.keep_checkpoints, extra)
         if self.accelerator.is_main_process:  # tqdm.write: its own line, above an epoch bar still running
             tqdm.write(f"checkpoint: {folder}")
@@ -204,7 +207,7 @@ def early_stopping(run: Run, valid: EvalResult, improved: bool) -> bool:
     state = run.state
     if improved:
         state.best_ndcg, state.best_epoch, state.best_valid = valid.metrics["ndcg@10"], state.epoch, valid.to_dict()
-        state.bad_evals = 0
+        state.bad_evals, run.best_valid_ranks = 0, valid.ranks
         if run.accelerator.is_main_process:
             save_atomically({"valid": valid.ranks}, run.output_dir / VALID_RANKS)
     else:

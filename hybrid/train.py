@@ -24,7 +24,14 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from .build import Built, build
-from .checkpoint import CHECKPOINT_BEST_MODEL, CHECKPOINT_EMA, load_checkpoint, resolve_checkpoint
+from .checkpoint import (
+    CHECKPOINT_BEST_MODEL,
+    CHECKPOINT_EMA,
+    CHECKPOINT_VALID_RANKS,
+    load_checkpoint,
+    resolve_checkpoint,
+    set_aside_newer,
+)
 from .config import DataConfig, ModelConfig, TrainConfig, named_run, to_dict
 from .data import RecDataset
 from .ema import WeightAverage
@@ -177,6 +184,8 @@ def resume(run: Run, checkpoint: Path) -> None:
     run.state = load_checkpoint(run.accelerator, checkpoint, settings)
     if run.state.best_epoch:
         run.best_weights = load_file(checkpoint / CHECKPOINT_BEST_MODEL)
+    if (checkpoint / CHECKPOINT_VALID_RANKS).exists():  # else the run folder's file (older checkpoints)
+        run.best_valid_ranks = load_file(checkpoint / CHECKPOINT_VALID_RANKS)["valid"]
     if run.ema is not None:
         if not (checkpoint / CHECKPOINT_EMA).exists():
             raise ConfigError(
@@ -188,6 +197,9 @@ def resume(run: Run, checkpoint: Path) -> None:
     run.accelerator.print(
         f"resumed from {checkpoint}: epoch {state.epoch}, {state.batches_done} batches done, step {state.step}"
     )
+    if run.accelerator.is_main_process and (aside := set_aside_newer(run.output_dir, checkpoint)):
+        print(f"the checkpoints after it belong to the run's abandoned continuation: moved to {aside}")
+    run.accelerator.wait_for_everyone()
 
 
 def eval_loaders(accelerator: Accelerator, dataset: RecDataset, batch_size: int) -> dict[str, DataLoader]:
@@ -266,7 +278,9 @@ def save(run: Run, results: dict, test: EvalResult, valid_ranks: torch.Tensor | 
     }
     run.unwrapped.save_pretrained(output_dir / MODEL)
     # Per-row ranks (every metric is a function of them): for analysis and exact run comparisons.
-    if valid_ranks is None:  # the best epoch's, at the trained depth
+    if valid_ranks is None:  # the best epoch's, at the trained depth (from the checkpoint after a resume)
+        valid_ranks = run.best_valid_ranks
+    if valid_ranks is None:  # resumed from a checkpoint older than best_valid_ranks.safetensors
         valid_ranks = load_file(output_dir / VALID_RANKS)["valid"]
     save_atomically({"valid": valid_ranks, "test": test.ranks}, output_dir / RANKS)
     (output_dir / METRICS).write_text(json.dumps(results, indent=2))

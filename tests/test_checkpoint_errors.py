@@ -2,13 +2,16 @@
 damaged file of it is named, a changed setting is named with both values."""
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 from hybrid_rearec.hybrid.config import TrainConfig
 from hybrid_rearec.hybrid.errors import ConfigError
 from hybrid_rearec.hybrid.train import train
+from safetensors.torch import load_file
 
 
 @pytest.fixture
@@ -71,3 +74,31 @@ def test_a_relative_checkpoint_path_is_also_looked_for_in_the_run_folder(tmp_pat
     assert resolve_checkpoint(tmp_path / "run", "checkpoints/step-000000003") == step
     with pytest.raises(ConfigError, match=r"'checkpoints/step-9' is not a complete checkpoint.*starts at --output_dir"):
         resolve_checkpoint(tmp_path / "run", "checkpoints/step-9")
+
+
+def test_an_older_checkpoint_resumes_with_its_own_validation_ranks_and_abandons_the_later_ones(
+    tmp_path, csv_data_config, tiny_model_config
+):
+    def config(name, epochs, **extra):
+        return TrainConfig(
+            output_dir=str(tmp_path / name), epochs=epochs, batch_size=64, report_to="none", progress=False,
+            keep_checkpoints=5, patience=5, **extra,
+        )  # fmt: skip
+
+    one = train(csv_data_config, tiny_model_config, config("one", 1))
+    train(csv_data_config, tiny_model_config, config("two", 3))
+    run = tmp_path / "two"
+    first, *later = sorted((run / "checkpoints").glob("step-*"))
+    # Into a new folder: the checkpoint's ranks, not a file of that folder (there is none).
+    moved = train(csv_data_config, tiny_model_config, config("three", 1, resume=str(first)))
+    ranks = load_file(tmp_path / "three" / "ranks.safetensors")
+    assert torch.equal(ranks["valid"], load_file(tmp_path / "one" / "ranks.safetensors")["valid"])
+    assert moved["test"] == one["test"]
+    # In its own folder, after later epochs: those checkpoints move aside, nothing is deleted.
+    for name in ("model", "metrics.json", "ranks.safetensors"):
+        shutil.rmtree(run / name) if name == "model" else (run / name).unlink()
+    train(csv_data_config, tiny_model_config, config("two", 2, resume=str(first)))
+    (aside,) = (run / "checkpoints").glob("abandoned-*")
+    assert sorted(p.name for p in aside.iterdir()) == [p.name for p in later]
+    new_branch = sorted(p.name for p in (run / "checkpoints").glob("step-*"))
+    assert new_branch == [first.name, later[0].name]  # epoch 2 trained again: its step, this branch's weights
