@@ -2,9 +2,54 @@
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from pathlib import Path
+
+from .checkpoint import IGNORED_CHANGES, TRAJECTORY
 
 
 def finished_seed_runs(folder: str | Path) -> list[Path]:
     """The seed-* runs of ``folder`` that wrote their metrics.json, sorted by name (unfinished runs are skipped)."""
     return sorted(run for run in Path(folder).glob("seed-*") if (run / "metrics.json").exists())
+
+
+def run_settings_that_matter(run: Path) -> dict[str, object]:
+    """A run's data and model settings and the training settings that decide its path, seed aside (read from
+    its config.json; {} for a run without one)."""
+    path = run / "config.json"
+    sections = json.loads(path.read_text()) if path.exists() else {}
+    settings = {
+        f"{section}.{key}": value
+        for section, ignored in IGNORED_CHANGES.items()
+        for key, value in sections.get(section, {}).items()
+        if key not in ignored
+    }
+    train = sections.get("train", {})
+    return settings | {f"train.{key}": train[key] for key in TRAJECTORY if key in train and key != "seed"}
+
+
+def mixed_seed_runs(runs: list[Path]) -> list[str]:
+    """What makes ``runs`` something other than one setting trained with different seeds: a setting whose value
+    differs between the runs that record it, or one seed trained twice. Empty when they are seeds of one
+    setting."""
+    values: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    seeds: dict[object, list[str]] = defaultdict(list)
+    for run in runs:
+        for key, value in run_settings_that_matter(run).items():
+            values[key][json.dumps(value)].append(run.name)
+        path = run / "config.json"
+        if path.exists():
+            seeds[json.loads(path.read_text()).get("train", {}).get("seed")].append(run.name)
+    problems = [
+        f"{key} differs ({'; '.join(f'{value} in {runs_named(names)}' for value, names in found.items())})"
+        for key, found in values.items()
+        if len(found) > 1  # a key some runs lack is not compared there: those runs predate it
+    ]
+    twice = [f"seed {seed} was trained twice ({runs_named(names)})" for seed, names in seeds.items()
+             if seed is not None and len(names) > 1]  # fmt: skip
+    return problems + twice
+
+
+def runs_named(names: list[str]) -> str:
+    return ", ".join(names)

@@ -127,3 +127,26 @@ def test_seed_groups_refuse_shared_runs_small_groups_and_mixed_protocols(tmp_pat
 
 def test_an_unplannable_target_says_why_in_its_cell():
     assert compare.planned_seeds([0.06, 0.06], [0.07, 0.07], 1.05, 0.95, 0.8).startswith("(the seeds' standard")
+
+
+def seed_config(run: Path, seed: int, hidden_size: int = 16) -> None:
+    sections = {"data": {"dataset": "x.csv", "cache_dir": str(run)}, "model": {"hidden_size": hidden_size},
+                "train": {"seed": seed, "learning_rate": 0.001, "output_dir": str(run), "epochs": seed}}  # fmt: skip
+    (run / "config.json").write_text(json.dumps(sections))
+
+
+def test_a_seed_group_of_other_settings_or_a_repeated_seed_is_refused_and_the_summary_says_so(tmp_path):
+    for folder, seed_list, sizes in (("same", [1, 2, 3], [16, 16, 16]), ("mixed", [1, 2, 3], [16, 16, 32]),
+                                     ("twice", [1, 1, 3], [16, 16, 16])):  # fmt: skip
+        for index, (seed, size) in enumerate(zip(seed_list, sizes)):
+            write_run(tmp_path / folder / f"seed-{index}", 0.06 + index / 1000)
+            seed_config(tmp_path / folder / f"seed-{index}", seed, size)
+    assert len(compare.read_seed_groups([str(tmp_path / "same")])[str(tmp_path / "same")]) == 3
+    with pytest.raises(
+        DataError, match=r"mixed is not one setting.*model.hidden_size differs \(16 in seed-0, seed-1; 32 in seed-2\)"
+    ):
+        compare.read_seed_groups([str(tmp_path / "same"), str(tmp_path / "mixed")])
+    with pytest.raises(DataError, match=r"twice is not one setting.*seed 1 was trained twice \(seed-0, seed-1\)"):
+        compare.read_seed_groups([str(tmp_path / "same"), str(tmp_path / "twice")])
+    assert "**Not one setting over seeds**: model.hidden_size differs" in seeds.summarise(tmp_path / "mixed")
+    assert "Not one setting" not in seeds.summarise(tmp_path / "same")  # epochs, folders and caches may differ

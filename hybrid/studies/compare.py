@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..evaluate import format_table
-from ..seed_runs import finished_seed_runs
+from ..seed_runs import finished_seed_runs, mixed_seed_runs
 from ..seed_stats import MeanComparison, compare_means, seeds_needed
 from ..tables import markdown_table
 
@@ -69,6 +69,12 @@ def read_seed_groups(folders: Sequence[str]) -> dict[str, list[dict]]:
                     f"the seed run {run} is named more than once ({where}): give each folder once, in one group"
                 )
             seen[key] = index, str(folder)
+        mixed = mixed_seed_runs(runs)
+        if mixed:
+            raise DataError(
+                f"{folder} is not one setting trained with several seeds ({'; '.join(mixed[:3])}): a group's runs "
+                "must differ in their seed only. Retrain the odd runs, or give them as their own group."
+            )
         if len(runs) < 2:
             raise DataError(
                 f"{folder} holds {len(runs)} finished seed runs (seed-*/metrics.json); a group needs at least 2: "

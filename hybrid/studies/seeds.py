@@ -17,7 +17,7 @@ from pathlib import Path
 from ..checkpoint import checkpoint_folders
 from ..errors import ConfigError, DataError
 from ..metrics import shared_metric_keys
-from ..seed_runs import finished_seed_runs
+from ..seed_runs import finished_seed_runs, mixed_seed_runs
 from ..tables import markdown_table
 from .paths import TRAIN_SCRIPT
 
@@ -129,6 +129,9 @@ def summarise(folder: Path) -> str:
     metrics = {run.name: json.loads((run / "metrics.json").read_text()) for run in runs}
     first = next(iter(metrics.values()))
     text = f"# {folder.name}\n\nProtocol: {first['protocol']}\n\n{runs_table(metrics)}\n"
+    mixed = mixed_seed_runs(runs)
+    if mixed:  # said, not refused: the summary shows what is there (compare.py --seed_groups refuses it)
+        text += f"\n**Not one setting over seeds**: {'; '.join(mixed)}.\n"
     groups = group_metrics(metrics)
     if groups:
         table = groups_table(groups, first["test"].get("random_ranking", {}))
