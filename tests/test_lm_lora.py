@@ -86,6 +86,7 @@ def test_building_the_encoder_warns_nothing(tokenizer):
     assert [str(w.message) for w in caught] == []  # peft's probe of a renamed transformers attribute is hidden
 
 
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")  # peft's own probe
 def test_adapter_saves_and_reloads_in_peft_format(tokenizer, tmp_path):
     from peft import PeftModel
 
