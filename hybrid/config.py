@@ -451,6 +451,11 @@ def parse_configs(argv: list[str] | None = None) -> tuple[DataConfig, ModelConfi
         raise argument_error(error) from None
     except ValueError as error:
         raise ConfigError(str(error)) from error
+    if train.select_inference_steps and model.inference_steps is not None:
+        raise ConfigError(
+            f"inference_steps={model.inference_steps} sets the reasoning depth by hand and select_inference_steps "
+            "chooses it on validation: give one of the two."
+        )
     return named_delimiter(data), model, train
 
 

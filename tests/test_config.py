@@ -48,6 +48,8 @@ def test_invalid_values_are_explained():
         DataConfig(split="global_time")
     with pytest.raises(ConfigError, match="valid_time=5.0 applies to split='global_time' only"):
         DataConfig(valid_time=5.0)
+    with pytest.raises(ConfigError, match="inference_steps=2 sets the reasoning depth by hand.*one of the two"):
+        parse_configs(["--reasoning_steps", "2", "--inference_steps", "2", "--select_inference_steps"])
     with pytest.raises(ConfigError, match="batch_size must be >= 1"):
         TrainConfig(batch_size=0)
     with pytest.raises(ConfigError, match="split='random' is not one of"):
