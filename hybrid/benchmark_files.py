@@ -25,7 +25,7 @@ import pandas as pd
 
 from .config import DataConfig
 from .errors import DataError
-from .readers import _load_table, _read_delimited, _require, _strip_types
+from .readers import _load_table, _read_delimited, _refuse_repeats, _require, _strip_types
 
 SPLIT_NAMES = ("train", "valid", "test")
 INTER_COLUMNS = ("user_id", "item_id_list", "item_id")
@@ -239,12 +239,9 @@ def item2index_tokens(path: Path) -> dict[str, str]:
     """NAME.item2index as {ASIN: item token}, each ASIN and each token listed once."""
     index = _read_headerless(path, ["asin", "token"])
     for column, what in (("asin", "ASIN"), ("token", "item index")):
-        repeated = index[column][index[column].duplicated()].tolist()
-        if repeated:
-            raise DataError(
-                f"{str(path)!r} lists the {what} {repeated[:5]} more than once; item2index maps each ASIN to one "
-                "item index. Use the file as published."
-            )
+        _refuse_repeats(
+            index[column], path, what, "; item2index maps each ASIN to one item index. Use the file as published."
+        )
     numbers = index["token"].str.fullmatch(r"\d+")
     if numbers.any() and not numbers.all():  # e.g. a header line 'asin<TAB>index' above integer indices
         raise DataError(
@@ -261,12 +258,7 @@ def token_texts(paths: dict[str, Path], asin_to_token: dict[str, str] | None) ->
         return {}, {"texts_without_item": 0}
     frame = _strip_types(_read_delimited(paths["text"], "\t"))
     ids = _require(frame, "item_id", paths["text"], "dataset").str.strip()
-    repeated = ids[ids.duplicated()].tolist()
-    if repeated:
-        raise DataError(
-            f"{str(paths['text'])!r} lists the item(s) {repeated[:5]} more than once; one text per item. Use the "
-            "file as published."
-        )
+    _refuse_repeats(ids, paths["text"], "item(s)", "; one text per item. Use the file as published.")
     ids = ids.tolist()
     texts = dict(zip(ids, (text.strip() for text in _require(frame, "text", paths["text"], "dataset"))))
     if asin_to_token is None:

@@ -174,13 +174,17 @@ def _interactions(
 def _item_table(frame: pd.DataFrame, id_column: str, path: Path, setting: str) -> pd.DataFrame:
     """An item file with its ids as the interactions' ids are read (trimmed strings), each item listed once."""
     ids = _ids(_require(frame, id_column, path, setting), id_column, path)
-    repeated = pd.Series(ids)[pd.Series(ids).duplicated()].unique().tolist()
-    if repeated:
-        raise DataError(
-            f"{str(path)!r} lists the item(s) {repeated[:5]} more than once (column {id_column!r}); one text per "
-            "item: keep one row for each."
-        )
+    _refuse_repeats(
+        pd.Series(ids), path, "item(s)", f" (column {id_column!r}); one text per item: keep one row for each."
+    )
     return frame.assign(**{id_column: ids})
+
+
+def _refuse_repeats(values: pd.Series, path: Path, what: str, fix: str) -> None:
+    """A file that lists one id twice (which row would hold?) is refused, naming the ids and ``fix``."""
+    repeated = values[values.duplicated()].unique().tolist()
+    if repeated:
+        raise DataError(f"{str(path)!r} lists the {what} {repeated[:5]} more than once{fix}")
 
 
 def _strip_types(frame: pd.DataFrame) -> pd.DataFrame:
