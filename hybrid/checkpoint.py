@@ -53,6 +53,7 @@ class TrainerState:
     epoch_seconds: list[float] = field(default_factory=list)
     train_log: list[dict] = field(default_factory=list)
     epoch_loss_sum: float = 0.0  # summed loss of the epoch in progress (for its mean)
+    data_signature: str | None = None  # RecDataset.signature() of the data trained on (older checkpoints: None)
 
 
 def checkpoint_folders(run_dir: Path) -> list[Path]:
@@ -175,14 +176,26 @@ def check_tensor_files(path: Path) -> None:
             ) from None
 
 
-def load_checkpoint(accelerator, path: Path, settings: dict | None = None) -> TrainerState:
-    """Restore model, optimizer and RNG; a damaged checkpoint or one trained with other settings than
-    ``settings`` (the run's {"data", "model", "train"}, when given) is reported, never half-loaded silently."""
+def load_checkpoint(
+    accelerator, path: Path, settings: dict | None = None, data_signature: str | None = None
+) -> TrainerState:
+    """Restore model, optimizer and RNG; a damaged checkpoint, one trained with other settings than ``settings``
+    (the run's {"data", "model", "train"}, when given) or on other data than ``data_signature`` (the data's
+    RecDataset.signature(), when given and the checkpoint records one) is reported, never half-loaded silently."""
     if settings is not None:
         check_settings(path, settings)
     check_tensor_files(path)
     try:
         state = TrainerState(**json.loads((path / STATE_FILE).read_text()))
+    except Exception as error:  # noqa: BLE001 - an unreadable state: the same report as any damage below
+        raise damaged(path, error) from error
+    if data_signature is not None and state.data_signature not in (None, data_signature):
+        raise ConfigError(
+            f"checkpoint {str(path)!r} was trained on other data than the dataset holds now (its items, users or "
+            "rows changed since). Resume with the data it was trained on, or start a new run (another "
+            "--output_dir, or --overwrite). The checkpoint was not changed."
+        )
+    try:
         accelerator.load_state(str(path))
     except Exception as error:  # noqa: BLE001 - any failure means this checkpoint cannot be trusted
         if "size mismatch" in str(error):  # a checkpoint saved before run_config.json existed
@@ -191,8 +204,12 @@ def load_checkpoint(accelerator, path: Path, settings: dict | None = None) -> Tr
                 "hidden_size differs from the one it was trained with). Resume with the run's own settings, or "
                 "start fresh: another --output_dir, or --overwrite. The checkpoint was not changed."
             ) from None
-        raise ConfigError(
-            f"checkpoint {str(path)!r} is corrupt or incomplete ({type(error).__name__}: {error}). "
-            "Resume from an older one under checkpoints/ or start a new run; nothing was changed."
-        ) from error
+        raise damaged(path, error) from error
     return state
+
+
+def damaged(path: Path, error: Exception) -> ConfigError:
+    return ConfigError(
+        f"checkpoint {str(path)!r} is corrupt or incomplete ({type(error).__name__}: {error}). "
+        "Resume from an older one under checkpoints/ or start a new run; nothing was changed."
+    )

@@ -203,6 +203,16 @@ class RecDataset:
     def split(self, name: str) -> SplitData:
         return {"train": self.train, "valid": self.valid, "test": self.test}[name]
 
+    def signature(self) -> str:
+        """A short hash of the catalogue, the users and every split's rows: another file, a changed row or a new
+        item gives another signature (a resumed run must see the data it was trained on)."""
+        digest = hashlib.sha256(json.dumps([self.item_ids, self.user_ids]).encode())
+        for name in ("train", "valid", "test"):
+            split = self.split(name)
+            for tensor in (split.history, split.target, split.user):
+                digest.update(tensor.contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
 
 # --------------------------------------------------------------------------------------------- filtering
 def filter_interactions(raw: RawInteractions, config: DataConfig) -> RawInteractions:

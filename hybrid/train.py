@@ -28,6 +28,7 @@ from .checkpoint import (
     CHECKPOINT_BEST_MODEL,
     CHECKPOINT_EMA,
     CHECKPOINT_VALID_RANKS,
+    TrainerState,
     load_checkpoint,
     resolve_checkpoint,
     set_aside_newer,
@@ -159,6 +160,7 @@ def prepare_run(
         cold_items=built.cold_items,
         ema=ema,
         tensorboard=TensorBoardLog(output_dir / TENSORBOARD if logs else None, settings),
+        state=TrainerState(data_signature=built.dataset.signature()),
     )
 
 
@@ -181,7 +183,9 @@ def write_config(run: Run) -> None:
 def resume(run: Run, checkpoint: Path) -> None:
     """Continue from a checkpoint: weights, optimizer, RNG, where training stands, the best weights so far."""
     settings = run_settings(run.data_config, run.model_config, run.config, run.output_dir)
-    run.state = load_checkpoint(run.accelerator, checkpoint, settings)
+    signature = run.state.data_signature  # of the data just read
+    run.state = load_checkpoint(run.accelerator, checkpoint, settings, signature)
+    run.state.data_signature = signature  # from older checkpoints (none recorded) on
     if run.state.best_epoch:
         run.best_weights = load_file(checkpoint / CHECKPOINT_BEST_MODEL)
     if (checkpoint / CHECKPOINT_VALID_RANKS).exists():  # else the run folder's file (older checkpoints)

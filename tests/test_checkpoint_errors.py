@@ -102,3 +102,17 @@ def test_an_older_checkpoint_resumes_with_its_own_validation_ranks_and_abandons_
     assert sorted(p.name for p in aside.iterdir()) == [p.name for p in later]
     new_branch = sorted(p.name for p in (run / "checkpoints").glob("step-*"))
     assert new_branch == [first.name, later[0].name]  # epoch 2 trained again: its step, this branch's weights
+
+
+def test_a_resume_on_changed_data_is_refused(trained, csv_data_config, tiny_model_config):
+    path = Path(csv_data_config.dataset)
+    lines = path.read_text().splitlines()
+    user, item, time, rating = lines[1].split(",")
+    path.write_text("\n".join([*lines, f"{user},{item}-new,{int(time) + 10**6},{rating}"]) + "\n")  # a new item
+    latest = sorted((Path(trained.output_dir) / "checkpoints").iterdir())[-1]
+    before = snapshot(latest)
+    with pytest.raises(ConfigError, match=r"trained on other data than the dataset holds now.*not changed"):
+        train(csv_data_config, tiny_model_config, trained)
+    assert snapshot(latest) == before
+    path.write_text("\n".join(lines) + "\n")
+    train(csv_data_config, tiny_model_config, trained)  # the same data again: it resumes
