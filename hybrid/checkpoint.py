@@ -54,6 +54,7 @@ class TrainerState:
     train_log: list[dict] = field(default_factory=list)
     epoch_loss_sum: float = 0.0  # summed loss of the epoch in progress (for its mean)
     data_signature: str | None = None  # RecDataset.signature() of the data trained on (older checkpoints: None)
+    text_signature: str | None = None  # RecDataset.text_signature() of its texts, for text encoders (else None)
 
 
 def checkpoint_folders(run_dir: Path) -> list[Path]:
@@ -177,11 +178,12 @@ def check_tensor_files(path: Path) -> None:
 
 
 def load_checkpoint(
-    accelerator, path: Path, settings: dict | None = None, data_signature: str | None = None
+    accelerator, path: Path, settings: dict | None = None, signatures: dict[str, str | None] | None = None
 ) -> TrainerState:
     """Restore model, optimizer and RNG; a damaged checkpoint, one trained with other settings than ``settings``
-    (the run's {"data", "model", "train"}, when given) or on other data than ``data_signature`` (the data's
-    RecDataset.signature(), when given and the checkpoint records one) is reported, never half-loaded silently."""
+    (the run's {"data", "model", "train"}, when given) or on other data than ``signatures`` (TrainerState's
+    ``data_signature``/``text_signature`` of the data read now, each checked where the checkpoint records one) is
+    reported, never half-loaded silently."""
     if settings is not None:
         check_settings(path, settings)
     check_tensor_files(path)
@@ -189,12 +191,7 @@ def load_checkpoint(
         state = TrainerState(**json.loads((path / STATE_FILE).read_text()))
     except Exception as error:  # noqa: BLE001 - an unreadable state: the same report as any damage below
         raise damaged(path, error) from error
-    if data_signature is not None and state.data_signature not in (None, data_signature):
-        raise ConfigError(
-            f"checkpoint {str(path)!r} was trained on other data than the dataset holds now (its items, users or "
-            "rows changed since). Resume with the data it was trained on, or start a new run (another "
-            "--output_dir, or --overwrite). The checkpoint was not changed."
-        )
+    check_signatures(path, state, signatures or {})
     try:
         accelerator.load_state(str(path))
     except Exception as error:  # noqa: BLE001 - any failure means this checkpoint cannot be trusted
@@ -206,6 +203,19 @@ def load_checkpoint(
             ) from None
         raise damaged(path, error) from error
     return state
+
+
+def check_signatures(path: Path, state: TrainerState, signatures: dict[str, str | None]) -> None:
+    """Refuse a resume on data that changed since the checkpoint: its rows and catalogue, or its item texts."""
+    what = {"data_signature": "its items, users or rows", "text_signature": "the item texts the encoder reads"}
+    for key, now in signatures.items():
+        recorded = getattr(state, key)
+        if now is not None and recorded is not None and recorded != now:
+            raise ConfigError(
+                f"checkpoint {str(path)!r} was trained on other data than the dataset holds now ({what[key]} "
+                "changed since). Resume with the data it was trained on, or start a new run (another "
+                "--output_dir, or --overwrite). The checkpoint was not changed."
+            )
 
 
 def damaged(path: Path, error: Exception) -> ConfigError:

@@ -213,6 +213,11 @@ class RecDataset:
                 digest.update(tensor.contiguous().numpy().tobytes())
         return digest.hexdigest()[:16]
 
+    def text_signature(self) -> str:
+        """A short hash of the item texts: the text encoders' input, which ``signature`` leaves out so that an ID
+        model's run may resume after its texts (shown by recommend) were edited."""
+        return hashlib.sha256(json.dumps(self.item_texts).encode()).hexdigest()[:16]
+
 
 # --------------------------------------------------------------------------------------------- filtering
 def filter_interactions(raw: RawInteractions, config: DataConfig) -> RawInteractions:

@@ -160,7 +160,10 @@ def prepare_run(
         cold_items=built.cold_items,
         ema=ema,
         tensorboard=TensorBoardLog(output_dir / TENSORBOARD if logs else None, settings),
-        state=TrainerState(data_signature=built.dataset.signature()),
+        state=TrainerState(
+            data_signature=built.dataset.signature(),
+            text_signature=built.dataset.text_signature() if model_config.item_encoder != "id" else None,
+        ),
     )
 
 
@@ -183,9 +186,9 @@ def write_config(run: Run) -> None:
 def resume(run: Run, checkpoint: Path) -> None:
     """Continue from a checkpoint: weights, optimizer, RNG, where training stands, the best weights so far."""
     settings = run_settings(run.data_config, run.model_config, run.config, run.output_dir)
-    signature = run.state.data_signature  # of the data just read
-    run.state = load_checkpoint(run.accelerator, checkpoint, settings, signature)
-    run.state.data_signature = signature  # from older checkpoints (none recorded) on
+    signatures = {key: getattr(run.state, key) for key in ("data_signature", "text_signature")}  # data just read
+    run.state = load_checkpoint(run.accelerator, checkpoint, settings, signatures)
+    run.state.data_signature, run.state.text_signature = signatures.values()  # from older checkpoints on
     if run.state.best_epoch:
         run.best_weights = load_file(checkpoint / CHECKPOINT_BEST_MODEL)
     if (checkpoint / CHECKPOINT_VALID_RANKS).exists():  # else the run folder's file (older checkpoints)

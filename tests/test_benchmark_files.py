@@ -263,3 +263,26 @@ def test_an_item2index_numbered_otherwise_or_with_a_header_is_reported(tmp_path)
     index.write_text("asin\tindex\n" + "\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"mixes integer item indices with \['index'\].*no header line"):
         build_dataset(config(folder))
+
+
+def test_a_resume_after_the_item_texts_changed_is_refused_for_a_text_encoder_only(tmp_path):
+    from dataclasses import replace
+
+    from hybrid_rearec.hybrid.train import train
+
+    folder = write_benchmark(tmp_path / "toy")
+    data = config(folder, max_history=4)
+    models = {
+        "hybrid": ModelConfig(hidden_size=16, num_layers=1, num_heads=2, inner_size=32, item_encoder="hybrid"),
+        "id": ModelConfig(hidden_size=16, num_layers=1, num_heads=2, inner_size=32),
+    }
+    runs = {}
+    for name, model in models.items():
+        settings = TrainConfig(output_dir=str(tmp_path / name), epochs=1, batch_size=8, report_to="none")
+        train(data, model, replace(settings, progress=False))
+        runs[name] = replace(settings, progress=False, epochs=2, resume="latest")
+    text = folder / "Toy.text"
+    text.write_text(text.read_text().replace("Thing 3 by Maker", "Another thing"))
+    with pytest.raises(ConfigError, match=r"other data than the dataset holds now \(the item texts .*not changed"):
+        train(data, models["hybrid"], runs["hybrid"])
+    assert train(data, models["id"], runs["id"])["epochs_run"] == 2  # an ID model does not read them
