@@ -40,8 +40,7 @@ def build(
     model = HybridRecommender(
         model_config, dataset.num_items, data_config.max_history, text_vectors, warm_items, dataset.item_texts, encoder
     )
-    cold_items = ~warm_items
-    cold_items[0] = False  # padding is no item
+    cold_items = dataset.untrained_items()  # ~warm_items without padding
     softmax_items = train_config.softmax_items
     if softmax_items == "auto":
         softmax_items = "seen" if data_config.split == "cold_items" else "all"

@@ -218,6 +218,15 @@ class RecDataset:
         model's run may resume after its texts (shown by recommend) were edited."""
         return hashlib.sha256(json.dumps(self.item_texts).encode()).hexdigest()[:16]
 
+    def untrained_items(self) -> torch.Tensor:
+        """[N + 1] bool: items no training row holds, as history or target (the cold items of the evaluation
+        groups); padding is none."""
+        cold = torch.ones(self.num_items + 1, dtype=torch.bool)
+        cold[self.train.history.flatten()] = False
+        cold[self.train.target] = False
+        cold[0] = False
+        return cold
+
 
 # --------------------------------------------------------------------------------------------- filtering
 def filter_interactions(raw: RawInteractions, config: DataConfig) -> RawInteractions:

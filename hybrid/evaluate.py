@@ -183,6 +183,17 @@ def add_cold_start_groups(
     }
 
 
+def format_groups(result: EvalResult, split_name: str) -> str | None:
+    """The warm-target and cold-target groups beside a random ranking of each cold group; None without cold
+    targets."""
+    if not result.group_rows.get("cold targets"):
+        return None
+    return format_table(
+        {f"{split_name}, {group} ({result.group_rows[group]} rows)": m for group, m in result.groups.items()}
+        | {f"random ranking of {group}": m for group, m in result.random_ranking.items()}
+    )
+
+
 def format_table(results: dict[str, dict[str, float]], cutoffs=DEFAULT_CUTOFFS) -> str:
     """Markdown table: one row per named result, one column per metric (4 decimals)."""
     keys = shared_metric_keys(results.values(), cutoffs)

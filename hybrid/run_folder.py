@@ -6,6 +6,7 @@
     model/                   the best model, as save_pretrained writes it (hybrid.pretrained)
     ranks.safetensors        per-row validation and test ranks of the saved model
     metrics.json             validation and test metrics, protocol, training log
+    .lock                    held by the training process while it runs (one run per folder at a time)
 
 ``model/`` is the run's one model format: evaluation, analysis, reload checks, recommending and the Hub
 upload all read it with ``HybridRecommender.from_pretrained``. It is written when training ends, so a run
@@ -17,6 +18,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -25,17 +29,24 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from safetensors.torch import save_file
 
-from .checkpoint import checkpoint_folders
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; two runs in one folder are then the user's to avoid
+    fcntl = None
+
+from .checkpoint import STATE_FILE, checkpoint_folders
 from .config import DataConfig, TrainConfig
 from .data import RecDataset, load_dataset
 from .errors import ConfigError, DataError
 from .model import HybridRecommender
 from .pretrained import CATALOGUE, ModelFileError
+from .recommend import ItemCatalogue
 
 CONFIG, METRICS, MODEL, CHECKPOINTS = "config.json", "metrics.json", "model", "checkpoints"
 VALID_RANKS, RANKS = "valid_ranks.safetensors", "ranks.safetensors"
 RUN_FILES = (CONFIG, METRICS, MODEL, VALID_RANKS, RANKS, CHECKPOINTS)
 EXTRA_RUN_FILES = ("tensorboard", "analysis")  # written beside a run; set aside with it by --overwrite
+LOCK = ".lock"
 
 
 def resolve_output_dir(config: TrainConfig) -> Path:
@@ -66,6 +77,38 @@ def take_output_dir(folder: Path, config: TrainConfig) -> None:
     if not config.overwrite and PartialState().is_main_process:
         print(f"output_dir {str(folder)!r} holds a run that stopped before its first checkpoint: starting it again.")
     set_aside(folder, existing, str(folder))
+
+
+@contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """One training process per run folder: a second one (the same command started twice, two seed queues on
+    one folder) is refused before it can set aside or write over the run in progress. The main process holds
+    an flock on folder/.lock, which the system drops when the process ends, however it ends."""
+    state = PartialState()
+    handle, created = None, not folder.exists()
+    if state.is_main_process and fcntl is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = (folder / LOCK).open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            handle = None
+    taken = [handle is not None or not state.is_main_process or fcntl is None]
+    broadcast_object_list(taken)  # every process stops if the main one could not take the folder
+    if not taken[0]:
+        raise ConfigError(
+            f"another training process is running in {str(folder)!r} (it holds {folder / LOCK}). Wait for it to "
+            "end or stop it, or choose another --output_dir; nothing in the folder was changed."
+        )
+    try:
+        yield
+    finally:
+        if handle is not None:
+            handle.close()  # releases the lock
+            if created and [p.name for p in folder.iterdir()] == [LOCK]:  # a run refused before it wrote anything
+                (folder / LOCK).unlink()
+                folder.rmdir()
 
 
 def stopped_before_first_checkpoint(folder: Path, existing: list[str]) -> bool:
@@ -131,17 +174,69 @@ def model_folder_given(folder: Path) -> str:
     )
 
 
-def run_dataset(data_config: DataConfig, dataset: str | None = None) -> RecDataset:
-    """The data a run was trained on, or at ``dataset`` (its path, when the run's own no longer resolves from
-    here); a failure names the path the run read and that fix."""
+def run_dataset(
+    run_dir: str | Path,
+    data_config: DataConfig,
+    catalogue: ItemCatalogue | None = None,
+    dataset: str | None = None,
+    item_file: str | None = None,
+) -> RecDataset:
+    """The data the run in ``run_dir`` was trained on, read with ``data_config``, or at ``dataset`` /
+    ``item_file`` (their paths, when the run's own no longer resolve from here). A failure names the paths the
+    run read; data whose items are not the model's ``catalogue`` is refused (its scores would go to other
+    items); rows other than the run's are reported on stderr (its figures are then not the run's)."""
+    paths = {"dataset": dataset, "item_file": item_file}
     try:
-        return load_dataset(dataclasses.replace(data_config, dataset=dataset or data_config.dataset))
+        loaded = load_dataset(dataclasses.replace(data_config, **{k: v for k, v in paths.items() if v}))
     except ValueError as error:  # a DataError or ConfigError naming the problem
-        hint = "" if dataset else (
-            f" The run read --dataset {data_config.dataset!r}: if the data moved, or that relative path was given "
-            "from another directory, give its path with --dataset PATH."
-        )  # fmt: skip
-        raise DataError(f"{error}{hint}") from None
+        raise DataError(f"{error}{moved_data_hint(data_config, paths)}") from None
+    if catalogue is not None and loaded.item_ids != catalogue.item_ids:
+        raise DataError(other_catalogue(loaded.item_ids, catalogue.item_ids, dataset or data_config.dataset))
+    trained = trained_signature(Path(run_dir))
+    if trained is not None and trained != loaded.signature():
+        print(
+            "warning: the data read now has other users or rows than the run was trained on (its checkpoints "
+            "record another signature), though the same items: the figures below are not the run's own.",
+            file=sys.stderr,
+        )
+    return loaded
+
+
+def moved_data_hint(data_config: DataConfig, given: dict[str, str | None]) -> str:
+    """What to pass when the run's data paths (those not given anew) do not resolve from here."""
+    missing = [key for key in ("dataset", "item_file") if getattr(data_config, key) and not given[key]]
+    if not missing:
+        return ""
+    read = " and ".join(f"--{key} {getattr(data_config, key)!r}" for key in missing)
+    paths = "its path" if len(missing) == 1 else "their paths"
+    flags = " and ".join(f"--{key} PATH" for key in missing)
+    return (
+        f" The run read {read}: if the data moved, or a relative path was given from another directory, give "
+        f"{paths} with {flags}."
+    )
+
+
+def other_catalogue(found: list[str], trained: list[str], where: str) -> str:
+    """Where the items of the data read differ from those of the model's catalogue."""
+    first = next((i for i, (a, b) in enumerate(zip(found, trained)) if a != b), min(len(found), len(trained)))
+    at = lambda ids: repr(ids[first]) if first < len(ids) else "none"  # noqa: E731
+    return (
+        f"the data at {where!r} is not the data this model was trained on: it has {len(found)} items, the "
+        f"model's catalogue {len(trained)}, and item {first + 1} is {at(found)} there but {at(trained)} in the "
+        "model, so its scores would be given to other items. Evaluate on the run's own data (--dataset PATH, "
+        "--item_file PATH: the files it was trained with)."
+    )
+
+
+def trained_signature(run_dir: Path) -> str | None:
+    """RecDataset.signature() of the data the run was trained on, as its newest checkpoint records it."""
+    found = checkpoint_folders(run_dir)
+    if not found:
+        return None
+    try:
+        return json.loads((found[-1] / STATE_FILE).read_text()).get("data_signature")
+    except (OSError, ValueError):  # a damaged checkpoint says nothing here; resuming from it reports it
+        return None
 
 
 def run_configs(run_dir: str | Path) -> tuple[DataConfig, TrainConfig]:

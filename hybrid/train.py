@@ -37,11 +37,21 @@ from .config import DataConfig, ModelConfig, TrainConfig, named_run, to_dict
 from .data import RecDataset
 from .ema import WeightAverage
 from .errors import ConfigError
-from .evaluate import EvalResult, format_table
+from .evaluate import EvalResult, format_groups, format_table
 from .fit import Run, TensorBoardLog, fit, step_noise_seed, train_step
 from .formats import BUILTIN_DATASETS
 from .recommend import ItemCatalogue
-from .run_folder import CONFIG, METRICS, MODEL, RANKS, VALID_RANKS, resolve_output_dir, save_atomically, take_output_dir
+from .run_folder import (
+    CONFIG,
+    METRICS,
+    MODEL,
+    RANKS,
+    VALID_RANKS,
+    resolve_output_dir,
+    run_lock,
+    save_atomically,
+    take_output_dir,
+)
 
 TENSORBOARD = "tensorboard"  # under the run folder, where accelerate's tracker wrote too
 
@@ -52,29 +62,30 @@ def train(data_config: DataConfig, model_config: ModelConfig, train_config: Trai
     """Train with early stopping on validation NDCG@10, then test the best model. Returns metrics.json."""
     train_config = named_run(data_config, model_config, train_config)  # before the run folder is named after it
     accelerator, output_dir, checkpoint = set_up_accelerator(train_config)
-    built = build(data_config, model_config, train_config, accelerator)
-    run = prepare_run(accelerator, built, data_config, model_config, train_config, output_dir)
-    if checkpoint is not None:
-        resume(run, checkpoint)  # a refused resume raises before the run folder is touched
-    take_output_dir(output_dir, train_config)  # a run already there moves aside only now
-    write_config(run)
-    run.eval_loaders = eval_loaders(accelerator, run.dataset, train_config.eval_batch_size)
-    fit(run)
-    if run.best_weights is None:
-        raise RuntimeError("no epoch was trained: check --epochs and the checkpoint you resumed from")
-    run.unwrapped.load_state_dict(run.best_weights)
-    valid_by_steps, valid_ranks = select_depth(run)
-    test = run.eval_split("test")
-    results = collect_results(run, test, valid_by_steps)
-    if accelerator.is_main_process:
-        save(run, results, test, valid_ranks)
-    report(run, results, test)
-    # Every process reaches the teardown together: a process that tore its process group down while another
-    # was still writing the results sometimes aborted at exit (gloo, two CPU processes).
-    accelerator.wait_for_everyone()
-    run.tensorboard.close()
-    accelerator.end_training()
-    return results
+    with run_lock(output_dir):
+        built = build(data_config, model_config, train_config, accelerator)
+        run = prepare_run(accelerator, built, data_config, model_config, train_config, output_dir)
+        if checkpoint is not None:
+            resume(run, checkpoint)  # a refused resume raises before the run folder is touched
+        take_output_dir(output_dir, train_config)  # a run already there moves aside only now
+        write_config(run)
+        run.eval_loaders = eval_loaders(accelerator, run.dataset, train_config.eval_batch_size)
+        fit(run)
+        if run.best_weights is None:
+            raise RuntimeError("no epoch was trained: check --epochs and the checkpoint you resumed from")
+        run.unwrapped.load_state_dict(run.best_weights)
+        valid_by_steps, valid_ranks = select_depth(run)
+        test = run.eval_split("test")
+        results = collect_results(run, test, valid_by_steps)
+        if accelerator.is_main_process:
+            save(run, results, test, valid_ranks)
+        report(run, results, test)
+        # Every process reaches the teardown together: a process that tore its process group down while another
+        # was still writing the results sometimes aborted at exit (gloo, two CPU processes).
+        accelerator.wait_for_everyone()
+        run.tensorboard.close()
+        accelerator.end_training()
+        return results
 
 
 def set_up_accelerator(config: TrainConfig) -> tuple[Accelerator, Path, Path | None]:
@@ -302,11 +313,7 @@ def report(run: Run, results: dict, test: EvalResult) -> None:
             {f"{name} valid (best epoch {run.state.best_epoch})": best_valid["metrics"], f"{name} test": test.metrics}
         )
     )
-    if test.group_rows.get("cold targets"):
-        say(
-            format_table(
-                {f"test, {group} ({test.group_rows[group]} rows)": m for group, m in test.groups.items()}
-                | {f"random ranking of {group}": m for group, m in test.random_ranking.items()}
-            )
-        )
+    groups = format_groups(test, "test")
+    if groups:
+        say(groups)
     say(f"run directory: {run.output_dir}")

@@ -42,6 +42,8 @@ def main() -> int:
         help="rows the heads are fitted on: 'train' (the model has fitted their targets) or 'valid' (held out like "
         "test; the thresholds are then chosen on the same rows)",
     )
+    parser.add_argument("--dataset", default=None, help="the data's path, when the run's own no longer resolves")
+    parser.add_argument("--item_file", default=None, help="the item file's path, when the run's own no longer resolves")
     parser.add_argument("--timing_rounds", type=int, default=11, help="interleaved rounds of the evaluation timing")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument(
@@ -61,7 +63,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     try:
         config = HaltingStudyConfig(args.head_rows, args.head_split, args.timing_rounds, args.compact_ratio)
-        model, dataset = load_study_inputs(args.run_dir)
+        model, dataset = load_study_inputs(args.run_dir, args.dataset, args.item_file)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

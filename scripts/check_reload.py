@@ -22,7 +22,8 @@ from safetensors.torch import load_file
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir")
-    parser.add_argument("--dataset", default=None, help="the data's path, when it is not the run's own")
+    parser.add_argument("--dataset", default=None, help="the data's path, when the run's own no longer resolves")
+    parser.add_argument("--item_file", default=None, help="the item file's path, when the run's own no longer resolves")
     args = parser.parse_args()
     run = Path(args.run_dir)
     try:
@@ -36,7 +37,7 @@ def main() -> int:
             print(f"error: {run / name} is missing: is {str(run)!r} a finished training run?", file=sys.stderr)
             return 2
     try:
-        dataset = run_dataset(data_config, args.dataset)
+        dataset = run_dataset(run, data_config, model.catalogue, args.dataset, args.item_file)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from hybrid_rearec.hybrid.analysis import analyse, load_run, write_report
-from hybrid_rearec.hybrid.evaluate import evaluate, format_table
+from hybrid_rearec.hybrid.evaluate import evaluate, format_groups, format_table
 from hybrid_rearec.hybrid.run_folder import run_dataset
 from transformers.hf_argparser import string_to_bool
 
@@ -28,7 +28,8 @@ def main() -> int:
         default=None,
         help="mask the user's past items (true/false; default: as the run was trained)",
     )
-    parser.add_argument("--dataset", default=None, help="the data's path, when it is not the run's own")
+    parser.add_argument("--dataset", default=None, help="the data's path, when the run's own no longer resolves")
+    parser.add_argument("--item_file", default=None, help="the item file's path, when the run's own no longer resolves")
     parser.add_argument("--analysis", action="store_true", help="per-step, oracle and subgroup analysis")
     # Spelled as scripts/train.py spells it: --progress false, or --no_progress.
     parser.add_argument("--progress", type=string_to_bool, nargs="?", const=True, default=True, help="progress bars")
@@ -41,7 +42,7 @@ def main() -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        dataset = run_dataset(data_config, args.dataset)
+        dataset = run_dataset(args.run_dir, data_config, model.catalogue, args.dataset, args.item_file)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -54,13 +55,19 @@ def main() -> int:
         args.split,
         exclude_history=exclude_history,
         split_protocol=data_config.split,
+        cold_items=dataset.untrained_items(),  # warm- and cold-target groups, as training reports them
         progress=args.progress,
     )
     print(f"protocol: {result.protocol}")
     print(format_table({f"{Path(args.run_dir).name} {args.split}": result.metrics}))
+    groups = format_groups(result, args.split)
+    if groups:
+        print(groups)
     if args.analysis:
         text = write_report(
-            analyse(model, dataset, args.split, args.progress), Path(args.run_dir) / "analysis", result.protocol
+            analyse(model, dataset, args.split, args.progress, exclude_history),
+            Path(args.run_dir) / "analysis",
+            result.protocol,
         )
         print(text)
         print(f"written to {Path(args.run_dir) / 'analysis'}")

@@ -104,3 +104,62 @@ def test_evaluate_reads_the_runs_history_setting_and_takes_a_moved_datasets_path
     assert refused.returncode == 2 and "Traceback" not in refused.stderr and "--dataset PATH" in refused.stderr
     checked = script("scripts/check_reload.py", run, "--dataset", str(moved))
     assert checked.returncode == 0 and "ranks equal to the training run's: True" in checked.stdout
+
+
+def test_a_second_training_process_in_a_run_folder_is_refused_and_changes_nothing(tmp_path, csv_data_config):
+    import fcntl
+    from dataclasses import replace
+
+    from hybrid_rearec.hybrid.errors import ConfigError
+
+    model_config = ModelConfig(hidden_size=16, num_heads=2, inner_size=32)
+    config = quick_train_config(tmp_path, epochs=1)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")  # as a run in progress writes it before its first checkpoint
+    with (run / ".lock").open("a") as held:  # that run's process holds the folder
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ConfigError, match=r"another training process is running in .*run.*nothing .* changed"):
+            train(csv_data_config, model_config, config)  # without the lock it would restart that run
+        assert sorted(p.name for p in run.iterdir()) == [".lock", "config.json"]
+    train(csv_data_config, model_config, config)  # once that process ended, the same command restarts it
+    assert (run / "metrics.json").exists() and len(list(run.glob("replaced-*/config.json"))) == 1
+    missing = replace(csv_data_config, dataset=str(tmp_path / "missing.csv"))
+    with pytest.raises(ValueError):
+        train(missing, model_config, replace(config, output_dir=str(tmp_path / "new")))
+    assert not (tmp_path / "new").exists()  # a refused run leaves no folder behind
+
+
+def test_evaluate_shows_the_cold_groups_and_refuses_data_with_other_items(tmp_path, tiny_model_config):
+    from dataclasses import replace
+
+    from hybrid_rearec.hybrid.config import DataConfig
+
+    from tests.conftest import write_sequential_csv
+
+    data = write_sequential_csv(tmp_path / "interactions.csv", planted=False)
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,title\n" + "".join(f"i{n},thing {n}\n" for n in range(30)))
+    data_config = DataConfig(dataset=str(data), item_file=str(items), data_format="csv", max_history=8)
+    config = quick_train_config(tmp_path, epochs=1)
+    finished = train(replace(data_config, split="cold_items"), tiny_model_config, config)
+    run = str(tmp_path / "run")
+    shown = script("scripts/evaluate.py", run, "--no_progress")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    cold_rows = finished["test"]["groups"]["cold targets"]["rows"]
+    assert f"test, cold targets ({cold_rows} rows)" in shown.stdout and "random ranking of 3 cold items" in shown.stdout
+    moved = items.rename(tmp_path / "moved-items.csv")
+    refused = script("scripts/evaluate.py", run, "--dataset", str(data))
+    assert refused.returncode == 2 and f"The run read --item_file {str(items)!r}" in refused.stderr
+    assert "give its path with --item_file PATH" in refused.stderr
+    again = script("scripts/evaluate.py", run, "--item_file", str(moved), "--no_progress")
+    assert again.returncode == 0 and again.stdout == shown.stdout and again.stderr == shown.stderr
+    other = write_sequential_csv(tmp_path / "other.csv", num_items=35, planted=False)  # more items, other order
+    refused = script("scripts/evaluate.py", run, "--dataset", str(other), "--item_file", str(moved))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"the data at {str(other)!r} is not the data this model was trained on" in refused.stderr
+    lines = data.read_text().splitlines()
+    fewer = tmp_path / "fewer.csv"  # the same items, the last user's rows gone
+    fewer.write_text("\n".join(line for line in lines if not line.startswith("u39,")) + "\n")
+    changed = script("scripts/check_reload.py", run, "--dataset", str(fewer), "--item_file", str(moved))
+    assert "warning: the data read now has other users or rows than the run was trained on" in changed.stderr

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..analysis import load_run
-from ..data import RecDataset, SplitData, load_dataset
+from ..data import RecDataset, SplitData
 from ..evaluate import EvalResult, evaluate
 from ..halting import (
     AdaptiveDepth,
@@ -38,6 +38,7 @@ from ..halting import (
 from ..metrics import metric_means
 from ..model import HybridRecommender
 from ..ranking import chunked_target_ranks, item_chunk_size
+from ..run_folder import run_dataset
 from .timing import interleaved_samples, rounds_faster
 
 # 0 never halts (the fixed trained depth): validation may prefer it to any halting.
@@ -116,13 +117,16 @@ class HaltingStudy:
     test_users: int = 0
 
 
-def load_study_inputs(run_dir: str) -> tuple[HybridRecommender, RecDataset]:
-    """The trained model of ``run_dir`` and its dataset; refuses models with fewer than 2 steps."""
+def load_study_inputs(
+    run_dir: str, dataset: str | None = None, item_file: str | None = None
+) -> tuple[HybridRecommender, RecDataset]:
+    """The trained model of ``run_dir`` and its dataset (at ``dataset``/``item_file`` when given: see
+    run_folder.run_dataset); refuses models with fewer than 2 steps."""
     model, data_config, model_config, _ = load_run(run_dir)
     if model_config.reasoning_steps < 2:
         raise ValueError("adaptive depth needs a model trained with reasoning_steps >= 2")
     torch.manual_seed(0)
-    return model, load_dataset(data_config)
+    return model, run_dataset(run_dir, data_config, model.catalogue, dataset, item_file)
 
 
 def halting_result(
