@@ -20,8 +20,9 @@ import torch
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import RecDataset, SplitData
 from .evaluate import format_table, progress_bar
-from .metrics import metric_means, target_ranks
+from .metrics import metric_means
 from .model import HybridRecommender
+from .ranking import chunked_target_ranks, item_chunk_size
 from .run_folder import load_model, run_configs
 
 
@@ -35,23 +36,27 @@ def load_run(run_dir: str | Path) -> tuple[HybridRecommender, DataConfig, ModelC
 
 @torch.no_grad()
 def step_ranks(
-    model: HybridRecommender, split: SplitData, batch_size: int = 1024, progress: bool = False, name: str = "test"
+    model: HybridRecommender,
+    split: SplitData,
+    batch_size: int = 1024,
+    progress: bool = False,
+    name: str = "test",
+    exclude_history: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Ranks of every row's target under each state's own scores [R, S] and under the model's user vector at
-    its inference depth [R]; ``progress`` shows a bar over the batches of users, labelled with the split's ``name``."""
-    item_table = model.scoring_table()
+    its inference depth [R], ranked as ``evaluate`` ranks (``exclude_history``: the user's past items masked,
+    the target kept); ``progress`` shows a bar over the batches, labelled with the split's ``name``."""
+    item_table = model.scoring_table()  # [N + 1, D]
     depth = model.config.inference_steps  # the model's own answer uses the states up to here (None: all)
     per_step, aggregated = [], []
     for rows in progress_bar(torch.arange(len(split)).split(batch_size), f"Analysing {name} by step", progress):
         history, target = split.batch(rows)
         states = model.user_states(history)  # [B, S, D]
-        per_step.append(
-            torch.stack(
-                [target_ranks(model.score(states[:, k], item_table), target) for k in range(states.shape[1])], dim=1
-            )
-        )
-        answer = model.aggregate(states if depth is None else states[:, : depth + 1])  # [B, D]
-        aggregated.append(target_ranks(model.score(answer, item_table), target))
+        past = split.past_mask_indices(rows) if exclude_history else None
+        answers = [*states.unbind(dim=1), model.aggregate(states if depth is None else states[:, : depth + 1])]
+        ranks = [chunked_target_ranks(a, item_table, target, item_chunk_size(len(rows)), past)[0] for a in answers]
+        per_step.append(torch.stack(ranks[:-1], dim=1))  # [B, S]
+        aggregated.append(ranks[-1])  # [B]
     return torch.cat(per_step), torch.cat(aggregated)
 
 
@@ -72,10 +77,16 @@ class Analysis:
 
 
 def analyse(
-    model: HybridRecommender, dataset: RecDataset, split_name: str = "test", progress: bool = False
+    model: HybridRecommender,
+    dataset: RecDataset,
+    split_name: str = "test",
+    progress: bool = False,
+    exclude_history: bool = False,
 ) -> Analysis:
+    """Metrics of the model, of each reasoning step and of the label-using oracle, overall and by quintile of
+    history length and of target popularity; ranked as ``evaluate`` ranks with the same ``exclude_history``."""
     split = dataset.split(split_name)
-    ranks, aggregated = step_ranks(model, split, progress=progress, name=split_name)
+    ranks, aggregated = step_ranks(model, split, progress=progress, name=split_name, exclude_history=exclude_history)
     oracle = ranks.min(dim=1).values  # per row the best step, chosen WITH the label
 
     def table(mask: torch.Tensor) -> dict[str, dict[str, float]]:

@@ -3,9 +3,10 @@
 The users x items score matrix never exists. Evaluation keeps a running count, per user, of the items that
 score at or above the target (that count is the rank, DESIGN.md section 4); recommendation keeps a running
 top-k. Scores come from the same matrix product as the one-piece computation, chunked along the items. BLAS
-may round a product differently for another chunk shape (in the last bit), so a rank can only differ from
-the one-piece rank where two items score within one rounding step of each other; exact ties (equal vectors,
-constant scores) are counted the same way in every chunking.
+may round a product differently for another shape, and even one product's entries differently for equal
+vectors (small batches take other code paths), so a rank can differ from the one-piece rank where two items
+score within one rounding step of each other. Equal vectors (duplicate texts, a constant model) are found by
+comparing the vectors themselves: they tie, and count against the target, for every batch size and chunking.
 
 Shape legend: B users, D hidden size, N items (tables have N + 1 rows, row 0 padding), C items per chunk.
 """
@@ -34,10 +35,14 @@ def chunked_target_ranks(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Rank [B] of each target = number of OTHER unmasked items scoring >= it (a NaN target ranks last);
     with ``cold_items`` also the rank among cold items only (-1 where the target is warm)."""
+    users, item_table = users.float(), item_table.float()  # the rounding bound below is float32's
     rows = torch.arange(users.shape[0], device=users.device)
-    # The target's score from a matrix product like the chunks' (not a row-wise dot product, which rounds
-    # differently more often).
-    target_score = (users @ item_table[target].T).diagonal()  # [B]
+    targets = item_table[target]  # [B, D]
+    target_score = (users @ targets.T).diagonal()  # [B]
+    # Any float32 rounding of u.v lies within gamma_D * sum|u_i v_i| of it: the target and its equals within 2x.
+    unit = torch.finfo(torch.float32).eps / 2
+    gamma = users.shape[1] * unit / (1 - users.shape[1] * unit)
+    slack = 2 * gamma * (users.abs() * targets.abs()).sum(dim=1)  # [B]
     above, unmasked = torch.zeros_like(target), torch.zeros_like(target)  # [B] counts
     cold_above, cold_unmasked = torch.zeros_like(target), torch.zeros_like(target)
     for start in range(1, item_table.shape[0], chunk_size):
@@ -49,7 +54,7 @@ def chunked_target_ranks(
             past_rows, past_items = past
             seen = (past_items >= start) & (past_items < end)
             scores[past_rows[seen], past_items[seen] - start] = float("-inf")
-        at_or_above = scores >= target_score[:, None]  # [B, C]
+        at_or_above = at_or_above_target(scores, target_score, slack, targets, item_table[start:end])
         live = ~torch.isneginf(scores)  # [B, C]
         above += at_or_above.sum(dim=1)
         unmasked += live.sum(dim=1)
@@ -63,6 +68,25 @@ def chunked_target_ranks(
         return ranks, None
     cold_ranks = torch.where(nan, cold_unmasked, cold_above)
     return ranks, torch.where(cold_items[target], cold_ranks, -1)
+
+
+def at_or_above_target(
+    scores: torch.Tensor,  # [B, C] a chunk's float32 scores, masked items at -inf
+    target_score: torch.Tensor,  # [B]
+    slack: torch.Tensor,  # [B] bound on a rounding of the target's score
+    targets: torch.Tensor,  # [B, D] each row's target vector
+    chunk: torch.Tensor,  # [C, D] the chunk's item vectors
+    pairs_at_once: int = 2**16,
+) -> torch.Tensor:
+    """[B, C] bool: items scoring at or above the target, an item with the target's very vector included
+    however its score was rounded (those rounded below it lie within ``slack`` of it)."""
+    at_or_above = scores >= target_score[:, None]  # [B, C]
+    near_rows, near_items = ((scores >= (target_score - slack)[:, None]) & ~at_or_above).nonzero(as_tuple=True)
+    for first in range(0, len(near_rows), pairs_at_once):  # a constant model puts every pair here
+        row, item = near_rows[first : first + pairs_at_once], near_items[first : first + pairs_at_once]
+        equal = (chunk[item] == targets[row]).all(dim=1)  # [P] the target's vector: a tie
+        at_or_above[row[equal], item[equal]] = True
+    return at_or_above
 
 
 @torch.no_grad()

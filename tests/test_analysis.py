@@ -41,6 +41,10 @@ def test_oracle_is_never_below_any_step_and_the_command_writes_tables_and_plots(
         for metric, value in analysis.overall[f"step {k}"].items():
             assert oracle[metric] >= value - 1e-12
     assert sum(analysis.group_sizes["history"]) == len(dataset.test)
+    masked = evaluate(model, dataset.test, "test", exclude_history=True)  # past items excluded, as evaluate does
+    assert masked.ranks.tolist() != evaluate(model, dataset.test, "test").ranks.tolist()
+    assert step_ranks(model, dataset.test, exclude_history=True)[1].tolist() == masked.ranks.tolist()
+    assert analyse(model, dataset, exclude_history=True).overall["model"] == masked.metrics
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "evaluate.py"), str(tmp_path / "run"), "--analysis", "--steps", "1"],

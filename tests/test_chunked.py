@@ -104,6 +104,19 @@ def test_chunked_ranks_equal_the_one_piece_ranks_with_ties_masks_and_cold_items(
         assert (got[1] is None) == (want[1] is None) and (got[1] is None or torch.equal(got[1], want[1]))
 
 
+@pytest.mark.parametrize("chunk_size", [10_000, 41])
+def test_equal_item_vectors_tie_against_the_target_for_every_batch_size(chunk_size):
+    from hybrid_rearec.hybrid.ranking import chunked_target_ranks
+
+    torch.manual_seed(0)
+    table = torch.randn(1, 64).expand(1 + 41 * 41, 64).contiguous()  # every item the same vector: all tie
+    for batch in range(1, 17):  # small batches round a [B, B] product unlike a [B, C] one
+        users = torch.randn(batch, 64)
+        target = torch.randint(1, len(table), (batch,))
+        ranks, _ = chunked_target_ranks(users, table, target, chunk_size)
+        assert ranks.tolist() == [len(table) - 2] * batch, batch  # every other item ties: ranked behind them
+
+
 def test_evaluation_metrics_do_not_depend_on_the_memory_budget(csv_data_config, tiny_model_config):
     from hybrid_rearec.hybrid.data import build_dataset
     from hybrid_rearec.hybrid.evaluate import evaluate
