@@ -6,7 +6,15 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from .checkpoint import IGNORED_CHANGES, TRAJECTORY
+from .checkpoint import IGNORED_CHANGES
+
+# Training settings that cannot change a run's figures (where it is written, how it is shown, saved and
+# spread over threads), and the seed, which a seed group varies. Every other one (epochs, patience, precision,
+# depth selection, the optimizer's settings) must be the same in every run of a group.
+NOT_A_SETTING = (
+    "output_dir", "run_name", "overwrite", "seed", "eval_batch_size", "save_every_steps", "keep_checkpoints",
+    "resume", "num_threads", "log_every", "report_to", "progress",
+)  # fmt: skip
 
 
 def finished_seed_runs(folder: str | Path) -> list[Path]:
@@ -15,18 +23,17 @@ def finished_seed_runs(folder: str | Path) -> list[Path]:
 
 
 def run_settings_that_matter(run: Path) -> dict[str, object]:
-    """A run's data and model settings and the training settings that decide its path, seed aside (read from
-    its config.json; {} for a run without one)."""
+    """A run's data and model settings and the training settings that can change its figures, seed aside (read
+    from its config.json; {} for a run without one)."""
     path = run / "config.json"
     sections = json.loads(path.read_text()) if path.exists() else {}
-    settings = {
+    ignored = IGNORED_CHANGES | {"train": set(NOT_A_SETTING)}
+    return {
         f"{section}.{key}": value
-        for section, ignored in IGNORED_CHANGES.items()
+        for section, skip in ignored.items()
         for key, value in sections.get(section, {}).items()
-        if key not in ignored
+        if key not in skip
     }
-    train = sections.get("train", {})
-    return settings | {f"train.{key}": train[key] for key in TRAJECTORY if key in train and key != "seed"}
 
 
 def mixed_seed_runs(runs: list[Path]) -> list[str]:

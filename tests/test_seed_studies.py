@@ -129,9 +129,10 @@ def test_an_unplannable_target_says_why_in_its_cell():
     assert compare.planned_seeds([0.06, 0.06], [0.07, 0.07], 1.05, 0.95, 0.8).startswith("(the seeds' standard")
 
 
-def seed_config(run: Path, seed: int, hidden_size: int = 16) -> None:
+def seed_config(run: Path, seed: int, hidden_size: int = 16, epochs: int = 10) -> None:
     sections = {"data": {"dataset": "x.csv", "cache_dir": str(run)}, "model": {"hidden_size": hidden_size},
-                "train": {"seed": seed, "learning_rate": 0.001, "output_dir": str(run), "epochs": seed}}  # fmt: skip
+                "train": {"seed": seed, "learning_rate": 0.001, "output_dir": str(run), "epochs": epochs,
+                          "num_threads": seed, "log_every": seed}}  # fmt: skip
     (run / "config.json").write_text(json.dumps(sections))
 
 
@@ -149,4 +150,9 @@ def test_a_seed_group_of_other_settings_or_a_repeated_seed_is_refused_and_the_su
     with pytest.raises(DataError, match=r"twice is not one setting.*seed 1 was trained twice \(seed-0, seed-1\)"):
         compare.read_seed_groups([str(tmp_path / "same"), str(tmp_path / "twice")])
     assert "**Not one setting over seeds**: model.hidden_size differs" in seeds.summarise(tmp_path / "mixed")
-    assert "Not one setting" not in seeds.summarise(tmp_path / "same")  # epochs, folders and caches may differ
+    assert "Not one setting" not in seeds.summarise(tmp_path / "same")  # folders, caches and threads may differ
+    for index, epochs in enumerate((10, 10, 20)):  # a shorter schedule changes the figures: not one setting
+        write_run(tmp_path / "longer" / f"seed-{index}", 0.06)
+        seed_config(tmp_path / "longer" / f"seed-{index}", index, epochs=epochs)
+    with pytest.raises(DataError, match=r"longer is not one setting.*train.epochs differs \(10 in seed-0, seed-1;"):
+        compare.read_seed_groups([str(tmp_path / "same"), str(tmp_path / "longer")])
