@@ -19,12 +19,14 @@ ENCODERS = {
 
 
 def describe(model) -> str:
-    """One line on what a HybridRecommender is."""
+    """One line on what a HybridRecommender is, at the depth it runs."""
     config = model.config
     if config.reasoning_steps == 0:
         head = "SASRec (no reasoning steps)"
     else:
         head = f"ReaRec-{config.reasoning_method.upper()} with K = {config.reasoning_steps} latent reasoning steps"
+        if config.inference_steps is not None and config.inference_steps < config.reasoning_steps:
+            head += f", of which it runs {config.inference_steps} at inference (chosen on validation)"
     return f"{head} over {ENCODERS[config.item_encoder]}, {model.num_items} items"
 
 
@@ -73,6 +75,26 @@ def public_setting(key: str, value):
     if key in LOCAL_KEYS and isinstance(value, str) and ("/" in value or "\\" in value):
         return f"<local> {Path(value).name}"
     return value
+
+
+HUB_NAMES = {"all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}  # the packaged copy's Hub id
+
+
+def public_files(folder: Path) -> dict[str, bytes]:
+    """The files of a saved model folder that are uploaded changed, by path in the folder: config.json with
+    the training results' local paths cut, and the peft adapter's files naming their base model by the
+    config's name instead of the local folder peft recorded."""
+    config = json.loads((folder / "config.json").read_text())
+    lm_model = config["model"].get("lm_model", "")
+    changed = {"config.json": json.dumps(config | {"results": public(config.get("results"))}, indent=2).encode()}
+    adapter = folder / "adapter" / "adapter_config.json"
+    base = json.loads(adapter.read_text()).get("base_model_name_or_path") if adapter.exists() else None
+    if base:
+        name = HUB_NAMES.get(lm_model) or public_setting("lm_model", lm_model)
+        for path in sorted(adapter.parent.iterdir()):
+            if path.suffix in (".json", ".md"):
+                changed[f"adapter/{path.name}"] = path.read_text(encoding="utf-8").replace(base, name).encode()
+    return changed
 
 
 def dataset_name(results: dict) -> str | None:

@@ -9,7 +9,7 @@ uploading anything.
 import argparse
 import sys
 
-from hybrid_rearec.hybrid.hub import card_for_repo
+from hybrid_rearec.hybrid.hub import card_for_repo, public_files
 from hybrid_rearec.hybrid.pretrained import ModelFileError, read_config
 from hybrid_rearec.hybrid.run_folder import model_folder
 
@@ -25,9 +25,15 @@ def push(run_dir: str, repo_id: str, private: bool = False, token: str | None = 
         raise PermissionError("no Hugging Face token: run `hf auth login` or set HF_TOKEN, then try again.")
     api = HfApi(token=token)
     repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    # The folder as saved, but its card names the repo (the saved card holds a placeholder for it).
+    # The folder as saved, but its card names the repo (the saved card holds a placeholder for it) and no
+    # local path of the machine it was trained on is uploaded (hub.public_files).
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() != "README.md")
-    operations = [CommitOperationAdd(p.relative_to(folder).as_posix(), str(p)) for p in files]
+    changed = public_files(folder)
+    operations = [
+        CommitOperationAdd(name, changed.get(name, str(path)))
+        for path in files
+        for name in [path.relative_to(folder).as_posix()]
+    ]
     if (folder / "README.md").exists():
         card = card_for_repo((folder / "README.md").read_text(encoding="utf-8"), repo.repo_id)
         operations.append(CommitOperationAdd("README.md", card.encode("utf-8")))

