@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import os
 import re
+import sys
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -437,7 +439,6 @@ def check_flags(parser, argv: list[str]) -> None:
 def parse_configs(argv: list[str] | None = None) -> tuple[DataConfig, ModelConfig, TrainConfig]:
     """Parse ``--config PRESET`` plus command-line overrides into the three configs."""
     import argparse
-    import sys
 
     argv = sys.argv[1:] if argv is None else list(argv)
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
@@ -456,7 +457,50 @@ def parse_configs(argv: list[str] | None = None) -> tuple[DataConfig, ModelConfi
             f"inference_steps={model.inference_steps} sets the reasoning depth by hand and select_inference_steps "
             "chooses it on validation: give one of the two."
         )
+    if os.environ.get("RANK", "0") == "0":  # once, under a multi-process launch too
+        for note in settings_without_effect(model, train):
+            print(f"note: {note}", file=sys.stderr)
     return named_delimiter(data), model, train
+
+
+TEXT_KEYS = tuple(f.name for f in dataclasses.fields(EncoderConfig) if f.name.startswith("text_"))
+LM_KEYS = tuple(
+    f.name for f in dataclasses.fields(EncoderConfig) if f.name.startswith(("lm_", "lora_", "gradient_checkpointing"))
+)
+REASONING_KEYS = ("inference_steps", "separate_reasoning_norm", "reasoning_dropout", "select_inference_steps")
+ERL_KEYS = ("erl_kl_weight", "erl_kl_pairs")
+PRL_KEYS = (*(f.name for f in dataclasses.fields(ModelConfig) if f.name.startswith("prl_")), "prl_warmup_epochs")
+
+
+def settings_without_effect(model: ModelConfig, train: TrainConfig) -> list[str]:
+    """Settings given another value than their default that this model never reads (a PRL weight on an ERL
+    model, a LoRA rank on an ID model), and a PRL warm-up as long as the run: each said in one line."""
+    steps, method = model.reasoning_steps, model.reasoning_method
+    method_reason = "reasoning_steps is 0" if steps == 0 else f"reasoning_method is {method!r}"
+    groups = (
+        (TEXT_KEYS, model.item_encoder in ("text", "hybrid"), f"item_encoder is {model.item_encoder!r}"),
+        (("fusion", "id_dropout"), model.item_encoder == "hybrid", f"item_encoder is {model.item_encoder!r}"),
+        (LM_KEYS, model.item_encoder == "lm_lora", f"item_encoder is {model.item_encoder!r}"),
+        (("cloze_prob", "cloze_weight"), model.backbone == "bert4rec", f"backbone is {model.backbone!r}"),
+        (REASONING_KEYS, steps > 0, "reasoning_steps is 0"),
+        (ERL_KEYS, steps > 0 and method == "erl", method_reason),
+        (PRL_KEYS, steps > 0 and method == "prl", method_reason),
+    )
+    defaults = {f.name: f.default for config in (model, train) for f in dataclasses.fields(config)}
+    value = {**dataclasses.asdict(model), **dataclasses.asdict(train)}
+    notes = [
+        f"{', '.join(f'{key}={value[key]!r}' for key in changed)} {'has' if len(changed) == 1 else 'have'} no "
+        f"effect: {reason}."
+        for keys, applies, reason in groups
+        for changed in [[key for key in keys if value[key] != defaults[key]]]
+        if changed and not applies
+    ]
+    if steps > 0 and method == "prl" and model.prl_contrastive_weight > 0 and train.prl_warmup_epochs >= train.epochs:
+        notes.append(
+            f"PRL's contrastive loss starts after prl_warmup_epochs={train.prl_warmup_epochs} epochs and the run "
+            f"trains at most epochs={train.epochs}: it never runs. Lower --prl_warmup_epochs to use it."
+        )
+    return notes
 
 
 TAB_SPELLINGS = ("\\t", "tab")  # a shell passes '\t' as two characters, and a tab is hard to type

@@ -161,5 +161,8 @@ class ObjectiveConfig:
                 raise ConfigError(f"{name} must be > 0, got {value}.")
         if not 0 <= self.cloze_prob < 1 or self.cloze_weight < 0:
             raise ConfigError("cloze_prob must be in [0, 1) and cloze_weight >= 0.")
+        for name in ("erl_kl_weight", "prl_step_weight", "prl_contrastive_weight"):  # a negative weight flips a loss
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0 (0 turns that loss off), got {getattr(self, name)}.")
         if self.loss_chunk_size is not None and self.loss_chunk_size < 1:
             raise ConfigError(f"loss_chunk_size must be >= 1 or unset, got {self.loss_chunk_size}.")

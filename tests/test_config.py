@@ -17,9 +17,26 @@ PRESETS = sorted((Path(__file__).parents[1] / "configs").glob("*.json"))
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
-def test_every_shipped_preset_parses(preset):
+def test_every_shipped_preset_parses(preset, capsys):
     data, model, train = parse_configs(["--config", str(preset)])  # unknown keys or bad values raise
     assert train.seed == 2020 and data.max_history == 50 and model.hidden_size > 0
+    assert "note:" not in capsys.readouterr().err  # no preset sets what its model never reads
+
+
+def test_settings_the_model_never_reads_are_named_and_negative_loss_weights_refused(capsys):
+    parse_configs("--reasoning_steps 0 --reasoning_dropout 0.9 --select_inference_steps --fusion gate".split())
+    notes = capsys.readouterr().err.splitlines()
+    assert "note: fusion='gate' has no effect: item_encoder is 'id'." in notes
+    assert "note: reasoning_dropout=0.9, select_inference_steps=True have no effect: reasoning_steps is 0." in notes
+    parse_configs("--reasoning_steps 2 --reasoning_method prl --erl_kl_weight 9 --epochs 2".split())
+    notes = capsys.readouterr().err
+    assert "erl_kl_weight=9.0 has no effect: reasoning_method is 'prl'." in notes
+    assert "prl_warmup_epochs=2 epochs and the run trains at most epochs=2: it never runs" in notes
+    parse_configs("--reasoning_steps 2 --reasoning_method erl --erl_kl_weight 0.1 --epochs 3".split())
+    assert "note:" not in capsys.readouterr().err
+    for key in ("erl_kl_weight", "prl_step_weight", "prl_contrastive_weight"):
+        with pytest.raises(ConfigError, match=rf"{key} must be >= 0 \(0 turns that loss off\), got -1"):
+            parse_configs(["--reasoning_steps", "2", f"--{key}", "-1"])
 
 
 def test_defaults_are_recbole_sasrec():
