@@ -89,6 +89,10 @@ class EncoderConfig:
         for name, value in small.items():
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}.")
+        if self.lm_max_length < 3:  # a shorter limit is no limit to a tokenizer, or keeps its special tokens only
+            raise ConfigError(
+                f"lm_max_length must be >= 3 (the LM's start and end tokens and some text), got {self.lm_max_length}."
+            )
         if not self.lm_cache_max_gb > 0:
             raise ConfigError(
                 f"lm_cache_max_gb must be > 0, got {self.lm_cache_max_gb}; to keep no cache set "

@@ -61,9 +61,16 @@ def default_target_modules(model: nn.Module) -> list[str]:
     for group in ATTENTION_MODULES:
         if set(group) <= names:
             return list(group)
-    raise ValueError(
-        f"no known attention projections in {type(model).__name__}; pass lora_target_modules (module names)"
+    raise ConfigError(
+        f"no known attention projections in {type(model).__name__}: pass --lora_target_modules, some of its "
+        f"linear layers' names ({linear_names(model)})."
     )
+
+
+def linear_names(model: nn.Module, shown: int = 12) -> str:
+    """The distinct last names of a model's linear layers, for a message."""
+    names = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, nn.Linear)})
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
 
 
 class PassThrough(nn.Module):
@@ -79,9 +86,9 @@ def layer_list(model: nn.Module) -> tuple[nn.Module, str]:
         return model.encoder, "layer"
     if hasattr(model, "layers") and hasattr(model, "embed_tokens"):  # Llama, Qwen, Mistral
         return model, "layers"
-    raise ValueError(
-        f"lora_layers needs a BERT-like or Llama/Qwen-like model, not {type(model).__name__}; leave lora_layers "
-        "unset to tune every layer"
+    raise ConfigError(
+        f"lora_layers needs a BERT-like or Llama/Qwen-like model, not {type(model).__name__}: leave --lora_layers "
+        "unset to tune every layer."
     )
 
 
@@ -153,7 +160,9 @@ def first_tuned_layer(model: nn.Module, lora_layers: int | None) -> int:
         return 0
     total = model.config.num_hidden_layers
     if not 1 <= lora_layers <= total:
-        raise ValueError(f"lora_layers={lora_layers} must be between 1 and the LM's {total} layers")
+        raise ConfigError(
+            f"lora_layers={lora_layers} must be between 1 and the LM's {total} layers: lower --lora_layers."
+        )
     return total - lora_layers
 
 
@@ -230,7 +239,13 @@ class LoRALMItemEncoder(ItemEncoder):
         config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets)
         with warnings.catch_warnings():  # peft probes transformers' renamed is_gradient_checkpointing by name
             warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
-            return get_peft_model(language_model, config)
+            try:
+                return get_peft_model(language_model, config)
+            except ValueError as error:  # peft: no module matched the target names
+                raise ConfigError(
+                    f"lora_target_modules={','.join(targets)!r} names no layer of {type(language_model).__name__} "
+                    f"({str(error).splitlines()[0][:200]}). Its linear layers: {linear_names(language_model)}."
+                ) from None
 
     def train(self, mode: bool = True) -> LoRALMItemEncoder:
         super().train(mode)

