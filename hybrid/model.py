@@ -213,6 +213,18 @@ class HybridRecommender(
         """The item table [N + 1, D] that user vectors are scored against (unit rows under cosine scoring)."""
         return self.unit(self.item_encoder.item_table())
 
+    @torch.no_grad()
+    def served_table(self) -> torch.Tensor:
+        """``scoring_table()`` in eval mode, kept while no weight or buffer changes (in place, replaced or
+        resized, e.g. by add_items): recommend answers request after request without encoding the catalogue
+        again (a LoRA model runs its language model over every item for it)."""
+        state = tuple((t.data_ptr(), t._version, t.shape) for t in (*self.parameters(), *self.buffers()))
+        kept = getattr(self, "_served", None)
+        if self.training or kept is None or kept[0] != state:
+            kept = (state, self.scoring_table())
+            self._served = None if self.training else kept
+        return kept[1]
+
     @property
     def trains_cloze(self) -> bool:
         """Whether a training forward masks history items for BERT4Rec's cloze loss."""

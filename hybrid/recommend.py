@@ -195,7 +195,7 @@ def recommend(
     model.eval()
     try:
         users = model.user_vectors(history)  # [B, D]
-        table = model.scoring_table()  # [N + 1, D]
+        table = model.served_table()  # [N + 1, D], encoded once for request after request
     finally:
         model.train(was_training)
     exclude = None

@@ -69,3 +69,24 @@ def test_items_added_by_text_score_as_if_they_were_there_all_along(tmp_path, ite
     assert torch.allclose(model.item_encoder.item_table(), along.item_encoder.item_table(), atol=1e-6)
     history, _ = tester.batch()
     assert torch.allclose(model.score(model.user_vectors(history)), along.score(along.user_vectors(history)), atol=1e-5)
+
+
+@pytest.mark.parametrize("item_encoder", ENCODER_KINDS)
+def test_recommend_encodes_the_catalogue_once_until_the_model_changes(tmp_path, item_encoder):
+    model = RecommenderTester(item_encoder, tmp_path).model().eval()
+    calls = []
+    encode = model.item_encoder.item_table
+    model.item_encoder.item_table = lambda: calls.append(1) or encode()
+    first = model.recommend([["1", "2"]], k=3)
+    assert model.recommend([["1", "2"]], k=3) == first and len(calls) == 1  # the second request reuses the table
+    with torch.no_grad():
+        next(model.backbone.parameters()).add_(0.5)  # a weight changed in place: the table is not reused
+    model.recommend([["1", "2"]], k=3)
+    assert len(calls) == 2
+    if model.item_encoder.adds_items_by_text:
+        model.add_items(["a film about a brand new thing"], item_ids=["new"])
+        assert torch.equal(model.served_table(), model.scoring_table()) and len(model.served_table()) == 13
+    model.train()
+    before = len(calls)
+    model.served_table(), model.served_table()
+    assert len(calls) == before + 2  # never kept in training, where the weights move
