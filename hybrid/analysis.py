@@ -60,12 +60,14 @@ def step_ranks(
     return torch.cat(per_step), torch.cat(aggregated)
 
 
+GROUPING = "quintile of each value's lowest rank: equal values share a group"  # in analysis.json
+
+
 def quintiles(values: np.ndarray) -> np.ndarray:
-    """Group 1..5 of each value by quintile (ties kept together by ranking first)."""
-    order = np.argsort(values, kind="stable")
-    groups = np.empty(len(values), dtype=np.int64)
-    groups[order] = np.arange(len(values)) * 5 // max(len(values), 1) + 1
-    return groups
+    """Group 1..5 of each value: the quintile its lowest rank falls in, so equal values always share a group (a
+    value held by more than a fifth of the rows fills its quintile and leaves the next ones empty)."""
+    lowest_rank = np.searchsorted(np.sort(values, kind="stable"), values, side="left")  # ties: their first rank
+    return lowest_rank * 5 // max(len(values), 1) + 1
 
 
 @dataclass
@@ -98,10 +100,14 @@ def analyse(
     history_length = (split.past_offsets[1:] - split.past_offsets[:-1]).numpy()
     popularity = np.bincount(dataset.train.target.numpy(), minlength=dataset.num_items + 1)[split.target.numpy()]
     history_groups, popularity_groups = quintiles(history_length), quintiles(popularity)
+
+    def by_group(groups: np.ndarray) -> dict[int, dict[str, dict[str, float]]]:  # an empty quintile: no entry
+        return {g: table(torch.from_numpy(groups == g)) for g in range(1, 6) if (groups == g).any()}
+
     return Analysis(
         overall=table(torch.ones(len(split), dtype=torch.bool)),
-        by_history={g: table(torch.from_numpy(history_groups == g)) for g in range(1, 6)},
-        by_popularity={g: table(torch.from_numpy(popularity_groups == g)) for g in range(1, 6)},
+        by_history=by_group(history_groups),
+        by_popularity=by_group(popularity_groups),
         group_sizes={
             "history": np.bincount(history_groups, minlength=6)[1:].tolist(),
             "popularity": np.bincount(popularity_groups, minlength=6)[1:].tolist(),
@@ -126,9 +132,8 @@ def write_report(analysis: Analysis, folder: Path, protocol: str) -> str:
         lines.append("| group | rows | " + " | ".join(names) + " |")
         lines.append("|---|---:|" + "---:|" * len(names))
         for g in range(1, 6):
-            lines.append(
-                f"| Q{g} | {sizes[g - 1]} | " + " | ".join(f"{groups[g][n]['ndcg@10']:.4f}" for n in names) + " |"
-            )
+            cells = [f"{groups[g][n]['ndcg@10']:.4f}" if g in groups else "-" for n in names]
+            lines.append(f"| Q{g} | {sizes[g - 1]} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     (folder / "analysis.md").write_text(text)
     (folder / "analysis.json").write_text(
@@ -138,6 +143,7 @@ def write_report(analysis: Analysis, folder: Path, protocol: str) -> str:
                 "by_history": analysis.by_history,
                 "by_popularity": analysis.by_popularity,
                 "group_sizes": analysis.group_sizes,
+                "grouping": GROUPING,
                 "protocol": protocol,
             },
             indent=2,
@@ -162,7 +168,7 @@ def plot_groups(analysis: Analysis, path: Path) -> None:
         for i, name in enumerate(names):
             axis.bar(
                 np.arange(1, 6) + (i - len(names) / 2 + 0.5) * width,
-                [groups[g][name]["ndcg@10"] for g in range(1, 6)],
+                [groups[g][name]["ndcg@10"] if g in groups else np.nan for g in range(1, 6)],
                 width,
                 label=name.split(" (")[0],
                 hatch="//" if name.startswith("ORACLE") else None,

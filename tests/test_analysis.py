@@ -3,7 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hybrid_rearec.hybrid.analysis import analyse, load_run, step_ranks
+import numpy as np
+from hybrid_rearec.hybrid.analysis import analyse, load_run, quintiles, step_ranks
 from hybrid_rearec.hybrid.config import ModelConfig
 from hybrid_rearec.hybrid.data import load_dataset
 from hybrid_rearec.hybrid.evaluate import evaluate
@@ -82,3 +83,9 @@ def test_a_run_loads_at_the_inference_depth_it_chose_on_validation(tmp_path, csv
     assert model_config.inference_steps == model.config.inference_steps == metrics["inference_steps"] is not None
     test = evaluate(model, load_dataset(data_config).test, "test")
     assert test.metrics["ndcg@10"] == metrics["test"]["metrics"]["ndcg@10"]
+
+
+def test_quintiles_keep_equal_values_together():
+    assert quintiles(np.arange(10)[::-1]).tolist() == [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]
+    # six equal values fill quintile 1 and leave 2 and 3 empty, whatever the rows' order
+    assert quintiles(np.array([5, 0, 0, 9, 0, 5, 0, 0, 5, 0])).tolist() == [4, 1, 1, 5, 1, 4, 1, 1, 4, 1]

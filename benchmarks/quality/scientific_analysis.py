@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hybrid_rearec.hybrid.analysis import GROUPING
+
 SEEDS = Path("runs/scientific-seeds")
 BACKBONES = {"id": "", "text": "text-", "hybrid": "hybrid-"}  # backbone -> prefix of its stage-2 folders
 LORA = "lora-rearec"  # LoRA-MiniLM's only stage-2 preset (with rule 6's reasoning method)
@@ -28,9 +30,10 @@ GROUPINGS = (  # (title, key of analysis.json)
 
 
 def analysis(run: Path, split: str) -> dict:
-    """The run's analysis.json of ``split``, made by scripts/evaluate.py when missing (kept per split)."""
+    """The run's analysis.json of ``split``, made by scripts/evaluate.py when missing or grouped otherwise than
+    analysis.GROUPING (kept per split)."""
     kept = run / "analysis" / f"analysis-{split}.json"
-    if not kept.exists():
+    if not kept.exists() or json.loads(kept.read_text()).get("grouping") != GROUPING:  # missing, or older groups
         command = [sys.executable, "scripts/evaluate.py", str(run), "--split", split, "--analysis", "--no_progress"]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         (run / "analysis" / "analysis.json").replace(kept)
