@@ -18,6 +18,7 @@ import time
 import torch
 from accelerate import Accelerator
 
+from ..build import make_optimizer, use_length_groups
 from ..config import DataConfig, ModelConfig, TrainConfig
 from ..data import RecDataset, load_dataset, sequence_rows, shard_batches
 from ..evaluate import evaluate
@@ -56,7 +57,8 @@ def time_training(
     dataset = load_dataset(DataConfig())
     rows = sequence_rows(dataset.train, DataConfig().max_history) if loss_positions == "all" else dataset.train
     model = HybridRecommender(ModelConfig(loss_positions=loss_positions), dataset.num_items)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.group_lengths = use_length_groups(TrainConfig().length_groups, dataset.train.history)  # as training
+    optimizer = make_optimizer(model, TrainConfig().learning_rate)  # training's optimizer
     accelerator = Accelerator(cpu=True)
     model, optimizer = accelerator.prepare(model, optimizer)
     config = TrainConfig(batch_size=256, report_to="none")

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
+from ..build import make_optimizer, use_length_groups
 from ..config import ModelConfig, TrainConfig
 from ..data import shard_batches
 from ..evaluate import evaluate
@@ -39,7 +40,8 @@ EXPLANATION = (
 def train_one_epoch(dataset, chunk: int | None) -> tuple[HybridRecommender, float]:
     """A fresh ID model trained for one epoch on ``dataset``, and the epoch's seconds."""
     model = HybridRecommender(ModelConfig(loss_chunk_size=chunk), dataset.num_items)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.group_lengths = use_length_groups(TrainConfig().length_groups, dataset.train.history)  # as training
+    optimizer = make_optimizer(model, TrainConfig().learning_rate)  # training's optimizer
     accelerator = Accelerator(cpu=True)
     model, optimizer = accelerator.prepare(model, optimizer)
     config = TrainConfig(batch_size=256, report_to="none")
