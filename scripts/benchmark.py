@@ -7,7 +7,7 @@
     python scripts/benchmark.py --suite precision     # training step in fp32 and with bf16 autocast
     python scripts/benchmark.py --suite scale         # catalogues of 10^3..10^6 items (benchmark_scale.py)
     python scripts/benchmark.py --suite one_pass      # an epoch of the prefix and the one-pass layout, per preset
-    python scripts/benchmark.py --suite lora_cache    # LoRA-MiniLM steps with the frozen LM layers cached or rerun (slow)
+    python scripts/benchmark.py --suite lora_cache    # LoRA-MiniLM steps, frozen LM layers cached or rerun (slow)
 
 Foundation:
 Measured here, in this process: training instances per second over whole epochs (the same train_step the

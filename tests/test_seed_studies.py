@@ -121,6 +121,8 @@ def test_seed_groups_refuse_shared_runs_small_groups_and_mixed_protocols(tmp_pat
         compare.read_seed_groups([a, f"{tmp_path / 'small'},{a}"])
     with pytest.raises(DataError, match="holds 1 finished seed runs"):
         compare.read_seed_groups([a, str(tmp_path / "small")])
+    with pytest.raises(DataError, match=r"seed folder '.*smal' does not exist"):  # a typo is not 'no runs'
+        compare.read_seed_groups([a, f"{a},{tmp_path / 'smal'}"])
     with pytest.raises(DataError, match="different protocols"):
         compare.compare_seed_groups([a, str(tmp_path / "other")], "ndcg@10", 0.95)
 

@@ -59,6 +59,9 @@ def read_seed_groups(folders: Sequence[str]) -> dict[str, list[dict]]:
     samples, so both are refused; so is a group of fewer than 2 seeds."""
     groups, seen = {}, {}  # seen: each run (resolved) -> (index, name) of the group that took it
     for index, folder in enumerate(folders):
+        missing = [part for part in str(folder).split(",") if not Path(part).is_dir()]
+        if missing:
+            raise DataError(f"seed folder {missing[0]!r} does not exist: give a folder written by scripts/seeds.py")
         runs = [run for part in str(folder).split(",") for run in finished_seed_runs(part)]
         for run in runs:
             key = run.resolve()
