@@ -2,24 +2,35 @@
 
 Zipf item popularity and a planted sequential signal (see hybrid/synthetic.py); train on it with
 `scripts/train.py --dataset FOLDER/interactions.csv --data_format csv --item_file FOLDER/items.csv`.
+`--items N` is the pool the interactions are drawn from: training keeps the items that occur in them, so a
+large pool with few users gives a smaller catalogue (the script says how many occur).
 """
 
 import argparse
 import dataclasses
+import sys
 
+import pandas as pd
 from hybrid_rearec.hybrid.synthetic import SyntheticConfig, write
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder")
     for field in dataclasses.fields(SyntheticConfig):
         parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
     args = vars(parser.parse_args())
     folder = args.pop("folder")
-    interactions, items = write(SyntheticConfig(**args), folder)
-    print(f"wrote {interactions} and {items}")
+    try:
+        config = SyntheticConfig(**args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    interactions, items = write(config, folder)
+    used = pd.read_csv(interactions, usecols=["item_id"])["item_id"].nunique()
+    print(f"wrote {interactions} and {items}: {used} of the {config.items} items occur in the interactions")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

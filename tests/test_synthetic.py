@@ -35,3 +35,24 @@ def test_written_files_read_back_and_the_direct_dataset_keeps_every_item(tmp_pat
     direct = synthetic_dataset(config, max_history=8)
     assert direct.num_items == 400 and len(direct.test) == 60  # untouched items stay in the catalogue
     assert int(direct.train.target.min()) >= 1 and int(direct.test.history.max()) <= 400
+
+
+def test_the_command_says_how_many_items_occur_and_refuses_bad_sizes_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "make_synthetic.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "s"), "--users", "20", "--items", "500"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    occurring = build_dataset(DataConfig(dataset=str(tmp_path / "s" / "interactions.csv"), data_format="csv"))
+    assert done.returncode == 0 and f": {occurring.num_items} of the 500 items occur" in done.stdout
+    refused = subprocess.run([sys.executable, str(script), str(tmp_path / "t"), "--users", "0"], capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
+    assert (
+        refused.returncode == 2
+        and refused.stderr.startswith("error: need users >= 1")
+        and "Traceback" not in refused.stderr
+    )
