@@ -117,12 +117,20 @@ def usage(model, repo_id: str | None) -> list[str]:
         "    print(item_id, title, round(score, 3))\n```",
         where,
         "Histories are lists of item ids (or exact titles) from `catalogue.json`, oldest first."
-        + (
-            ' New items can be added by text: `model.add_items(["title, description"])`.'
-            if model.config.item_encoder != "id"
-            else ""
-        ),
+        + (add_items_hint(model) if model.config.item_encoder != "id" else ""),
     ]
+
+
+def add_items_hint(model) -> str:
+    """How to add an item by text, in the form the model's own item texts take (it was trained on that form)."""
+    texts = [text for text in (model.catalogue.item_texts if model.catalogue else []) if text]
+    if not texts:
+        return ' New items can be added by text: `model.add_items(["its text"])`.'
+    shown = texts[0] if len(texts[0]) <= 150 else texts[0][:147] + "..."
+    return (
+        " New items can be added by text, written as the catalogue's own texts are (the model learnt that "
+        f"form), e.g. `model.add_items([{shown.replace('`', chr(39))!r}])` for the first item's."
+    )
 
 
 def model_card(model, repo_id: str | None = None) -> ModelCard:

@@ -118,6 +118,8 @@ def test_frozen_minilm_is_referenced_not_copied(tmp_path, sequential_csv):
     assert config["model"]["text_model"] == "all-MiniLM-L6-v2"
     card = (run / "model" / "README.md").read_text()
     assert "library_name: hybrid-rearec" in card and "ndcg" in card and "from_pretrained" in card
+    first_text = json.loads((run / "model" / "catalogue.json").read_text())["item_texts"][0]
+    assert f"model.add_items([{first_text!r}])" in card  # new items in the form the model was trained on
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
