@@ -59,6 +59,8 @@ def main() -> int:
         help="also write the timing as a benchmark report PATH.{md,json} (e.g. benchmarks/halting)",
     )
     args = parser.parse_args()
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be >= 1 (leave it out for torch's choice), got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

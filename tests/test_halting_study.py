@@ -34,6 +34,8 @@ def test_a_bad_setting_is_refused_with_the_fix():
         HaltingStudyConfig(head_split="test")
     with pytest.raises(ValueError, match="must be >= 1"):
         HaltingStudyConfig(timing_rounds=0)
+    with pytest.raises(ValueError, match=r"compact_ratio must be >= 0 .*got -1"):
+        HaltingStudyConfig(compact_ratio=-1)  # refused before minutes of fitting, not when the timing starts
 
 
 @pytest.fixture(scope="module")
