@@ -447,13 +447,8 @@ def build_dataset(config: DataConfig) -> RecDataset:
     user_starts = user_ends - counts
     positions = split_positions(config, user_starts, user_ends, times)
     not_evaluated = int((counts < 3).sum()) if config.split != "global_time" else 0
-    if not_evaluated and len(positions["test"]):
-        warnings.warn(
-            f"{not_evaluated} of {len(counts)} users have fewer than 3 interactions after filtering: they are "
-            "not evaluated, and those with one interaction add no training row either. Set --k_core 3 to drop "
-            "them, or keep them as extra training data.",
-            stacklevel=2,
-        )
+    if len(positions["test"]):
+        warn_not_evaluated({"users_not_evaluated": not_evaluated, "users": len(counts)})
     # cold_items: training rows come from the histories with every cold item (and evaluation target) removed.
     sources = {name: (items, users, user_starts, rows) for name, rows in positions.items()}
     cold = None
@@ -579,15 +574,29 @@ def read_cached_dataset(folder: Path) -> RecDataset:
     )
 
 
+def warn_not_evaluated(stats: dict) -> None:
+    """The users too short to evaluate, said on every load (a cached dataset's stats recorded them)."""
+    if stats.get("users_not_evaluated"):
+        warnings.warn(
+            f"{stats['users_not_evaluated']} of {stats['users']} users have fewer than 3 interactions after "
+            "filtering: they are not evaluated, and those with one interaction add no training row either. Set "
+            "--k_core 3 to drop them, or keep them as extra training data.",
+            stacklevel=3,
+        )
+
+
 def load_dataset(config: DataConfig, use_cache: bool = True, progress: bool = False) -> RecDataset:
     """Processed dataset for ``config``: from the on-disk cache when present, else built and cached (with
     ``progress``, a bar over those steps: the first build of a large file takes a while, a cached load does not)."""
     folder = Path(config.cache_dir or default_cache_dir()) / "data" / cache_key(config)
     if use_cache and (folder / "meta.json").exists():
         try:
-            return read_cached_dataset(folder)
+            cached = read_cached_dataset(folder)
         except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt, never trusted
             shutil.rmtree(folder, ignore_errors=True)
+        else:
+            warn_not_evaluated(cached.stats)
+            return cached
     name = Path(config.dataset).name or config.dataset
     with tqdm(total=2 if use_cache else 1, desc=f"Preparing {name}", unit="step", disable=not progress) as bar:
         bar.set_postfix_str("reading, filtering, splitting")

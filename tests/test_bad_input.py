@@ -11,7 +11,7 @@ import warnings
 import pytest
 import torch
 from hybrid_rearec.hybrid.config import DataConfig, ModelConfig
-from hybrid_rearec.hybrid.data import build_dataset
+from hybrid_rearec.hybrid.data import build_dataset, load_dataset
 from hybrid_rearec.hybrid.errors import DataError
 from hybrid_rearec.hybrid.model import HybridRecommender
 from hybrid_rearec.hybrid.readers import read_interactions
@@ -34,6 +34,10 @@ def test_users_left_with_one_interaction_are_reported_not_evaluated(tmp_path):
     with pytest.warns(UserWarning, match=r"2 of 5 users have fewer than 3 interactions.*--k_core 3"):
         dataset = build_dataset(DataConfig(dataset=str(path), data_format="csv"))
     assert dataset.stats["users_not_evaluated"] == 2 and len(dataset.test) == 3
+    config = DataConfig(dataset=str(path), data_format="csv", cache_dir=str(tmp_path / "cache"))
+    for _ in ("built", "cached"):  # said again when the dataset comes from the cache
+        with pytest.warns(UserWarning, match=r"2 of 5 users have fewer than 3 interactions"):
+            load_dataset(config)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # k-core 3 drops them: no warning left
         dataset = build_dataset(DataConfig(dataset=str(path), data_format="csv", k_core=3))
