@@ -51,7 +51,8 @@ class TrainerState:
     best_valid: dict = field(default_factory=dict)  # EvalResult.to_dict() of the best epoch
     bad_evals: int = 0
     epoch_seconds: list[float] = field(default_factory=list)
-    train_log: list[dict] = field(default_factory=list)
+    train_log: list[dict] = field(default_factory=list)  # the loss every log_every steps
+    epoch_log: list[dict] = field(default_factory=list)  # each epoch's loss, validation NDCG@10 and seconds
     epoch_loss_sum: float = 0.0  # summed loss of the epoch in progress (for its mean)
     data_signature: str | None = None  # RecDataset.signature() of the data trained on (older checkpoints: None)
     text_signature: str | None = None  # RecDataset.text_signature() of its texts, for text encoders (else None)

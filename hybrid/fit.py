@@ -192,6 +192,10 @@ def validate(run: Run, rows: SplitData | SequenceRows) -> tuple[EvalResult, bool
     run.tensorboard.log(
         {"train/epoch_loss": epoch_loss, **{f"valid/{k}": v for k, v in valid.metrics.items()}}, step=state.step
     )
+    state.epoch_log.append(
+        {"epoch": state.epoch, "loss": epoch_loss, "valid_ndcg@10": valid.metrics["ndcg@10"],
+         "seconds": state.epoch_seconds[-1]}
+    )  # fmt: skip
     cold_valid = valid.groups.get("cold targets")  # present only when some validation target is cold
     accelerator.print(
         f"epoch {state.epoch}: loss {epoch_loss:.4f}, valid ndcg@10 {valid.metrics['ndcg@10']:.4f}, "

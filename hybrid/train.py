@@ -266,6 +266,7 @@ def collect_results(run: Run, test: EvalResult, valid_by_steps: dict[int, float]
         "data": run.dataset.stats,
         "parameters": parameter_counts(run.unwrapped),
         "train_log": state.train_log,
+        "epoch_log": state.epoch_log,
     }
 
 

@@ -45,6 +45,10 @@ def test_training_learns_a_planted_sequence_and_writes_the_run(tmp_path, csv_dat
     losses = [entry["loss"] for entry in results["train_log"]]
     assert losses[-1] < losses[0] - 1.0  # the walk i -> i+1 is easy to learn
     assert results["test"]["metrics"]["ndcg@10"] > 0.5  # random ranking of 30 items gives about 0.1
+    epochs = results["epoch_log"]  # one entry per epoch, its validation figure the one early stopping read
+    assert [e["epoch"] for e in epochs] == list(range(1, results["epochs_run"] + 1))
+    best = epochs[results["best_epoch"] - 1]["valid_ndcg@10"]
+    assert best == results["valid"]["metrics"]["ndcg@10"] == max(e["valid_ndcg@10"] for e in epochs)
     metrics = json.loads((run / "metrics.json").read_text())
     assert "ties count against" in metrics["protocol"] and "not excluded" in metrics["protocol"]
     config = json.loads((run / "config.json").read_text())
