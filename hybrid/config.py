@@ -295,7 +295,7 @@ class TrainConfig:
         "auto",
     )
     length_groups: Literal["auto", "on", "off"] = _help(
-        "Encode training rows (causal backbones) in groups of similar history length, each only as wide as it "
+        "Encode training rows in groups of similar history length, each only as wide as it "
         "needs: the same loss and gradients as one padded batch, faster where most histories are far shorter "
         "than max_history, slower where they fill it. 'auto': on when the training histories fill less than "
         "half of max_history on average.",

@@ -28,12 +28,15 @@ def run_settings_that_matter(run: Path) -> dict[str, object]:
     path = run / "config.json"
     sections = json.loads(path.read_text()) if path.exists() else {}
     ignored = IGNORED_CHANGES | {"train": set(NOT_A_SETTING)}
-    return {
+    settings = {
         f"{section}.{key}": value
         for section, skip in ignored.items()
         for key, value in sections.get(section, {}).items()
         if key not in skip
     }
+    metrics = run / "metrics.json"  # the precision the run had: `accelerate launch --mixed_precision` sets it too
+    ran = json.loads(metrics.read_text()).get("mixed_precision") if metrics.exists() else None
+    return settings | ({"run.mixed_precision": ran} if ran is not None else {})
 
 
 def mixed_seed_runs(runs: list[Path]) -> list[str]:

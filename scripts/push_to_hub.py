@@ -1,9 +1,10 @@
 """Publish a trained model: `python scripts/push_to_hub.py RUN_DIR REPO_ID [--private]`.
 
 Uploads RUN_DIR/model (the folder `save_pretrained` wrote at the end of training: weights, catalogue, model
-card, adapter) as it is, its card naming REPO_ID; RUN_DIR may also be such a folder itself. Uses the token
-stored by `hf auth login`, or HF_TOKEN; without one, or without network, it stops with a clear message before
-uploading anything.
+card, adapter), its card naming REPO_ID, config.json's training paths cut to their last part and a LoRA
+adapter's base model named by the config's name (hub.public_files); RUN_DIR may also be such a folder
+itself. Uses the token stored by `hf auth login`, or HF_TOKEN; without one, or without network, it stops with
+a clear message before uploading anything.
 """
 
 import argparse

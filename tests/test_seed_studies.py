@@ -158,3 +158,10 @@ def test_a_seed_group_of_other_settings_or_a_repeated_seed_is_refused_and_the_su
         seed_config(tmp_path / "longer" / f"seed-{index}", index, epochs=epochs)
     with pytest.raises(DataError, match=r"longer is not one setting.*train.epochs differs \(10 in seed-0, seed-1;"):
         compare.read_seed_groups([str(tmp_path / "same"), str(tmp_path / "longer")])
+    for index, precision in enumerate(("no", "no", "bf16")):  # as `accelerate launch --mixed_precision` ran them
+        write_run(tmp_path / "launched" / f"seed-{index}", 0.06)
+        seed_config(tmp_path / "launched" / f"seed-{index}", index)
+        metrics = tmp_path / "launched" / f"seed-{index}" / "metrics.json"
+        metrics.write_text(json.dumps(json.loads(metrics.read_text()) | {"mixed_precision": precision}))
+    with pytest.raises(DataError, match=r"launched is not one setting.*run.mixed_precision differs"):
+        compare.read_seed_groups([str(tmp_path / "same"), str(tmp_path / "launched")])
