@@ -61,12 +61,14 @@ def header(threads: int) -> dict:
 
 
 def report_text(title: str, results: dict, body: str, explanation: str) -> str:
-    """A benchmark's Markdown: title, setting, machine, date, the command, its table and what it means."""
+    """A benchmark's Markdown: title, setting, machine, date, the command, its table and what it means, then
+    any later note on the record (``results['note']``, added by hand, e.g. when the suite changed since)."""
     machine = results["machine"]
+    note = f"\n{results['note']}\n" if results.get("note") else ""
     return (
         f"# {title}\n\n{results['setting']}.\n\n"
         f"Machine: {machine['cpu']}, {machine['threads']} threads, torch {machine['torch']}. "
-        f"Date: {results['date']}.\n\nCommand: `{results['command']}`\n\n{body}\n\n{explanation}\n"
+        f"Date: {results['date']}.\n\nCommand: `{results['command']}`\n\n{body}\n\n{explanation}\n{note}"
     )
 
 
