@@ -12,12 +12,14 @@ all alike) are written to RUN_DIR/analysis/adaptive_depth.{md,json}.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
 import torch
 from hybrid_rearec.hybrid.evaluate import evaluate
 from hybrid_rearec.hybrid.metrics import metric_means
+from hybrid_rearec.hybrid.run_folder import run_configs
 from hybrid_rearec.hybrid.studies.halting_report import write_study, write_timing_report
 from hybrid_rearec.hybrid.studies.halting_study import (
     HaltingStudyConfig,
@@ -70,7 +72,9 @@ def main() -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     # evaluate is looked up here, so a caller that replaces this module's evaluate sees every evaluation
-    study = run_study(model, dataset, config, evaluate)
+    # Ranked as the run is evaluated: its past items excluded when it was trained with --exclude_history.
+    exclude_history = run_configs(args.run_dir)[1].exclude_history
+    study = run_study(model, dataset, config, functools.partial(evaluate, exclude_history=exclude_history))
     print(write_study(study, args.run_dir))
     if args.report:
         write_timing_report(study, args.run_dir, Path(args.report))

@@ -422,13 +422,15 @@ def test_adaptive_depth_command_times_the_trained_depth_of_a_run_saved_with_fewe
         hidden_size=16, num_layers=1, num_heads=2, inner_size=32, reasoning_steps=2, reasoning_method="prl",
         inference_steps=1,
     )  # fmt: skip
-    train(csv_data_config, config, quick_train_config(tmp_path, epochs=1))
+    excluded = head_split == "valid"  # one run of each: the study ranks as the run was evaluated
+    train(csv_data_config, config, quick_train_config(tmp_path, epochs=1, exclude_history=excluded))
     script = adaptive_depth_script()
-    depths = []  # the depth of every evaluation of the plain model
+    depths, exclusions = [], set()  # the depth of every evaluation of the plain model; every exclusion setting
 
     def recording(model, split, name, **kwargs):
         if isinstance(model, HybridRecommender):
             depths.append(kwargs.get("steps", model.config.inference_steps))
+        exclusions.add(kwargs.get("exclude_history"))
         return evaluate(model, split, name, **kwargs)
 
     monkeypatch.setattr(script, "evaluate", recording)
@@ -450,6 +452,7 @@ def test_adaptive_depth_command_times_the_trained_depth_of_a_run_saved_with_fewe
         ],  # fmt: skip
     )
     assert script.main() == 0
+    assert exclusions == {excluded}
     results = json.loads((tmp_path / "run" / "analysis" / "adaptive_depth.json").read_text())
     assert sorted(results["fixed"]) == ["0", "1", "2"]
     assert {"kl", "state", "learned", "learned_state", "history", "popularity"} <= set(results)
