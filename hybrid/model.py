@@ -217,7 +217,9 @@ class HybridRecommender(
     def served_table(self) -> torch.Tensor:
         """``scoring_table()`` in eval mode, kept while no weight or buffer changes (in place, replaced or
         resized, e.g. by add_items): recommend answers request after request without encoding the catalogue
-        again (a LoRA model runs its language model over every item for it)."""
+        again (a LoRA model runs its language model over every item for it). A change written through
+        ``tensor.data`` bypasses the version counter this reads: change weights with ``load_state_dict`` or
+        under ``torch.no_grad()`` instead."""
         state = tuple((t.data_ptr(), t._version, t.shape) for t in (*self.parameters(), *self.buffers()))
         kept = getattr(self, "_served", None)
         if self.training or kept is None or kept[0] != state:
