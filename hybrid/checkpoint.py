@@ -87,12 +87,22 @@ def save_checkpoint(
             shutil.copyfile(run_dir / RUN_FILE, temporary / RUN_CONFIG)
         state_path = temporary / STATE_FILE
         state_path.write_text(json.dumps(asdict(state)))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(temporary, final)
+        replace_folder(temporary, final)
         for old in checkpoint_folders(run_dir)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def replace_folder(new: Path, final: Path) -> None:
+    """Publish ``new`` as ``final``; a folder already there (the same step saved twice: the last batch's save
+    and the epoch's end) is renamed aside first and deleted only after, so a kill never leaves neither."""
+    old = final.with_name(f".replaced-{final.name}")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(new, final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def set_aside_newer(run_dir: Path, checkpoint: Path) -> Path | None:
@@ -138,7 +148,10 @@ def changed_settings(path: Path, now: dict) -> list[str]:
     the checkpoint was trained with, as 'key: then -> now' (none when the checkpoint predates run_config.json)."""
     if not (path / RUN_CONFIG).exists():
         return []
-    then = json.loads((path / RUN_CONFIG).read_text())
+    try:
+        then = json.loads((path / RUN_CONFIG).read_text())
+    except (OSError, ValueError) as error:  # a damaged settings file is reported like any damaged file
+        raise damaged(path, error) from None
     checked = {section: [key for key in then.get(section, {}) if key not in ignored]
                for section, ignored in IGNORED_CHANGES.items()}  # fmt: skip
     checked["train"] = [key for key in TRAJECTORY if key in then.get("train", {})]  # older checkpoints: fewer keys
@@ -215,7 +228,9 @@ def check_signatures(path: Path, state: TrainerState, signatures: dict[str, str 
             raise ConfigError(
                 f"checkpoint {str(path)!r} was trained on other data than the dataset holds now ({what[key]} "
                 "changed since). Resume with the data it was trained on, or start a new run (another "
-                "--output_dir, or --overwrite). The checkpoint was not changed."
+                "--output_dir, or --overwrite). If the files did not change, the processed copy in the cache "
+                "may be damaged: delete its data/ folder (--cache_dir, default ~/.cache/hybrid-rearec) to rebuild "
+                "it. The checkpoint was not changed."
             )
 
 

@@ -604,7 +604,14 @@ def load_dataset(config: DataConfig, use_cache: bool = True, progress: bool = Fa
         bar.update()
         if use_cache:
             bar.set_postfix_str("caching for the next run")
-            save_dataset(dataset, folder)
+            try:
+                save_dataset(dataset, folder)
+            except OSError as error:  # the cache only saves time: a run goes on without it
+                warnings.warn(
+                    f"the processed dataset could not be cached in {folder} ({error.strerror or error}): the next "
+                    "run reads the files again. Give a writable --cache_dir (or HYBRID_REAREC_CACHE).",
+                    stacklevel=2,
+                )
             bar.update()
     return dataset
 

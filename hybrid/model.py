@@ -25,7 +25,7 @@ from ..reasoning.rearec import ReasoningHead, ReasoningLoop, aggregate
 from .config import ModelConfig
 from .errors import ConfigError, DataError
 from .hub import model_card
-from .pretrained import HUB_ARGUMENTS, load_folder, model_folder_or_download, save_folder
+from .pretrained import HUB_ARGUMENTS, load_folder, model_folder_or_download, refuse_run_folder, save_folder
 from .recommend import ItemCatalogue, Recommendation, recommend
 
 
@@ -470,6 +470,10 @@ class HybridRecommender(
             self.catalogue.truncate(size)  # the catalogue and the encoder never disagree
             raise
         return new_ids
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        refuse_run_folder(Path(save_directory))  # before huggingface_hub's mixin removes a config.json there
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _save_pretrained(self, save_directory: Path) -> None:
         save_folder(self, save_directory)

@@ -54,6 +54,7 @@ def _write_atomically(path: Path, write) -> None:
 def save_folder(model: torch.nn.Module, folder: str | Path) -> None:
     """Write the model (a ``HybridRecommender``) (see the module docstring); each file appears whole or not at all."""
     folder = Path(folder)
+    refuse_run_folder(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if model.catalogue is None:
         raise ValueError("the model has no item catalogue: set model.catalogue = ItemCatalogue(ids, texts) first")
@@ -72,6 +73,18 @@ def save_folder(model: torch.nn.Module, folder: str | Path) -> None:
     catalogue = json.dumps(model.catalogue.to_dict(), ensure_ascii=False)
     _write_atomically(folder / CATALOGUE, lambda p: p.write_text(catalogue, encoding="utf-8"))
     model.item_encoder.save_files(folder)  # frozen text vectors, a LoRA adapter: whatever the encoder needs
+
+
+def refuse_run_folder(folder: Path) -> None:
+    """A training run's folder is not a model folder: saving there would overwrite the run's config.json (its
+    data and training settings) with the model's."""
+    config = folder / CONFIG
+    run_config = config.exists() and "format_version" not in config.read_text(errors="replace")
+    if run_config or (folder / "checkpoints").is_dir() or (folder / "metrics.json").exists():
+        raise ModelFileError(
+            f"{folder} holds a training run, not a saved model: saving there would overwrite the run's settings. "
+            f"Save into another folder (the run's own model is in {folder / 'model'})."
+        )
 
 
 def _read_json(path: Path, what: str) -> dict:

@@ -45,6 +45,7 @@ from .recommend import ItemCatalogue
 CONFIG, METRICS, MODEL, CHECKPOINTS = "config.json", "metrics.json", "model", "checkpoints"
 VALID_RANKS, RANKS = "valid_ranks.safetensors", "ranks.safetensors"
 RUN_FILES = (CONFIG, METRICS, MODEL, VALID_RANKS, RANKS, CHECKPOINTS)
+RESULT_FILES = (METRICS, MODEL, RANKS)  # what a finished run adds: set aside when it is trained further
 EXTRA_RUN_FILES = ("tensorboard", "analysis")  # written beside a run; set aside with it by --overwrite
 LOCK = ".lock"
 
@@ -69,10 +70,16 @@ def take_output_dir(folder: Path, config: TrainConfig) -> None:
     """A new run's folder, emptied of the run before it (--overwrite, or a run that stopped before its first
     checkpoint): that run moves to folder/replaced-TIMESTAMP/. Called once the new run is built, so a bad
     setting or data file leaves the old run where it was."""
-    found = [[] if config.resume else [f for f in RUN_FILES if (folder / f).exists()]]
+    kept = RESULT_FILES if config.resume else RUN_FILES  # a resumed run keeps its settings and checkpoints
+    found = [[f for f in kept if (folder / f).exists()]]
     broadcast_object_list(found)  # the main process's view: another one may look after it wrote config.json
     existing = found[0]
     if not existing:
+        return
+    if config.resume:  # training a finished run further: its results stay whole beside the new ones
+        if PartialState().is_main_process:
+            print(f"output_dir {str(folder)!r} holds a finished run: its results move aside as training goes on.")
+        set_aside(folder, existing, str(folder), extras=("analysis",))
         return
     if not config.overwrite and PartialState().is_main_process:
         print(f"output_dir {str(folder)!r} holds a run that stopped before its first checkpoint: starting it again.")
@@ -85,22 +92,33 @@ def run_lock(folder: Path) -> Iterator[None]:
     one folder) is refused before it can set aside or write over the run in progress. The main process holds
     an flock on folder/.lock, which the system drops when the process ends, however it ends."""
     state = PartialState()
-    handle, created = None, not folder.exists()
+    handle, created, refused = None, not folder.exists(), None
     if state.is_main_process and fcntl is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = (folder / LOCK).open("a")
         try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = (folder / LOCK).open("a")
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            handle = None
-    taken = [handle is not None or not state.is_main_process or fcntl is None]
-    broadcast_object_list(taken)  # every process stops if the main one could not take the folder
-    if not taken[0]:
-        raise ConfigError(
-            f"another training process is running in {str(folder)!r} (it holds {folder / LOCK}). Wait for it to "
-            "end or stop it, or choose another --output_dir; nothing in the folder was changed."
-        )
+            handle, refused = (
+                None,
+                (
+                    f"another training process is running in {str(folder)!r} (it holds {folder / LOCK}). Wait for it "
+                    "to end or stop it, or choose another --output_dir; nothing in the folder was changed."
+                ),
+            )
+        except OSError as error:  # a folder this user may not write to
+            handle, refused = (
+                None,
+                (
+                    f"cannot write in output_dir {str(folder)!r} ({error.strerror or error}): choose a folder you can "
+                    "write to with --output_dir."
+                ),
+            )
+    said = [refused]
+    broadcast_object_list(said)  # every process stops if the main one could not take the folder
+    if said[0]:
+        raise ConfigError(said[0])
     try:
         yield
     finally:
@@ -116,15 +134,15 @@ def stopped_before_first_checkpoint(folder: Path, existing: list[str]) -> bool:
     return not checkpoint_folders(folder) and not {METRICS, MODEL, RANKS} & set(existing)
 
 
-def set_aside(folder: Path, existing: list[str], agreed: str) -> None:
-    """The run already in ``folder`` moves to folder/replaced-TIMESTAMP/, so the new run starts in
-    an empty folder (a later --resume latest can never pick up the old run's checkpoints) and nothing is
-    deleted. The main process moves; the others wait for it."""
+def set_aside(folder: Path, existing: list[str], agreed: str, extras: tuple[str, ...] = EXTRA_RUN_FILES) -> None:
+    """The run already in ``folder`` (its ``existing`` run files and ``extras``) moves to
+    folder/replaced-TIMESTAMP/, so the new run starts in an empty folder (a later --resume latest can never pick
+    up the old run's checkpoints) and nothing is deleted. The main process moves; the others wait for it."""
     state = PartialState()
     if state.is_main_process:
         aside = folder / f"replaced-{datetime.now():%Y%m%d-%H%M%S-%f}"
         aside.mkdir()
-        for entry in [*existing, *(f for f in EXTRA_RUN_FILES if (folder / f).exists())]:
+        for entry in [*existing, *(f for f in extras if (folder / f).exists())]:
             os.replace(folder / entry, aside / entry)
         print(f"the run that was in {agreed} moved to {aside}")
     state.wait_for_everyone()

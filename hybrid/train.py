@@ -12,6 +12,7 @@ import ctypes
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -30,6 +31,7 @@ from .checkpoint import (
     CHECKPOINT_VALID_RANKS,
     TrainerState,
     load_checkpoint,
+    replace_folder,
     resolve_checkpoint,
     set_aside_newer,
 )
@@ -295,7 +297,11 @@ def save(run: Run, results: dict, test: EvalResult, valid_ranks: torch.Tensor | 
         "protocol": test.protocol,
         "train_config": to_dict(data_config, train_config),
     }
-    run.unwrapped.save_pretrained(output_dir / MODEL)
+    # Written whole beside the run, then put in place: a kill mid-save never leaves a model/ half old, half new.
+    incomplete = output_dir / f".{MODEL}-incomplete"
+    shutil.rmtree(incomplete, ignore_errors=True)
+    run.unwrapped.save_pretrained(incomplete)
+    replace_folder(incomplete, output_dir / MODEL)
     # Per-row ranks (every metric is a function of them): for analysis and exact run comparisons.
     if valid_ranks is None:  # the best epoch's, at the trained depth (from the checkpoint after a resume)
         valid_ranks = run.best_valid_ranks

@@ -18,6 +18,9 @@ def main() -> int:
     except (ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except FloatingPointError as error:  # the loss diverged: its message names the settings to change
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -116,3 +116,66 @@ def test_a_resume_on_changed_data_is_refused(trained, csv_data_config, tiny_mode
     assert snapshot(latest) == before
     path.write_text("\n".join(lines) + "\n")
     train(csv_data_config, tiny_model_config, trained)  # the same data again: it resumes
+
+
+def test_training_a_finished_run_further_keeps_its_results_whole_beside_the_new_ones(
+    trained, csv_data_config, tiny_model_config
+):
+    run = Path(trained.output_dir)
+    before = {name: (run / name).read_bytes() for name in ("metrics.json", "ranks.safetensors")}
+    weights = (run / "model" / "model.safetensors").read_bytes()
+    further = train(csv_data_config, tiny_model_config, trained)  # --resume latest --epochs 2 on a finished run
+    (aside,) = run.glob("replaced-*")
+    assert {name: (aside / name).read_bytes() for name in before} == before  # the finished run, untouched
+    assert (aside / "model" / "model.safetensors").read_bytes() == weights
+    assert json.loads((run / "metrics.json").read_text())["epochs_run"] == further["epochs_run"] == 2
+    assert (run / "config.json").exists() and (run / "checkpoints").is_dir()  # the run itself goes on in place
+    assert not list(run.glob(".model-incomplete"))
+
+
+def test_a_step_saved_twice_is_replaced_without_a_moment_with_neither(tmp_path):
+    from hybrid_rearec.hybrid.checkpoint import replace_folder
+
+    final, new = tmp_path / "step-000000049", tmp_path / ".incomplete-step-000000049"
+    for folder, text in ((final, "first save"), (new, "second save")):
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text(text)
+    replace_folder(new, final)
+    assert (final / "trainer_state.json").read_text() == "second save" and sorted(tmp_path.iterdir()) == [final]
+
+
+def test_a_damaged_settings_file_in_a_checkpoint_is_named_not_a_traceback(trained, csv_data_config, tiny_model_config):
+    latest = sorted((Path(trained.output_dir) / "checkpoints").iterdir())[-1]
+    (latest / "run_config.json").write_text('{"data": {')  # cut short
+    before = snapshot(latest)
+    with pytest.raises(ConfigError, match=r"is corrupt or incomplete \(JSONDecodeError.*nothing was changed"):
+        train(csv_data_config, tiny_model_config, trained)
+    assert snapshot(latest) == before
+
+
+def test_an_output_dir_that_cannot_be_written_and_a_cache_that_cannot_are_said_in_one_line(
+    tmp_path, csv_data_config, tiny_model_config
+):
+    from hybrid_rearec.hybrid.data import load_dataset
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    config = TrainConfig(output_dir=str(blocker / "run"), epochs=1, report_to="none", progress=False)
+    with pytest.raises(ConfigError, match=r"cannot write in output_dir .*a-file/run.*--output_dir"):
+        train(csv_data_config, tiny_model_config, config)
+    with pytest.warns(UserWarning, match=r"could not be cached in .*a-file.*the next run reads the files again"):
+        dataset = load_dataset(replace(csv_data_config, cache_dir=str(blocker / "cache")))
+    assert dataset.num_items == 30  # the run goes on without the cache
+
+
+def test_save_pretrained_refuses_a_run_folder(trained):
+    from hybrid_rearec.hybrid.pretrained import ModelFileError
+    from hybrid_rearec.hybrid.run_folder import load_model
+
+    run = Path(trained.output_dir)
+    settings = (run / "config.json").read_bytes()
+    with pytest.raises(ModelFileError, match=r"holds a training run, not a saved model.*model is in .*run/model"):
+        load_model(run).save_pretrained(run)  # meant: run / "model", or a new folder
+    assert (run / "config.json").read_bytes() == settings
+    load_model(run).save_pretrained(run / "copy")  # a new folder is fine, and so is saving over a model folder
+    load_model(run).save_pretrained(run / "copy")
