@@ -21,6 +21,13 @@ def main() -> int:
     except FloatingPointError as error:  # the loss diverged: its message names the settings to change
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: the same command with --resume latest (and the same --output_dir) continues from the "
+            "last checkpoint.",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 
