@@ -19,6 +19,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
+from ..foundation.memory import release_freed_memory
 from ..foundation.noise import global_batch_noise
 from .checkpoint import CHECKPOINT_BEST_MODEL, CHECKPOINT_EMA, CHECKPOINT_VALID_RANKS, TrainerState, save_checkpoint
 from .config import DataConfig, ModelConfig, TrainConfig
@@ -133,6 +134,7 @@ def fit(run: Run) -> None:
         stopped = early_stopping(run, valid, improved)
         state.epoch, state.batches_done, run.loss_sum = state.epoch + 1, 0, torch.zeros_like(run.loss_sum)
         run.checkpoint()
+        release_freed_memory()  # the epoch's freed heap pages go back: memory stays bounded (foundation.memory)
 
 
 def train_epoch(run: Run, rows: SplitData | SequenceRows) -> None:

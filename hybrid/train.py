@@ -8,12 +8,10 @@ continue a killed run exactly where it stopped.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import json
 import os
 import shutil
-import sys
 import warnings
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from accelerate.utils import DistributedDataParallelKwargs, DistributedType, set
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
+from ..foundation.memory import keep_freed_memory
 from .build import Built, build
 from .checkpoint import (
     CHECKPOINT_BEST_MODEL,
@@ -122,22 +121,6 @@ def set_up_accelerator(config: TrainConfig) -> tuple[Accelerator, Path, Path | N
         keep_freed_memory()
     set_seed(config.seed)
     return accelerator, output_dir, checkpoint
-
-
-def keep_freed_memory() -> None:
-    """On Linux with glibc, serve every allocation from the heap and keep freed heap memory for reuse. A CPU
-    training step allocates the same large tensors every time (logits [B, N + 1], the item table); glibc's
-    default maps large ones afresh and unmaps them when freed (always above 32 MiB), and every page is then
-    faulted in again (tens of thousands of page faults per Scientific text step). Elsewhere: nothing."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # another C library (musl, or a shim without mallopt): nothing to set
-        return
-    m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
-    mallopt(m_mmap_max, 0)  # no allocation gets its own mapping
-    mallopt(m_trim_threshold, 2**30)  # up to 1 GiB of free heap is kept rather than given back
 
 
 def prepare_run(

@@ -268,7 +268,7 @@ def test_keep_freed_memory_stops_refaulting_the_same_large_tensors():
 
     code = """
 import resource, sys, torch
-from hybrid_rearec.hybrid.train import keep_freed_memory
+from hybrid_rearec.foundation.memory import keep_freed_memory
 if sys.argv[1] == "keep":
     keep_freed_memory()
 def step():  # tensors of a few sizes made, combined and freed, as in a training step; c is 48 MiB
@@ -290,6 +290,37 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     }
     if sys.platform.startswith("linux"):
         assert faults["keep"] * 5 < faults["default"], faults
+
+
+def test_release_freed_memory_returns_the_free_pages_between_live_tensors(
+    tmp_path, csv_data_config, tiny_model_config, monkeypatch
+):
+    import subprocess
+    import sys
+
+    code = """
+import torch
+from hybrid_rearec.foundation.memory import keep_freed_memory, release_freed_memory
+keep_freed_memory()
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 // 2**20
+blocks = [torch.ones(250_000 + 1_000 * k) for k in range(400)]  # about 1 MB each, of changing sizes
+del blocks[:-1]  # all freed but the last: the free ones lie below a live block, never given back by themselves
+before = rss_mb()
+release_freed_memory()
+print(before, rss_mb())
+"""
+    if not sys.platform.startswith("linux"):
+        return
+    before, after = map(int, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                            check=True).stdout.split())  # fmt: skip
+    assert before - after > 200, (before, after)  # about 400 MB were free inside the heap
+    from hybrid_rearec.hybrid import fit
+
+    calls = []
+    monkeypatch.setattr(fit, "release_freed_memory", lambda: calls.append(1))
+    results = train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=2, patience=5))
+    assert len(calls) == results["epochs_run"] == 2  # once an epoch
 
 
 def test_data_parallel_does_not_resend_the_fixed_buffers_every_forward(tmp_path):

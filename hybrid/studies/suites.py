@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..train import keep_freed_memory
+from ...foundation.memory import keep_freed_memory
 from . import foundation, lora_cache, one_pass, reasoning_cost, scale, training_steps
 from .reports import BenchmarkConfig
 
