@@ -52,7 +52,8 @@ def run_seeds(folder: Path, seeds: Sequence[int], config: str | None = None, ext
         print("running:", " ".join(command), flush=True)
         code = subprocess.run(command).returncode
         if code:
-            print(f"seed {seed}: failed (exit code {code}, its error above); the other seeds go on.", flush=True)
+            # On stderr, beside the run's own error: a caller that hides stdout (it holds test figures) still sees it.
+            print(f"seed {seed}: failed (exit code {code}, its error above); the other seeds go on.", file=sys.stderr)
             failed.append(seed)
     return failed
 
