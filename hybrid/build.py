@@ -9,8 +9,8 @@ import torch
 from accelerate import Accelerator
 
 from .config import DataConfig, ModelConfig, TrainConfig
-from .data import RecDataset, load_dataset
-from .model import HybridRecommender, build_item_encoder, item_text_vectors, warm_item_mask
+from .data import RecDataset, load_dataset, warm_item_mask
+from .model import HybridRecommender, build_item_encoder, item_text_vectors
 
 
 @dataclass

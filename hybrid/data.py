@@ -221,11 +221,18 @@ class RecDataset:
     def untrained_items(self) -> torch.Tensor:
         """[N + 1] bool: items no training row holds, as history or target (the cold items of the evaluation
         groups); padding is none."""
-        cold = torch.ones(self.num_items + 1, dtype=torch.bool)
-        cold[self.train.history.flatten()] = False
-        cold[self.train.target] = False
+        cold = ~warm_item_mask(self.train.history, self.train.target, self.num_items)
         cold[0] = False
         return cold
+
+
+def warm_item_mask(train_history: torch.Tensor, train_target: torch.Tensor, num_items: int) -> torch.Tensor:
+    """[N + 1] bool: items seen in any training row (history or target); padding is never warm."""
+    warm = torch.zeros(num_items + 1, dtype=torch.bool)
+    warm[train_history.flatten()] = True
+    warm[train_target] = True
+    warm[0] = False
+    return warm
 
 
 # --------------------------------------------------------------------------------------------- filtering

@@ -83,15 +83,6 @@ def item_text_vectors(config: ModelConfig, item_texts: list[str], progress: bool
     )
 
 
-def warm_item_mask(train_history: torch.Tensor, train_target: torch.Tensor, num_items: int) -> torch.Tensor:
-    """[N + 1] bool: items seen in any training row (history or target); padding is never warm."""
-    warm = torch.zeros(num_items + 1, dtype=torch.bool)
-    warm[train_history.flatten()] = True
-    warm[train_target] = True
-    warm[0] = False
-    return warm
-
-
 class HybridRecommender(
     nn.Module,
     PyTorchModelHubMixin,

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 from hybrid_rearec.hybrid.config import DataConfig
-from hybrid_rearec.hybrid.data import build_dataset, cold_item_mask
+from hybrid_rearec.hybrid.data import build_dataset, cold_item_mask, warm_item_mask
 from hybrid_rearec.hybrid.evaluate import evaluate
-from hybrid_rearec.hybrid.model import warm_item_mask
 
 from tests.conftest import write_sequential_csv
 

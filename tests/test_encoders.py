@@ -12,8 +12,9 @@ from hybrid_rearec.encoders.text import (
     text_cache_key,
 )
 from hybrid_rearec.hybrid.config import ModelConfig
+from hybrid_rearec.hybrid.data import warm_item_mask
 from hybrid_rearec.hybrid.errors import DataError
-from hybrid_rearec.hybrid.model import HybridRecommender, item_text_vectors, warm_item_mask
+from hybrid_rearec.hybrid.model import HybridRecommender, item_text_vectors
 
 from tests.tester import tiny_config
 

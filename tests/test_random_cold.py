@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 import torch
 from hybrid_rearec.hybrid.config import DataConfig, ModelConfig, TrainConfig
-from hybrid_rearec.hybrid.data import build_dataset, cache_key, load_dataset, random_cold_mask, sequence_rows
+from hybrid_rearec.hybrid.data import (
+    build_dataset,
+    cache_key,
+    load_dataset,
+    random_cold_mask,
+    sequence_rows,
+    warm_item_mask,
+)
 from hybrid_rearec.hybrid.errors import ConfigError
-from hybrid_rearec.hybrid.model import warm_item_mask
 
 from tests.conftest import write_sequential_csv
 from tests.test_benchmark_files import SEQUENCES, published_rows, rows_of, write_benchmark
