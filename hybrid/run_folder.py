@@ -57,6 +57,10 @@ def resolve_output_dir(config: TrainConfig) -> Path:
     broadcast_object_list(name)  # the main process's timestamp wins
     folder = Path(name[0])
     existing = [f for f in RUN_FILES if (folder / f).exists()]
+    busy = [bool(existing) and PartialState().is_main_process and in_use(folder)]  # only one process may try it
+    broadcast_object_list(busy)
+    if busy[0]:  # said before the advice below, which the lock would then refuse
+        raise ConfigError(busy_message(folder))
     restartable = existing and stopped_before_first_checkpoint(folder, existing)
     if existing and not (config.overwrite or config.resume or restartable):
         raise ConfigError(
@@ -86,6 +90,27 @@ def take_output_dir(folder: Path, config: TrainConfig) -> None:
     set_aside(folder, existing, str(folder))
 
 
+def busy_message(folder: Path) -> str:
+    return (
+        f"another training process is running in {str(folder)!r} (it holds {folder / LOCK}). Wait for it to end "
+        "or stop it, or choose another --output_dir; nothing in the folder was changed."
+    )
+
+
+def in_use(folder: Path) -> bool:
+    """Whether a training process holds folder's lock now (tried without waiting, and let go at once)."""
+    if fcntl is None or not (folder / LOCK).exists():
+        return False
+    try:
+        with (folder / LOCK).open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # closing the file lets it go again
+    except BlockingIOError:
+        return True
+    except OSError:  # a folder this user may not write to: run_lock says so
+        return False
+    return False
+
+
 @contextmanager
 def run_lock(folder: Path) -> Iterator[None]:
     """One training process per run folder: a second one (the same command started twice, two seed queues on
@@ -100,13 +125,7 @@ def run_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            handle, refused = (
-                None,
-                (
-                    f"another training process is running in {str(folder)!r} (it holds {folder / LOCK}). Wait for it "
-                    "to end or stop it, or choose another --output_dir; nothing in the folder was changed."
-                ),
-            )
+            handle, refused = None, busy_message(folder)
         except OSError as error:  # a folder this user may not write to
             handle, refused = (
                 None,

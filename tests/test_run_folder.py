@@ -121,6 +121,11 @@ def test_a_second_training_process_in_a_run_folder_is_refused_and_changes_nothin
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(ConfigError, match=r"another training process is running in .*run.*nothing .* changed"):
             train(csv_data_config, model_config, config)  # without the lock it would restart that run
+        (run / "checkpoints").mkdir()  # a run past its first checkpoint: the lock is named, not --resume's advice
+        for resume in (None, "latest"):
+            with pytest.raises(ConfigError, match=r"another training process is running in"):
+                train(csv_data_config, model_config, replace(config, resume=resume))
+        (run / "checkpoints").rmdir()
         assert sorted(p.name for p in run.iterdir()) == [".lock", "config.json"]
     train(csv_data_config, model_config, config)  # once that process ended, the same command restarts it
     assert (run / "metrics.json").exists() and len(list(run.glob("replaced-*/config.json"))) == 1
