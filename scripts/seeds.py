@@ -38,6 +38,13 @@ def main() -> int:
     except (ConfigError, DataError) as error:
         print(error, file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C, or a SIGTERM passed on to the seed being trained
+        print(
+            "\nstopped: the same command goes on from here (finished seeds are kept, the interrupted one resumes "
+            "from its latest checkpoint).",
+            file=sys.stderr,
+        )
+        return 130
     if failed:
         print(f"seeds {failed} failed: the summary holds the others. Fix the cause and run the same command again.")
     return 1 if failed else 0

@@ -42,7 +42,7 @@ def test_seed_command_passes_the_preset_and_resumes_an_interrupted_run(tmp_path)
 
 def test_a_failed_seed_is_reported_and_the_others_still_run(tmp_path, capsys, monkeypatch):
     codes = {"1": 3, "2": 0}
-    monkeypatch.setattr(seeds.subprocess, "run", lambda command: type("Done", (), {"returncode": codes[command[3]]}))
+    monkeypatch.setattr(seeds, "run_passing_sigterm", lambda command: codes[command[3]])
     assert seeds.run_seeds(tmp_path, [1, 2]) == [1]
     said = capsys.readouterr()
     assert "seed 1: failed (exit code 3" in said.err and "seed-2" in said.out  # the failure also where stdout is hidden
@@ -50,9 +50,25 @@ def test_a_failed_seed_is_reported_and_the_others_still_run(tmp_path, capsys, mo
         seeds.run_seeds(tmp_path, [1], extra=["--seed=5"])
 
 
+def test_a_sigterm_reaches_the_seed_being_trained_and_stops_the_queue():
+    import os
+    import signal
+    import threading
+    import time
+
+    before = signal.getsignal(signal.SIGTERM)
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()  # as `kill SEEDS_PID` would
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):  # the queue stops, not the next seed
+        seeds.run_passing_sigterm([sys.executable, "-c", "import time; time.sleep(60)"])
+    assert time.monotonic() - start < 30  # the child got the signal and ended (else it ran its 60 s)
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert seeds.run_passing_sigterm([sys.executable, "-c", "raise SystemExit(3)"]) == 3
+
+
 def test_finished_seeds_are_kept_not_trained_again(tmp_path, capsys, monkeypatch):
     write_run(tmp_path / "seed-1", 0.06)
-    monkeypatch.setattr(seeds.subprocess, "run", lambda *a, **k: pytest.fail("a finished seed was trained again"))
+    monkeypatch.setattr(seeds, "run_passing_sigterm", lambda *a: pytest.fail("a finished seed was trained again"))
     seeds.run_seeds(tmp_path, [1])
     assert "seed 1: finished earlier, kept" in capsys.readouterr().out
 

@@ -8,9 +8,11 @@ The summary (summary.md, summary.json) is rebuilt from the finished runs' metric
 from __future__ import annotations
 
 import json
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,12 +52,34 @@ def run_seeds(folder: Path, seeds: Sequence[int], config: str | None = None, ext
             continue
         command = seed_command(seed, run, config, extra)
         print("running:", " ".join(command), flush=True)
-        code = subprocess.run(command).returncode
+        code = run_passing_sigterm(command)
         if code:
             # On stderr, beside the run's own error: a caller that hides stdout (it holds test figures) still sees it.
             print(f"seed {seed}: failed (exit code {code}, its error above); the other seeds go on.", file=sys.stderr)
             failed.append(seed)
     return failed
+
+
+def run_passing_sigterm(command: list[str]) -> int:
+    """Run command to its end and return its exit code. A SIGTERM to this process is passed on to it (otherwise
+    the training run goes on, orphaned) and, once it ended, stops the queue as Ctrl-C would (KeyboardInterrupt)."""
+    child = subprocess.Popen(command)
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set a handler
+        return child.wait()
+    stopped = []
+
+    def stop(signum: int, frame: object) -> None:
+        stopped.append(signum)
+        child.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        code = child.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if stopped:
+        raise KeyboardInterrupt
+    return code
 
 
 def spread(values: Sequence[float]) -> str:
