@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -71,10 +72,11 @@ def main() -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    # Ranked as the run is evaluated (the rules and the heads' labels): its past items excluded when it was
+    # trained with --exclude_history.
+    config = replace(config, exclude_history=run_configs(args.run_dir)[1].exclude_history)
     # evaluate is looked up here, so a caller that replaces this module's evaluate sees every evaluation
-    # Ranked as the run is evaluated: its past items excluded when it was trained with --exclude_history.
-    exclude_history = run_configs(args.run_dir)[1].exclude_history
-    study = run_study(model, dataset, config, functools.partial(evaluate, exclude_history=exclude_history))
+    study = run_study(model, dataset, config, functools.partial(evaluate, exclude_history=config.exclude_history))
     print(write_study(study, args.run_dir))
     if args.report:
         write_timing_report(study, args.run_dir, Path(args.report))

@@ -472,3 +472,23 @@ def test_adaptive_depth_command_times_the_trained_depth_of_a_run_saved_with_fewe
     assert benchmark["rounds_faster_than_fixed_K"]["fixed K = 2"] == 0  # never faster than itself
     assert benchmark["rounds_faster_than_the_halting_path_at_K"]["fixed K = 2, halting path"] == 0
     assert "rounds faster than fixed K = 2" in report.with_suffix(".md").read_text()
+
+
+def test_the_heads_labels_rank_as_the_run_is_evaluated_with_past_items_excluded(csv_data_config):
+    from hybrid_rearec.hybrid.data import load_dataset
+
+    torch.manual_seed(0)
+    dataset = load_dataset(csv_data_config)  # 30 items, histories of up to 11: the mask moves many ranks
+    model = HybridRecommender(tiny_config("prl", steps=3), dataset.num_items, csv_data_config.max_history).eval()
+    for parameter in model.parameters():  # large random weights: every step moves the ranks
+        torch.nn.init.normal_(parameter, std=1.0)
+    split = dataset.split("valid")
+    chosen = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))  # the rows the study draws
+    head = LearnedHalting("answer")
+    for excluded in (True, False):
+        _, labels = adaptive_depth_script().learned_head_data(model, split, len(split), [head], 0, excluded)
+        ranks = [evaluate(model, split, "valid", steps=k, exclude_history=excluded).ranks[chosen] for k in range(4)]
+        assert torch.equal(labels, torch.cat([ranks[k + 1] < ranks[k] for k in (1, 2)]))
+        if excluded:
+            masked = labels
+    assert not torch.equal(masked, labels)  # the mask changes labels here: the check above can tell them apart

@@ -64,6 +64,9 @@ class HaltingStudyConfig:
     # Halted users leave the batch once (halted rows) x (steps left) >= this x (rows still reasoning); 0 drops
     # them at every halt. Timing only: the rules are tuned at the default.
     compact_ratio: float = 1.0
+    # The heads' labels rank with each user's past items excluded: set from the run, as it was evaluated
+    # (the rules' evaluations follow the `evaluate` given to run_study).
+    exclude_history: bool = False
 
     def __post_init__(self):
         if self.head_split not in ("train", "valid"):
@@ -156,10 +159,16 @@ def fixed_depths(model: HybridRecommender, dataset: RecDataset, evaluate: Evalua
 
 @torch.no_grad()
 def learned_head_data(
-    model: HybridRecommender, split: SplitData, rows: int, heads: list[LearnedHalting], seed: int = 0
+    model: HybridRecommender,
+    split: SplitData,
+    rows: int,
+    heads: list[LearnedHalting],
+    seed: int = 0,
+    exclude_history: bool = False,
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Each head's features after each step k = 1..K-1 and whether step k + 1 ranks the target better, on
-    ``rows`` rows of ``split``: ([M, F] per head, [M])."""
+    """Each head's features after each step k = 1..K-1 and whether step k + 1 ranks the target better (ranked
+    as the run is evaluated: past items excluded with ``exclude_history``), on ``rows`` rows of ``split``:
+    ([M, F] per head, [M])."""
     generator = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(len(split), generator=generator)[:rows]
     table = model.scoring_table()
@@ -167,7 +176,8 @@ def learned_head_data(
     for batch in chosen.split(1024):
         history, target = split.batch(batch)
         answers = [model.user_vectors(history, k) for k in range(model.config.reasoning_steps + 1)]
-        ranks = [chunked_target_ranks(a, table, target, item_chunk_size(len(batch)))[0] for a in answers]
+        past = split.past_mask_indices(batch) if exclude_history else None
+        ranks = [chunked_target_ranks(a, table, target, item_chunk_size(len(batch)), past)[0] for a in answers]
         log_qs = [answer_log_probs(a * answer_scale(model), table) for a in answers]  # as at inference
         for k in range(1, model.config.reasoning_steps):
             depth = k / model.config.reasoning_steps
@@ -180,7 +190,8 @@ def learned_head_data(
 def fit_heads(model: HybridRecommender, dataset: RecDataset, config: HaltingStudyConfig) -> list[LearnedHalting]:
     """The learned halting heads (distribution features, state features), fitted on the frozen model."""
     heads = [LearnedHalting("answer"), LearnedHalting("state")]
-    features, improves = learned_head_data(model, dataset.split(config.head_split), config.head_rows, heads)
+    split = dataset.split(config.head_split)
+    features, improves = learned_head_data(model, split, config.head_rows, heads, 0, config.exclude_history)
     for head, head_features in zip(heads, features):
         head.fit(head_features, improves)
     return heads
