@@ -2,8 +2,9 @@
 seeds: benchmarks/quality/scientific.json (``{"models": {name: {"config": path, "seeds": [{"seed", "valid":
 {metric: value}, "test": {metric: value}}]}}}``), the tables between the RESULTS markers of scientific.md (test
 figures as mean ± std over seeds beside the published ones, and rule 7's comparisons by
-`scripts/compare.py --seed_groups`), and the issue's checks. Until stage 2 is complete it reads no figure and
-says which runs are missing (the record reads test figures only then).
+`scripts/compare.py --seed_groups`), the issue's checks, and the README's table between its SCIENTIFIC
+markers. Until stage 2 is complete it reads no figure and says which runs are missing (the record reads test
+figures only then).
 
     python benchmarks/quality/scientific_results.py [--runs runs/scientific-seeds]
 """
@@ -45,6 +46,7 @@ PUBLISHED = {  # Recall@10, NDCG@10, Recall@50, NDCG@50 on this split (quoted, n
     "VQ-Rec (VQ-Rec Table 2)": (0.1211, 0.0643, 0.2369, 0.0897),
 }
 START, END = "<!-- RESULTS START -->", "<!-- RESULTS END -->"
+README_START, README_END = "<!-- SCIENTIFIC START -->", "<!-- SCIENTIFIC END -->"  # the README's table
 
 
 def missing_runs(runs: Path) -> list[str]:
@@ -148,17 +150,34 @@ def checks(record: dict) -> list[str]:
     return lines + [f"- Figure 3 verdict: {verdict}."]
 
 
-def write(record: dict, path: Path) -> list[str]:
+def write_between(markdown: Path, start: str, end: str, lines: list[str]) -> None:
+    """Replace what lies between the markers start and end of markdown with lines."""
+    text = markdown.read_text()
+    if start not in text or end not in text:
+        raise SystemExit(f"{markdown} lacks the {start} / {end} markers the results go between")
+    markdown.write_text(
+        text[: text.index(start)] + "\n".join([start, "", *lines, end]) + text[text.index(end) + len(end) :]
+    )
+
+
+def readme_table(record: dict, path: Path) -> list[str]:
+    """The README's Scientific table: the record's table, with where it comes from."""
+    return [
+        f"Amazon Scientific (UniSRec's split, full ranking against all 4,385 items; `{path.with_suffix('.md')}`, "
+        "settings chosen on validation only): test figures, mean ± std over seeds, beside the published ones.",
+        "",
+        *results_table(record),
+        "",
+    ]
+
+
+def write(record: dict, path: Path, readme: Path | None = None) -> list[str]:
     public = {"models": {n: {k: v for k, v in m.items() if k != "folder"} for n, m in record["models"].items()}}
     path.with_suffix(".json").write_text(json.dumps(public, indent=2) + "\n")
     body = [*results_table(record), "", *checks(record), "", *comparison_text(record)]
-    markdown = path.with_suffix(".md")
-    text = markdown.read_text()
-    if START not in text or END not in text:
-        raise SystemExit(f"{markdown} lacks the {START} / {END} markers the results go between")
-    markdown.write_text(
-        text[: text.index(START)] + "\n".join([START, "", *body, END]) + text[text.index(END) + len(END) :]
-    )
+    write_between(path.with_suffix(".md"), START, END, body)
+    if readme is not None:
+        write_between(readme, README_START, README_END, readme_table(record, path))
     return body
 
 
@@ -166,6 +185,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=Path("runs/scientific-seeds"), help="stage 2's run folders")
     parser.add_argument("--record", type=Path, default=RECORD, help="the record's path without .md / .json")
+    parser.add_argument("--readme", type=Path, default=Path("README.md"), help="the README whose table it writes")
     args = parser.parse_args()
     runs = args.runs
     missing = missing_runs(runs)
@@ -175,7 +195,7 @@ def main() -> int:
             + "\n  ".join(missing)
         )
         return 1
-    print("\n".join(write(collect(runs), args.record)))
+    print("\n".join(write(collect(runs), args.record, args.readme)))
     return 0
 
 
