@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -138,12 +139,27 @@ def load_or_encode_texts(
     vectors = encode(texts, model_name_or_path, revision, batch_size, progress)  # [N, T]
     if vectors.shape[0] != len(texts):
         raise RuntimeError(f"the text model returned {vectors.shape[0]} vectors for {len(texts)} texts")
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")  # atomic: a kill never leaves half a file
-    os.close(handle)
-    save_file({"vectors": vectors.contiguous()}, temporary, metadata={"model": model_name_or_path})
-    os.replace(temporary, path)
+    try:
+        save_vectors(vectors, path, model_name_or_path)
+    except OSError as error:  # the cache only saves time: the run goes on with the vectors it has
+        warnings.warn(
+            f"the text vectors could not be cached in {folder} ({error.strerror or error}): the next run encodes "
+            "the texts again. Point HYBRID_REAREC_CACHE at a writable folder.",
+            stacklevel=2,
+        )
     return vectors
+
+
+def save_vectors(vectors: torch.Tensor, path: Path, model_name_or_path: str) -> None:
+    """Write the cache entry whole (a temporary file, then renamed): a kill never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(handle)
+    try:
+        save_file({"vectors": vectors.contiguous()}, temporary, metadata={"model": model_name_or_path})
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)  # left only when the write failed
 
 
 def pca_basis(vectors: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -94,7 +94,9 @@ class DataConfig:
         0,
     )
     cache_dir: str | None = _help(
-        "Where processed tensors are cached (default: $HYBRID_REAREC_CACHE or ~/.cache/hybrid-rearec).", None
+        "Where processed datasets are cached (default: $HYBRID_REAREC_CACHE or ~/.cache/hybrid-rearec); the "
+        "frozen text vectors are cached under $HYBRID_REAREC_CACHE (or ~/.cache/hybrid-rearec) either way.",
+        None,
     )
 
     # Settings that pre-split benchmark files (data_format 'recbole_split') decide themselves, and why.

@@ -48,6 +48,15 @@ def test_cache_hit_runs_no_encoder_pass_and_any_change_misses(tmp_path):
     assert encode.calls == 5 and not list(tmp_path.glob("*.tmp"))
 
 
+def test_a_cache_folder_that_cannot_be_written_is_a_warning_and_the_vectors_still_come(tmp_path):
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder should be")  # refused even to root, unlike permissions
+    encode = CountingEncoder()
+    with pytest.warns(UserWarning, match=r"could not be cached in .*cache.*HYBRID_REAREC_CACHE"):
+        vectors = load_or_encode_texts(TEXTS, "model-a", cache_dir=blocked, encode=encode)
+    assert vectors.shape == (len(TEXTS), 8) and encode.calls == 1 and blocked.read_text().startswith("a file")
+
+
 def test_packaged_minilm_encodes_offline_and_puts_similar_texts_closer(tmp_path):
     assert resolve_text_model("all-MiniLM-L6-v2").endswith("model")
     vectors = load_or_encode_texts(
