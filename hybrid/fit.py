@@ -117,6 +117,21 @@ class Run:
             tqdm.write(f"checkpoint: {folder}")
 
 
+def nothing_to_train(state: TrainerState, config: TrainConfig) -> list[str]:
+    """Why fit would train no epoch from ``state`` under ``config`` (empty when it would train one)."""
+    why = []
+    if state.bad_evals >= config.patience:
+        why.append(
+            f"it stopped early, no better validation NDCG@10 for {state.bad_evals} epochs: pass --patience above "
+            f"{state.bad_evals} (now {config.patience})"
+        )
+    if state.epoch > config.epochs:
+        why.append(
+            f"it has trained {state.epoch - 1} epochs: pass --epochs above {state.epoch - 1} (now {config.epochs})"
+        )
+    return why
+
+
 def fit(run: Run) -> None:
     """Train until --epochs or early stopping, from where run.state stands (mid-epoch after a resume)."""
     state = run.state
@@ -127,7 +142,7 @@ def fit(run: Run) -> None:
     run.loss_sum = torch.zeros((), device=run.accelerator.device)
     if run.accelerator.is_main_process:
         run.loss_sum += state.epoch_loss_sum  # a resumed epoch's loss so far
-    stopped = state.bad_evals >= run.config.patience
+    stopped = bool(nothing_to_train(state, run.config))
     while not stopped and state.epoch <= run.config.epochs:
         train_epoch(run, rows)
         valid, improved = validate(run, rows)

@@ -39,7 +39,7 @@ from .data import RecDataset
 from .ema import WeightAverage
 from .errors import ConfigError
 from .evaluate import EvalResult, format_groups, format_table
-from .fit import Run, TensorBoardLog, fit, step_noise_seed, train_step
+from .fit import Run, TensorBoardLog, fit, nothing_to_train, step_noise_seed, train_step
 from .formats import BUILTIN_DATASETS
 from .recommend import ItemCatalogue
 from .run_folder import (
@@ -185,6 +185,11 @@ def resume(run: Run, checkpoint: Path) -> None:
     signatures = {key: getattr(run.state, key) for key in ("data_signature", "text_signature")}  # data just read
     run.state = load_checkpoint(run.accelerator, checkpoint, settings, signatures)
     run.state.data_signature, run.state.text_signature = signatures.values()  # from older checkpoints on
+    if (run.output_dir / METRICS).exists() and (why := nothing_to_train(run.state, run.config)):
+        raise ConfigError(  # before its results move aside: training it "further" would only test it again
+            f"{str(run.output_dir)!r} holds a finished run that --resume would train no further: {'; '.join(why)}. "
+            f"scripts/evaluate.py {run.output_dir} evaluates it again. Nothing was changed."
+        )
     if run.state.best_epoch:
         run.best_weights = load_file(checkpoint / CHECKPOINT_BEST_MODEL)
     if (checkpoint / CHECKPOINT_VALID_RANKS).exists():  # else the run folder's file (older checkpoints)

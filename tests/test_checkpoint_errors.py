@@ -53,6 +53,24 @@ def test_a_changed_setting_is_named_not_called_corrupt(trained, csv_data_config,
     train(csv_data_config, tiny_model_config, trained)  # the checkpoint is sound: it resumes as trained
 
 
+def test_a_finished_run_that_would_train_no_further_is_refused_before_anything_moves(
+    trained, csv_data_config, tiny_model_config
+):
+    run = Path(trained.output_dir)
+    before = sorted(p.name for p in run.iterdir())
+    with pytest.raises(ConfigError, match=r"would train no further: it has trained 1 epochs: pass --epochs above 1"):
+        train(csv_data_config, tiny_model_config, replace(trained, epochs=1))
+    latest = sorted((run / "checkpoints").iterdir())[-1] / "trainer_state.json"
+    state = json.loads(latest.read_text())
+    latest.write_text(json.dumps(state | {"bad_evals": 3}))  # as a run that stopped early at patience 3 saves it
+    with pytest.raises(ConfigError, match=r"stopped early.*pass --patience above 3 \(now 3\).*Nothing was changed"):
+        train(csv_data_config, tiny_model_config, replace(trained, patience=3))
+    latest.write_text(json.dumps(state))
+    assert sorted(p.name for p in run.iterdir()) == before  # no results set aside
+    train(csv_data_config, tiny_model_config, trained)  # one more epoch is something to train
+    assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 2 and list(run.glob("replaced-*"))
+
+
 @pytest.mark.parametrize("key,value", [("learning_rate", 0.5), ("batch_size", 16), ("seed", 99)])
 def test_a_changed_training_path_setting_is_refused_on_resume(trained, csv_data_config, tiny_model_config, key, value):
     # the optimizer's restored state would keep the old learning rate while config.json claimed the new one
