@@ -2,6 +2,7 @@
 damaged file of it is named, a changed setting is named with both values."""
 
 import json
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -71,11 +72,14 @@ def test_a_finished_run_that_would_train_no_further_is_refused_before_anything_m
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 2 and list(run.glob("replaced-*"))
 
 
-@pytest.mark.parametrize("key,value", [("learning_rate", 0.5), ("batch_size", 16), ("seed", 99)])
+@pytest.mark.parametrize(
+    "key,value", [("learning_rate", 0.5), ("batch_size", 16), ("seed", 99), ("mixed_precision", "bf16")]
+)
 def test_a_changed_training_path_setting_is_refused_on_resume(trained, csv_data_config, tiny_model_config, key, value):
     # the optimizer's restored state would keep the old learning rate while config.json claimed the new one
     with pytest.raises(
-        ConfigError, match=rf"other settings than this run's \({key}: .* in the checkpoint, {value} now"
+        ConfigError,
+        match=rf"other settings than this run's \({key}: .* in the checkpoint, {re.escape(repr(value))} now",
     ):
         train(csv_data_config, tiny_model_config, replace(trained, **{key: value}))
     train(csv_data_config, tiny_model_config, replace(trained, patience=3, log_every=1))  # these may change
