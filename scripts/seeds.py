@@ -36,8 +36,8 @@ def main() -> int:
             failed = run_seeds(folder, args.seeds, args.config, extra)
         print(summarise(folder))
     except (ConfigError, DataError) as error:
-        print(error, file=sys.stderr)
-        return 1
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # Ctrl-C, or a SIGTERM passed on to the seed being trained
         print(
             "\nstopped: the same command goes on from here (finished seeds are kept, the interrupted one resumes "
