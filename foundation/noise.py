@@ -2,8 +2,9 @@
 
 With N processes, or gradient-accumulation micro-batches, each forward sees one contiguous slice of the
 global batch. Dropout masks drawn from each process's own RNG would differ with every split, so N processes
-could never reproduce one. Inside ``global_batch_noise(seed, offset, global_size)`` every draw is made for
-the WHOLE global batch from a generator seeded by ``seed`` (the training loop passes one per optimizer step)
+could never reproduce one. Inside ``global_batch_noise(seed, offset, rows, global_size, counted)`` every draw
+is made for the WHOLE global batch from a generator seeded by ``seed`` (the training loop passes one per
+optimizer step)
 and the forward keeps its own rows: a row's masks and noise depend only on the seed, the step and its
 position in the global batch. The cost is drawing N x the local random numbers.
 

@@ -48,7 +48,9 @@ class DataConfig:
         "auto",
     )
     item_file: str | None = _help(
-        "Item metadata file (texts) for csv/json/parquet/amazon2023 data; recbole/rechorus find theirs.", None
+        "Item metadata file (texts) for csv/json/parquet/amazon2023 data; recbole and rechorus read it in place "
+        "of the NAME.item / item_meta.csv they otherwise find.",
+        None,
     )
     user_column: str = _help("Column holding user ids (csv/json/parquet).", "user_id")
     item_column: str = _help("Column holding item ids (csv/json/parquet).", "item_id")
@@ -68,7 +70,7 @@ class DataConfig:
         None,
     )
     delimiter: str | None = _help(
-        "Field delimiter of csv files (default: ',' for csv, tab for recbole and rechorus).", None
+        "Field delimiter of delimited files (default: ',' for .csv, tab for .tsv, recbole and rechorus).", None
     )
     min_rating: float | None = _help("Keep only interactions with rating >= this (e.g. 4 for 'rating > 3').", None)
     k_core: int = _help("Iterative k-core: drop users and items with fewer than k interactions (0 = off).", 0)

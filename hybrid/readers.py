@@ -343,7 +343,8 @@ def amazon_text(row: dict) -> str:
 
 def read_rechorus(config: DataConfig) -> RawInteractions:
     """ReChorus folder: train/dev/test.csv (tab-separated user_id, item_id, time; neg_items ignored, since
-    evaluation here ranks the full catalogue) and an optional item_meta.csv. Re-split by our protocol."""
+    evaluation here ranks the full catalogue) and an optional item_meta.csv (or --item_file, in its layout).
+    Re-split by our protocol."""
     folder = Path(config.dataset)
     delimiter = config.delimiter or "\t"
     parts = [folder / f"{name}.csv" for name in ("train", "dev", "test") if (folder / f"{name}.csv").exists()]
@@ -355,8 +356,8 @@ def read_rechorus(config: DataConfig) -> RawInteractions:
         for p in parts
     ]
     raw = _concat(raws)
-    meta_path = folder / "item_meta.csv"
-    if meta_path.exists():
+    meta_path = Path(config.item_file) if config.item_file else folder / "item_meta.csv"
+    if config.item_file or meta_path.exists():  # a named file must exist; the folder's own is optional
         meta = _item_table(_read_delimited(meta_path, delimiter), "item_id", meta_path, "dataset")
         raw.item_texts, raw.item_titles = _item_texts(meta, "item_id", config), _titles(meta, "item_id")
         raw.files.append(meta_path)

@@ -52,7 +52,7 @@ class BackboneConfig:
 class ReasoningConfig:
     """ReaRec's K latent reasoning steps after the history and how their states make the user vector."""
 
-    reasoning_steps: int = help_field("ReaRec reasoning steps K after the history (0 = plain SASRec).", 0)
+    reasoning_steps: int = help_field("ReaRec reasoning steps K after the history (0 = the plain backbone).", 0)
     reasoning_method: Literal["erl", "prl"] = help_field(
         "How the K + 1 states are trained and used: 'erl' (mean of all states) or 'prl' (last state).", "prl"
     )
@@ -84,7 +84,7 @@ class ReasoningConfig:
     def __post_init__(self):
         check_choices(self)
         if self.reasoning_steps < 0:
-            raise ConfigError(f"reasoning_steps must be >= 0 (0 = plain SASRec), got {self.reasoning_steps}.")
+            raise ConfigError(f"reasoning_steps must be >= 0 (0 = the plain backbone), got {self.reasoning_steps}.")
         if self.inference_steps is not None and not 0 <= self.inference_steps <= self.reasoning_steps:
             raise ConfigError(
                 f"inference_steps={self.inference_steps} must lie in 0..reasoning_steps ({self.reasoning_steps}): a "

@@ -1,4 +1,5 @@
-"""Speed and memory on MovieLens-100k; writes benchmarks/<suite>.{md,json}.
+"""Speed and memory, mostly on MovieLens-100k (scale: synthetic catalogues; one_pass: also Amazon Scientific);
+writes each suite's report under benchmarks/ (the names are in hybrid/studies/suites.py).
 
     python scripts/benchmark.py                       # every suite
     python scripts/benchmark.py --suite foundation    # SASRec training/evaluation speed and peak memory

@@ -2,7 +2,8 @@
 
 Loads RUN_DIR/model with `HybridRecommender.from_pretrained` (for a LoRA run, the peft adapter in
 model/adapter/ on the base language model), ranks the test set again and compares every rank with the
-training run's RUN_DIR/ranks.safetensors. Exit status 0 when all ranks are equal, 1 otherwise.
+training run's RUN_DIR/ranks.safetensors. Exit status 0 when all ranks are equal, 1 when some differ, 2 when
+the run or its data cannot be loaded.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Reads JSON lines (a file, or stdin) and writes one JSON line per input line to s
     {"history": ["50", "Star Wars (1977)"], "k": 5, "exclude_history": true}   a history of ids or titles
     {"add_items": [{"text": "Title (2025), Drama", "id": "x1", "title": "Title"}]}   new items, by text
 
-"history" (a non-empty list of item ids or exact titles, oldest first) is required, "k" (an integer >= 1,
+"history" (a non-empty list of item ids or titles (ignoring case), oldest first) is required, "k" (an integer >= 1,
 default --k) and "exclude_history" (true or false) are optional; any other key is refused. Every line is
 answered, blank and broken ones too: {"recommendations": [...]}, {"added": [ids]} or {"error": "line N: ..."}.
 The output is strict JSON and the exit code 0 once the model is loaded (2 when it cannot be).

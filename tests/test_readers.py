@@ -88,6 +88,12 @@ def test_rechorus_folder(tmp_path):
         (tmp_path / f"{name}.csv").write_text("\n".join([header, *lines]) + "\n")
     raw = read_interactions(DataConfig(dataset=str(tmp_path), data_format="rechorus"))
     assert raw.items.tolist() == ["5", "6", "7", "8"] and raw.times.tolist() == [10, 11, 12, 13]
+    items = tmp_path / "elsewhere.csv"  # --item_file is read in place of the folder's item_meta.csv
+    items.write_text("item_id\ttitle\n5\tFive\n8\tEight\n")
+    raw = read_interactions(DataConfig(dataset=str(tmp_path), data_format="rechorus", item_file=str(items)))
+    assert raw.item_titles["8"] == "Eight" and items in raw.files
+    with pytest.raises(DataError, match="does not exist"):
+        read_interactions(DataConfig(dataset=str(tmp_path), data_format="rechorus", item_file=str(tmp_path / "no")))
 
 
 def test_plain_csv_and_parquet_with_column_mapping(tmp_path):
