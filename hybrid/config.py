@@ -31,6 +31,9 @@ SPLITS, FORMATS = typing.get_args(Split), typing.get_args(DataFormat)
 _help = help_field
 
 
+TAB_SPELLINGS = ("\\t", "tab")  # --delimiter spellings of a tab (any case)
+
+
 @dataclass
 class DataConfig:
     """Where the interactions come from and how they become training and evaluation rows."""
@@ -122,6 +125,8 @@ class DataConfig:
 
     def __post_init__(self):
         check_choices(self)
+        if self.delimiter is not None and self.delimiter.lower() in TAB_SPELLINGS:
+            self.delimiter = "\t"  # a shell passes '\t' as two characters, and a tab is hard to type
         if self.data_format == "auto":  # resolved once, so a run saves the format it read
             try:
                 self.data_format = infer_data_format(self.dataset)
@@ -464,7 +469,7 @@ def parse_configs(argv: list[str] | None = None) -> tuple[DataConfig, ModelConfi
     if os.environ.get("RANK", "0") == "0":  # once, under a multi-process launch too
         for note in settings_without_effect(model, train):
             print(f"note: {note}", file=sys.stderr)
-    return named_delimiter(data), model, train
+    return data, model, train
 
 
 TEXT_KEYS = tuple(f.name for f in dataclasses.fields(EncoderConfig) if f.name.startswith("text_"))
@@ -505,16 +510,6 @@ def settings_without_effect(model: ModelConfig, train: TrainConfig) -> list[str]
             f"trains at most epochs={train.epochs}: it never runs. Lower --prl_warmup_epochs to use it."
         )
     return notes
-
-
-TAB_SPELLINGS = ("\\t", "tab")  # a shell passes '\t' as two characters, and a tab is hard to type
-
-
-def named_delimiter(data: DataConfig) -> DataConfig:
-    """``delimiter`` written as ``\\t`` or ``tab`` (any case) -> a tab character."""
-    if data.delimiter is not None and data.delimiter.lower() in TAB_SPELLINGS:
-        return dataclasses.replace(data, delimiter="\t")
-    return data
 
 
 def argument_error(error) -> ConfigError:

@@ -20,6 +20,7 @@ Shape legend: R rows, L max history, P total past items of a split's rows.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import json
 import os
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
@@ -454,8 +456,9 @@ def build_dataset(config: DataConfig) -> RecDataset:
     user_starts = user_ends - counts
     positions = split_positions(config, user_starts, user_ends, times)
     not_evaluated = int((counts < 3).sum()) if config.split != "global_time" else 0
+    repeated = repeated_rows(users, items, times)
     if len(positions["test"]):
-        warn_not_evaluated({"users_not_evaluated": not_evaluated, "users": len(counts)})
+        warn_not_evaluated({"users_not_evaluated": not_evaluated, "users": len(counts), "repeated_rows": repeated})
     # cold_items: training rows come from the histories with every cold item (and evaluation target) removed.
     sources = {name: (items, users, user_starts, rows) for name, rows in positions.items()}
     cold = None
@@ -475,6 +478,7 @@ def build_dataset(config: DataConfig) -> RecDataset:
         **{f"{name}_rows": len(split) for name, split in splits.items()},
         "items_with_text": int(sum(bool(t) for t in texts)),
         "users_not_evaluated": not_evaluated,
+        **({"repeated_rows": repeated} if repeated else {}),
         **({} if cold is None else cold_stats(config, cold, splits)),
     }
     return RecDataset(
@@ -527,7 +531,10 @@ def cache_key(config: DataConfig) -> str:
         files = sorted(recbole_dataset_dir(config.dataset).glob(f"{config.dataset}.*"))
     else:
         source = Path(config.dataset)
+        # A file's siblings of the same name count too: a RecBole NAME.inter reads the NAME.item beside it.
         files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
+        if source.is_file():
+            files += sorted(p for p in source.parent.glob(f"{glob.escape(source.stem)}.*") if p != source)
         if config.item_file:
             files.append(Path(config.item_file))
     fingerprints = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.exists()]
@@ -581,8 +588,21 @@ def read_cached_dataset(folder: Path) -> RecDataset:
     )
 
 
+def repeated_rows(users: np.ndarray, items: np.ndarray, times: np.ndarray) -> int:
+    """How many rows [M] repeat an earlier row exactly: user, item and time."""
+    return int(pd.DataFrame({"user": users, "item": items, "time": times}).duplicated().sum())
+
+
 def warn_not_evaluated(stats: dict) -> None:
-    """The users too short to evaluate, said on every load (a cached dataset's stats recorded them)."""
+    """The users too short to evaluate and the rows repeated exactly, said on every load (a cached dataset's
+    stats recorded them)."""
+    if stats.get("repeated_rows"):
+        warnings.warn(
+            f"{stats['repeated_rows']} rows repeat an earlier row exactly (user, item and time): they are "
+            "kept, so an item can be its own next target. Drop the repeats first if they are not real repeat "
+            "interactions.",
+            stacklevel=3,
+        )
     if stats.get("users_not_evaluated"):
         warnings.warn(
             f"{stats['users_not_evaluated']} of {stats['users']} users have fewer than 3 interactions after "

@@ -10,6 +10,7 @@ import csv
 import itertools
 import os
 import string
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,20 +55,40 @@ def _load_table(path: Path, kind: str, **options) -> pd.DataFrame:
     """Read one csv/json/parquet file through ``datasets`` into a DataFrame."""
     import datasets
 
-    if not path.exists():
-        raise DataError(f"data file {str(path)!r} does not exist; check the --dataset / --item_file path.")
+    _check_readable(path)
     datasets.disable_progress_bars()
     try:
-        table = datasets.load_dataset(kind, data_files=str(path), split="train", **options)
+        with warnings.catch_warnings():  # pandas drops a longer first row's extra fields with only a warning
+            warnings.filterwarnings("error", "Length of header", pd.errors.ParserWarning)
+            table = datasets.load_dataset(kind, data_files=str(path), split="train", **options)
     except Exception as error:  # noqa: BLE001 - the reader's own message is kept, with the file named
         raise DataError(f"could not read {str(path)!r} as {kind}: {_reason(error)}") from error
     return table.to_pandas()
+
+
+def _check_readable(path: Path) -> None:
+    """A path that names no readable file is refused with what it is instead."""
+    if not path.exists():
+        raise DataError(f"data file {str(path)!r} does not exist; check the --dataset / --item_file path.")
+    if path.is_dir():
+        raise DataError(
+            f"{str(path)!r} is a folder, not a file: point --dataset / --item_file at the file (folders are read by "
+            "--data_format recbole, rechorus and recbole_split)."
+        )
+    if not os.access(path, os.R_OK):
+        raise DataError(f"{str(path)!r} cannot be read (permission denied); make it readable or copy it.")
 
 
 def _reason(error: BaseException) -> str:
     """The innermost cause of a ``datasets`` failure (its own wrapper says only that generation failed)."""
     while (error.__cause__ or error.__context__) is not None:
         error = error.__cause__ or error.__context__
+    if isinstance(error, pd.errors.ParserWarning):  # raised as an error by _read_delimited
+        return (
+            "its first row has more fields than the header has names (a delimiter at the end of every row, or a "
+            "header missing a name, or a field holding the delimiter unquoted), so every column would shift. Make "
+            "each row's fields match the header (quote a field that holds the delimiter)."
+        )
     text = str(error).strip() or "the file holds no records"
     hint = " Save the file as UTF-8." if isinstance(error, UnicodeDecodeError) else ""
     return f"{type(error).__name__}: {text}.{hint}"
@@ -86,10 +107,17 @@ def _read_delimited(path: Path, delimiter: str, quoted: bool = False) -> pd.Data
     dialect (RFC 4180: a field holding the delimiter, a quote or a newline is quoted, quotes doubled), as pandas,
     spreadsheets and Python's csv module write it. RecBole atomic and ReChorus files are tab-separated without
     quoting, so a quote character there is text ('"Weird Al" Yankovic')."""
-    if not path.exists():
-        raise DataError(f"data file {str(path)!r} does not exist; check the --dataset / --item_file path.")
+    _check_readable(path)
     if path.stat().st_size == 0:
         raise DataError(f"{str(path)!r} is empty; it needs a header row naming the columns, then one row per line.")
+    with open(path, "rb") as handle:
+        if handle.read(2) == b"\x1f\x8b":
+            raise DataError(f"{str(path)!r} is gzip-compressed: decompress it first (gunzip -k {path}).")
+    if quoted and len(delimiter) != 1:
+        raise DataError(
+            f"--delimiter {delimiter!r} has more than one character, which quoted csv files cannot have: turn it into "
+            f"a tab (e.g. sed 's/{delimiter}/\\t/g' FILE > FILE.tsv) and read that with --delimiter tab."
+        )
     header = _header(path, delimiter, quoted)
     if len(header) == 1:
         for other in ("\t", ",", ";", "|"):
@@ -108,7 +136,7 @@ def _read_delimited(path: Path, delimiter: str, quoted: bool = False) -> pd.Data
 
     features = datasets.Features({name: datasets.Value("string") for name in header})
     quoting = csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE
-    return _load_table(
+    frame = _load_table(
         path,
         "csv",
         delimiter=delimiter,
@@ -116,7 +144,24 @@ def _read_delimited(path: Path, delimiter: str, quoted: bool = False) -> pd.Data
         quoting=quoting,
         keep_default_na=False,
         encoding="utf-8-sig",
+        index_col=False,  # a longer first row is an error (see _reason), never an index column
     )
+    if quoted:
+        _warn_spanning_fields(frame, path)
+    return frame
+
+
+def _warn_spanning_fields(frame: pd.DataFrame, path: Path) -> None:
+    """Quoted fields that span lines are legal CSV, but also what one stray quote makes of the lines after it."""
+    spans = np.column_stack([frame[column].str.contains("\n", regex=False).to_numpy() for column in frame.columns])
+    rows = np.flatnonzero(spans.any(axis=1))
+    if len(rows):
+        warnings.warn(
+            f"{len(rows)} rows of {str(path)!r} hold a quoted field that spans lines (the first: data row "
+            f"{int(rows[0])}). If a quote character there is text, not quoting, the lines after it were read into "
+            'that field: double such quotes ("") or quote the whole field.',
+            stacklevel=3,
+        )
 
 
 def _require(frame: pd.DataFrame, column: str, path: Path, setting: str) -> pd.Series:
@@ -129,12 +174,17 @@ def _require(frame: pd.DataFrame, column: str, path: Path, setting: str) -> pd.S
 
 
 def _numeric(values: pd.Series, column: str, path: Path) -> np.ndarray:
-    converted = pd.to_numeric(values, errors="coerce")
-    bad = converted.isna()  # text that is no number, or no value at all (JSON null, an empty Parquet cell)
+    if pd.api.types.is_datetime64_any_dtype(values):  # a Parquet/JSON date-time: Unix seconds, whatever its unit
+        values = pd.to_datetime(values, utc=True)
+        converted = (values - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    else:
+        converted = pd.to_numeric(values, errors="coerce")
+    bad = converted.isna() | np.isinf(converted)  # no number, no value (JSON null, an empty cell), or infinite
     if bad.any():
         example = values[bad].iloc[0]
+        example = "nothing" if pd.isna(example) else repr(example)
         raise DataError(
-            f"column {column!r} of {str(path)!r} must be numeric, but holds {example!r} "
+            f"column {column!r} of {str(path)!r} must be numeric, but holds {example} "
             f"(row {int(np.flatnonzero(bad.to_numpy())[0])}). Convert it to numbers (e.g. Unix seconds)."
         )
     return converted.to_numpy(dtype=np.float64)
@@ -285,6 +335,7 @@ def read_recbole(config: DataConfig) -> RawInteractions:
             raw.item_texts = _item_texts(items, config.item_column, config)
         raw.item_titles = _titles(items, config.item_column)
         raw.files.append(item_path)
+        _check_item_ids(raw, item_path, config.item_column)
     return raw
 
 
@@ -318,6 +369,7 @@ def read_amazon2023(config: DataConfig) -> RawInteractions:
             raw.item_texts = {str(row["parent_asin"]): amazon_text(row) for row in meta.to_dict("records")}
         raw.item_titles = _titles(meta, "parent_asin")
         raw.files.append(meta_path)
+        _check_item_ids(raw, meta_path, "parent_asin")
     return raw
 
 
@@ -361,6 +413,7 @@ def read_rechorus(config: DataConfig) -> RawInteractions:
         meta = _item_table(_read_delimited(meta_path, delimiter), "item_id", meta_path, "dataset")
         raw.item_texts, raw.item_titles = _item_texts(meta, "item_id", config), _titles(meta, "item_id")
         raw.files.append(meta_path)
+        _check_item_ids(raw, meta_path, "item_id")
     return raw
 
 
@@ -386,7 +439,9 @@ def read_table(config: DataConfig) -> RawInteractions:
     if config.item_file:
         item_path = Path(config.item_file)
         id_column = config.item_id_column or config.item_column
-        items = _item_table(_read_plain(item_path, "", config.delimiter), id_column, item_path, "item_id_column")
+        # --delimiter is the interactions'; an item file of another kind (.tsv beside .csv) keeps its own
+        delimiter = config.delimiter if item_path.suffix.lower() == path.suffix.lower() else None
+        items = _item_table(_read_plain(item_path, "", delimiter), id_column, item_path, "item_id_column")
         raw.item_texts = _item_texts(items, id_column, config)
         raw.item_titles = _titles(items, id_column)
         raw.files.append(item_path)
@@ -395,14 +450,22 @@ def read_table(config: DataConfig) -> RawInteractions:
 
 
 def _check_item_ids(raw: RawInteractions, item_path: Path, id_column: str) -> None:
-    """An item file whose ids match no interaction gives no text at all: say so, with an id of each side."""
+    """An item file whose ids match no interaction gives no text at all: refused, with an id of each side. One
+    that misses some items leaves those without text: a warning with the count."""
     used = set(raw.items.tolist())
     if raw.item_texts and used.isdisjoint(raw.item_texts):
         raise DataError(
             f"none of the {len(raw.item_texts)} ids in {str(item_path)!r} (column {id_column!r}, e.g. "
             f"{next(iter(raw.item_texts))!r}) is an item of the interactions (e.g. {next(iter(used))!r}). Name the "
-            "item file's id column with --item_id_column, and quote any field that holds the delimiter (a row "
-            "with an extra field shifts its columns)."
+            "item file's id column (--item_id_column for csv/json/parquet, --item_column for recbole), and quote "
+            "any field that holds the delimiter (a row with an extra field shifts its columns)."
+        )
+    missing = sorted(used.difference(raw.item_texts))
+    if missing:
+        warnings.warn(
+            f"{len(missing)} of the {len(used)} items of the interactions have no row in {str(item_path)!r} (e.g. "
+            f"{missing[0]!r}): their text is empty. Add their rows if a text encoder should see them.",
+            stacklevel=2,
         )
 
 

@@ -132,3 +132,20 @@ def test_shards_cover_each_batch_without_duplicates():
         for a, b in zip(shard_batches(103, 10, 1, 2, 0, 2), shard_batches(103, 10, 1, 2, 1, 2))
     ]
     assert single == pair
+
+
+def test_rows_repeated_exactly_are_counted_in_a_warning_and_kept(tmp_path):
+    rows = "".join(f"u{u},i{k},{k}\n" for u in range(4) for k in range(5))
+    path = tmp_path / "x.csv"
+    path.write_text("user_id,item_id,timestamp\n" + rows + "u1,i4,4\nu2,i3,3\n")
+    with pytest.warns(UserWarning, match="2 rows repeat an earlier row exactly"):
+        dataset = build_dataset(DataConfig(dataset=str(path), data_format="csv"))
+    assert dataset.stats["interactions"] == 22 and dataset.stats["repeated_rows"] == 2
+
+
+def test_the_cache_key_sees_the_item_file_beside_a_recbole_inter_file(tmp_path):
+    (tmp_path / "d.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\nu\ti\t1\n")
+    config = DataConfig(dataset=str(tmp_path / "d.inter"), data_format="recbole")
+    before = data_module.cache_key(config)
+    (tmp_path / "d.item").write_text("item_id:token\ttitle:token_seq\ni\tA title\n")  # read with the .inter
+    assert data_module.cache_key(config) != before

@@ -222,11 +222,14 @@ def test_an_item_file_whose_ids_match_no_item_is_refused_with_both_sides_named(t
     pd.DataFrame({"user_id": ["a", "a"], "item_id": ["i1", "i2"], "timestamp": [1, 2]}).to_csv(
         tmp_path / "i.csv", index=False
     )
-    # An unquoted comma in a title: every row has one field more than the header, and its columns shift.
+    # An unquoted comma in a title: every row has one field more than the header (its columns would shift).
     (tmp_path / "items.csv").write_text("item_id,title\ni1,Glue, 8 oz\ni2,Tape, clear\n")
     config = DataConfig(dataset=str(tmp_path / "i.csv"), item_file=str(tmp_path / "items.csv"))
-    with pytest.raises(DataError, match=r"none of the 2 ids in .*items.csv.*'Glue'.*e\.g\. 'i\d'\).*quote any field"):
+    with pytest.raises(DataError, match=r"items.csv.*more fields than the header.*quote a field that holds"):
         read_interactions(config)
+    (tmp_path / "items.csv").write_text("code,title\nG1,Glue\nT1,Tape\n")  # ids of another column
+    with pytest.raises(DataError, match=r"none of the 2 ids in .*items.csv.*'G1'.*e\.g\. 'i\d'\).*--item_id_column"):
+        read_interactions(dataclasses.replace(config, item_id_column="code"))
 
 
 def interactions_file(tmp_path, records: list[dict], kind: str):
@@ -300,3 +303,73 @@ def test_a_recbole_folder_with_two_inter_files_is_refused_and_the_delimiter_is_h
     (folder / "b.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\nu\t1\t1\n")
     with pytest.raises(DataError, match=r"exactly one \.inter file \(found: \['a.inter', 'b.inter'\]\)"):
         read_interactions(DataConfig(dataset=str(folder)))
+
+
+def good_rows(extra: str = "") -> str:
+    return "".join(f"u{u},i{(u + k) % 6},{100 + k}{extra}\n" for u in range(5) for k in range(4))
+
+
+@pytest.mark.parametrize("header,extra", [("user_id,item_id,timestamp\n", ",4.0"), ("user_id,item_id\n", "")])
+def test_a_first_row_longer_than_the_header_is_refused_not_shifted(tmp_path, header, extra):
+    path = tmp_path / "x.csv"  # a trailing field on every row, or a header missing a name
+    path.write_text(header + good_rows(extra))
+    with pytest.raises(DataError, match="more fields than the header has names"):
+        read_interactions(DataConfig(dataset=str(path), data_format="csv"))
+
+
+def test_folders_gzip_and_long_delimiters_are_named_not_tracebacks(tmp_path):
+    import gzip
+
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(DataError, match="is a folder, not a file"):
+        read_interactions(DataConfig(dataset=str(tmp_path / "folder"), data_format="csv"))
+    packed = tmp_path / "x.csv"
+    packed.write_bytes(gzip.compress(("user_id,item_id,timestamp\n" + good_rows()).encode()))
+    with pytest.raises(DataError, match="gzip-compressed: decompress it first"):
+        read_interactions(DataConfig(dataset=str(packed), data_format="csv"))
+    plain = tmp_path / "ml1m.dat"
+    plain.write_text("user_id::item_id::timestamp\n" + good_rows().replace(",", "::"))
+    with pytest.raises(DataError, match="more than one character.*--delimiter tab"):
+        read_interactions(DataConfig(dataset=str(plain), data_format="csv", delimiter="::"))
+    assert DataConfig(dataset=str(plain), data_format="csv", delimiter="TAB").delimiter == "\t"  # as on the CLI
+
+
+def test_item_files_that_miss_items_are_counted_and_one_of_another_kind_keeps_its_delimiter(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("user_id;item_id;timestamp\n" + good_rows().replace(",", ";"))
+    items = tmp_path / "items.tsv"  # tab-separated beside a ';' file: --delimiter is the interactions'
+    items.write_text("item_id\ttitle\n" + "".join(f"i{n}\tthing; {n}\n" for n in range(4)))
+    config = DataConfig(dataset=str(path), data_format="csv", delimiter=";", item_file=str(items))
+    with pytest.warns(UserWarning, match=r"2 of the 6 items .* have no row in .*items.tsv.*e.g. 'i4'"):
+        raw = read_interactions(config)
+    assert raw.item_texts["i3"] == "thing; 3"
+    folder = tmp_path / "recbole"
+    folder.mkdir()
+    (folder / "d.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n" + good_rows().replace(",", "\t"))
+    (folder / "d.item").write_text("item_id:token\ttitle:token_seq\nX1\tfoo\n")
+    with pytest.raises(DataError, match=r"none of the 1 ids in .*d.item.*--item_column for recbole"):
+        read_interactions(DataConfig(dataset=str(folder), data_format="recbole"))
+
+
+def test_date_times_become_unix_seconds_whatever_their_unit_and_infinite_times_are_refused(tmp_path):
+    frame = pd.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["1", "2", "1"]})
+    seconds = pd.Series([100, 200, 300])
+    for unit in ("s", "ms", "us"):  # Parquet stores any of these
+        stamped = frame.assign(timestamp=pd.to_datetime(seconds, unit="s").astype(f"datetime64[{unit}]"))
+        stamped.to_parquet(tmp_path / f"{unit}.parquet")
+        raw = read_interactions(DataConfig(dataset=str(tmp_path / f"{unit}.parquet"), data_format="parquet"))
+        assert raw.times.tolist() == [100.0, 200.0, 300.0]
+    (tmp_path / "inf.csv").write_text("user_id,item_id,timestamp\na,1,100\na,2,inf\n")
+    with pytest.raises(DataError, match=r"column 'timestamp' .* must be numeric, but holds 'inf'"):
+        read_interactions(DataConfig(dataset=str(tmp_path / "inf.csv"), data_format="csv"))
+
+
+def test_a_stray_quote_that_swallows_lines_is_warned_about(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("user_id,item_id,timestamp\n" + good_rows())
+    items = tmp_path / "items.tsv"
+    items.write_text('item_id\ttitle\ni0\tT0\ni1\t"12 inch ruler\ni2\tT2\ni3\tBest 27" monitor\ni4\tT4\ni5\tT5\n')
+    with pytest.warns(
+        UserWarning, match=r"1 rows of .*items.tsv.* quoted field that spans lines \(the first: data row 1\)"
+    ):
+        read_interactions(DataConfig(dataset=str(path), data_format="csv", item_file=str(items)))
