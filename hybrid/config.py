@@ -123,6 +123,22 @@ class DataConfig:
         "delimiter": "the files are tab-separated",
     }
 
+    # Settings that other formats' files decide themselves (their readers never read them), and why.
+    FORMAT_FIXED: typing.ClassVar[dict[str, dict[str, str]]] = {
+        "amazon2023": {
+            **dict.fromkeys(
+                ("user_column", "item_column", "time_column", "rating_column", "item_id_column"),
+                "Amazon Reviews 2023 files name their columns (user_id, parent_asin, rating, timestamp)",
+            ),
+            "item_text_columns": "the text is the meta record's title, categories, features and description "
+            "(--item_text_template picks other fields)",
+        },
+        "rechorus": dict.fromkeys(
+            ("user_column", "item_column", "item_id_column"), "ReChorus files name their columns (user_id, item_id)"
+        ),
+        "recbole": {"item_id_column": "NAME.item's id column is --item_column, as in NAME.inter"},
+    }
+
     def __post_init__(self):
         check_choices(self)
         if self.delimiter is not None and self.delimiter.lower() in TAB_SPELLINGS:
@@ -138,6 +154,13 @@ class DataConfig:
             raise ConfigError(f"k_core must be >= 0 (0 disables it), got {self.k_core}.")
         if self.data_format == "recbole_split":
             self._refuse_presplit_options()
+        for name, why in self.FORMAT_FIXED.get(self.data_format, {}).items():
+            default = next(f.default for f in dataclasses.fields(self) if f.name == name)
+            if getattr(self, name) != default:
+                raise ConfigError(
+                    f"{name}={getattr(self, name)!r} does not apply to data_format={self.data_format!r}: {why}. "
+                    f"Leave --{name} at its default ({default!r})."
+                )
         self._check_cold_options()
         for name in ("valid_time", "test_time"):
             if self.split != "global_time" and getattr(self, name) is not None:

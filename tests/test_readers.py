@@ -373,3 +373,13 @@ def test_a_stray_quote_that_swallows_lines_is_warned_about(tmp_path):
         UserWarning, match=r"1 rows of .*items.tsv.* quoted field that spans lines \(the first: data row 1\)"
     ):
         read_interactions(DataConfig(dataset=str(path), data_format="csv", item_file=str(items)))
+
+
+@pytest.mark.parametrize(
+    "data_format,setting", [("amazon2023", "time_column"), ("rechorus", "user_column"), ("recbole", "item_id_column")]
+)
+def test_a_column_setting_a_format_never_reads_is_refused_not_ignored(tmp_path, data_format, setting):
+    from hybrid_rearec.hybrid.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"{setting}='nope' does not apply to data_format='{data_format}'"):
+        DataConfig(dataset=str(tmp_path), data_format=data_format, **{setting: "nope"})
