@@ -106,6 +106,12 @@ def read_rows(path: Path) -> list[tuple[str, Row]]:
             "item; its history goes in item_id_list."
         )
     histories = [tuple(cell.split()) for cell in frame["item_id_list"].tolist()]
+    commas = [line for line, history in enumerate(histories, start=2) if any("," in token for token in history)]
+    if commas:
+        raise DataError(
+            f"{str(path)!r} has item_id_list cells with commas (lines {commas[:5]}): a token_seq separates its "
+            "item ids by spaces. Replace the commas with spaces."
+        )
     empty = [line for line, history in enumerate(histories, start=2) if not history]
     if empty:
         raise DataError(

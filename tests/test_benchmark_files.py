@@ -140,8 +140,12 @@ def test_a_disagreeing_user_is_a_counted_warning_naming_the_user(tmp_path, chang
         (lambda rows: rows["valid"].pop(1), r"1 users are in the test file but not in the valid file \(e.g. \['1'\]"),
         (lambda rows: rows["test"].pop(0), r"1 users are in the valid file but not in the test file \(e.g. \['0'\]"),
         (lambda rows: rows["test"].append(rows["test"][0]), r"more than one test row \(e.g. \['0'\]"),
+        (
+            lambda rows: rows["train"].__setitem__(0, (*rows["train"][0][:1], "1,2", rows["train"][0][2])),
+            r"item_id_list cells with commas \(lines \[2\]\).*by spaces",
+        ),
     ],
-    ids=["test-not-valid", "valid-not-test", "two-test-rows"],
+    ids=["test-not-valid", "valid-not-test", "two-test-rows", "comma-separated-history"],
 )
 def test_missing_or_repeated_evaluation_rows_are_errors(tmp_path, change, message):
     rows = rows_of(SEQUENCES)
