@@ -1,7 +1,8 @@
 """Issue 28's point 4: the per-step, oracle and subgroup tables of the Scientific ReaRec runs, beside the same
 backbone at K = 0, as means over the seeds of stage 2 (runs/scientific-seeds/NAME/seed-N). Runs
 `scripts/evaluate.py RUN --split SPLIT --analysis` where a run's analysis of that split is missing, then writes
-benchmarks/quality/scientific_analysis.md (and .json). Read only after stage 2 (it holds test figures).
+benchmarks/quality/scientific_analysis.md (and .json; scientific_analysis_valid.* for --split valid). The test
+split waits for stage 2 to be complete (it holds test figures); validation can be read at any time.
 
     python benchmarks/quality/scientific_analysis.py                 # test split, every backbone with runs
     python benchmarks/quality/scientific_analysis.py --split valid   # the same tables on validation
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 from hybrid_rearec.hybrid.analysis import GROUPING
+from scientific_results import missing_runs  # this script's folder: the same list of stage-2 runs
 
 SEEDS = Path("runs/scientific-seeds")
 BACKBONES = {"id": "", "text": "text-", "hybrid": "hybrid-"}  # backbone -> prefix of its stage-2 folders
@@ -27,6 +29,8 @@ GROUPINGS = (  # (title, key of analysis.json)
     ("Users by history length (quintile 1 = shortest)", "by_history"),
     ("Targets by training popularity (quintile 1 = least popular)", "by_popularity"),
 )
+# Equal values share a quintile (analysis.GROUPING): one held by more than a fifth of the rows fills the next ones too.
+MERGED = "a missing quintile's rows are in the one before it, whose values they share"
 
 
 def analysis(run: Path, split: str) -> dict:
@@ -60,12 +64,13 @@ def steps_table(name: str, runs: list[dict]) -> list[str]:
 def groups_table(title: str, key: str, base: list[dict], reasoning: dict[str, list[dict]]) -> list[str]:
     """Per quintile: the K = 0 model's NDCG@10 and each ReaRec model's, with the ratio of their means."""
     names = list(reasoning)
-    lines = [f"{title}: NDCG@10 (mean ± std over seeds; ratio of means against K = 0)", ""]
-    lines.append("| quintile | K = 0 | " + " | ".join(f"{n} | ratio" for n in names) + " |")
-    lines.append("|---|---:|" + "---:|---:|" * len(names))
+    sizes = base[0]["group_sizes"][key.removeprefix("by_")]  # the same rows in every run of the data
+    lines = [f"{title}: NDCG@10 (mean ± std over seeds; ratio of means against K = 0; {MERGED})", ""]
+    lines.append("| quintile | rows | K = 0 | " + " | ".join(f"{n} | ratio" for n in names) + " |")
+    lines.append("|---|---:|---:|" + "---:|---:|" * len(names))
     for group in base[0][key]:
         zero = [r[key][group]["model"][METRIC] for r in base]
-        cells = [mean_std(zero)]
+        cells = [str(sizes[int(group) - 1]), mean_std(zero)]
         for name in names:
             values = [r[key][group]["model"][METRIC] for r in reasoning[name]]
             ratio = statistics.mean(values) / statistics.mean(zero) if statistics.mean(zero) else float("nan")
@@ -123,10 +128,15 @@ def backbone_section(backbone: str, prefix: str, split: str, root: Path) -> tupl
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--split", choices=["valid", "test"], default="test")
-    parser.add_argument("--output", default="benchmarks/quality/scientific_analysis")
+    parser.add_argument("--output", help="PATH of PATH.md/.json (default: scientific_analysis[_valid])")
     parser.add_argument("--runs", default=str(SEEDS), help="folder of the stage-2 seed folders")
     args = parser.parse_args()
-    split, output, root = args.split, Path(args.output), Path(args.runs)
+    split, root = args.split, Path(args.runs)
+    output = Path(args.output or f"benchmarks/quality/scientific_analysis{'' if split == 'test' else '_valid'}")
+    missing = missing_runs(root)
+    if split == "test" and missing:  # the record reads no test figure before stage 2 is complete
+        print(f"stage 2 is not complete ({len(missing)} runs missing, e.g. {missing[0]}); --split valid works now")
+        return 1
     lines = [f"# Amazon Scientific: what the reasoning steps do ({split} split)", ""]
     lines += [f"`python benchmarks/quality/scientific_analysis.py --split {split}` over the stage-2 seed runs.", ""]
     record = {}
