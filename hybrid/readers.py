@@ -158,7 +158,7 @@ def _warn_spanning_fields(frame: pd.DataFrame, path: Path) -> None:
     if len(rows):
         warnings.warn(
             f"{len(rows)} rows of {str(path)!r} hold a quoted field that spans lines (the first: data row "
-            f"{int(rows[0])}). If a quote character there is text, not quoting, the lines after it were read into "
+            f"{int(rows[0]) + 1}). If a quote character there is text, not quoting, the lines after it were read into "
             'that field: double such quotes ("") or quote the whole field.',
             stacklevel=3,
         )
@@ -185,7 +185,8 @@ def _numeric(values: pd.Series, column: str, path: Path) -> np.ndarray:
         example = "nothing" if pd.isna(example) else repr(example)
         raise DataError(
             f"column {column!r} of {str(path)!r} must be numeric, but holds {example} "
-            f"(row {int(np.flatnonzero(bad.to_numpy())[0])}). Convert it to numbers (e.g. Unix seconds)."
+            f"(data row {int(np.flatnonzero(bad.to_numpy())[0]) + 1}, counting from 1 after any header). Convert it "
+            "to numbers (e.g. Unix seconds)."
         )
     return converted.to_numpy(dtype=np.float64)
 
@@ -193,6 +194,12 @@ def _numeric(values: pd.Series, column: str, path: Path) -> np.ndarray:
 def _ids(values: pd.Series, column: str, path: Path) -> np.ndarray:
     """Ids as trimmed strings. A missing or empty id is refused by row; a float column of whole numbers (a
     Parquet or JSON id column with a gap in it) reads '7', not '7.0'."""
+    first = values.iloc[0] if len(values) else None
+    if isinstance(first, (list, tuple, dict, np.ndarray)):  # a JSON/Parquet list or record is no id
+        raise DataError(
+            f"column {column!r} of {str(path)!r} holds {type(first).__name__} values (e.g. {first!r}), not single "
+            "ids: give each interaction its own row with one id."
+        )
     missing = values.isna().to_numpy()
     if not missing.any():
         if pd.api.types.is_float_dtype(values) and (values % 1 == 0).all():
@@ -201,7 +208,7 @@ def _ids(values: pd.Series, column: str, path: Path) -> np.ndarray:
         missing = (strings == "").to_numpy()
     if missing.any():
         raise DataError(
-            f"column {column!r} of {str(path)!r} has no id in row {int(np.flatnonzero(missing)[0])} "
+            f"column {column!r} of {str(path)!r} has no id in data row {int(np.flatnonzero(missing)[0]) + 1} "
             f"({int(missing.sum())} such rows); every row needs one. Fill or remove those rows."
         )
     return strings.to_numpy()

@@ -241,7 +241,7 @@ def interactions_file(tmp_path, records: list[dict], kind: str):
 
 
 @pytest.mark.parametrize("kind", ["json", "parquet"])
-@pytest.mark.parametrize("column,problem", [("item_id", "no id in row 1"), ("timestamp", "numeric.*row 1")])
+@pytest.mark.parametrize("column,problem", [("item_id", "no id in data row 2"), ("timestamp", "nothing.*data row 2")])
 def test_a_missing_id_or_time_is_refused_by_row(tmp_path, kind, column, problem):
     records = [{"user_id": "u", "item_id": 1, "timestamp": t} for t in (1, 2, 3)]
     records[1][column] = None  # a missing time would sort the item anywhere and decide the split silently
@@ -255,8 +255,11 @@ def test_ids_are_trimmed_whole_numbers_read_as_integers_and_an_empty_id_is_refus
     raw = read_interactions(DataConfig(dataset=str(path)))
     assert raw.users.tolist() == ["u"] and raw.items.tolist() == ["7"]  # not ' u ' and '7.0'
     (tmp_path / "x.csv").write_text("user_id,item_id,timestamp\nu,a,1\nu, ,2\n")
-    with pytest.raises(DataError, match=r"'item_id'.*no id in row 1 \(1 such rows\)"):
+    with pytest.raises(DataError, match=r"'item_id'.*no id in data row 2 \(1 such rows\)"):
         read_interactions(DataConfig(dataset=str(tmp_path / "x.csv")))
+    listed = interactions_file(tmp_path, [{"user_id": "u", "item_id": ["i1"], "timestamp": 1}], "parquet")
+    with pytest.raises(DataError, match=r"'item_id' .* holds ndarray values .* not single ids"):
+        read_interactions(DataConfig(dataset=str(listed)))
 
 
 def test_a_missing_text_cell_is_no_text_and_a_repeated_item_is_refused(tmp_path):
@@ -370,7 +373,7 @@ def test_a_stray_quote_that_swallows_lines_is_warned_about(tmp_path):
     items = tmp_path / "items.tsv"
     items.write_text('item_id\ttitle\ni0\tT0\ni1\t"12 inch ruler\ni2\tT2\ni3\tBest 27" monitor\ni4\tT4\ni5\tT5\n')
     with pytest.warns(
-        UserWarning, match=r"1 rows of .*items.tsv.* quoted field that spans lines \(the first: data row 1\)"
+        UserWarning, match=r"1 rows of .*items.tsv.* quoted field that spans lines \(the first: data row 2\)"
     ):
         read_interactions(DataConfig(dataset=str(path), data_format="csv", item_file=str(items)))
 
