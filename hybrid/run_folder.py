@@ -38,6 +38,7 @@ from .checkpoint import STATE_FILE, checkpoint_folders
 from .config import DataConfig, TrainConfig
 from .data import RecDataset, load_dataset
 from .errors import ConfigError, DataError
+from .formats import BUILTIN_DATASETS
 from .model import HybridRecommender
 from .pretrained import CATALOGUE, ModelFileError
 from .recommend import ItemCatalogue
@@ -223,6 +224,7 @@ def run_dataset(
     run read; data whose items are not the model's ``catalogue`` is refused (its scores would go to other
     items); rows other than the run's are reported on stderr (its figures are then not the run's)."""
     paths = {"dataset": dataset, "item_file": item_file}
+    paths |= from_launch_dir(Path(run_dir), data_config, dataset, item_file)
     try:
         loaded = load_dataset(dataclasses.replace(data_config, **{k: v for k, v in paths.items() if v}))
     except ValueError as error:  # a DataError or ConfigError naming the problem
@@ -237,6 +239,25 @@ def run_dataset(
             file=sys.stderr,
         )
     return loaded
+
+
+def from_launch_dir(
+    run_dir: Path, data_config: DataConfig, dataset: str | None, item_file: str | None
+) -> dict[str, str]:
+    """The run's relative data paths that do not resolve from here but do from the folder it was launched in
+    (metrics.json's launch_dir), each said on stderr: {key: path}."""
+    metrics = run_dir / METRICS
+    launch = json.loads(metrics.read_text()).get("launch_dir") if metrics.exists() else None
+    found = {}
+    for key, given in (("dataset", dataset), ("item_file", item_file)):
+        path = getattr(data_config, key)
+        if launch is None or given or not path or path in BUILTIN_DATASETS or Path(path).is_absolute():
+            continue
+        if not Path(path).exists() and (Path(launch) / path).exists():
+            found[key] = str(Path(launch) / path)
+            print(f"note: reading --{key} {found[key]} (the run's {path!r}, from the folder it was trained in)",
+                  file=sys.stderr)  # fmt: skip
+    return found
 
 
 def moved_data_hint(data_config: DataConfig, given: dict[str, str | None]) -> str:

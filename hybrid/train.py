@@ -257,6 +257,7 @@ def collect_results(run: Run, test: EvalResult, valid_by_steps: dict[int, float]
         "parameters": parameter_counts(run.unwrapped),
         "train_log": state.train_log,
         "epoch_log": state.epoch_log,
+        "launch_dir": os.getcwd(),  # where relative data paths start: the tools look there too
     }
 
 

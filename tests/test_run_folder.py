@@ -168,3 +168,17 @@ def test_evaluate_shows_the_cold_groups_and_refuses_data_with_other_items(tmp_pa
     fewer.write_text("\n".join(line for line in lines if not line.startswith("u39,")) + "\n")
     changed = script("scripts/check_reload.py", run, "--dataset", str(fewer), "--item_file", str(moved))
     assert "warning: the data read now has other users or rows than the run was trained on" in changed.stderr
+
+
+def test_a_runs_relative_data_path_is_found_from_the_folder_it_was_trained_in(
+    tmp_path, csv_data_config, tiny_model_config, monkeypatch
+):
+    from dataclasses import replace
+
+    monkeypatch.chdir(Path(csv_data_config.dataset).parent)
+    relative = replace(csv_data_config, dataset=Path(csv_data_config.dataset).name)
+    finished = train(relative, tiny_model_config, quick_train_config(tmp_path, epochs=1))
+    shown = script("scripts/evaluate.py", str(tmp_path / "run"))  # from the repository root: the path is not here
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert f"note: reading --dataset {csv_data_config.dataset}" in shown.stderr
+    assert f"{finished['test']['metrics']['ndcg@10']:.4f}" in shown.stdout
