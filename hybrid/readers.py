@@ -57,12 +57,16 @@ def _load_table(path: Path, kind: str, **options) -> pd.DataFrame:
 
     _check_readable(path)
     datasets.disable_progress_bars()
+    verbosity = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its "Failed to read file" line: said below
     try:
         with warnings.catch_warnings():  # pandas drops a longer first row's extra fields with only a warning
             warnings.filterwarnings("error", "Length of header", pd.errors.ParserWarning)
             table = datasets.load_dataset(kind, data_files=str(path), split="train", **options)
     except Exception as error:  # noqa: BLE001 - the reader's own message is kept, with the file named
         raise DataError(f"could not read {str(path)!r} as {kind}: {_reason(error)}") from error
+    finally:
+        datasets.logging.set_verbosity(verbosity)
     return table.to_pandas()
 
 

@@ -386,3 +386,11 @@ def test_a_column_setting_a_format_never_reads_is_refused_not_ignored(tmp_path, 
 
     with pytest.raises(ConfigError, match=rf"{setting}='nope' does not apply to data_format='{data_format}'"):
         DataConfig(dataset=str(tmp_path), data_format=data_format, **{setting: "nope"})
+
+
+def test_a_row_with_an_extra_field_is_said_once_with_its_line(tmp_path, capfd):
+    path = tmp_path / "x.csv"
+    path.write_text("user_id,item_id,timestamp\nu1,i1,100\nu1,i2,101,5\n")
+    with pytest.raises(DataError, match="Expected 3 fields in line 3, saw 4"):
+        read_interactions(DataConfig(dataset=str(path), data_format="csv"))
+    assert "Failed to read file" not in capfd.readouterr().err  # the library's own line would say it twice
