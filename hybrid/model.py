@@ -6,6 +6,7 @@ Shape legend: B batch, L history length, K reasoning steps (S = K + 1 states), D
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from ..reasoning.rearec import ReasoningHead, ReasoningLoop, aggregate
 from .config import ModelConfig
 from .errors import ConfigError, DataError
 from .hub import model_card
-from .pretrained import HUB_ARGUMENTS, load_folder, model_folder_or_download, refuse_run_folder, save_folder
+from .pretrained import HUB_ARGUMENTS, load_folder, model_folder_or_download, refuse_unsaveable, save_folder
 from .recommend import ItemCatalogue, Recommendation, recommend
 
 
@@ -452,18 +453,25 @@ class HybridRecommender(
             )
         if self.catalogue is None:
             raise ValueError("this model has no item catalogue; load one with from_pretrained or set .catalogue")
-        texts = [str(text) for text in texts]
         size = len(self.catalogue)
         new_ids = self.catalogue.add(texts, item_ids, titles)  # validates before anything changes
+        if not new_ids:
+            return []
         try:
-            self.item_encoder.add_items_by_text(texts)
+            self.item_encoder.add_items_by_text(self.catalogue.item_texts[size:])
         except Exception:
             self.catalogue.truncate(size)  # the catalogue and the encoder never disagree
             raise
+        if shadowed := self.catalogue.shadowed_names(new_ids):
+            warnings.warn(
+                f"new items share the names {shadowed[:3]} with items already there: a history can name those items "
+                "only by id now. Give the new items other titles (titles=...) to keep naming them.",
+                stacklevel=2,
+            )
         return new_ids
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        refuse_run_folder(Path(save_directory))  # before huggingface_hub's mixin removes a config.json there
+        refuse_unsaveable(self, Path(save_directory))  # before huggingface_hub's mixin makes or clears the folder
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _save_pretrained(self, save_directory: Path) -> None:

@@ -54,10 +54,8 @@ def _write_atomically(path: Path, write) -> None:
 def save_folder(model: torch.nn.Module, folder: str | Path) -> None:
     """Write the model (a ``HybridRecommender``) (see the module docstring); each file appears whole or not at all."""
     folder = Path(folder)
-    refuse_run_folder(folder)
+    refuse_unsaveable(model, folder)
     folder.mkdir(parents=True, exist_ok=True)
-    if model.catalogue is None:
-        raise ValueError("the model has no item catalogue: set model.catalogue = ItemCatalogue(ids, texts) first")
     config = {
         "format_version": FORMAT_VERSION,
         "library": "hybrid-rearec",
@@ -73,6 +71,18 @@ def save_folder(model: torch.nn.Module, folder: str | Path) -> None:
     catalogue = json.dumps(model.catalogue.to_dict(), ensure_ascii=False)
     _write_atomically(folder / CATALOGUE, lambda p: p.write_text(catalogue, encoding="utf-8"))
     model.item_encoder.save_files(folder)  # frozen text vectors, a LoRA adapter: whatever the encoder needs
+
+
+def refuse_unsaveable(model: torch.nn.Module, folder: Path) -> None:
+    """What would make a folder that does not load again, or overwrite a run's settings, is refused first."""
+    refuse_run_folder(folder)
+    if model.catalogue is None:
+        raise ValueError("the model has no item catalogue: set model.catalogue = ItemCatalogue(ids, texts) first")
+    if len(model.catalogue) != model.num_items:
+        raise ValueError(
+            f"the catalogue has {len(model.catalogue)} items but the model {model.num_items}: give it one id per item "
+            "(ItemCatalogue(ids, texts) in the model's index order) before saving."
+        )
 
 
 def refuse_run_folder(folder: Path) -> None:

@@ -61,7 +61,14 @@ class ItemCatalogue:
         return len(self.item_ids)
 
     def add(self, texts: Sequence[str], item_ids: Sequence[str] | None = None, titles: Sequence[str] | None = None):
-        """Append new items; ids default to 'new-1', 'new-2', ... (unused ones). Returns their ids."""
+        """Append new items; ids default to 'new-1', 'new-2', ... (unused ones). Returns their ids. Everything
+        is checked before anything changes."""
+        texts, item_ids, titles = (new_item_list(v, name) for v, name in ((texts, "texts"), (item_ids, "item_ids"),
+                                   (titles, "titles")))  # fmt: skip
+        if any(not isinstance(text, str) for text in texts) or titles and any(not isinstance(t, str) for t in titles):
+            raise DataError("new items' texts and titles must be strings, e.g. add_items(['Title (2025), Drama']).")
+        if titles is not None and len(titles) != len(texts):
+            raise DataError(f"one title per text, or none: got {len(titles)} titles for {len(texts)} texts.")
         if item_ids is None:
             item_ids, n = [], 0
             while len(item_ids) < len(texts):
@@ -85,6 +92,14 @@ class ItemCatalogue:
             self.item_titles.append(str(title))
             self.index[item] = len(self.item_ids)
         return item_ids
+
+    def shadowed_names(self, item_ids: Sequence[str]) -> list[str]:
+        """Titles or texts of ``item_ids`` that other items also carry: a history can no longer name them."""
+        own = {name.lower() for i in item_ids for name in (self.item_titles[self.index[i] - 1],
+               self.item_texts[self.index[i] - 1]) if name}  # fmt: skip
+        others = (name.lower() for i, item in enumerate(self.item_ids) if item not in item_ids
+                  for name in (self.item_titles[i], self.item_texts[i]) if name)  # fmt: skip
+        return sorted(own.intersection(others))
 
     def truncate(self, size: int) -> None:
         """Forget the items after the first ``size`` (undo an ``add`` whose encoder step failed)."""
@@ -165,6 +180,15 @@ def check_histories(histories: object) -> list[list[str]]:
             f"recommend([{flat[:5]!r}])."
         )
     return [item_list(history, f"history {n}") for n, history in enumerate(histories)]
+
+
+def new_item_list(values: object, name: str) -> list | None:
+    """``add_items``'s texts/ids/titles as a list (None stays None); one string is refused, not split up."""
+    if values is None:
+        return None
+    if isinstance(values, str):
+        raise DataError(f"{name} must be a list, one per new item; got one string {values[:40]!r}: wrap it in a list.")
+    return values.tolist() if hasattr(values, "tolist") else list(values)  # numpy arrays, pandas series too
 
 
 def check_k(k: object) -> int:

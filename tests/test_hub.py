@@ -345,3 +345,30 @@ def test_the_card_headline_says_the_depth_the_model_runs():
     assert describe(model).startswith("ReaRec-PRL with K = 2 latent reasoning steps, of which it runs 0 at inference")
     model.config.inference_steps = None
     assert "at inference" not in describe(model)
+
+
+def test_add_items_checks_everything_before_it_changes_anything(tmp_path):
+    from hybrid_rearec.hybrid.errors import DataError
+    from hybrid_rearec.hybrid.recommend import ItemCatalogue
+
+    model = tiny_saved(tmp_path / "model", "text")
+    size = model.num_items
+    refusals = [
+        (lambda: model.add_items("Dune"), "got one string 'Dune': wrap it in a list"),
+        (lambda: model.add_items(["A film", "B film"], titles=["A"]), "one title per text, or none: got 1 titles"),
+        (lambda: model.add_items([None]), "texts and titles must be strings"),
+        (lambda: model.add_items(["A film"], item_ids="dune2"), "item_ids must be a list"),
+    ]
+    for call, message in refusals:
+        with pytest.raises(DataError, match=message):
+            call()
+        assert model.num_items == len(model.catalogue) == size  # the encoder and the catalogue still agree
+    assert model.add_items([]) == [] and model.num_items == size
+    taken = model.catalogue.item_titles[0]
+    with pytest.warns(UserWarning, match="share the names .* only by id now"):
+        model.add_items([taken], item_ids=["copy"])
+    assert model.num_items == len(model.catalogue) == size + 1
+    model.catalogue = ItemCatalogue(model.catalogue.item_ids[:3])
+    with pytest.raises(ValueError, match=f"the catalogue has 3 items but the model {size + 1}"):
+        model.save_pretrained(tmp_path / "other")
+    assert not (tmp_path / "other").exists()
