@@ -484,6 +484,15 @@ def parse_configs(argv: list[str] | None = None) -> tuple[DataConfig, ModelConfi
         raise argument_error(error) from None
     except ValueError as error:
         raise ConfigError(str(error)) from error
+    return data, model, train
+
+
+def check_configs(data: DataConfig, model: ModelConfig, train: TrainConfig) -> None:
+    """What the three configs must agree on, checked where training starts (command line and Python alike):
+    their types, one way of setting the depth; settings without effect said in `note:` lines."""
+    for config, kind in ((data, DataConfig), (model, ModelConfig), (train, TrainConfig)):
+        if not isinstance(config, kind):
+            raise TypeError(f"train(data, model, train) takes a {kind.__name__} here, got {type(config).__name__}")
     if train.select_inference_steps and model.inference_steps is not None:
         raise ConfigError(
             f"inference_steps={model.inference_steps} sets the reasoning depth by hand and select_inference_steps "
@@ -492,7 +501,6 @@ def parse_configs(argv: list[str] | None = None) -> tuple[DataConfig, ModelConfi
     if os.environ.get("RANK", "0") == "0":  # once, under a multi-process launch too
         for note in settings_without_effect(model, train):
             print(f"note: {note}", file=sys.stderr)
-    return data, model, train
 
 
 TEXT_KEYS = tuple(f.name for f in dataclasses.fields(EncoderConfig) if f.name.startswith("text_"))

@@ -34,7 +34,7 @@ from .checkpoint import (
     resolve_checkpoint,
     set_aside_newer,
 )
-from .config import DataConfig, ModelConfig, TrainConfig, named_run, to_dict
+from .config import DataConfig, ModelConfig, TrainConfig, check_configs, named_run, to_dict
 from .data import RecDataset
 from .ema import WeightAverage
 from .errors import ConfigError
@@ -61,6 +61,7 @@ __all__ = ["train", "train_step", "step_noise_seed"]  # the benchmarks time trai
 
 def train(data_config: DataConfig, model_config: ModelConfig, train_config: TrainConfig) -> dict:
     """Train with early stopping on validation NDCG@10, then test the best model. Returns metrics.json."""
+    check_configs(data_config, model_config, train_config)
     train_config = named_run(data_config, model_config, train_config)  # before the run folder is named after it
     accelerator, output_dir, checkpoint = set_up_accelerator(train_config)
     with run_lock(output_dir):

@@ -2,7 +2,14 @@ import json
 from pathlib import Path
 
 import pytest
-from hybrid_rearec.hybrid.config import DataConfig, ModelConfig, TrainConfig, load_preset, parse_configs
+from hybrid_rearec.hybrid.config import (
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+    check_configs,
+    load_preset,
+    parse_configs,
+)
 from hybrid_rearec.hybrid.errors import ConfigError
 
 
@@ -16,27 +23,34 @@ def test_preset_and_command_line_override(tmp_path):
 PRESETS = sorted((Path(__file__).parents[1] / "configs").glob("*.json"))
 
 
+def checked(argv: list[str]) -> tuple:
+    """The configs of a command line, checked together as training checks them."""
+    configs = parse_configs(argv)
+    check_configs(*configs)
+    return configs
+
+
 @pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
 def test_every_shipped_preset_parses(preset, capsys):
-    data, model, train = parse_configs(["--config", str(preset)])  # unknown keys or bad values raise
+    data, model, train = checked(["--config", str(preset)])  # unknown keys or bad values raise
     assert train.seed == 2020 and data.max_history == 50 and model.hidden_size > 0
     assert "note:" not in capsys.readouterr().err  # no preset sets what its model never reads
 
 
 def test_settings_the_model_never_reads_are_named_and_negative_loss_weights_refused(capsys):
-    parse_configs("--reasoning_steps 0 --reasoning_dropout 0.9 --select_inference_steps --fusion gate".split())
+    checked("--reasoning_steps 0 --reasoning_dropout 0.9 --select_inference_steps --fusion gate".split())
     notes = capsys.readouterr().err.splitlines()
     assert "note: fusion='gate' has no effect: item_encoder is 'id'." in notes
     assert "note: reasoning_dropout=0.9, select_inference_steps=True have no effect: reasoning_steps is 0." in notes
-    parse_configs("--reasoning_steps 2 --reasoning_method prl --erl_kl_weight 9 --epochs 2".split())
+    checked("--reasoning_steps 2 --reasoning_method prl --erl_kl_weight 9 --epochs 2".split())
     notes = capsys.readouterr().err
     assert "erl_kl_weight=9.0 has no effect: reasoning_method is 'prl'." in notes
     assert "prl_warmup_epochs=2 epochs and the run trains at most epochs=2: it never runs" in notes
-    parse_configs("--reasoning_steps 2 --reasoning_method erl --erl_kl_weight 0.1 --epochs 3".split())
+    checked("--reasoning_steps 2 --reasoning_method erl --erl_kl_weight 0.1 --epochs 3".split())
     assert "note:" not in capsys.readouterr().err
     for key in ("erl_kl_weight", "prl_step_weight", "prl_contrastive_weight"):
         with pytest.raises(ConfigError, match=rf"{key} must be >= 0 \(0 turns that loss off\), got -1"):
-            parse_configs(["--reasoning_steps", "2", f"--{key}", "-1"])
+            checked(["--reasoning_steps", "2", f"--{key}", "-1"])
 
 
 def test_defaults_are_recbole_sasrec():
@@ -66,7 +80,9 @@ def test_invalid_values_are_explained():
     with pytest.raises(ConfigError, match="valid_time=5.0 applies to split='global_time' only"):
         DataConfig(valid_time=5.0)
     with pytest.raises(ConfigError, match="inference_steps=2 sets the reasoning depth by hand.*one of the two"):
-        parse_configs(["--reasoning_steps", "2", "--inference_steps", "2", "--select_inference_steps"])
+        checked(["--reasoning_steps", "2", "--inference_steps", "2", "--select_inference_steps"])
+    with pytest.raises(TypeError, match="takes a DataConfig here, got ModelConfig"):  # Python: arguments swapped
+        check_configs(ModelConfig(), DataConfig(), TrainConfig())
     with pytest.raises(ConfigError, match="batch_size must be >= 1"):
         TrainConfig(batch_size=0)
     with pytest.raises(ConfigError, match="split='random' is not one of"):
@@ -115,3 +131,14 @@ def test_whole_floats_and_integers_are_taken_as_their_fields_types(tmp_path):
     _, model, _ = parse_configs(["--config", str(preset)])
     assert (model.hidden_size, model.reasoning_steps, model.temperature) == (32, 2, 1.0)
     assert type(model.hidden_size) is int and type(model.temperature) is float
+
+
+def test_python_training_checks_the_configs_together_as_the_command_line_does(tmp_path, capsys):
+    from hybrid_rearec.hybrid.train import train
+
+    model = ModelConfig(reasoning_steps=1, inference_steps=1)
+    with pytest.raises(ConfigError, match="give one of the two"):  # before any data is read or folder made
+        train(DataConfig(), model, TrainConfig(select_inference_steps=True, output_dir=str(tmp_path / "run")))
+    with pytest.raises(TypeError, match="takes a DataConfig here, got dict"):
+        train({"dataset": "ml-100k"}, model, TrainConfig())
+    assert not (tmp_path / "run").exists()
