@@ -112,7 +112,7 @@ def usage(model, repo_id: str | None) -> list[str]:
         f"```bash\npip install {LIBRARY}\n```",
         "```python\nfrom hybrid_rearec import HybridRecommender\n\n"
         f"model = HybridRecommender.from_pretrained({repo_id or PLACEHOLDER!r})\n"
-        f"top = model.recommend([{example!r}], k=10)[0]\n"
+        f"top = model.recommend([{example!r}], k=10, exclude_history=True)[0]  # leave out what was seen\n"
         "for item_id, title, score in zip(top.item_ids, top.titles, top.scores):\n"
         "    print(item_id, title, round(score, 3))\n```",
         where,

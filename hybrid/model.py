@@ -105,6 +105,10 @@ class HybridRecommender(
         item_texts: list[str] | None = None,
         item_encoder: ItemEncoder | None = None,  # a ready encoder (tests build tiny LMs in code)
     ):
+        """A new, untrained model of ``num_items`` items (ids 1..N; 0 is padding) reading the last
+        ``max_history`` items of a history. ``text_vectors`` [N, T] (frozen-text and hybrid encoders) or
+        ``item_texts`` (an LM encoder) give the items' texts; ``warm_items`` [N + 1] bool marks the items
+        training saw. A trained one comes from ``from_pretrained`` or ``hybrid.train.train``."""
         super().__init__()
         self.config = config
         self.catalogue: ItemCatalogue | None = None  # raw ids/texts/titles of items 1..N, for recommend()
@@ -436,7 +440,10 @@ class HybridRecommender(
     def recommend(
         self, histories: Sequence[Sequence[str]], k: int = 10, exclude_history: bool = False
     ) -> list[Recommendation]:
-        """Top-``k`` item ids, titles and scores for each history of item ids or exact titles (oldest first)."""
+        """Top-``k`` item ids, titles and scores for each history (a list of item ids, titles or texts, oldest
+        first; only its last ``max_history`` items are read). ``exclude_history``: leave a history's own items out
+        (default False: they may come back, as the evaluation protocol scores them). Raises ``UnknownItemError``
+        (a ``DataError``) for an item the catalogue lacks and ``DataError`` for a malformed history."""
         if self.catalogue is None:
             raise ValueError("this model has no item catalogue; load one with from_pretrained or set .catalogue")
         return recommend(self, self.catalogue, histories, k=k, exclude_history=exclude_history)
@@ -444,8 +451,10 @@ class HybridRecommender(
     def add_items(
         self, texts: Sequence[str], item_ids: Sequence[str] | None = None, titles: Sequence[str] | None = None
     ) -> list[str]:
-        """Add items known only by their text, usable at once (cold start without retraining). Returns their ids
-        (default 'new-1', 'new-2', ...)."""
+        """Add items known only by their text, usable at once (cold start without retraining): ``texts`` one per
+        item, ``item_ids`` (default 'new-1', 'new-2', ...) and ``titles`` (default: the texts) one per text too.
+        Returns their ids. Raises ``ConfigError`` for an ID-only model and ``DataError`` for a bad list (checked
+        before anything changes)."""
         if not self.item_encoder.adds_items_by_text:
             raise ConfigError(
                 f"an ID-only model (item_encoder={self.config.item_encoder!r}) has no vector for an item it never saw; "
@@ -470,7 +479,15 @@ class HybridRecommender(
             )
         return new_ids
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are (as in transformers)."""
+        return next(self.parameters()).device
+
+    def save_pretrained(self, save_directory: str | Path, *args, **kwargs):
+        """Write the model folder (config.json, model.safetensors, catalogue.json, the encoder's files and a
+        model card) into ``save_directory``; huggingface_hub's other arguments (``push_to_hub``, ``repo_id``,
+        ...) mean what they mean there, and its ``config`` is not used: the model writes its own."""
         refuse_unsaveable(self, Path(save_directory))  # before huggingface_hub's mixin makes or clears the folder
         return super().save_pretrained(save_directory, *args, **kwargs)
 

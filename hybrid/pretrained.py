@@ -175,6 +175,13 @@ def model_folder_or_download(name_or_path: str | Path, **download) -> Path:
     folder = Path(name_or_path)
     if folder.is_dir():
         return folder
+    if folder.is_file():
+        raise ModelFileError(f"{str(folder)!r} is a file: give the folder that holds it ({str(folder.parent)!r}).")
+    if folder.is_absolute() or str(name_or_path).startswith((".", "~")) or str(name_or_path).count("/") > 1:
+        raise ModelFileError(  # no Hub id has these forms: say what is missing, not why a download failed
+            f"no folder {str(folder)!r} (looked for from {os.getcwd()!r}); give a folder written by save_pretrained "
+            "(a run's model/) or a Hub repo id such as 'user/model'."
+        )
     import huggingface_hub
 
     name = str(name_or_path)

@@ -155,6 +155,7 @@ def pad_histories(indexes: list[list[int]], max_history: int) -> torch.Tensor:
 
 def item_list(value: object, what: str) -> list[str]:
     """A history (item ids as strings or integers, or exact titles) -> its items as strings."""
+    value = value.tolist() if hasattr(value, "tolist") else value  # a numpy array or pandas series: its items
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
         if all(isinstance(i, (str, numbers.Integral)) and not isinstance(i, bool) for i in value):
             return [str(item) for item in value]
@@ -166,6 +167,8 @@ def check_histories(histories: object) -> list[list[str]]:
     """``recommend``'s histories argument -> lists of raw item ids; a flat history, an empty list or anything
     else is refused with the call that works (a flat list of strings would otherwise read as histories of
     characters)."""
+    if hasattr(histories, "tolist") and not isinstance(histories, (str, bytes)):  # numpy, pandas: plain lists
+        histories = histories.tolist()
     if isinstance(histories, (str, bytes)) or not isinstance(histories, Sequence):
         raise DataError(
             f"recommend takes a list of histories, each a list of item ids, e.g. recommend([['m1', 'm2']]); got a "
@@ -210,6 +213,8 @@ def recommend(
     if len(catalogue) != model.num_items:
         raise ValueError(f"the catalogue has {len(catalogue)} items but the model {model.num_items}")
     histories, k = check_histories(histories), min(check_k(k), len(catalogue))  # a small catalogue: all items
+    if getattr(exclude_history, "shape", None) == () and exclude_history.dtype.kind == "b":  # numpy's True
+        exclude_history = bool(exclude_history)
     if not isinstance(exclude_history, bool):
         raise ValueError(f"exclude_history must be True or False, got {exclude_history!r}")
     indexes = catalogue.indexes(histories)

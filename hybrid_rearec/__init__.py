@@ -32,9 +32,17 @@ _PUBLIC = {
     "TrainConfig": "hybrid_rearec.hybrid.config",
     "ConfigError": "hybrid_rearec.foundation.errors",
     "DataError": "hybrid_rearec.foundation.errors",
+    "ItemCatalogue": "hybrid_rearec.hybrid.recommend",
+    "UnknownItemError": "hybrid_rearec.hybrid.recommend",
+    "ModelFileError": "hybrid_rearec.hybrid.pretrained",
+    "train": "hybrid_rearec.hybrid.train",
 }
 
 __all__ = [*_PUBLIC, "__version__"]
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])  # tab completion offers the names that load on first use
 
 
 def __getattr__(name: str):

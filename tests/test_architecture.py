@@ -105,3 +105,13 @@ def test_the_old_names_never_shadow_another_package(tmp_path):
     )
     result = run_python(code, tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_public_names_load_and_tab_completion_offers_them():
+    import hybrid_rearec
+
+    for name in hybrid_rearec.__all__:
+        assert name in dir(hybrid_rearec) and getattr(hybrid_rearec, name) is not None
+    assert hybrid_rearec.train.__module__ == "hybrid_rearec.hybrid.train"
+    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+        hybrid_rearec.Nope  # noqa: B018

@@ -93,6 +93,13 @@ def test_malformed_histories_are_refused_with_the_call_that_works(model_and_cata
     with pytest.raises(ValueError, match=r"exclude_history must be True or False"):
         model.recommend([["m1"]], exclude_history="false")
     assert model.recommend([("m1", "m2")])[0].item_ids == model.recommend([["m1", "m2"]])[0].item_ids
+    import numpy as np  # arrays from numpy or pandas read as the lists they hold
+
+    plain = model.recommend([["m1", "m2"]], exclude_history=True)[0].item_ids
+    assert model.recommend(np.array([["m1", "m2"]]), exclude_history=np.True_)[0].item_ids == plain
+    assert model.recommend([np.array(["m1", "m2"])], exclude_history=True)[0].item_ids == plain
+    with pytest.raises(DataError, match=r"one flat history"):
+        model.recommend(np.array(["m1", "m2"]))
 
 
 def test_excluded_items_never_come_back_even_when_k_covers_the_catalogue(model_and_catalogue):

@@ -157,8 +157,12 @@ def test_damaged_folders_name_the_file_and_nothing_is_overwritten(tmp_path, sequ
     (tmp_path / "moved-adapter").rename(folder / "adapter")
     assert HybridRecommender.from_pretrained(folder).num_items == 30
 
-    with pytest.raises(ModelFileError, match="neither a local folder nor a Hub repo"):
-        HybridRecommender.from_pretrained(str(tmp_path / "no-such-model"))
+    with pytest.raises(ModelFileError, match=r"no folder .*no-such-model.* \(looked for from"):
+        HybridRecommender.from_pretrained(str(tmp_path / "no-such-model"))  # a path, not a Hub id: no download
+    with pytest.raises(ModelFileError, match=r"model.safetensors' is a file: give the folder that holds it"):
+        HybridRecommender.from_pretrained(folder / "model.safetensors")
+    with pytest.raises(ModelFileError, match="neither a local folder nor a Hub repo"):  # offline in the tests
+        HybridRecommender.from_pretrained("nobody/no-such-model")
 
 
 def test_push_to_hub_uploads_exactly_the_saved_folder(tmp_path, sequential_csv, monkeypatch):
