@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import os
 import re
@@ -400,6 +401,41 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 def known_keys() -> dict[str, type]:
     """Every config key and the dataclass it belongs to (keys are unique across the three)."""
     return {f.name: cls for cls in CONFIG_CLASSES for f in dataclasses.fields(cls)}
+
+
+def not_a_setting(cls: type, key: str) -> ConfigError:
+    """A name ``cls`` has no field for: the config that has it, or the closest of its own."""
+    owner = known_keys().get(key)
+    if owner is not None:
+        return ConfigError(f"{key!r} is a {owner.__name__} setting, not a {cls.__name__} one.")
+    close = difflib.get_close_matches(key, [f.name for f in dataclasses.fields(cls)], n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"{cls.__name__} has no setting {key!r}.{hint}")
+
+
+def strict_settings(cls: type) -> None:
+    """A typo'd setting is refused with the right name, given to the constructor or set afterwards (Python
+    would take ``config.hiden_size = 3`` and ignore it)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def checked_init(self, *args, **kwargs):
+        for key in kwargs:
+            if key not in names:
+                raise not_a_setting(cls, key)
+        init(self, *args, **kwargs)
+
+    def checked_setattr(self, key: str, value: Any) -> None:
+        if key not in names and not key.startswith("_"):
+            raise not_a_setting(cls, key)
+        object.__setattr__(self, key, value)
+
+    cls.__init__, cls.__setattr__ = checked_init, checked_setattr
+
+
+for _cls in CONFIG_CLASSES:
+    strict_settings(_cls)
 
 
 def unknown_key_error(key: str, where: str) -> ConfigError:

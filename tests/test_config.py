@@ -142,3 +142,15 @@ def test_python_training_checks_the_configs_together_as_the_command_line_does(tm
     with pytest.raises(TypeError, match="takes a DataConfig here, got dict"):
         train({"dataset": "ml-100k"}, model, TrainConfig())
     assert not (tmp_path / "run").exists()
+
+
+def test_a_typod_setting_is_refused_with_the_right_name_in_python_too():
+    with pytest.raises(ConfigError, match="ModelConfig has no setting 'hiden_size'. Did you mean 'hidden_size'"):
+        ModelConfig(hiden_size=16)
+    with pytest.raises(ConfigError, match="'epochs' is a TrainConfig setting, not a ModelConfig one"):
+        ModelConfig(epochs=3)
+    train = TrainConfig()
+    with pytest.raises(ConfigError, match="TrainConfig has no setting 'epoch'. Did you mean 'epochs'"):
+        train.epoch = 3  # Python would take it and training would ignore it
+    train.epochs = 3
+    assert train.epochs == 3
