@@ -142,13 +142,14 @@ def read_config(folder: Path) -> tuple[ModelConfig, dict]:
     if lacking:
         raise ModelFileError(f"{folder / CONFIG} lacks the integer(s) {lacking}; re-save or re-download the model.")
     model = {key: value for key, value in raw["model"].items() if key not in MOVED_TO_TRAINING}
+    unknown = sorted(model.keys() - {f.name for f in dataclasses.fields(ModelConfig)})
+    if unknown:  # a key this version does not know
+        raise ModelFileError(
+            f"{folder / CONFIG} does not fit this hybrid-rearec version (unknown settings {unknown[:5]}); load it "
+            "with the version that saved it."
+        )
     try:
         config = ModelConfig(**model)
-    except TypeError as error:  # a key this version does not know
-        raise ModelFileError(
-            f"{folder / CONFIG} does not fit this hybrid-rearec version ({error}); load it with the version "
-            "that saved it."
-        ) from None
     except ConfigError as error:
         raise ModelFileError(f"{folder / CONFIG} holds an invalid model config: {error}") from None
     return config, raw
