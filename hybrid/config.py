@@ -142,6 +142,8 @@ class DataConfig:
 
     def __post_init__(self):
         check_choices(self)
+        if self.delimiter is not None and not isinstance(self.delimiter, str):
+            raise ConfigError(f"delimiter must be a string such as ';' or 'tab', got {self.delimiter!r}.")
         if self.delimiter is not None and self.delimiter.lower() in TAB_SPELLINGS:
             self.delimiter = "\t"  # a shell passes '\t' as two characters, and a tab is hard to type
         if self.data_format == "auto":  # resolved once, so a run saves the format it read
@@ -155,13 +157,6 @@ class DataConfig:
             raise ConfigError(f"k_core must be >= 0 (0 disables it), got {self.k_core}.")
         if self.data_format == "recbole_split":
             self._refuse_presplit_options()
-        for name, why in self.FORMAT_FIXED.get(self.data_format, {}).items():
-            default = next(f.default for f in dataclasses.fields(self) if f.name == name)
-            if getattr(self, name) != default:
-                raise ConfigError(
-                    f"{name}={getattr(self, name)!r} does not apply to data_format={self.data_format!r}: {why}. "
-                    f"Leave --{name} at its default ({default!r})."
-                )
         self._check_cold_options()
         for name in ("valid_time", "test_time"):
             if self.split != "global_time" and getattr(self, name) is not None:
@@ -199,6 +194,17 @@ class DataConfig:
                 "data_format='recbole_split' files carry no timestamps. Use --cold_selection random (drawn with "
                 "--cold_seed)."
             )
+
+    def refuse_fixed_columns(self) -> None:
+        """A column setting this format's reader never reads is refused for a new run (a saved run that set one
+        still loads: its reader ignored it then as now)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name, why in self.FORMAT_FIXED.get(self.data_format, {}).items():
+            if getattr(self, name) != defaults[name]:
+                raise ConfigError(
+                    f"{name}={getattr(self, name)!r} does not apply to data_format={self.data_format!r}: {why}. "
+                    f"Leave {name} at its default ({defaults[name]!r})."
+                )
 
     def _refuse_presplit_options(self) -> None:
         """Pre-split files fix their rows, columns and texts: a setting that would change them is an error,
@@ -413,22 +419,27 @@ def not_a_setting(cls: type, key: str) -> ConfigError:
     return ConfigError(f"{cls.__name__} has no setting {key!r}.{hint}")
 
 
+@functools.cache
+def field_names(cls: type) -> frozenset[str]:
+    """A config class's settings (a subclass's own fields too)."""
+    return frozenset(f.name for f in dataclasses.fields(cls))
+
+
 def strict_settings(cls: type) -> None:
     """A typo'd setting is refused with the right name, given to the constructor or set afterwards (Python
     would take ``config.hiden_size = 3`` and ignore it)."""
-    names = {f.name for f in dataclasses.fields(cls)}
     init = cls.__init__
 
     @functools.wraps(init)
     def checked_init(self, *args, **kwargs):
         for key in kwargs:
-            if key not in names:
-                raise not_a_setting(cls, key)
+            if key not in field_names(type(self)):
+                raise not_a_setting(type(self), key)
         init(self, *args, **kwargs)
 
     def checked_setattr(self, key: str, value: Any) -> None:
-        if key not in names and not key.startswith("_"):
-            raise not_a_setting(cls, key)
+        if not key.startswith("_") and key not in field_names(type(self)):
+            raise not_a_setting(type(self), key)
         object.__setattr__(self, key, value)
 
     cls.__init__, cls.__setattr__ = checked_init, checked_setattr
@@ -529,6 +540,7 @@ def check_configs(data: DataConfig, model: ModelConfig, train: TrainConfig) -> N
     for config, kind in ((data, DataConfig), (model, ModelConfig), (train, TrainConfig)):
         if not isinstance(config, kind):
             raise TypeError(f"train(data, model, train) takes a {kind.__name__} here, got {type(config).__name__}")
+    data.refuse_fixed_columns()
     if train.select_inference_steps and model.inference_steps is not None:
         raise ConfigError(
             f"inference_steps={model.inference_steps} sets the reasoning depth by hand and select_inference_steps "

@@ -24,7 +24,6 @@ SAMPLES = {
 NEEDS = {  # keys refused alone: what they need beside them
     "valid_time": ["--split", "global_time", "--test_time", "20"],
     "test_time": ["--split", "global_time", "--valid_time", "10"],
-    "item_id_column": ["--data_format", "csv"],  # the default data is RecBole's, whose item file has no such column
 }
 
 

@@ -154,3 +154,17 @@ def test_a_typod_setting_is_refused_with_the_right_name_in_python_too():
         train.epoch = 3  # Python would take it and training would ignore it
     train.epochs = 3
     assert train.epochs == 3
+
+
+def test_a_subclass_keeps_its_own_settings_and_a_delimiter_must_be_text():
+    import dataclasses
+
+    @dataclasses.dataclass
+    class MyTrain(TrainConfig):
+        my_setting: int = 3
+
+    assert MyTrain(my_setting=4, epochs=2).my_setting == 4
+    with pytest.raises(ConfigError, match="MyTrain has no setting 'my_seting'. Did you mean 'my_setting'"):
+        MyTrain(my_seting=4)
+    with pytest.raises(ConfigError, match="delimiter must be a string"):
+        DataConfig(delimiter=5)

@@ -382,10 +382,12 @@ def test_a_stray_quote_that_swallows_lines_is_warned_about(tmp_path):
     "data_format,setting", [("amazon2023", "time_column"), ("rechorus", "user_column"), ("recbole", "item_id_column")]
 )
 def test_a_column_setting_a_format_never_reads_is_refused_not_ignored(tmp_path, data_format, setting):
+    from hybrid_rearec.hybrid.config import ModelConfig, TrainConfig, check_configs
     from hybrid_rearec.hybrid.errors import ConfigError
 
+    data = DataConfig(dataset=str(tmp_path), data_format=data_format, **{setting: "nope"})  # a saved run loads
     with pytest.raises(ConfigError, match=rf"{setting}='nope' does not apply to data_format='{data_format}'"):
-        DataConfig(dataset=str(tmp_path), data_format=data_format, **{setting: "nope"})
+        check_configs(data, ModelConfig(), TrainConfig())  # a new run is refused before it starts
 
 
 def test_a_row_with_an_extra_field_is_said_once_with_its_line(tmp_path, capfd):
