@@ -163,8 +163,10 @@ def test_a_subclass_keeps_its_own_settings_and_a_delimiter_must_be_text():
     class MyTrain(TrainConfig):
         my_setting: int = 3
 
-    assert MyTrain(my_setting=4, epochs=2).my_setting == 4
+    mine = MyTrain(my_setting=4, epochs=2)  # its own dataclass __init__; the attribute check knows its fields
+    mine.my_setting = 5
+    assert mine.my_setting == 5 and mine.epochs == 2
     with pytest.raises(ConfigError, match="MyTrain has no setting 'my_seting'. Did you mean 'my_setting'"):
-        MyTrain(my_seting=4)
+        mine.my_seting = 4
     with pytest.raises(ConfigError, match="delimiter must be a string"):
         DataConfig(delimiter=5)
