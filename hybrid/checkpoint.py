@@ -35,7 +35,6 @@ IGNORED_CHANGES = {"data": {"cache_dir"}, "model": set()}  # data and model sett
 TRAJECTORY = (
     "seed", "batch_size", "learning_rate", "weight_decay", "max_grad_norm", "ema_decay", "gradient_accumulation_steps",
     "split_invariant_dropout", "prl_warmup_epochs", "exclude_history", "softmax_items", "length_groups",
-    "mixed_precision",  # as set in the config (`accelerate launch --mixed_precision` is not seen here)
 )  # fmt: skip
 PATTERN = re.compile(r"^step-(\d+)$")
 
@@ -57,6 +56,7 @@ class TrainerState:
     epoch_loss_sum: float = 0.0  # summed loss of the epoch in progress (for its mean)
     data_signature: str | None = None  # RecDataset.signature() of the data trained on (older checkpoints: None)
     text_signature: str | None = None  # RecDataset.text_signature() of its texts, for text encoders (else None)
+    mixed_precision: str | None = None  # the precision that ran (the config's or accelerate's); older: None
 
 
 def checkpoint_folders(run_dir: Path) -> list[Path]:

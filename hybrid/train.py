@@ -160,6 +160,7 @@ def prepare_run(
         state=TrainerState(
             data_signature=built.dataset.signature(),
             text_signature=built.dataset.text_signature() if model_config.item_encoder != "id" else None,
+            mixed_precision=accelerator.mixed_precision,
         ),
     )
 
@@ -186,6 +187,14 @@ def resume(run: Run, checkpoint: Path) -> None:
     signatures = {key: getattr(run.state, key) for key in ("data_signature", "text_signature")}  # data just read
     run.state = load_checkpoint(run.accelerator, checkpoint, settings, signatures)
     run.state.data_signature, run.state.text_signature = signatures.values()  # from older checkpoints on
+    ran, now = run.state.mixed_precision, run.accelerator.mixed_precision
+    if ran is not None and ran != now:  # set by --mixed_precision or by `accelerate launch`: what ran counts
+        raise ConfigError(
+            f"checkpoint {str(checkpoint)!r} trained in mixed_precision={ran!r}, and this resume would go on in "
+            f"{now!r}: resume with --mixed_precision {ran} (or the same `accelerate launch` setting), or start a "
+            "new run with --overwrite."
+        )
+    run.state.mixed_precision = now
     if (run.output_dir / METRICS).exists() and (why := nothing_to_train(run.state, run.config)):
         raise ConfigError(  # before its results move aside: training it "further" would only test it again
             f"{str(run.output_dir)!r} holds a finished run that --resume would train no further: {'; '.join(why)}. "
