@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
@@ -141,9 +142,10 @@ def load_or_encode_texts(
         raise RuntimeError(f"the text model returned {vectors.shape[0]} vectors for {len(texts)} texts")
     try:
         save_vectors(vectors, path, model_name_or_path)
-    except OSError as error:  # the cache only saves time: the run goes on with the vectors it has
+    except (OSError, SafetensorError) as error:  # the cache only saves time: the run goes on with its vectors
         warnings.warn(
-            f"the text vectors could not be cached in {folder} ({error.strerror or error}): the next run encodes "
+            f"the text vectors could not be cached in {folder} ({getattr(error, 'strerror', None) or error}): the "
+            "next run encodes "
             "the texts again. Point HYBRID_REAREC_CACHE at a writable folder.",
             stacklevel=2,
         )

@@ -44,7 +44,7 @@ from .errors import DataError
 from .formats import BUILTIN_DATASETS
 from .readers import RawInteractions, read_interactions
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: stats count repeated rows
 
 
 def filled_width(history: torch.Tensor, rows: torch.Tensor) -> int:

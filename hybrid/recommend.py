@@ -13,6 +13,7 @@ import numbers
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .errors import DataError
@@ -94,12 +95,18 @@ class ItemCatalogue:
         return item_ids
 
     def shadowed_names(self, item_ids: Sequence[str]) -> list[str]:
-        """Titles or texts of ``item_ids`` that other items also carry: a history can no longer name them."""
-        own = {name.lower() for i in item_ids for name in (self.item_titles[self.index[i] - 1],
-               self.item_texts[self.index[i] - 1]) if name}  # fmt: skip
-        others = (name.lower() for i, item in enumerate(self.item_ids) if item not in item_ids
-                  for name in (self.item_titles[i], self.item_texts[i]) if name)  # fmt: skip
-        return sorted(own.intersection(others))
+        """Titles or texts (matched as ``resolve`` matches them) that one of ``item_ids`` shares with another
+        item, old or new: a history can no longer name either of them."""
+        new = set(item_ids)
+        return sorted(name for name, items in self.names().items() if len(items) > 1 and new.intersection(items))
+
+    def names(self) -> dict[str, list[str]]:
+        """Each title and text, case-folded, -> the ids of the items that carry it."""
+        holders: dict[str, list[str]] = {}
+        for item_id, title, text in zip(self.item_ids, self.item_titles, self.item_texts):
+            for name in {title.casefold(), text.casefold()} - {""}:
+                holders.setdefault(name, []).append(item_id)
+        return holders
 
     def truncate(self, size: int) -> None:
         """Forget the items after the first ``size`` (undo an ``add`` whose encoder step failed)."""
@@ -113,10 +120,7 @@ class ItemCatalogue:
         if item in self.index:
             return item
         if not hasattr(self, "_by_name"):
-            self._by_name: dict[str, list[str]] = {}
-            for item_id, title, text in zip(self.item_ids, self.item_titles, self.item_texts):
-                for name in {title.casefold(), text.casefold()} - {""}:
-                    self._by_name.setdefault(name, []).append(item_id)
+            self._by_name = self.names()
         matches = self._by_name.get(item.casefold(), [])
         if len(matches) > 1:
             raise DataError(f"{item!r} names {len(matches)} items ({matches[:5]}); give the item id instead.")
@@ -213,7 +217,7 @@ def recommend(
     if len(catalogue) != model.num_items:
         raise ValueError(f"the catalogue has {len(catalogue)} items but the model {model.num_items}")
     histories, k = check_histories(histories), min(check_k(k), len(catalogue))  # a small catalogue: all items
-    if getattr(exclude_history, "shape", None) == () and exclude_history.dtype.kind == "b":  # numpy's True
+    if isinstance(exclude_history, np.bool_):  # numpy's True, e.g. from a DataFrame cell
         exclude_history = bool(exclude_history)
     if not isinstance(exclude_history, bool):
         raise ValueError(f"exclude_history must be True or False, got {exclude_history!r}")

@@ -246,8 +246,10 @@ def from_launch_dir(
 ) -> dict[str, str]:
     """The run's relative data paths that do not resolve from here but do from the folder it was launched in
     (metrics.json's launch_dir), each said on stderr: {key: path}."""
-    metrics = run_dir / METRICS
-    launch = json.loads(metrics.read_text()).get("launch_dir") if metrics.exists() else None
+    try:
+        launch = json.loads((run_dir / METRICS).read_text()).get("launch_dir")
+    except (OSError, ValueError, AttributeError):  # no or a damaged metrics.json: the run's paths as given
+        launch = None
     found = {}
     for key, given in (("dataset", dataset), ("item_file", item_file)):
         path = getattr(data_config, key)

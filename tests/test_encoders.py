@@ -57,6 +57,19 @@ def test_a_cache_folder_that_cannot_be_written_is_a_warning_and_the_vectors_stil
     assert vectors.shape == (len(TEXTS), 8) and encode.calls == 1 and blocked.read_text().startswith("a file")
 
 
+def test_a_cache_write_that_fails_inside_safetensors_is_a_warning_too(tmp_path, monkeypatch):
+    from hybrid_rearec.encoders import text
+    from safetensors import SafetensorError
+
+    def full_disk(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error")
+
+    monkeypatch.setattr(text, "save_file", full_disk)
+    with pytest.warns(UserWarning, match="could not be cached .*I/O error"):
+        vectors = load_or_encode_texts(TEXTS, "model-a", cache_dir=tmp_path, encode=CountingEncoder())
+    assert vectors.shape == (len(TEXTS), 8) and not list(tmp_path.iterdir())  # no half-written entry left
+
+
 def test_packaged_minilm_encodes_offline_and_puts_similar_texts_closer(tmp_path):
     assert resolve_text_model("all-MiniLM-L6-v2").endswith("model")
     vectors = load_or_encode_texts(

@@ -371,8 +371,10 @@ def test_add_items_checks_everything_before_it_changes_anything(tmp_path):
     taken = model.catalogue.item_titles[0]
     with pytest.warns(UserWarning, match="share the names .* only by id now"):
         model.add_items([taken], item_ids=["copy"])
-    assert model.num_items == len(model.catalogue) == size + 1
+    with pytest.warns(UserWarning, match="share the names \\['twin film'\\]"):  # two new items alike
+        model.add_items(["Twin film", "twin film"])
+    assert model.num_items == len(model.catalogue) == size + 3
     model.catalogue = ItemCatalogue(model.catalogue.item_ids[:3])
-    with pytest.raises(ValueError, match=f"the catalogue has 3 items but the model {size + 1}"):
+    with pytest.raises(ValueError, match=f"the catalogue has 3 items but the model {size + 3}"):
         model.save_pretrained(tmp_path / "other")
     assert not (tmp_path / "other").exists()

@@ -346,6 +346,10 @@ def test_item_files_that_miss_items_are_counted_and_one_of_another_kind_keeps_it
     with pytest.warns(UserWarning, match=r"2 of the 6 items .* have no row in .*items.tsv.*e.g. 'i4'"):
         raw = read_interactions(config)
     assert raw.item_texts["i3"] == "thing; 3"
+    items = tmp_path / "items.csv"  # the same kind of file: --delimiter reaches it
+    items.write_text("item_id;title\n" + "".join(f"i{n};thing {n}\n" for n in range(6)))
+    raw = read_interactions(dataclasses.replace(config, item_file=str(items)))
+    assert raw.item_texts["i5"] == "thing 5"
     folder = tmp_path / "recbole"
     folder.mkdir()
     (folder / "d.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n" + good_rows().replace(",", "\t"))

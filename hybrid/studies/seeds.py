@@ -63,17 +63,20 @@ def run_seeds(folder: Path, seeds: Sequence[int], config: str | None = None, ext
 def run_passing_sigterm(command: list[str]) -> int:
     """Run command to its end and return its exit code. A SIGTERM to this process is passed on to it (otherwise
     the training run goes on, orphaned) and, once it ended, stops the queue as Ctrl-C would (KeyboardInterrupt)."""
-    child = subprocess.Popen(command)
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set a handler
-        return child.wait()
-    stopped = []
+        return subprocess.run(command).returncode
+    stopped, child = [], None
 
     def stop(signum: int, frame: object) -> None:
         stopped.append(signum)
-        child.send_signal(signum)
+        if child is not None:
+            child.send_signal(signum)
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = signal.signal(signal.SIGTERM, stop)  # before the child starts: no moment without it
     try:
+        child = subprocess.Popen(command)
+        if stopped:  # the signal came while it started
+            child.send_signal(signal.SIGTERM)
         code = child.wait()
     finally:
         signal.signal(signal.SIGTERM, previous)
