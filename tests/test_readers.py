@@ -73,9 +73,10 @@ def test_amazon2023_jsonl(tmp_path):
             }
         )
     )
-    raw = read_interactions(
-        DataConfig(dataset=str(reviews), data_format="amazon2023", item_file=str(meta), min_rating=4)
-    )
+    with pytest.warns(UserWarning, match=r"1 of the 2 items .* no row in .*meta.jsonl' \(e.g. 'P2'\)"):
+        raw = read_interactions(
+            DataConfig(dataset=str(reviews), data_format="amazon2023", item_file=str(meta), min_rating=4)
+        )
     assert raw.users.tolist() == ["U1", "U1"] and raw.items.tolist() == ["P1", "P2"]
     assert raw.ratings.tolist() == [5.0, 2.0]
     assert raw.item_texts["P1"] == "Game. Categories: Video Games > PC. Features: Fun. Description: A game."
@@ -90,7 +91,8 @@ def test_rechorus_folder(tmp_path):
     assert raw.items.tolist() == ["5", "6", "7", "8"] and raw.times.tolist() == [10, 11, 12, 13]
     items = tmp_path / "elsewhere.csv"  # --item_file is read in place of the folder's item_meta.csv
     items.write_text("item_id\ttitle\n5\tFive\n8\tEight\n")
-    raw = read_interactions(DataConfig(dataset=str(tmp_path), data_format="rechorus", item_file=str(items)))
+    with pytest.warns(UserWarning, match=r"2 of the 4 items .* no row in .*elsewhere.csv"):
+        raw = read_interactions(DataConfig(dataset=str(tmp_path), data_format="rechorus", item_file=str(items)))
     assert raw.item_titles["8"] == "Eight" and items in raw.files
     with pytest.raises(DataError, match="does not exist"):
         read_interactions(DataConfig(dataset=str(tmp_path), data_format="rechorus", item_file=str(tmp_path / "no")))
@@ -376,10 +378,11 @@ def test_a_stray_quote_that_swallows_lines_is_warned_about(tmp_path):
     path.write_text("user_id,item_id,timestamp\n" + good_rows())
     items = tmp_path / "items.tsv"
     items.write_text('item_id\ttitle\ni0\tT0\ni1\t"12 inch ruler\ni2\tT2\ni3\tBest 27" monitor\ni4\tT4\ni5\tT5\n')
-    with pytest.warns(
-        UserWarning, match=r"1 rows of .*items.tsv.* quoted field that spans lines \(the first: data row 2\)"
-    ):
+    with pytest.warns(UserWarning) as said:
         read_interactions(DataConfig(dataset=str(path), data_format="csv", item_file=str(items)))
+    messages = [str(w.message) for w in said]
+    assert any("1 rows of" in m and "quoted field that spans lines (the first: data row 2)" in m for m in messages)
+    assert any("2 of the 6 items" in m and "(e.g. 'i2')" in m for m in messages)  # the swallowed rows' items
 
 
 @pytest.mark.parametrize(
