@@ -60,8 +60,18 @@ __all__ = ["train", "train_step", "step_noise_seed"]  # the benchmarks time trai
 
 
 def train(data_config: DataConfig, model_config: ModelConfig, train_config: TrainConfig) -> dict:
-    """Train with early stopping on validation NDCG@10, then test the best model. Returns metrics.json."""
+    """Train with early stopping on validation NDCG@10, then test the best model. Returns metrics.json. The
+    torch thread count it sets (--num_threads, or the cores per process) is put back when it returns."""
     check_configs(data_config, model_config, train_config)
+    threads = torch.get_num_threads()
+    try:
+        return train_and_test(data_config, model_config, train_config)
+    finally:
+        torch.set_num_threads(threads)  # a notebook's own setting outlives the run
+
+
+def train_and_test(data_config: DataConfig, model_config: ModelConfig, train_config: TrainConfig) -> dict:
+    """:func:`train` once its configs are checked."""
     train_config = named_run(data_config, model_config, train_config)  # before the run folder is named after it
     accelerator, output_dir, checkpoint = set_up_accelerator(train_config)
     with run_lock(output_dir):

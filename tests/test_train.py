@@ -330,3 +330,13 @@ def test_data_parallel_does_not_resend_the_fixed_buffers_every_forward(tmp_path)
 
     accelerator, _, _ = set_up_accelerator(quick_train_config(tmp_path))
     assert accelerator.ddp_handler is not None and accelerator.ddp_handler.broadcast_buffers is False
+
+
+def test_training_puts_the_callers_thread_count_back(tmp_path, csv_data_config, tiny_model_config):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # a notebook's own setting
+    try:
+        train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=1, num_threads=2))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
