@@ -414,6 +414,8 @@ def not_a_setting(cls: type, key: str) -> ConfigError:
     owner = known_keys().get(key)
     if owner is not None:
         return ConfigError(f"{key!r} is a {owner.__name__} setting, not a {cls.__name__} one.")
+    if key in RECBOLE_NAMES:
+        return ConfigError(f"{cls.__name__} has no setting {key!r}: RecBole's {key!r} is {RECBOLE_NAMES[key]!r} here.")
     close = difflib.get_close_matches(key, [f.name for f in dataclasses.fields(cls)], n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return ConfigError(f"{cls.__name__} has no setting {key!r}.{hint}")
@@ -449,7 +451,19 @@ for _cls in CONFIG_CLASSES:
     strict_settings(_cls)
 
 
+# RecBole's names for settings that have another name here (a RecBole user's presets and flags)
+RECBOLE_NAMES = {
+    "n_layers": "num_layers", "n_heads": "num_heads", "hidden_dropout_prob": "hidden_dropout",
+    "attn_dropout_prob": "attention_dropout", "MAX_ITEM_LIST_LENGTH": "max_history",
+    "train_batch_size": "batch_size", "stopping_step": "patience", "USER_ID_FIELD": "user_column",
+    "ITEM_ID_FIELD": "item_column", "TIME_FIELD": "time_column", "RATING_FIELD": "rating_column",
+    "field_separator": "delimiter", "data_path": "dataset", "checkpoint_dir": "output_dir",
+}  # fmt: skip
+
+
 def unknown_key_error(key: str, where: str) -> ConfigError:
+    if key in RECBOLE_NAMES:
+        return ConfigError(f"unknown config key {key!r} in {where}: RecBole's {key!r} is {RECBOLE_NAMES[key]!r} here.")
     close = difflib.get_close_matches(key, known_keys(), n=1)
     hint = f" Did you mean {close[0]!r}?" if close else " Run with --help for the list of keys."
     return ConfigError(f"unknown config key {key!r} in {where}.{hint}")

@@ -170,3 +170,17 @@ def test_a_subclass_keeps_its_own_settings_and_a_delimiter_must_be_text():
         mine.my_seting = 4
     with pytest.raises(ConfigError, match="delimiter must be a string"):
         DataConfig(delimiter=5)
+
+
+def test_recbole_names_are_translated_to_ours(tmp_path):
+    from hybrid_rearec.hybrid.config import RECBOLE_NAMES, known_keys
+
+    assert set(RECBOLE_NAMES.values()) <= set(known_keys())  # every translation names a real setting
+    with pytest.raises(ConfigError, match="RecBole's 'n_layers' is 'num_layers' here"):
+        parse_configs(["--n_layers", "3"])
+    preset = tmp_path / "p.json"
+    preset.write_text(json.dumps({"MAX_ITEM_LIST_LENGTH": 50}))
+    with pytest.raises(ConfigError, match="RecBole's 'MAX_ITEM_LIST_LENGTH' is 'max_history' here"):
+        load_preset(preset)
+    with pytest.raises(ConfigError, match="RecBole's 'train_batch_size' is 'batch_size' here"):
+        TrainConfig(train_batch_size=256)
