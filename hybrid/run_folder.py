@@ -66,7 +66,8 @@ def resolve_output_dir(config: TrainConfig) -> Path:
     if existing and not (config.overwrite or config.resume or restartable):
         raise ConfigError(
             f"output_dir {str(folder)!r} already holds a run ({', '.join(existing)}). "
-            "Choose another --output_dir, pass --resume latest to continue it, or --overwrite to replace it."
+            "Choose another --output_dir, pass --resume latest to continue it, or --overwrite to replace it (from "
+            "Python: TrainConfig(resume='latest') or TrainConfig(overwrite=True))."
         )
     return folder
 
