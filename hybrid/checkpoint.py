@@ -170,7 +170,8 @@ def check_settings(path: Path, now: dict) -> None:
     if changed:
         raise ConfigError(
             f"checkpoint {str(path)!r} was trained with other settings than this run's ({'; '.join(changed[:5])}). "
-            f"Resume it as trained with `python scripts/train.py --config {path / RUN_CONFIG} --resume latest` "
+            f"Resume it as trained with `python scripts/train.py --config {path / RUN_CONFIG} --output_dir "
+            f"{path.parent.parent} --resume latest` "
             "(through `accelerate launch` if it ran on several processes), or start fresh with these settings: "
             "another --output_dir, or --overwrite. The checkpoint was not changed."
         )

@@ -124,7 +124,8 @@ def run_folder_given(folder: Path) -> str:
         return f"{folder} is a training run folder, not a saved model: pass {saved} (the run's best model)."
     return (
         f"{folder} is a training run folder whose model/ is missing: the run did not finish. Continue it with "
-        f"`python scripts/train.py --config {folder / CONFIG} --resume latest`, then pass {saved}."
+        f"`python scripts/train.py --config {folder / CONFIG} --output_dir {folder} --resume latest` (the folder "
+        f"named: its config.json may name where it was first trained), then pass {saved}."
     )
 
 

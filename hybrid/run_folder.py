@@ -62,6 +62,11 @@ def resolve_output_dir(config: TrainConfig) -> Path:
     broadcast_object_list(busy)
     if busy[0]:  # said before the advice below, which the lock would then refuse
         raise ConfigError(busy_message(folder))
+    if (folder / CATALOGUE).exists() or (existing == [CONFIG] and not is_run_config(folder / CONFIG)):
+        raise ConfigError(  # a saved model, a Hub snapshot, another project: never set aside as a run
+            f"output_dir {str(folder)!r} holds a config.json that is no training run's"
+            f"{' (a saved model folder)' if (folder / CATALOGUE).exists() else ''}: choose another --output_dir."
+        )
     restartable = existing and stopped_before_first_checkpoint(folder, existing)
     if existing and not (config.overwrite or config.resume or restartable):
         raise ConfigError(
@@ -150,6 +155,15 @@ def run_lock(folder: Path) -> Iterator[None]:
                 folder.rmdir()
 
 
+def is_run_config(path: Path) -> bool:
+    """Whether path is a run's config.json (its data and train sections), as scripts/train.py writes it."""
+    try:
+        sections = json.loads(path.read_text())
+    except (OSError, ValueError):  # damaged: a run's that stopped while writing it, as far as can be told
+        return True
+    return isinstance(sections, dict) and {"data", "train"} <= sections.keys()
+
+
 def stopped_before_first_checkpoint(folder: Path, existing: list[str]) -> bool:
     """A run folder with settings but no complete checkpoint, model or metrics: nothing there can be resumed."""
     return not checkpoint_folders(folder) and not {METRICS, MODEL, RANKS} & set(existing)
@@ -184,8 +198,9 @@ def model_folder(path: str | Path) -> Path:
         return path
     if (path / CONFIG).exists():
         how = (
-            f"continue it from its last checkpoint with `python scripts/train.py --config {path / CONFIG} --resume "
-            "latest` (through `accelerate launch` as before if it ran on several processes)"
+            f"continue it from its last checkpoint with `python scripts/train.py --config {path / CONFIG} "
+            f"--output_dir {path} --resume latest` (through `accelerate launch` as before if it ran on several "
+            "processes)"
             if (path / CHECKPOINTS).is_dir()
             else "it has no checkpoint to continue from either: train it again"
         )

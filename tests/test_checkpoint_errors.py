@@ -44,7 +44,7 @@ def test_a_changed_setting_is_named_not_called_corrupt(trained, csv_data_config,
         train(csv_data_config, changed, trained)
     message = str(error.value)
     assert "corrupt" not in message and "hidden_size" in message and "16" in message and "32" in message
-    assert f"--config {latest / 'run_config.json'} --resume latest" in message  # resume as trained
+    assert f"--config {latest / 'run_config.json'} --output_dir {run} --resume latest" in message  # as trained
     assert "--overwrite" in message  # or start fresh
     assert snapshot(latest) == before
     assert (run / "config.json").read_bytes() == settings  # the folder still describes the run that is in it

@@ -37,7 +37,7 @@ def test_an_unfinished_run_names_the_resume_command_and_that_command_finishes_it
     # As if killed after the last checkpoint, before the best model was saved.
     for name in ("model", "metrics.json", "ranks.safetensors"):
         shutil.rmtree(run / name) if name == "model" else (run / name).unlink()
-    command = f"python scripts/train.py --config {run / 'config.json'} --resume latest"
+    command = f"python scripts/train.py --config {run / 'config.json'} --output_dir {run} --resume latest"
     for load in (load_model, load_run, model_folder):
         with pytest.raises(ModelFileError, match="did not finish") as error:
             load(run)
@@ -116,7 +116,7 @@ def test_a_second_training_process_in_a_run_folder_is_refused_and_changes_nothin
     config = quick_train_config(tmp_path, epochs=1)
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text("{}")  # as a run in progress writes it before its first checkpoint
+    (run / "config.json").write_text('{"data": {}, "train": {}}')  # a run in progress, before its first checkpoint
     with (run / ".lock").open("a") as held:  # that run's process holds the folder
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(ConfigError, match=r"another training process is running in .*run.*nothing .* changed"):

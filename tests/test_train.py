@@ -96,13 +96,25 @@ def test_a_run_that_stopped_before_its_first_checkpoint_starts_again(
 ):
     run = tmp_path / "run"
     (run / "checkpoints" / ".incomplete-step-000000004").mkdir(parents=True)  # killed while saving the first one
-    (run / "config.json").write_text("{}")
+    (run / "config.json").write_text('{"data": {}, "train": {}}')
     with pytest.raises(ConfigError, match="no complete checkpoint"):
         train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=1, resume="latest"))
     train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=1))  # no flag needed
     assert "stopped before its first checkpoint: starting it again" in capsys.readouterr().out
     (aside,) = run.glob("replaced-*")
-    assert (aside / "config.json").read_text() == "{}" and (run / "metrics.json").exists()
+    assert (aside / "config.json").read_text() == '{"data": {}, "train": {}}' and (run / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("files", [{"config.json": "{}"}, {"config.json": "{}", "catalogue.json": "{}"}])
+def test_a_folder_whose_config_is_no_runs_is_never_set_aside(tmp_path, csv_data_config, tiny_model_config, files):
+    folder = tmp_path / "run"  # a saved model folder, a Hub snapshot, another project's folder
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    for overwrite in (False, True):
+        with pytest.raises(ConfigError, match="holds a config.json that is no training run's.*another --output_dir"):
+            train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=1, overwrite=overwrite))
+    assert sorted(p.name for p in folder.iterdir()) == sorted(files)  # nothing moved, nothing written
 
 
 def launch(tmp_path, csv_data_config, processes, name, *extra):
