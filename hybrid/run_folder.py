@@ -318,11 +318,17 @@ def trained_signature(run_dir: Path) -> str | None:
 def run_configs(run_dir: str | Path) -> tuple[DataConfig, TrainConfig]:
     """The data and training configs a run was trained with (its model's config is in model/)."""
     path = Path(run_dir) / CONFIG
-    sections = json.loads(path.read_text()) if path.exists() else {}
-    if not {"data", "train"} <= sections.keys():
+    try:
+        sections = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError) as error:
+        raise ModelFileError(f"{path} cannot be read ({error}): restore it, or train the run again.") from None
+    if not isinstance(sections, dict) or not {"data", "train"} <= sections.keys():
         if (Path(run_dir) / CATALOGUE).exists():
             raise ModelFileError(model_folder_given(Path(run_dir)))
         raise ModelFileError(
             f"{path} is not a run's config: is {str(run_dir)!r} a run folder written by scripts/train.py?"
         )
-    return DataConfig(**sections["data"]), TrainConfig(**sections["train"])
+    try:
+        return DataConfig(**sections["data"]), TrainConfig(**sections["train"])
+    except (TypeError, ValueError) as error:  # a damaged or hand-edited file: its settings do not load
+        raise ModelFileError(f"{path} holds settings that do not load ({error}): restore it.") from None

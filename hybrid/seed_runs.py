@@ -7,6 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .checkpoint import IGNORED_CHANGES
+from .errors import DataError
 
 # Training settings that cannot change a run's figures (where it is written, how it is shown, saved and
 # spread over threads), and the seed, which a seed group varies. Every other one (epochs, patience, precision,
@@ -15,6 +16,20 @@ NOT_A_SETTING = (
     "output_dir", "run_name", "overwrite", "seed", "eval_batch_size", "save_every_steps", "keep_checkpoints",
     "resume", "num_threads", "log_every", "report_to", "progress",
 )  # fmt: skip
+
+
+def read_run_json(path: Path, keys: tuple[str, ...] = ()) -> dict:
+    """A run's metrics.json or config.json as a dict holding ``keys``; a damaged one is a DataError naming it."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path} cannot be read ({error}): restore it, or train the run again.") from None
+    missing = [key for key in keys if not isinstance(value, dict) or key not in value]
+    if not isinstance(value, dict) or missing:
+        raise DataError(
+            f"{path} is damaged (it lacks {missing or 'its settings'}): restore it, or train the run again."
+        )
+    return value
 
 
 def finished_seed_runs(folder: str | Path) -> list[Path]:
@@ -26,7 +41,7 @@ def run_settings_that_matter(run: Path) -> dict[str, object]:
     """A run's data and model settings and the training settings that can change its figures, seed aside (read
     from its config.json; {} for a run without one)."""
     path = run / "config.json"
-    sections = json.loads(path.read_text()) if path.exists() else {}
+    sections = read_run_json(path) if path.exists() else {}
     ignored = IGNORED_CHANGES | {"train": set(NOT_A_SETTING)}
     settings = {
         f"{section}.{key}": value
@@ -35,7 +50,7 @@ def run_settings_that_matter(run: Path) -> dict[str, object]:
         if key not in skip
     }
     metrics = run / "metrics.json"  # the precision the run had: `accelerate launch --mixed_precision` sets it too
-    ran = json.loads(metrics.read_text()).get("mixed_precision") if metrics.exists() else None
+    ran = read_run_json(metrics).get("mixed_precision") if metrics.exists() else None
     return settings | ({"run.mixed_precision": ran} if ran is not None else {})
 
 
@@ -50,7 +65,7 @@ def mixed_seed_runs(runs: list[Path]) -> list[str]:
             values[key][json.dumps(value)].append(run.name)
         path = run / "config.json"
         if path.exists():
-            seeds[json.loads(path.read_text()).get("train", {}).get("seed")].append(run.name)
+            seeds[read_run_json(path).get("train", {}).get("seed")].append(run.name)
     problems = [
         f"{key} differs ({'; '.join(f'{value} in {runs_named(names)}' for value, names in found.items())})"
         for key, found in values.items()

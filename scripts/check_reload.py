@@ -9,14 +9,15 @@ the run or its data cannot be loaded.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
+from hybrid_rearec.hybrid.errors import ConfigError, DataError
 from hybrid_rearec.hybrid.evaluate import evaluate
 from hybrid_rearec.hybrid.pretrained import ModelFileError
 from hybrid_rearec.hybrid.run_folder import METRICS, MODEL, RANKS, load_model, run_configs, run_dataset
+from hybrid_rearec.hybrid.seed_runs import read_run_json
 from safetensors.torch import load_file
 
 
@@ -30,7 +31,7 @@ def main() -> int:
     try:
         data_config, train_config = run_configs(run)
         model = load_model(run)
-    except ModelFileError as error:
+    except (ModelFileError, ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     for name in (RANKS, METRICS):
@@ -43,8 +44,16 @@ def main() -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     test = evaluate(model, dataset.split("test"), "test", exclude_history=train_config.exclude_history)
-    saved = load_file(run / RANKS)["test"]
-    recorded = json.loads((run / METRICS).read_text())["test"]["metrics"]["ndcg@10"]
+    try:
+        saved = load_file(run / RANKS)["test"]
+    except Exception as error:  # noqa: BLE001 - safetensors' own errors: a damaged file is named, not traced
+        print(f"error: {run / RANKS} cannot be read ({error}): train the run again.", file=sys.stderr)
+        return 2
+    try:
+        recorded = read_run_json(run / METRICS, ("test",))["test"]["metrics"]["ndcg@10"]
+    except (DataError, KeyError, TypeError) as error:
+        print(f"error: {run / METRICS} is damaged ({error}): restore it, or train the run again.", file=sys.stderr)
+        return 2
     equal = torch.equal(test.ranks, saved)
     print(f"reloaded {run / MODEL}: test NDCG@10 {test.metrics['ndcg@10']:.6f} (training run: {recorded:.6f})")
     print(f"test ranks equal to the training run's: {equal} ({int((test.ranks != saved).sum())} differ)")

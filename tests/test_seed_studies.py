@@ -107,8 +107,9 @@ def test_compare_runs_names_each_run_and_measures_against_the_first(tmp_path):
     assert lines[-3] == "sasrec: test ndcg@10 0.2500 (+0.0% vs sasrec), best epoch 3 of 8, 2.5 s/epoch"
     assert lines[-2].startswith("b: test ndcg@10 0.2750 (+10.0% vs sasrec)")
     assert lines[-1].startswith(f"{tmp_path / 'c' / 'b'}: test ndcg@10 0.3000 (+20.0% vs sasrec)")
+    (tmp_path / "unfinished").mkdir()
     with pytest.raises(DataError, match="metrics.json is missing: did the run finish?"):
-        compare.compare_runs([tmp_path / "a", tmp_path / "missing"])
+        compare.compare_runs([tmp_path / "a", tmp_path / "unfinished"])
 
 
 def test_seed_groups_against_the_first_group(tmp_path):
@@ -181,3 +182,23 @@ def test_a_seed_group_of_other_settings_or_a_repeated_seed_is_refused_and_the_su
         metrics.write_text(json.dumps(json.loads(metrics.read_text()) | {"mixed_precision": precision}))
     with pytest.raises(DataError, match=r"launched is not one setting.*run.mixed_precision differs"):
         compare.read_seed_groups([str(tmp_path / "same"), str(tmp_path / "launched")])
+
+
+def test_damaged_or_repeated_run_files_are_named_not_traced(tmp_path):
+    for name, ndcg in (("a", 0.05), ("b", 0.06)):
+        write_run(tmp_path / name, ndcg, name=name)
+    (tmp_path / "b" / "metrics.json").write_text('{"test": ')  # cut short
+    with pytest.raises(DataError, match=r"b/metrics.json cannot be read .*restore it"):
+        compare.compare_runs([tmp_path / "a", tmp_path / "b"])
+    (tmp_path / "b" / "metrics.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match=r"b/metrics.json is damaged \(it lacks \['test'"):
+        compare.compare_runs([tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(DataError, match="given more than once"):
+        compare.compare_runs([tmp_path / "a", tmp_path / "a"])
+    with pytest.raises(DataError, match="is no folder"):
+        compare.compare_runs([tmp_path / "a", tmp_path / "typo"])
+    for seed, ndcg in ((1, 0.05), (2, 0.06)):
+        write_run(tmp_path / "seeds" / f"seed-{seed}", ndcg)
+    (tmp_path / "seeds" / "seed-2" / "metrics.json").write_text("{")
+    with pytest.raises(DataError, match=r"seed-2/metrics.json cannot be read"):
+        seeds.summarise(tmp_path / "seeds")

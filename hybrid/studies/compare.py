@@ -8,22 +8,23 @@ with Fieller's interval and Welch's p-value, and optionally by how many seeds wo
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import DataError
 from ..evaluate import format_table
-from ..seed_runs import finished_seed_runs, mixed_seed_runs
+from ..seed_runs import finished_seed_runs, mixed_seed_runs, read_run_json
 from ..seed_stats import MeanComparison, compare_means, seeds_needed
 from ..tables import markdown_table
+
+METRIC_KEYS = ("test", "protocol", "best_epoch", "epochs_run", "seconds_per_epoch")  # what compare_runs reads
 
 
 def run_label(run: Path, taken: dict) -> str:
     """The run's run_name (from its config.json), else its folder name; made unique with the path."""
     config = run / "config.json"
-    name = json.loads(config.read_text()).get("train", {}).get("run_name") if config.exists() else None
+    name = read_run_json(config).get("train", {}).get("run_name") if config.exists() else None
     name = name or run.name
     return name if name not in taken else str(run)
 
@@ -83,7 +84,7 @@ def read_seed_groups(folders: Sequence[str]) -> dict[str, list[dict]]:
                 f"{folder} holds {len(runs)} finished seed runs (seed-*/metrics.json); a group needs at least 2: "
                 "train more seeds with scripts/seeds.py"
             )
-        groups[str(folder)] = [json.loads((run / "metrics.json").read_text()) for run in runs]
+        groups[str(folder)] = [read_run_json(run / "metrics.json", ("test", "protocol")) for run in runs]
     return groups
 
 
@@ -130,11 +131,20 @@ def compare_seed_groups(
 def compare_runs(run_dirs: Sequence[str | Path]) -> str:
     """Finished runs side by side as printed: protocol, a metrics table, and each run's NDCG@10 against the
     first with its best epoch and seconds per epoch."""
+    runs = [Path(run) for run in run_dirs]
+    repeated = sorted({str(run) for run in runs if [r.resolve() for r in runs].count(run.resolve()) > 1})
+    if repeated:
+        raise DataError(f"{repeated[0]} is given more than once: name each run to compare once.")
     results = {}
-    for run in map(Path, run_dirs):
+    for run in runs:
+        if not run.is_dir():
+            raise DataError(f"{run} is no folder: give the run folders (runs/NAME) to compare.")
         if not (run / "metrics.json").exists():
-            raise DataError(f"{run / 'metrics.json'} is missing: did the run finish?")
-        results[run_label(run, results)] = json.loads((run / "metrics.json").read_text())
+            raise DataError(
+                f"{run / 'metrics.json'} is missing: did the run finish? (A folder of seed-N runs goes with "
+                "--seed_groups; a saved model/ folder holds no results: give its run folder.)"
+            )
+        results[run_label(run, results)] = read_run_json(run / "metrics.json", METRIC_KEYS)
     protocol = shared_protocol(list(results.values()))
     table = format_table({f"{name} test": r["test"]["metrics"] for name, r in results.items()})
     base_run, base = next(iter(results.items()))

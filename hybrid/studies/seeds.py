@@ -19,7 +19,7 @@ from pathlib import Path
 from ..checkpoint import checkpoint_folders
 from ..errors import ConfigError, DataError
 from ..metrics import shared_metric_keys
-from ..seed_runs import finished_seed_runs, mixed_seed_runs
+from ..seed_runs import finished_seed_runs, mixed_seed_runs, read_run_json
 from ..tables import markdown_table
 from .paths import TRAIN_SCRIPT
 
@@ -154,7 +154,7 @@ def summarise(folder: Path) -> str:
     runs = finished_seed_runs(folder)
     if not runs:
         raise DataError(f"no finished runs under {folder}")
-    metrics = {run.name: json.loads((run / "metrics.json").read_text()) for run in runs}
+    metrics = {run.name: read_run_json(run / "metrics.json", ("test",)) for run in runs}
     first = next(iter(metrics.values()))
     text = f"# {folder.name}\n\nProtocol: {first['protocol']}\n\n{runs_table(metrics)}\n"
     mixed = mixed_seed_runs(runs)
