@@ -360,6 +360,8 @@ class TrainConfig:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if not 0 <= self.seed < 2**32:  # numpy's range; set_seed seeds numpy too
+            raise ConfigError(f"seed must be in [0, 2**32), got {self.seed}.")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}.")
         for name in ("weight_decay", "save_every_steps", "num_threads"):  # 0 = off / automatic

@@ -29,6 +29,8 @@ def main() -> int:
     extra = [a for a in extra if a != "--"]
     if not args.summarise and not args.output:
         parser.error("--output is required to run seeds")
+    if not args.summarise and (len(set(args.seeds)) < len(args.seeds) or min(args.seeds) < 0):
+        parser.error(f"--seeds must be different whole numbers >= 0, got {args.seeds}")
     folder = Path(args.summarise or args.output)
     failed = []
     try:

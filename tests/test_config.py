@@ -85,6 +85,8 @@ def test_invalid_values_are_explained():
         check_configs(ModelConfig(), DataConfig(), TrainConfig())
     with pytest.raises(ConfigError, match="batch_size must be >= 1"):
         TrainConfig(batch_size=0)
+    with pytest.raises(ConfigError, match=r"seed must be in \[0, 2\*\*32\), got -1"):  # numpy's range
+        TrainConfig(seed=-1)
     with pytest.raises(ConfigError, match="split='random' is not one of"):
         parse_configs(["--split", "random"])
 
