@@ -11,16 +11,21 @@ import argparse
 import sys
 
 from hybrid_rearec.hybrid.hub import card_for_repo, public_files
-from hybrid_rearec.hybrid.pretrained import ModelFileError, read_config
+from hybrid_rearec.hybrid.model import HybridRecommender
+from hybrid_rearec.hybrid.pretrained import ModelFileError
 from hybrid_rearec.hybrid.run_folder import model_folder
 
 
 def push(run_dir: str, repo_id: str, private: bool = False, token: str | None = None) -> str:
     from huggingface_hub import CommitOperationAdd, HfApi
-    from huggingface_hub.utils import get_token
+    from huggingface_hub.utils import HFValidationError, get_token, validate_repo_id
 
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ModelFileError(f"{repo_id!r} is no Hub repo id ({error}); write it as user/name.") from None
     folder = model_folder(run_dir)
-    read_config(folder)  # refuses a folder from another format version before any upload
+    HybridRecommender.from_pretrained(folder)  # loads whole (weights, catalogue, adapter) or says which file is bad
     token = token or get_token()
     if not token:
         raise PermissionError("no Hugging Face token: run `hf auth login` or set HF_TOKEN, then try again.")

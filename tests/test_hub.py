@@ -179,6 +179,14 @@ def test_push_to_hub_uploads_exactly_the_saved_folder(tmp_path, sequential_csv, 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no stored token either
     with pytest.raises(PermissionError, match="no Hugging Face token.*HF_TOKEN"):
         push(str(run), "me/tiny")
+    with pytest.raises(ModelFileError, match="'bad id!!' is no Hub repo id"):  # before the token is even looked for
+        push(str(run), "bad id!!", token="hf_test")
+    weights = run / "model" / "model.safetensors"
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[:100])  # a damaged model is never uploaded
+    with pytest.raises(ModelFileError, match="model.safetensors"):
+        push(str(run), "me/tiny", token="hf_test")
+    weights.write_bytes(whole)
 
     requests, uploaded = [], {}
 
