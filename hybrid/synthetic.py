@@ -10,6 +10,7 @@ title, category), readable with ``--data_format csv --item_file``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,8 @@ class SyntheticConfig:
     seed: int = 0
 
     def __post_init__(self):
+        if not all(math.isfinite(v) for v in (self.mean_length, self.zipf_exponent, self.signal)) or self.seed < 0:
+            raise ValueError("need finite mean_length, zipf_exponent and signal, and seed >= 0")
         if self.users < 1 or self.items < 2 or self.mean_length < 3:
             raise ValueError("need users >= 1, items >= 2 and mean_length >= 3")
         if not 0 <= self.signal <= 1 or self.zipf_exponent < 0 or self.categories < 1:

@@ -1,6 +1,7 @@
 """The synthetic generator: deterministic, Zipf popularity, a planted signal, readable by the CSV reader."""
 
 import numpy as np
+import pytest
 from hybrid_rearec.hybrid.config import DataConfig
 from hybrid_rearec.hybrid.data import build_dataset
 from hybrid_rearec.hybrid.synthetic import SyntheticConfig, generate, synthetic_dataset, write
@@ -56,3 +57,6 @@ def test_the_command_says_how_many_items_occur_and_refuses_bad_sizes_in_one_line
         and refused.stderr.startswith("error: need users >= 1")
         and "Traceback" not in refused.stderr
     )
+    for odd in ({"mean_length": float("nan")}, {"zipf_exponent": float("inf")}, {"seed": -1}):
+        with pytest.raises(ValueError, match="need finite mean_length, zipf_exponent and signal, and seed >= 0"):
+            SyntheticConfig(**odd)
