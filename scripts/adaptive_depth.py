@@ -34,6 +34,13 @@ from hybrid_rearec.hybrid.studies.halting_study import (
 __all__ = ["evaluate", "history_settings", "learned_head_data", "main", "metric_means"]
 
 
+def report_folder(report: Path) -> None:
+    try:
+        report.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--report {report}: its folder cannot be made ({error.strerror}: {error.filename})") from None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir")
@@ -67,9 +74,11 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
+        if args.report:  # a report that cannot be written is said now, not after minutes of study
+            report_folder(Path(args.report))
         config = HaltingStudyConfig(args.head_rows, args.head_split, args.timing_rounds, args.compact_ratio)
         model, dataset = load_study_inputs(args.run_dir, args.dataset, args.item_file)
-    except (FileNotFoundError, ValueError) as error:
+    except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     # Ranked as the run is evaluated (the rules and the heads' labels): its past items excluded when it was

@@ -36,6 +36,8 @@ def test_a_bad_setting_is_refused_with_the_fix():
         HaltingStudyConfig(timing_rounds=0)
     with pytest.raises(ValueError, match=r"compact_ratio must be >= 0 .*got -1"):
         HaltingStudyConfig(compact_ratio=-1)  # refused before minutes of fitting, not when the timing starts
+    with pytest.raises(ValueError, match=r"compact_ratio must be >= 0 .*got nan"):
+        HaltingStudyConfig(compact_ratio=float("nan"))
 
 
 @pytest.fixture(scope="module")

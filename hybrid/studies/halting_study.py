@@ -73,7 +73,7 @@ class HaltingStudyConfig:
             raise ValueError(f"head_split must be 'train' or 'valid', got {self.head_split!r}")
         if self.head_rows < 1 or self.timing_rounds < 1:
             raise ValueError(f"head_rows and timing_rounds must be >= 1, got {self.head_rows}, {self.timing_rounds}")
-        if self.compact_ratio < 0:  # checked here, not after the heads are fitted and the rules tuned
+        if not self.compact_ratio >= 0:  # NaN too; checked here, not after the heads are fitted and rules tuned
             raise ValueError(
                 f"compact_ratio must be >= 0 (0 drops halted users at every halt), got {self.compact_ratio}"
             )
