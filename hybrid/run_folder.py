@@ -279,17 +279,21 @@ def from_launch_dir(
 
 
 def moved_data_hint(data_config: DataConfig, given: dict[str, str | None]) -> str:
-    """What to pass when the run's data paths (those not given anew) do not resolve from here."""
+    """What to pass when the run's data paths (those not given anew) do not resolve from here, and what data
+    given anew must be."""
+    fmt = data_config.data_format
+    anew = (
+        f" The data given anew must be the run's own, in its format (data_format {fmt!r})."
+        if any(given.values())
+        else ""
+    )
     missing = [key for key in ("dataset", "item_file") if getattr(data_config, key) and not given[key]]
     if not missing:
-        return ""
+        return anew
     read = " and ".join(f"--{key} {getattr(data_config, key)!r}" for key in missing)
     paths = "its path" if len(missing) == 1 else "their paths"
     flags = " and ".join(f"--{key} PATH" for key in missing)
-    return (
-        f" The run read {read}: if the data moved, or a relative path was given from another directory, give "
-        f"{paths} with {flags}."
-    )
+    return f" The run read {read} ({fmt!r} files): if the data moved, give {paths} with {flags}.{anew}"
 
 
 def other_catalogue(found: list[str], trained: list[str], where: str) -> str:
