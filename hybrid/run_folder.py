@@ -322,6 +322,8 @@ def trained_signature(run_dir: Path) -> str | None:
 def run_configs(run_dir: str | Path) -> tuple[DataConfig, TrainConfig]:
     """The data and training configs a run was trained with (its model's config is in model/)."""
     path = Path(run_dir) / CONFIG
+    if not Path(run_dir).is_dir():
+        raise ModelFileError(f"no folder {str(run_dir)!r}: give a run folder written by scripts/train.py (runs/NAME).")
     try:
         sections = json.loads(path.read_text()) if path.exists() else {}
     except (OSError, ValueError) as error:

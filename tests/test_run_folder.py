@@ -15,7 +15,7 @@ from hybrid_rearec.hybrid.config import ModelConfig
 from hybrid_rearec.hybrid.data import load_dataset
 from hybrid_rearec.hybrid.evaluate import evaluate
 from hybrid_rearec.hybrid.pretrained import ModelFileError
-from hybrid_rearec.hybrid.run_folder import load_model, model_folder
+from hybrid_rearec.hybrid.run_folder import load_model, model_folder, run_configs
 from hybrid_rearec.hybrid.train import train
 from safetensors.torch import load_file, save_file
 
@@ -77,6 +77,8 @@ def test_a_folder_that_is_no_run_is_named(tmp_path):
         model_folder(tmp_path)
     with pytest.raises(ModelFileError, match="is not a run's config"):
         load_run(tmp_path)
+    with pytest.raises(ModelFileError, match="no folder .*typo.*give a run folder"):
+        run_configs(tmp_path / "typo")
 
 
 def test_evaluate_reads_the_runs_history_setting_and_takes_a_moved_datasets_path(
