@@ -42,7 +42,11 @@ def main() -> None:
     parser.add_argument("--output_dir", default=str(defaults.output_dir))
     args = vars(parser.parse_args())
     suite = args.pop("suite")
-    run_suites(BenchmarkConfig(**args), suite)
+    try:
+        config = BenchmarkConfig(**args)
+    except ValueError as error:
+        parser.error(str(error))
+    run_suites(config, suite)
 
 
 if __name__ == "__main__":

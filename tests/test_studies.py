@@ -115,3 +115,8 @@ def test_one_pass_suite_reads_each_dataset_with_its_own_presets():
     assert scientific.data_format == "recbole_split" and Path(scientific.dataset).is_absolute()
     assert one_pass.preset_data(one_pass.PRESETS["sasrec"]).dataset == "ml-100k"
     assert "ml-100k" in one_pass.available_datasets()  # Scientific only where its files are
+
+
+def test_benchmark_settings_below_one_are_refused_before_any_suite_runs():
+    with pytest.raises(ValueError, match=r"must be >= 1, got --threads 0, --sizes 0, --mean_length nan"):
+        BenchmarkConfig(threads=0, sizes=[1000, 0], mean_length=float("nan"))

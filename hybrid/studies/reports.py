@@ -33,6 +33,12 @@ class BenchmarkConfig:
 
     def __post_init__(self):
         self.output_dir = Path(self.output_dir)
+        counts = {"epochs": self.epochs, "threads": self.threads, "rss_epochs": self.rss_epochs,
+                  "repeats": self.repeats, "users": self.users, "sizes": min(self.sizes, default=0),
+                  "mean_length": self.mean_length}  # fmt: skip
+        low = [f"--{name} {value}" for name, value in counts.items() if not value >= 1]  # NaN too
+        if low:  # checked before a suite runs, not when it reaches the value
+            raise ValueError(f"benchmark settings must be >= 1, got {', '.join(low)}")
 
 
 def cpu_name() -> str:
