@@ -475,7 +475,8 @@ def load_preset(path: str | Path) -> dict[str, Any]:
     """Read a preset file into one flat {key: value} dict, rejecting unknown keys."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist; pass an existing .json or .yaml preset.")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"config file {str(path)!r} {what}; pass an existing .json or .yaml preset.")
     text = path.read_text()
     try:
         if path.suffix in (".yaml", ".yml"):

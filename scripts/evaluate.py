@@ -59,7 +59,10 @@ def main() -> int:
         progress=args.progress,
     )
     print(f"protocol: {result.protocol}")
-    print(format_table({f"{Path(args.run_dir).name} {args.split}": result.metrics}))
+    trained = model_config.reasoning_steps
+    ran = trained if model.config.inference_steps is None else model.config.inference_steps
+    depth = f", {ran} of {trained} reasoning steps" if trained else ""
+    print(format_table({f"{Path(args.run_dir).name} {args.split}{depth}": result.metrics}))
     groups = format_groups(result, args.split)
     if groups:
         print(groups)

@@ -186,3 +186,8 @@ def test_recbole_names_are_translated_to_ours(tmp_path):
         load_preset(preset)
     with pytest.raises(ConfigError, match="RecBole's 'train_batch_size' is 'batch_size' here"):
         TrainConfig(train_batch_size=256)
+
+
+def test_a_preset_path_that_is_a_folder_is_named_as_such(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder, not a file"):
+        load_preset(tmp_path)

@@ -55,6 +55,8 @@ def test_an_unfinished_run_names_the_resume_command_and_that_command_finishes_it
     assert model_config.inference_steps == finished["inference_steps"]
     checked = script("scripts/check_reload.py", str(run))
     assert checked.returncode == 0 and "ranks equal to the training run's: True" in checked.stdout
+    shallower = script("scripts/evaluate.py", str(run), "--steps", "0")
+    assert "| run test, 0 of 1 reasoning steps |" in shallower.stdout  # the depth it ran, in the table
 
 
 def test_a_run_saved_with_the_old_second_weights_file_loads_through_model(tmp_path, csv_data_config, tiny_model_config):
@@ -92,6 +94,7 @@ def test_evaluate_reads_the_runs_history_setting_and_takes_a_moved_datasets_path
     )
     assert default.returncode == shown.returncode == 0, default.stderr[-2000:]
     assert f"{finished['test']['metrics']['ndcg@10']:.4f}" in default.stdout  # as trained: past items excluded
+    assert "run test |" in default.stdout  # no reasoning: no depth in the row's name
     assert "EXCLUDED" in default.stdout.splitlines()[0] and "EXCLUDED" not in shown.stdout.splitlines()[0]
     moved = Path(csv_data_config.dataset).rename(tmp_path / "moved.csv")
     refused = script("scripts/evaluate.py", run)
