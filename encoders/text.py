@@ -145,8 +145,7 @@ def load_or_encode_texts(
     except (OSError, SafetensorError) as error:  # the cache only saves time: the run goes on with its vectors
         warnings.warn(
             f"the text vectors could not be cached in {folder} ({getattr(error, 'strerror', None) or error}): the "
-            "next run encodes "
-            "the texts again. Point HYBRID_REAREC_CACHE at a writable folder.",
+            "next run encodes the texts again. Point HYBRID_REAREC_CACHE at a writable folder.",
             stacklevel=2,
         )
     return vectors

@@ -416,10 +416,8 @@ def not_a_setting(cls: type, key: str) -> ConfigError:
     owner = known_keys().get(key)
     if owner is not None:
         return ConfigError(f"{key!r} is a {owner.__name__} setting, not a {cls.__name__} one.")
-    if key in RECBOLE_NAMES:
-        return ConfigError(f"{cls.__name__} has no setting {key!r}: RecBole's {key!r} is {RECBOLE_NAMES[key]!r} here.")
     close = difflib.get_close_matches(key, [f.name for f in dataclasses.fields(cls)], n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = recbole_hint(key) or (f" Did you mean {close[0]!r}?" if close else "")
     return ConfigError(f"{cls.__name__} has no setting {key!r}.{hint}")
 
 
@@ -463,11 +461,14 @@ RECBOLE_NAMES = {
 }  # fmt: skip
 
 
+def recbole_hint(key: str) -> str:
+    """' RecBole's 'n_layers' is 'num_layers' here.' for a RecBole name, else ''."""
+    return f" RecBole's {key!r} is {RECBOLE_NAMES[key]!r} here." if key in RECBOLE_NAMES else ""
+
+
 def unknown_key_error(key: str, where: str) -> ConfigError:
-    if key in RECBOLE_NAMES:
-        return ConfigError(f"unknown config key {key!r} in {where}: RecBole's {key!r} is {RECBOLE_NAMES[key]!r} here.")
     close = difflib.get_close_matches(key, known_keys(), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else " Run with --help for the list of keys."
+    hint = recbole_hint(key) or (f" Did you mean {close[0]!r}?" if close else " Run with --help for the list of keys.")
     return ConfigError(f"unknown config key {key!r} in {where}.{hint}")
 
 

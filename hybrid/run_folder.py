@@ -42,6 +42,7 @@ from .formats import BUILTIN_DATASETS
 from .model import HybridRecommender
 from .pretrained import CATALOGUE, ModelFileError
 from .recommend import ItemCatalogue
+from .seed_runs import read_run_json
 
 CONFIG, METRICS, MODEL, CHECKPOINTS = "config.json", "metrics.json", "model", "checkpoints"
 VALID_RANKS, RANKS = "valid_ranks.safetensors", "ranks.safetensors"
@@ -325,10 +326,10 @@ def run_configs(run_dir: str | Path) -> tuple[DataConfig, TrainConfig]:
     if not Path(run_dir).is_dir():
         raise ModelFileError(f"no folder {str(run_dir)!r}: give a run folder written by scripts/train.py (runs/NAME).")
     try:
-        sections = json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, ValueError) as error:
-        raise ModelFileError(f"{path} cannot be read ({error}): restore it, or train the run again.") from None
-    if not isinstance(sections, dict) or not {"data", "train"} <= sections.keys():
+        sections = read_run_json(path) if path.exists() else {}
+    except DataError as error:  # a damaged file: named, as a file of the run's
+        raise ModelFileError(str(error)) from None
+    if not {"data", "train"} <= sections.keys():
         if (Path(run_dir) / CATALOGUE).exists():
             raise ModelFileError(model_folder_given(Path(run_dir)))
         raise ModelFileError(
