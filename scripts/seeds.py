@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from hybrid_rearec.hybrid.errors import ConfigError, DataError
+from hybrid_rearec.hybrid.seed_runs import finished_seed_runs
 from hybrid_rearec.hybrid.studies.seeds import run_seeds, summarise
 
 
@@ -32,10 +33,15 @@ def main() -> int:
     if not args.summarise and (len(set(args.seeds)) < len(args.seeds) or min(args.seeds) < 0):
         parser.error(f"--seeds must be different whole numbers >= 0, got {args.seeds}")
     folder = Path(args.summarise or args.output)
+    if args.config and not Path(args.config).is_file():  # said once, not by every seed's run
+        parser.error(f"--config {args.config!r} is no file")
     failed = []
     try:
         if not args.summarise:
             failed = run_seeds(folder, args.seeds, args.config, extra)
+        if failed and not finished_seed_runs(folder):
+            print(f"error: every seed failed ({failed}); their errors are above.", file=sys.stderr)
+            return 1
         print(summarise(folder))
     except (ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)

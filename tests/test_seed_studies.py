@@ -202,3 +202,21 @@ def test_damaged_or_repeated_run_files_are_named_not_traced(tmp_path):
     (tmp_path / "seeds" / "seed-2" / "metrics.json").write_text("{")
     with pytest.raises(DataError, match=r"seed-2/metrics.json cannot be read"):
         seeds.summarise(tmp_path / "seeds")
+
+
+def test_seeds_command_says_when_every_seed_failed_and_refuses_a_missing_preset(tmp_path):
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "seeds.py"
+    preset = tmp_path / "bad.json"
+    preset.write_text(json.dumps({"epochs": 0}))  # every seed's run refuses it
+    done = subprocess.run([sys.executable, str(script), "--config", str(preset), "--seeds", "1", "2", "--output",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 1 and "error: every seed failed ([1, 2])" in done.stderr
+    missing = subprocess.run([sys.executable, str(script), "--config", str(tmp_path / "no.json"), "--output",
+                              str(tmp_path / "out")], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert (
+        missing.returncode == 2
+        and "no.json' is no file" in missing.stderr
+        and not (tmp_path / "out" / "seed-2020").exists()
+    )
