@@ -209,7 +209,8 @@ def model_folder(path: str | Path) -> Path:
             f"{path} holds a run that did not finish: {path / MODEL} (the best model, saved when training "
             f"ends) is missing; {how}."
         )
-    raise ModelFileError(f"{path} is neither a run folder nor a model folder written by save_pretrained.")
+    what = "is neither a run folder nor a model folder written by save_pretrained" if path.is_dir() else "is no folder"
+    raise ModelFileError(f"{path} {what}: give a run folder (runs/NAME) or its model/ folder.")
 
 
 def load_model(path: str | Path) -> HybridRecommender:

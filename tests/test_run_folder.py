@@ -81,6 +81,8 @@ def test_a_folder_that_is_no_run_is_named(tmp_path):
         load_run(tmp_path)
     with pytest.raises(ModelFileError, match="no folder .*typo.*give a run folder"):
         run_configs(tmp_path / "typo")
+    with pytest.raises(ModelFileError, match="typo is no folder: give a run folder"):
+        model_folder(tmp_path / "typo")
 
 
 def test_evaluate_reads_the_runs_history_setting_and_takes_a_moved_datasets_path(
