@@ -171,7 +171,7 @@ def check_settings(path: Path, now: dict) -> None:
         raise ConfigError(
             f"checkpoint {str(path)!r} was trained with other settings than this run's ({'; '.join(changed[:5])}). "
             f"Resume it as trained with `python scripts/train.py --config {path / RUN_CONFIG} --output_dir "
-            f"{path.parent.parent} --resume latest` "
+            f"{now.get('train', {}).get('output_dir')} --resume {path}` "
             "(through `accelerate launch` if it ran on several processes), or start fresh with these settings: "
             "another --output_dir, or --overwrite. The checkpoint was not changed."
         )

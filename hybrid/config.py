@@ -463,7 +463,10 @@ RECBOLE_NAMES = {
 
 def recbole_hint(key: str) -> str:
     """' RecBole's 'n_layers' is 'num_layers' here.' for a RecBole name, else ''."""
-    return f" RecBole's {key!r} is {RECBOLE_NAMES[key]!r} here." if key in RECBOLE_NAMES else ""
+    if key not in RECBOLE_NAMES:
+        return ""
+    ours = RECBOLE_NAMES[key]
+    return f" RecBole's {key!r} is {known_keys()[ours].__name__}'s {ours!r} here."
 
 
 def unknown_key_error(key: str, where: str) -> ConfigError:
@@ -558,7 +561,8 @@ def check_configs(data: DataConfig, model: ModelConfig, train: TrainConfig) -> N
     for config, kind in ((data, DataConfig), (model, ModelConfig), (train, TrainConfig)):
         if not isinstance(config, kind):
             raise TypeError(f"train(data, model, train) takes a {kind.__name__} here, got {type(config).__name__}")
-    data.refuse_fixed_columns()
+    if not train.resume:  # a saved run that set one goes on as it was trained (its reader ignored it)
+        data.refuse_fixed_columns()
     if train.select_inference_steps and model.inference_steps is not None:
         raise ConfigError(
             f"inference_steps={model.inference_steps} sets the reasoning depth by hand and select_inference_steps "

@@ -156,6 +156,14 @@ def read_config(folder: Path) -> tuple[ModelConfig, dict]:
     return config, raw
 
 
+def check_files(folder: Path) -> None:
+    """The folder's config, catalogue and weights read whole (a damaged file is named), without building the
+    model: its encoder may need a base LM that is not on this machine (push_to_hub uploads it as it is)."""
+    read_config(folder)
+    read_catalogue(folder)
+    _read_tensors(folder / WEIGHTS)
+
+
 def read_catalogue(folder: Path) -> ItemCatalogue:
     """The saved catalogue; a damaged one (keys missing, repeated ids, lists of different lengths) is an error
     naming the file."""

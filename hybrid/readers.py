@@ -450,8 +450,9 @@ def read_table(config: DataConfig) -> RawInteractions:
     if config.item_file:
         item_path = Path(config.item_file)
         id_column = config.item_id_column or config.item_column
-        # --delimiter reaches the item file too, unless its suffix names its own (a .tsv beside a ';' file)
-        own = item_path.suffix.lower() == ".tsv" and path.suffix.lower() != ".tsv"
+        # --delimiter reaches an item file of the interactions' kind, or of no kind of its own; a .csv or .tsv
+        # beside another kind of file keeps its suffix's delimiter
+        own = item_path.suffix.lower() in (".csv", ".tsv") and item_path.suffix.lower() != path.suffix.lower()
         delimiter = None if own else config.delimiter
         items = _item_table(_read_plain(item_path, "", delimiter), id_column, item_path, "item_id_column")
         raw.item_texts = _item_texts(items, id_column, config)

@@ -217,8 +217,8 @@ def recommend(
     if len(catalogue) != model.num_items:
         raise ValueError(f"the catalogue has {len(catalogue)} items but the model {model.num_items}")
     histories, k = check_histories(histories), min(check_k(k), len(catalogue))  # a small catalogue: all items
-    if isinstance(exclude_history, np.bool_):  # numpy's True, e.g. from a DataFrame cell
-        exclude_history = bool(exclude_history)
+    if isinstance(exclude_history, (np.bool_, np.ndarray)) and np.ndim(exclude_history) == 0:  # numpy's True
+        exclude_history = bool(exclude_history) if np.asarray(exclude_history).dtype == bool else exclude_history
     if not isinstance(exclude_history, bool):
         raise ValueError(f"exclude_history must be True or False, got {exclude_history!r}")
     indexes = catalogue.indexes(histories)

@@ -28,6 +28,7 @@ from .checkpoint import (
     CHECKPOINT_BEST_MODEL,
     CHECKPOINT_EMA,
     CHECKPOINT_VALID_RANKS,
+    RUN_CONFIG,
     TrainerState,
     load_checkpoint,
     replace_folder,
@@ -197,7 +198,7 @@ def resume(run: Run, checkpoint: Path) -> None:
     signatures = {key: getattr(run.state, key) for key in ("data_signature", "text_signature")}  # data just read
     run.state = load_checkpoint(run.accelerator, checkpoint, settings, signatures)
     run.state.data_signature, run.state.text_signature = signatures.values()  # from older checkpoints on
-    ran, now = run.state.mixed_precision, run.accelerator.mixed_precision
+    ran, now = run.state.mixed_precision or configured_precision(checkpoint), run.accelerator.mixed_precision
     if ran is not None and ran != now:  # set by --mixed_precision or by `accelerate launch`: what ran counts
         raise ConfigError(
             f"checkpoint {str(checkpoint)!r} trained in mixed_precision={ran!r}, and this resume would go on in "
@@ -256,6 +257,14 @@ def select_depth(run: Run) -> tuple[dict[int, float] | None, torch.Tensor | None
         + ")"
     )
     return valid_by_steps, by_steps[chosen].ranks
+
+
+def configured_precision(checkpoint: Path) -> str | None:
+    """An older checkpoint's precision as its run_config.json set it (None: accelerate's, not known here)."""
+    try:
+        return json.loads((checkpoint / RUN_CONFIG).read_text()).get("train", {}).get("mixed_precision")
+    except (OSError, ValueError, AttributeError):  # none, or damaged: check_settings has named it already
+        return None
 
 
 def collect_results(run: Run, test: EvalResult, valid_by_steps: dict[int, float] | None) -> dict:

@@ -11,8 +11,7 @@ import argparse
 import sys
 
 from hybrid_rearec.hybrid.hub import card_for_repo, public_files
-from hybrid_rearec.hybrid.model import HybridRecommender
-from hybrid_rearec.hybrid.pretrained import ModelFileError
+from hybrid_rearec.hybrid.pretrained import ModelFileError, check_files
 from hybrid_rearec.hybrid.run_folder import model_folder
 
 
@@ -25,7 +24,7 @@ def push(run_dir: str, repo_id: str, private: bool = False, token: str | None = 
     except HFValidationError as error:
         raise ModelFileError(f"{repo_id!r} is no Hub repo id ({error}); write it as user/name.") from None
     folder = model_folder(run_dir)
-    HybridRecommender.from_pretrained(folder)  # loads whole (weights, catalogue, adapter) or says which file is bad
+    check_files(folder)  # a damaged config, catalogue or weights file is named before anything goes up
     token = token or get_token()
     if not token:
         raise PermissionError("no Hugging Face token: run `hf auth login` or set HF_TOKEN, then try again.")

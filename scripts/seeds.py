@@ -30,10 +30,12 @@ def main() -> int:
     extra = [a for a in extra if a != "--"]
     if not args.summarise and not args.output:
         parser.error("--output is required to run seeds")
-    if not args.summarise and (len(set(args.seeds)) < len(args.seeds) or min(args.seeds) < 0):
-        parser.error(f"--seeds must be different whole numbers >= 0, got {args.seeds}")
+    if not args.summarise and (
+        len(set(args.seeds)) < len(args.seeds) or not 0 <= min(args.seeds) <= max(args.seeds) < 2**32
+    ):
+        parser.error(f"--seeds must be different whole numbers in [0, 2**32), got {args.seeds}")
     folder = Path(args.summarise or args.output)
-    if args.config and not Path(args.config).is_file():  # said once, not by every seed's run
+    if not args.summarise and args.config and not Path(args.config).is_file():  # once, not by every seed's run
         parser.error(f"--config {args.config!r} is no file")
     failed = []
     try:

@@ -98,6 +98,7 @@ def test_malformed_histories_are_refused_with_the_call_that_works(model_and_cata
     plain = model.recommend([["m1", "m2"]], exclude_history=True)[0].item_ids
     assert model.recommend(np.array([["m1", "m2"]]), exclude_history=np.True_)[0].item_ids == plain
     assert model.recommend([np.array(["m1", "m2"])], exclude_history=True)[0].item_ids == plain
+    assert model.recommend([["m1", "m2"]], exclude_history=np.array(True))[0].item_ids == plain
     with pytest.raises(DataError, match=r"one flat history"):
         model.recommend(np.array(["m1", "m2"]))
 

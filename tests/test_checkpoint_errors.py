@@ -44,7 +44,7 @@ def test_a_changed_setting_is_named_not_called_corrupt(trained, csv_data_config,
         train(csv_data_config, changed, trained)
     message = str(error.value)
     assert "corrupt" not in message and "hidden_size" in message and "16" in message and "32" in message
-    assert f"--config {latest / 'run_config.json'} --output_dir {run} --resume latest" in message  # as trained
+    assert f"--config {latest / 'run_config.json'} --output_dir {run} --resume {latest}" in message  # as trained
     assert "--overwrite" in message  # or start fresh
     assert snapshot(latest) == before
     assert (run / "config.json").read_bytes() == settings  # the folder still describes the run that is in it
@@ -86,6 +86,19 @@ def test_a_resume_in_another_precision_is_refused_whoever_set_it(trained, csv_da
     with pytest.raises(ConfigError, match=r"trained in mixed_precision='no', and this resume would go on in 'bf16'"):
         train(csv_data_config, tiny_model_config, replace(trained, mixed_precision="bf16"))
     train(csv_data_config, tiny_model_config, replace(trained, mixed_precision="no"))  # the same precision as None
+
+
+def test_an_older_checkpoint_without_a_recorded_precision_is_checked_against_its_settings(
+    trained, csv_data_config, tiny_model_config
+):
+    latest = sorted((Path(trained.output_dir) / "checkpoints").iterdir())[-1]
+    state = json.loads((latest / "trainer_state.json").read_text())
+    (latest / "trainer_state.json").write_text(json.dumps({k: v for k, v in state.items() if k != "mixed_precision"}))
+    settings = json.loads((latest / "run_config.json").read_text())
+    settings["train"]["mixed_precision"] = "bf16"  # as an older run started with --mixed_precision bf16 saved it
+    (latest / "run_config.json").write_text(json.dumps(settings))
+    with pytest.raises(ConfigError, match=r"trained in mixed_precision='bf16', and this resume would go on in 'no'"):
+        train(csv_data_config, tiny_model_config, replace(trained, mixed_precision="no"))
 
 
 def test_a_relative_checkpoint_path_is_also_looked_for_in_the_run_folder(tmp_path, monkeypatch):

@@ -178,13 +178,13 @@ def test_recbole_names_are_translated_to_ours(tmp_path):
     from hybrid_rearec.hybrid.config import RECBOLE_NAMES, known_keys
 
     assert set(RECBOLE_NAMES.values()) <= set(known_keys())  # every translation names a real setting
-    with pytest.raises(ConfigError, match="RecBole's 'n_layers' is 'num_layers' here"):
+    with pytest.raises(ConfigError, match="RecBole's 'n_layers' is ModelConfig's 'num_layers' here"):
         parse_configs(["--n_layers", "3"])
     preset = tmp_path / "p.json"
     preset.write_text(json.dumps({"MAX_ITEM_LIST_LENGTH": 50}))
-    with pytest.raises(ConfigError, match="RecBole's 'MAX_ITEM_LIST_LENGTH' is 'max_history' here"):
+    with pytest.raises(ConfigError, match="RecBole's 'MAX_ITEM_LIST_LENGTH' is DataConfig's 'max_history' here"):
         load_preset(preset)
-    with pytest.raises(ConfigError, match="RecBole's 'train_batch_size' is 'batch_size' here"):
+    with pytest.raises(ConfigError, match="RecBole's 'train_batch_size' is TrainConfig's 'batch_size' here"):
         TrainConfig(train_batch_size=256)
 
 

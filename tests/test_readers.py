@@ -352,6 +352,12 @@ def test_item_files_that_miss_items_are_counted_and_one_of_another_kind_keeps_it
     items.write_text("item_id;title\n" + "".join(f"i{n};thing {n}\n" for n in range(6)))
     raw = read_interactions(dataclasses.replace(config, item_file=str(items)))
     assert raw.item_texts["i5"] == "thing 5"
+    tabbed = tmp_path / "x.txt"  # tab-separated interactions beside a comma .csv item file: each keeps its own
+    tabbed.write_text("user_id\titem_id\ttimestamp\n" + good_rows().replace(",", "\t"))
+    commas = tmp_path / "commas.csv"
+    commas.write_text("item_id,title\n" + "".join(f"i{n},thing {n}\n" for n in range(6)))
+    raw = read_interactions(DataConfig(dataset=str(tabbed), data_format="csv", delimiter="tab", item_file=str(commas)))
+    assert raw.item_texts["i2"] == "thing 2"
     folder = tmp_path / "recbole"
     folder.mkdir()
     (folder / "d.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n" + good_rows().replace(",", "\t"))
@@ -395,6 +401,7 @@ def test_a_column_setting_a_format_never_reads_is_refused_not_ignored(tmp_path, 
     data = DataConfig(dataset=str(tmp_path), data_format=data_format, **{setting: "nope"})  # a saved run loads
     with pytest.raises(ConfigError, match=rf"{setting}='nope' does not apply to data_format='{data_format}'"):
         check_configs(data, ModelConfig(), TrainConfig())  # a new run is refused before it starts
+    check_configs(data, ModelConfig(), TrainConfig(resume="latest", output_dir=str(tmp_path)))  # a run goes on
 
 
 def test_a_row_with_an_extra_field_is_said_once_with_its_line(tmp_path, capfd):

@@ -120,3 +120,5 @@ def test_one_pass_suite_reads_each_dataset_with_its_own_presets():
 def test_benchmark_settings_below_one_are_refused_before_any_suite_runs():
     with pytest.raises(ValueError, match=r"must be >= 1, got --threads 0, --sizes 0, --mean_length nan"):
         BenchmarkConfig(threads=0, sizes=[1000, 0], mean_length=float("nan"))
+    with pytest.raises(ValueError, match=r"--sizes must be >= 2 and --mean_length in \[3, inf\)"):
+        BenchmarkConfig(sizes=[1])  # the scale suite's synthetic data needs these

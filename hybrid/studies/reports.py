@@ -39,6 +39,10 @@ class BenchmarkConfig:
         low = [f"--{name} {value}" for name, value in counts.items() if not value >= 1]  # NaN too
         if low:  # checked before a suite runs, not when it reaches the value
             raise ValueError(f"benchmark settings must be >= 1, got {', '.join(low)}")
+        if min(self.sizes) < 2 or not 3 <= self.mean_length < float("inf"):  # the scale suite's synthetic data
+            raise ValueError(
+                f"--sizes must be >= 2 and --mean_length in [3, inf), got {self.sizes}, {self.mean_length}"
+            )
 
 
 def cpu_name() -> str:

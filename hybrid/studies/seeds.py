@@ -154,7 +154,9 @@ def summarise(folder: Path) -> str:
     runs = finished_seed_runs(folder)
     if not runs:
         raise DataError(f"no finished runs under {folder}")
-    metrics = {run.name: read_run_json(run / "metrics.json", ("test",)) for run in runs}
+    metrics = {
+        run.name: read_run_json(run / "metrics.json", ("test", "valid", "best_epoch", "protocol")) for run in runs
+    }
     first = next(iter(metrics.values()))
     text = f"# {folder.name}\n\nProtocol: {first['protocol']}\n\n{runs_table(metrics)}\n"
     mixed = mixed_seed_runs(runs)
