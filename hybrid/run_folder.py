@@ -265,8 +265,8 @@ def from_launch_dir(
     """The run's relative data paths that do not resolve from here but do from the folder it was launched in
     (metrics.json's launch_dir), each said on stderr: {key: path}."""
     try:
-        launch = json.loads((run_dir / METRICS).read_text()).get("launch_dir")
-    except (OSError, ValueError, AttributeError):  # no or a damaged metrics.json: the run's paths as given
+        launch = read_run_json(run_dir / METRICS).get("launch_dir")
+    except DataError:  # no or a damaged metrics.json: the run's paths as given
         launch = None
     found = {}
     for key, given in (("dataset", dataset), ("item_file", item_file)):
