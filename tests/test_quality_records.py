@@ -1,6 +1,7 @@
 """The quality records' writers on made-up runs: what they read, what they write and where."""
 
 import importlib.util
+import os
 import json
 import subprocess
 import sys
@@ -60,3 +61,50 @@ def test_scientific_results_reads_nothing_until_stage_two_is_complete_then_write
     # rule 7: text PRL has the higher validation mean of its backbone, and the checks compare it with K = 0
     assert "- Figure 3, text-rearec-prl / text-sasrec: " in markdown and "--seed_groups" in markdown
     assert "Figure 2: the best text or hybrid model by mean validation NDCG@10 is lora-rearec-erl" in markdown
+
+
+def scientific_stage2(monkeypatch):
+    monkeypatch.syspath_prepend(str(RESULTS.parent))  # its sibling scripts import each other by name
+    spec = importlib.util.spec_from_file_location("scientific_stage2", RESULTS.parent / "scientific_stage2.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_stage_two_lanes_claim_runs_apart_and_take_over_a_dead_lanes_claim(tmp_path, monkeypatch):
+    script = scientific_stage2(monkeypatch)
+    held = script.claim("sasrec", "2020", tmp_path)
+    assert held.read_text() == str(os.getpid()) and script.claim("sasrec", "2020", tmp_path) is None
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "sasrec-seed-2021").write_text(dead.stdout.strip())  # a lane gone with its machine
+    assert script.claim("sasrec", "2021", tmp_path) == tmp_path / "sasrec-seed-2021"
+
+
+def fake_run(folder: Path, splits: list[str], grouping: str) -> Path:
+    write_seed(folder, 2020, 0.05, 0.06)
+    (folder / "analysis").mkdir()
+    for split in splits:
+        (folder / "analysis" / f"analysis-{split}.json").write_text(json.dumps({"grouping": grouping, "split": split}))
+    return folder
+
+
+def test_stage_two_keeps_each_finished_run_and_skips_kept_ones(tmp_path, monkeypatch):
+    script = scientific_stage2(monkeypatch)
+    from hybrid_rearec.hybrid.analysis import GROUPING
+
+    kept, runs = tmp_path / "kept", tmp_path / "runs"
+    target = script.keep(fake_run(runs / "sasrec" / "seed-2020", ["valid", "test"], GROUPING), "sasrec", kept)
+    assert json.loads((target / "analysis" / "analysis-test.json").read_text())["split"] == "test"
+    assert (target / "metrics.json").read_bytes() == (runs / "sasrec" / "seed-2020" / "metrics.json").read_bytes()
+    bert = script.keep(fake_run(runs / "bert4rec" / "seed-2020", [], GROUPING), "bert4rec", kept)
+    assert (bert / "config.json").exists() and not any((bert / "analysis").iterdir())  # no analysis for BERT4Rec
+    trained = []
+
+    def train(preset: str, name: str, seed: str) -> Path:  # a finished run, as scripts/seeds.py leaves it
+        trained.append((preset, seed))
+        return fake_run(runs / name / f"seed-{seed}", [] if name == "bert4rec" else ["valid", "test"], GROUPING)
+
+    monkeypatch.setattr(script, "train", train)
+    assert script.lane(["sasrec", "bert4rec"], ["2020", "2021"], kept, tmp_path / "claims") == 2
+    assert trained == [("sasrec", "2021"), ("bert4rec", "2021")] and not any((tmp_path / "claims").iterdir())
+    assert script.is_kept("bert4rec", "2021", kept) and script.lane(["sasrec"], ["2020"], kept, tmp_path) == 0

@@ -1,5 +1,5 @@
 """Issue 28's point 4: the per-step, oracle and subgroup tables of the Scientific ReaRec runs, beside the same
-backbone at K = 0, as means over the seeds of stage 2 (runs/scientific-seeds/NAME/seed-N). Runs
+backbone at K = 0, as means over the seeds of stage 2 (kept in benchmarks/quality/scientific_seeds/NAME/seed-N). Runs
 `scripts/evaluate.py RUN --split SPLIT --analysis` where a run's analysis of that split is missing, then writes
 benchmarks/quality/scientific_analysis.md (and .json; scientific_analysis_valid.* for --split valid). The test
 split waits for stage 2 to be complete (it holds test figures); validation can be read at any time.
@@ -20,7 +20,7 @@ from pathlib import Path
 from hybrid_rearec.hybrid.analysis import GROUPING
 from scientific_results import missing_runs  # this script's folder: the same list of stage-2 runs
 
-SEEDS = Path("runs/scientific-seeds")
+SEEDS = Path("benchmarks/quality/scientific_seeds")  # stage 2's kept runs (scientific_stage2.py)
 BACKBONES = {"id": "", "text": "text-", "hybrid": "hybrid-"}  # backbone -> prefix of its stage-2 folders
 LORA = "lora-rearec"  # LoRA-MiniLM's only stage-2 preset (with rule 6's reasoning method)
 METRIC = "ndcg@10"
@@ -129,7 +129,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--split", choices=["valid", "test"], default="test")
     parser.add_argument("--output", help="PATH of PATH.md/.json (default: scientific_analysis[_valid])")
-    parser.add_argument("--runs", default=str(SEEDS), help="folder of the stage-2 seed folders")
+    parser.add_argument("--runs", default=str(SEEDS), help="folder of the stage-2 seed folders (kept runs by default)")
     args = parser.parse_args()
     split, root = args.split, Path(args.runs)
     output = Path(args.output or f"benchmarks/quality/scientific_analysis{'' if split == 'test' else '_valid'}")

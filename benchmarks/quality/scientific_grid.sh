@@ -61,7 +61,7 @@ case $stage in
     reasoning hybrid 5
     ;;
   cold)  # issue 29: the cold split (10 % of items, split seeds 0-2), ID / text / hybrid with their better method
-    choose cold
+    [[ -f configs/scientific_cold_id.json ]] || choose cold  # written once; stage 1's runs may be gone since
     for split in 0 1 2; do
       for backbone in id text hybrid; do
         python scripts/seeds.py --config "configs/scientific_cold_$backbone.json" --seeds 2020 \

@@ -6,7 +6,7 @@ figures as mean ± std over seeds beside the published ones, and rule 7's compar
 markers. Until stage 2 is complete it reads no figure and says which runs are missing (the record reads test
 figures only then).
 
-    python benchmarks/quality/scientific_results.py [--runs runs/scientific-seeds]
+    python benchmarks/quality/scientific_results.py [--runs benchmarks/quality/scientific_seeds]
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def write(record: dict, path: Path, readme: Path | None = None) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=Path, default=Path("runs/scientific-seeds"), help="stage 2's run folders")
+    parser.add_argument("--runs", type=Path, default=Path("benchmarks/quality/scientific_seeds"), help="stage 2's kept runs")
     parser.add_argument("--record", type=Path, default=RECORD, help="the record's path without .md / .json")
     parser.add_argument("--readme", type=Path, default=Path("README.md"), help="the README whose table it writes")
     args = parser.parse_args()

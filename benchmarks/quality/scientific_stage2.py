@@ -1,43 +1,123 @@
-"""Stage 2 of benchmarks/quality/scientific.md: seeds 2020-2024 of every chosen Scientific preset, in
-runs/scientific-seeds/NAME, all five trained with the same code (seed 2020 is trained again, not taken from
-stage 1, whose runs predate the fused optimizer and the length-grouped training rows). scripts/seeds.py skips
-finished seeds and resumes an interrupted one. The summaries hold test figures: they are written, not printed.
+"""Stage 2 of benchmarks/quality/scientific.md: seeds 2020-2024 of every chosen Scientific preset, all trained
+with the same code, each kept in the repository as soon as it finishes.
 
-    python benchmarks/quality/scientific_stage2.py sasrec text_sasrec ...     # preset names without scientific_
-    python benchmarks/quality/scientific_stage2.py lora_rearec --seeds 2023 2024  # some seeds (two lanes)
+A lane takes the next run that is neither kept nor claimed by another lane, in the order of ORDER (figure 3's
+K = 0 and ReaRec presets first, LoRA-MiniLM last), trains it with scripts/seeds.py into
+runs/scientific-seeds/NAME/seed-N (an interrupted run resumes from its latest checkpoint), writes its analysis
+of both splits (scripts/evaluate.py --analysis) and copies what the records read into
+benchmarks/quality/scientific_seeds/NAME/seed-N: config.json, metrics.json and analysis/analysis-SPLIT.json.
+A machine's run folders do not outlive it; the kept files are what scientific_results.py and
+scientific_analysis.py read. They hold test figures: nothing here prints them.
 
-Two lanes may share a preset's seeds only by disjoint --seeds lists: an unfinished seed is resumed by whichever
-lane reaches it.
+    python benchmarks/quality/scientific_stage2.py                      # one lane; start one per core
+    python benchmarks/quality/scientific_stage2.py sasrec --seeds 2020  # only these presets or seeds
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-STAGE2 = Path("runs/scientific-seeds")
+from scientific_analysis import SEEDS as KEPT  # this script's folder: where stage 2's runs are kept
+from scientific_analysis import analysis  # a run's analysis file of one split
+
+RUNS = Path("runs/scientific-seeds")  # the run folders of this machine
+CLAIMS = RUNS / ".claims"  # one file per run being trained, holding its lane's process id
 SEEDS = ["2020", "2021", "2022", "2023", "2024"]
+ORDER = [  # preset names without scientific_; the record's run names use '-' for '_'
+    "sasrec", "rearec_prl", "rearec_erl", "text_sasrec", "text_rearec_prl", "text_rearec_erl",
+    "hybrid_sasrec", "hybrid_rearec_prl", "hybrid_rearec_erl", "bert4rec", "lora_rearec",
+]  # fmt: skip
+NO_ANALYSIS = {"bert4rec"}  # the analysis tables compare each backbone's K = 0 and ReaRec runs only
+KEPT_FILES = ("config.json", "metrics.json")
 
 
-def run_preset(name: str, seeds: list[str]) -> None:
-    preset = Path(f"configs/scientific_{name}.json")
-    if not preset.exists():
-        raise SystemExit(f"{preset} not found: name a preset of configs/ without its scientific_ prefix")
-    output = STAGE2 / name.replace("_", "-")
-    command = [sys.executable, "scripts/seeds.py", "--config", str(preset), "--seeds", *seeds, "--output", str(output)]
-    subprocess.run([*command, "--", "--num_threads", "1"], check=True, stdout=subprocess.DEVNULL)
-    print(f"{name}: seeds {', '.join(seeds)} finished in {output}")
+def is_kept(name: str, seed: str, kept: Path = KEPT) -> bool:
+    return (kept / name / f"seed-{seed}" / "metrics.json").exists()
+
+
+def claim(name: str, seed: str, claims: Path = CLAIMS) -> Path | None:
+    """This lane's claim on a run (a file made only if absent), or None while a living lane holds it. A claim
+    whose process is gone (a lane killed with its machine's session) is taken over."""
+    claims.mkdir(parents=True, exist_ok=True)
+    path = claims / f"{name}-seed-{seed}"
+    for _ in range(2):
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if lane_alive(path):
+                return None
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(descriptor, "w") as file:
+            file.write(str(os.getpid()))
+        return path
+    return None
+
+
+def lane_alive(path: Path) -> bool:
+    try:
+        os.kill(int(path.read_text() or 0), 0)
+    except (ProcessLookupError, ValueError, FileNotFoundError):
+        return False
+    except PermissionError:
+        return True  # a process of another user holds it
+    return True
+
+
+def train(preset: str, name: str, seed: str, runs: Path = RUNS) -> Path:
+    config = f"configs/scientific_{preset}.json"
+    command = [sys.executable, "scripts/seeds.py", "--config", config, "--seeds", seed, "--output", str(runs / name)]
+    done = subprocess.run([*command, "--", "--num_threads", "1"], stdout=subprocess.DEVNULL)  # the summary: test
+    if done.returncode != 0:
+        raise SystemExit(f"{name} seed {seed} failed (exit {done.returncode}): its error is above")
+    return runs / name / f"seed-{seed}"
+
+
+def keep(run: Path, name: str, kept: Path = KEPT) -> Path:
+    """Copy the files the records read; metrics.json last, since its presence marks a kept run."""
+    target = kept / name / run.name
+    splits = [] if name in NO_ANALYSIS else ["valid", "test"]
+    for split in splits:
+        analysis(run, split)  # made by scripts/evaluate.py when missing
+    (target / "analysis").mkdir(parents=True, exist_ok=True)
+    for split in splits:
+        shutil.copyfile(run / "analysis" / f"analysis-{split}.json", target / "analysis" / f"analysis-{split}.json")
+    for file in KEPT_FILES:
+        shutil.copyfile(run / file, target / file)
+    return target
+
+
+def lane(presets: list[str], seeds: list[str], kept: Path = KEPT, claims: Path = CLAIMS) -> int:
+    """Train and keep every owed run of ``presets``, in order, skipping those kept or claimed elsewhere."""
+    done = 0
+    for preset in presets:
+        name = preset.replace("_", "-")
+        for seed in seeds:
+            if is_kept(name, seed, kept) or (held := claim(name, seed, claims)) is None:
+                continue
+            try:
+                if not is_kept(name, seed, kept):  # another lane may have kept it between the two looks
+                    print(f"{name} seed {seed}: kept in {keep(train(preset, name, seed), name, kept)}", flush=True)
+                    done += 1
+            finally:
+                held.unlink(missing_ok=True)
+    return done
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("presets", nargs="+", help="preset names, e.g. sasrec text_rearec_erl")
+    parser.add_argument("presets", nargs="*", metavar="PRESET", help=f"some of {', '.join(ORDER)} (default: all)")
     parser.add_argument("--seeds", nargs="+", choices=SEEDS, default=SEEDS, help="seeds to run (default: all)")
     args = parser.parse_args()
-    for name in args.presets:
-        run_preset(name, args.seeds)
+    if unknown := sorted(set(args.presets) - set(ORDER)):
+        parser.error(f"unknown presets {unknown}: name some of {', '.join(ORDER)}")
+    done = lane(args.presets or ORDER, args.seeds)
+    print(f"lane finished: {done} runs trained and kept; every run of these presets is kept or claimed")
     return 0
 
 
