@@ -6,6 +6,9 @@ best weights so far, the weight average (``--ema_decay``) and ``run_config.json`
 was saved, so a resume with other settings is named as such). It is written under a temporary name and
 renamed only when complete, so a crash mid-save never leaves a folder that looks finished;
 ``trainer_state.json`` is the last file written and marks completeness. Loading never changes a checkpoint.
+The weights saved leave out the frozen parameters an item encoder loads by reference (a pretrained LM's own
+weights, ``fixed_weight_names``): they never train and come back when the model is built, so a LoRA run's
+checkpoint holds megabytes, not the whole LM. Checkpoints that hold them too still load.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -27,6 +31,7 @@ STATE_FILE = "trainer_state.json"
 CHECKPOINT_BEST_MODEL = "best_model.safetensors"  # beside accelerate's own model.safetensors (the current weights)
 CHECKPOINT_EMA = "weight_average.safetensors"  # the running weight average (--ema_decay)
 CHECKPOINT_VALID_RANKS = "best_valid_ranks.safetensors"  # the best epoch's validation ranks (older checkpoints: none)
+MODEL_FILE = "model.safetensors"  # accelerate's file of the current weights
 RUN_CONFIG = "run_config.json"  # a copy of the run's config.json as it was when the checkpoint was saved
 RUN_FILE = "config.json"  # the run folder's settings (hybrid.run_folder.CONFIG), written when training starts
 IGNORED_CHANGES = {"data": {"cache_dir"}, "model": set()}  # data and model settings a resume may change
@@ -57,6 +62,49 @@ class TrainerState:
     data_signature: str | None = None  # RecDataset.signature() of the data trained on (older checkpoints: None)
     text_signature: str | None = None  # RecDataset.text_signature() of its texts, for text encoders (else None)
     mixed_precision: str | None = None  # the precision that ran (the config's or accelerate's); older: None
+
+
+def fixed_weight_names(model: torch.nn.Module) -> set[str]:
+    """State-dict names a checkpoint leaves out (``model`` unwrapped): the frozen parameters under the item
+    encoder's ``external_state_prefixes``, which the model's builder loads again from the LM's own files."""
+    external = tuple(f"item_encoder.{prefix}" for prefix in model.item_encoder.external_state_prefixes)
+    return {name for name, p in model.named_parameters() if not p.requires_grad and name.startswith(external)}
+
+
+def leave_out_fixed_weights(accelerator, model: torch.nn.Module) -> None:
+    """Make ``accelerator.save_state`` skip the fixed weights of ``model`` (unwrapped; a wrapper's state-dict
+    names carry a ``module.`` prefix)."""
+    fixed = fixed_weight_names(model)
+    if not fixed:
+        return
+
+    def drop(models, weights: list[dict], output_dir) -> None:
+        for state in weights:
+            for name in [name for name in state if name.removeprefix("module.") in fixed]:
+                del state[name]
+
+    accelerator.register_save_state_pre_hook(drop)
+
+
+def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: Path | str) -> None:
+    """Load saved ``weights`` into ``model`` (unwrapped), with or without its fixed weights; any other name
+    missing or unexpected is an error naming ``source``."""
+    names = check_weight_names(model, set(weights), source)
+    model.load_state_dict({name: weights[name] for name in names}, strict=False)
+
+
+def check_weight_names(model: torch.nn.Module, saved: set[str], source: Path | str) -> set[str]:
+    """The saved names, once checked against ``model``'s state dict (fixed weights may be absent)."""
+    expected = set(model.state_dict())
+    missing, unexpected = expected - saved - fixed_weight_names(model), saved - expected
+    if missing or unexpected:
+        raise ConfigError(
+            f"{source} does not hold this model's weights ({len(missing)} missing, e.g. {sorted(missing)[:2]}; "
+            f"{len(unexpected)} unexpected, e.g. {sorted(unexpected)[:2]}): it was saved by another model or "
+            "is damaged. Resume with the run's own settings from another checkpoint, or start a new run; "
+            "nothing was changed."
+        )
+    return saved
 
 
 def checkpoint_folders(run_dir: Path) -> list[Path]:
@@ -194,12 +242,17 @@ def check_tensor_files(path: Path) -> None:
 
 
 def load_checkpoint(
-    accelerator, path: Path, settings: dict | None = None, signatures: dict[str, str | None] | None = None
+    accelerator,
+    path: Path,
+    settings: dict | None = None,
+    signatures: dict[str, str | None] | None = None,
+    model: torch.nn.Module | None = None,
 ) -> TrainerState:
     """Restore model, optimizer and RNG; a damaged checkpoint, one trained with other settings than ``settings``
     (the run's {"data", "model", "train"}, when given) or on other data than ``signatures`` (TrainerState's
     ``data_signature``/``text_signature`` of the data read now, each checked where the checkpoint records one) is
-    reported, never half-loaded silently."""
+    reported, never half-loaded silently. ``model`` (the unwrapped model, when given) is the one whose fixed
+    weights the checkpoint may leave out: its names are checked before anything loads."""
     if settings is not None:
         check_settings(path, settings)
     check_tensor_files(path)
@@ -209,7 +262,13 @@ def load_checkpoint(
         raise damaged(path, error) from error
     check_signatures(path, state, signatures or {})
     try:
-        accelerator.load_state(str(path))
+        if model is not None and (path / MODEL_FILE).exists():
+            with safe_open(path / MODEL_FILE, "pt") as tensors:
+                saved = {name.removeprefix("module.") for name in tensors.keys()}
+            check_weight_names(model, saved, path / MODEL_FILE)
+        accelerator.load_state(str(path), strict=model is None)  # the names were checked above
+    except ConfigError:
+        raise
     except Exception as error:  # noqa: BLE001 - any failure means this checkpoint cannot be trusted
         if "size mismatch" in str(error):  # a checkpoint saved before run_config.json existed
             raise ConfigError(

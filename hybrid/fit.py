@@ -21,7 +21,14 @@ from tqdm.auto import tqdm
 
 from ..foundation.memory import release_freed_memory
 from ..foundation.noise import global_batch_noise
-from .checkpoint import CHECKPOINT_BEST_MODEL, CHECKPOINT_EMA, CHECKPOINT_VALID_RANKS, TrainerState, save_checkpoint
+from .checkpoint import (
+    CHECKPOINT_BEST_MODEL,
+    CHECKPOINT_EMA,
+    CHECKPOINT_VALID_RANKS,
+    TrainerState,
+    fixed_weight_names,
+    save_checkpoint,
+)
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import RecDataset, SequenceRows, ShardedBatch, SplitData, sequence_rows
 from .ema import WeightAverage
@@ -205,7 +212,8 @@ def validate(run: Run, rows: SplitData | SequenceRows) -> tuple[EvalResult, bool
         valid = run.eval_split("valid")
         improved = valid.metrics["ndcg@10"] > state.best_ndcg
         if improved:  # the weights validated (the average when --ema_decay is set)
-            run.best_weights = {k: v.detach().clone() for k, v in run.unwrapped.state_dict().items()}
+            fixed = fixed_weight_names(run.unwrapped)  # never trained: the model built has them (checkpoint.py)
+            run.best_weights = {k: v.detach().clone() for k, v in run.unwrapped.state_dict().items() if k not in fixed}
     run.tensorboard.log(
         {"train/epoch_loss": epoch_loss, **{f"valid/{k}": v for k, v in valid.metrics.items()}}, step=state.step
     )

@@ -30,7 +30,10 @@ from .checkpoint import (
     CHECKPOINT_VALID_RANKS,
     RUN_CONFIG,
     TrainerState,
+    check_weight_names,
+    leave_out_fixed_weights,
     load_checkpoint,
+    load_weights,
     replace_folder,
     resolve_checkpoint,
     set_aside_newer,
@@ -86,7 +89,7 @@ def train_and_test(data_config: DataConfig, model_config: ModelConfig, train_con
         fit(run)
         if run.best_weights is None:
             raise RuntimeError("no epoch was trained: check --epochs and the checkpoint you resumed from")
-        run.unwrapped.load_state_dict(run.best_weights)
+        load_weights(run.unwrapped, run.best_weights, "the best weights")
         valid_by_steps, valid_ranks = select_depth(run)
         test = run.eval_split("test")
         results = collect_results(run, test, valid_by_steps)
@@ -149,6 +152,7 @@ def prepare_run(
         warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
         model, optimizer = accelerator.prepare(built.model, built.optimizer)
     unwrapped = accelerator.unwrap_model(model)
+    leave_out_fixed_weights(accelerator, unwrapped)  # checkpoints hold what trains, not a pretrained LM's weights
     ema = WeightAverage(unwrapped, train_config.ema_decay) if train_config.ema_decay else None
     config_dict = run_settings(data_config, model_config, train_config, output_dir)
     logs = accelerator.is_main_process and train_config.report_to == "tensorboard"
@@ -196,7 +200,7 @@ def resume(run: Run, checkpoint: Path) -> None:
     """Continue from a checkpoint: weights, optimizer, RNG, where training stands, the best weights so far."""
     settings = run_settings(run.data_config, run.model_config, run.config, run.output_dir)
     signatures = {key: getattr(run.state, key) for key in ("data_signature", "text_signature")}  # data just read
-    run.state = load_checkpoint(run.accelerator, checkpoint, settings, signatures)
+    run.state = load_checkpoint(run.accelerator, checkpoint, settings, signatures, run.unwrapped)
     run.state.data_signature, run.state.text_signature = signatures.values()  # from older checkpoints on
     ran, now = run.state.mixed_precision or configured_precision(checkpoint), run.accelerator.mixed_precision
     if ran is not None and ran != now:  # set by --mixed_precision or by `accelerate launch`: what ran counts
@@ -213,6 +217,7 @@ def resume(run: Run, checkpoint: Path) -> None:
         )
     if run.state.best_epoch:
         run.best_weights = load_file(checkpoint / CHECKPOINT_BEST_MODEL)
+        check_weight_names(run.unwrapped, set(run.best_weights), checkpoint / CHECKPOINT_BEST_MODEL)
     if (checkpoint / CHECKPOINT_VALID_RANKS).exists():  # else the run folder's file (older checkpoints)
         run.best_valid_ranks = load_file(checkpoint / CHECKPOINT_VALID_RANKS)["valid"]
     if run.ema is not None:

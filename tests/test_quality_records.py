@@ -1,8 +1,8 @@
 """The quality records' writers on made-up runs: what they read, what they write and where."""
 
 import importlib.util
-import os
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path

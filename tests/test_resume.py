@@ -15,7 +15,7 @@ from hybrid_rearec.hybrid.data import ShardedBatch, load_dataset, sequence_rows
 from hybrid_rearec.hybrid.errors import ConfigError
 from hybrid_rearec.hybrid.model import HybridRecommender
 from hybrid_rearec.hybrid.train import train, train_step
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -157,6 +157,10 @@ def test_killed_run_resumes_to_identical_results(tmp_path, csv_data_config, enco
     assert torch.equal(ranks["test"], reference_ranks["test"])
     folders = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert len(folders) == 2 and not any(name.startswith(".") for name in folders)
+    latest = tmp_path / "run" / "checkpoints" / folders[-1]
+    for name in ("model.safetensors", "best_model.safetensors"):  # the LM's own weights stay out, its LoRA's in
+        lm = [key for key in load_file(latest / name) if "language_model" in key]
+        assert (encoder == "id" and not lm) or (lm and all("lora_" in key for key in lm)), name
 
 
 def test_corrupt_checkpoint_is_reported_and_left_alone(tmp_path, csv_data_config, tiny_model_config):
@@ -172,6 +176,20 @@ def test_corrupt_checkpoint_is_reported_and_left_alone(tmp_path, csv_data_config
     assert sorted(p.name for p in latest.iterdir()) == before
     with pytest.raises(ConfigError, match="not a complete checkpoint"):
         train(csv_data_config, tiny_model_config, TrainConfig(**{**config.__dict__, "resume": str(tmp_path)}))
+
+
+def test_a_checkpoint_missing_a_trained_weight_is_named_and_left_alone(tmp_path, csv_data_config, tiny_model_config):
+    config = TrainConfig(output_dir=str(tmp_path / "run"), epochs=1, batch_size=64, report_to="none", progress=False)
+    train(csv_data_config, tiny_model_config, config)
+    latest = sorted((tmp_path / "run" / "checkpoints").iterdir())[-1]
+    weights = load_file(latest / "model.safetensors")
+    dropped = sorted(weights)[0]
+    save_file({k: v for k, v in weights.items() if k != dropped}, latest / "model.safetensors")
+    before = (latest / "model.safetensors").read_bytes()
+    resume = TrainConfig(**{**config.__dict__, "resume": "latest", "epochs": 2})
+    with pytest.raises(ConfigError, match=rf"does not hold this model's weights \(1 missing, e.g. \['{dropped}'\]"):
+        train(csv_data_config, tiny_model_config, resume)
+    assert (latest / "model.safetensors").read_bytes() == before
 
 
 def test_half_written_checkpoints_are_never_resumed_from(tmp_path):
