@@ -108,3 +108,26 @@ def test_stage_two_keeps_each_finished_run_and_skips_kept_ones(tmp_path, monkeyp
     assert script.lane(["sasrec", "bert4rec"], ["2020", "2021"], kept, tmp_path / "claims") == 2
     assert trained == [("sasrec", "2021"), ("bert4rec", "2021")] and not any((tmp_path / "claims").iterdir())
     assert script.is_kept("bert4rec", "2021", kept) and script.lane(["sasrec"], ["2020"], kept, tmp_path) == 0
+
+
+def test_an_unfinished_run_is_carried_to_the_next_machine_and_put_back_there(tmp_path, monkeypatch):
+    script = scientific_stage2(monkeypatch)
+    runs, carried = tmp_path / "runs", tmp_path / "carried"
+    for step in (10, 20):  # two complete checkpoints: the later one is carried
+        checkpoint = runs / "lora-rearec" / "seed-2020" / "checkpoints" / f"step-{step:09d}"
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "trainer_state.json").write_text(json.dumps({"step": step}))
+    (runs / "lora-rearec" / "seed-2020" / "checkpoints" / ".incomplete-step-000000030").mkdir()
+    (runs / "lora-rearec" / "seed-2020" / "config.json").write_text("{}")
+    fake_run(runs / "sasrec" / "seed-2020", [], "")  # finished: kept, never carried
+    assert script.carry(runs, carried) == [carried / "lora-rearec" / "seed-2020"]
+    copied = carried / "lora-rearec" / "seed-2020"
+    assert sorted(p.name for p in (copied / "checkpoints").iterdir()) == ["step-000000020"]
+    assert (copied / "config.json").exists() and not (carried / "sasrec").exists()
+    fresh = tmp_path / "new-machine"
+    assert (
+        script.restore("lora-rearec", "2020", fresh, carried)
+        and script.restore("sasrec", "2020", fresh, carried) is False
+    )
+    assert (fresh / "lora-rearec" / "seed-2020" / "checkpoints" / "step-000000020" / "trainer_state.json").exists()
+    assert script.restore("lora-rearec", "2020", fresh, carried) is False  # it has a checkpoint now: left as it is

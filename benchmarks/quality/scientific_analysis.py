@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 from hybrid_rearec.hybrid.analysis import GROUPING
-from scientific_results import missing_runs  # this script's folder: the same list of stage-2 runs
+from scientific_results import KEPT as SEEDS  # this script's folder: stage 2's kept runs
+from scientific_results import missing_runs  # the same list of stage-2 runs
 
-SEEDS = Path("benchmarks/quality/scientific_seeds")  # stage 2's kept runs (scientific_stage2.py)
 BACKBONES = {"id": "", "text": "text-", "hybrid": "hybrid-"}  # backbone -> prefix of its stage-2 folders
 LORA = "lora-rearec"  # LoRA-MiniLM's only stage-2 preset (with rule 6's reasoning method)
 METRIC = "ndcg@10"

@@ -22,6 +22,7 @@ from hybrid_rearec.hybrid.seed_stats import compare_means
 from hybrid_rearec.hybrid.studies.compare import compare_seed_groups
 
 RECORD = Path("benchmarks/quality/scientific")  # .md and .json
+KEPT = Path("benchmarks/quality/scientific_seeds")  # stage 2's kept runs (scientific_stage2.py)
 SEEDS = (2020, 2021, 2022, 2023, 2024)
 BACKBONES = {"id": "", "text": "text-", "hybrid": "hybrid-"}  # backbone: the prefix of its run names
 PRESETS = [
@@ -183,7 +184,7 @@ def write(record: dict, path: Path, readme: Path | None = None) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=Path, default=Path("benchmarks/quality/scientific_seeds"), help="stage 2's kept runs")
+    parser.add_argument("--runs", type=Path, default=KEPT, help="stage 2's kept runs")
     parser.add_argument("--record", type=Path, default=RECORD, help="the record's path without .md / .json")
     parser.add_argument("--readme", type=Path, default=Path("README.md"), help="the README whose table it writes")
     args = parser.parse_args()

@@ -7,10 +7,14 @@ runs/scientific-seeds/NAME/seed-N (an interrupted run resumes from its latest ch
 of both splits (scripts/evaluate.py --analysis) and copies what the records read into
 benchmarks/quality/scientific_seeds/NAME/seed-N: config.json, metrics.json and analysis/analysis-SPLIT.json.
 A machine's run folders do not outlive it; the kept files are what scientific_results.py and
-scientific_analysis.py read. They hold test figures: nothing here prints them.
+scientific_analysis.py read. They hold test figures: nothing here prints them. A run longer than a session
+(LoRA-MiniLM's take hours) goes on where it stopped: `--carry`, just before a session ends, copies each
+unfinished run's config.json and latest checkpoint into benchmarks/quality/scientific_carry/NAME/seed-N
+(commit it), and a lane on the next machine puts it back before resuming the run.
 
     python benchmarks/quality/scientific_stage2.py                      # one lane; start one per core
     python benchmarks/quality/scientific_stage2.py sasrec --seeds 2020  # only these presets or seeds
+    python benchmarks/quality/scientific_stage2.py --carry              # before the session ends; commit
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hybrid_rearec.hybrid.checkpoint import checkpoint_folders
 from scientific_analysis import SEEDS as KEPT  # this script's folder: where stage 2's runs are kept
 from scientific_analysis import analysis  # a run's analysis file of one split
 
 RUNS = Path("runs/scientific-seeds")  # the run folders of this machine
+CARRIED = Path("benchmarks/quality/scientific_carry")  # the latest checkpoint of each unfinished run (committed)
 CLAIMS = RUNS / ".claims"  # one file per run being trained, holding its lane's process id
 SEEDS = ["2020", "2021", "2022", "2023", "2024"]
 ORDER = [  # preset names without scientific_; the record's run names use '-' for '_'
@@ -78,6 +84,36 @@ def train(preset: str, name: str, seed: str, runs: Path = RUNS) -> Path:
     return runs / name / f"seed-{seed}"
 
 
+def carry(runs: Path = RUNS, carried: Path = CARRIED) -> list[Path]:
+    """Copy every unfinished run's config.json and latest complete checkpoint into ``carried``, each replacing
+    the run's older copy only once it is whole. Returns the copies made."""
+    copies = []
+    for run in sorted(runs.glob("*/seed-*")):
+        if (run / "metrics.json").exists() or not (run / "config.json").exists():
+            continue
+        for latest in reversed(checkpoint_folders(run)):  # the newest one rotation has not removed meanwhile
+            staging = carried / run.parent.name / f".incomplete-{run.name}"
+            shutil.rmtree(staging, ignore_errors=True)
+            try:
+                shutil.copytree(latest, staging / "checkpoints" / latest.name)
+            except (FileNotFoundError, shutil.Error):
+                continue
+            shutil.copyfile(run / "config.json", staging / "config.json")
+            shutil.rmtree(staging.with_name(run.name), ignore_errors=True)
+            copies.append(staging.rename(staging.with_name(run.name)))
+            break
+    return copies
+
+
+def restore(name: str, seed: str, runs: Path = RUNS, carried: Path = CARRIED) -> bool:
+    """Put a carried run back into its run folder when that has no checkpoint (a new machine)."""
+    source, run = carried / name / f"seed-{seed}", runs / name / f"seed-{seed}"
+    if not (source / "config.json").exists() or checkpoint_folders(run) or (run / "metrics.json").exists():
+        return False
+    shutil.copytree(source, run, dirs_exist_ok=True)
+    return True
+
+
 def keep(run: Path, name: str, kept: Path = KEPT) -> Path:
     """Copy the files the records read; metrics.json last, since its presence marks a kept run."""
     target = kept / name / run.name
@@ -102,7 +138,10 @@ def lane(presets: list[str], seeds: list[str], kept: Path = KEPT, claims: Path =
                 continue
             try:
                 if not is_kept(name, seed, kept):  # another lane may have kept it between the two looks
+                    if restore(name, seed):
+                        print(f"{name} seed {seed}: resumes from its carried checkpoint", flush=True)
                     print(f"{name} seed {seed}: kept in {keep(train(preset, name, seed), name, kept)}", flush=True)
+                    shutil.rmtree(CARRIED / name / f"seed-{seed}", ignore_errors=True)  # kept: no longer carried
                     done += 1
             finally:
                 held.unlink(missing_ok=True)
@@ -113,7 +152,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("presets", nargs="*", metavar="PRESET", help=f"some of {', '.join(ORDER)} (default: all)")
     parser.add_argument("--seeds", nargs="+", choices=SEEDS, default=SEEDS, help="seeds to run (default: all)")
+    parser.add_argument("--carry", action="store_true", help="only copy the unfinished runs' latest checkpoints")
     args = parser.parse_args()
+    if args.carry:
+        copies = carry()
+        print("\n".join(f"carried {path}" for path in copies) or "no unfinished run has a checkpoint to carry")
+        return 0
     if unknown := sorted(set(args.presets) - set(ORDER)):
         parser.error(f"unknown presets {unknown}: name some of {', '.join(ORDER)}")
     done = lane(args.presets or ORDER, args.seeds)
