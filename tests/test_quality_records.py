@@ -39,9 +39,18 @@ def test_scientific_results_reads_nothing_until_stage_two_is_complete_then_write
             write_seed(runs / name / f"seed-{seed}", seed, (0.05 + 0.001 * n + 1e-4 * seed % 7) * gain, 0.06 + n / 1e3)
     command = [sys.executable, str(RESULTS), "--runs", str(runs), "--record", str(record), "--readme", str(readme)]
     (runs / "lora-rearec" / "seed-2024" / "metrics.json").unlink()
+    (runs / "hybrid-sasrec" / "seed-2022" / "metrics.json").unlink()
     waiting = subprocess.run(command, capture_output=True, text=True)
-    assert waiting.returncode == 1 and "1 runs missing" in waiting.stdout and "lora-rearec/seed-2024" in waiting.stdout
+    assert (
+        waiting.returncode == 1 and "2 runs missing" in waiting.stdout and "hybrid-sasrec/seed-2022" in waiting.stdout
+    )
     assert not record.with_suffix(".json").exists() and "waiting" in readme.read_text()
+    write_seed(runs / "hybrid-sasrec" / "seed-2022", 2022, 0.05, 0.06)  # now only LoRA-MiniLM is pending
+    early = subprocess.run(command, capture_output=True, text=True)
+    assert early.returncode == 0 and "written without lora-rearec" in early.stdout, early.stderr
+    assert sorted(json.loads(record.with_suffix(".json").read_text())["models"]) == sorted(script.PRESETS[:-1])
+    assert "Figure 2: pending until LoRA-MiniLM" in record.with_suffix(".md").read_text()
+    assert "lora" not in readme.read_text() and "- Figure 3, " in early.stdout
     write_seed(runs / "lora-rearec" / "seed-2024", 2024, 0.06, 0.07)
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -131,3 +140,42 @@ def test_an_unfinished_run_is_carried_to_the_next_machine_and_put_back_there(tmp
     )
     assert (fresh / "lora-rearec" / "seed-2020" / "checkpoints" / "step-000000020" / "trainer_state.json").exists()
     assert script.restore("lora-rearec", "2020", fresh, carried) is False  # it has a checkpoint now: left as it is
+
+
+def fake_analysis(value: float) -> dict:
+    from hybrid_rearec.hybrid.analysis import GROUPING
+
+    readouts = {"model": {"ndcg@10": value}, "step 0": {"ndcg@10": value / 2}}
+    groups = {key: {str(q): readouts for q in range(1, 6)} for key in ("by_history", "by_popularity")}
+    return {
+        "grouping": GROUPING,
+        "overall": readouts,
+        "group_sizes": {"history": [9] * 5, "popularity": [9] * 5},
+        **groups,
+    }
+
+
+def test_the_test_analysis_waits_for_every_preset_but_lora_and_leaves_lora_out_until_its_seeds_are_in(tmp_path):
+    script = scientific_results()
+    runs = tmp_path / "kept"
+    for name in script.PRESETS:
+        for seed in script.SEEDS:
+            folder = runs / name / f"seed-{seed}"
+            write_seed(folder, seed, 0.05, 0.06)
+            (folder / "analysis").mkdir()
+            for split in ("valid", "test"):
+                (folder / "analysis" / f"analysis-{split}.json").write_text(json.dumps(fake_analysis(0.05)))
+    (runs / "lora-rearec" / "seed-2023" / "metrics.json").unlink()
+    (runs / "text-sasrec" / "seed-2020" / "metrics.json").unlink()
+    script_path, output = RESULTS.parent / "scientific_analysis.py", tmp_path / "analysis"
+    command = [sys.executable, str(script_path), "--runs", str(runs), "--output", str(output)]
+    refused = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert (
+        refused.returncode == 1 and "text-sasrec/seed-2020" in refused.stdout and not output.with_suffix(".md").exists()
+    )
+    write_seed(runs / "text-sasrec" / "seed-2020", 2020, 0.05, 0.06)
+    early = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert early.returncode == 0, early.stderr + early.stdout
+    assert sorted(json.loads(output.with_suffix(".json").read_text())) == ["hybrid", "id", "text"]
+    valid = subprocess.run([*command, "--split", "valid"], capture_output=True, text=True, cwd=ROOT)
+    assert valid.returncode == 0 and "lora" in json.loads(output.with_suffix(".json").read_text())
