@@ -13,6 +13,7 @@ checkpoint holds megabytes, not the whole LM. Checkpoints that hold them too sti
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -61,6 +62,7 @@ class TrainerState:
     epoch_loss_sum: float = 0.0  # summed loss of the epoch in progress (for its mean)
     data_signature: str | None = None  # RecDataset.signature() of the data trained on (older checkpoints: None)
     text_signature: str | None = None  # RecDataset.text_signature() of its texts, for text encoders (else None)
+    fixed_weights_signature: str | None = None  # of the weights it leaves out (a LoRA encoder's LM; else None)
     mixed_precision: str | None = None  # the precision that ran (the config's or accelerate's); older: None
 
 
@@ -86,17 +88,30 @@ def leave_out_fixed_weights(accelerator, model: torch.nn.Module) -> None:
     accelerator.register_save_state_pre_hook(drop)
 
 
+def fixed_weights_signature(model: torch.nn.Module) -> str | None:
+    """A hash of the fixed weights' names and values (None without any): a resume checks that the LM the model
+    was built from now is the one the checkpoint trained on, since the checkpoint does not hold it."""
+    fixed = fixed_weight_names(model)
+    if not fixed:
+        return None
+    digest = hashlib.sha256()
+    state = model.state_dict()
+    for name in sorted(fixed):
+        digest.update(name.encode())
+        digest.update(state[name].detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: Path | str) -> None:
     """Load saved ``weights`` into ``model`` (unwrapped), with or without its fixed weights; any other name
     missing or unexpected is an error naming ``source``."""
-    names = check_weight_names(model, set(weights), source)
-    model.load_state_dict({name: weights[name] for name in names}, strict=False)
+    check_weight_names(set(model.state_dict()), fixed_weight_names(model), set(weights), source)
+    model.load_state_dict(weights, strict=False)
 
 
-def check_weight_names(model: torch.nn.Module, saved: set[str], source: Path | str) -> set[str]:
-    """The saved names, once checked against ``model``'s state dict (fixed weights may be absent)."""
-    expected = set(model.state_dict())
-    missing, unexpected = expected - saved - fixed_weight_names(model), saved - expected
+def check_weight_names(expected: set[str], fixed: set[str], saved: set[str], source: Path | str) -> None:
+    """Refuse ``saved`` names unless they are the ``expected`` ones, of which only ``fixed`` may be absent."""
+    missing, unexpected = expected - saved - fixed, saved - expected
     if missing or unexpected:
         raise ConfigError(
             f"{source} does not hold this model's weights ({len(missing)} missing, e.g. {sorted(missing)[:2]}; "
@@ -104,7 +119,6 @@ def check_weight_names(model: torch.nn.Module, saved: set[str], source: Path | s
             "is damaged. Resume with the run's own settings from another checkpoint, or start a new run; "
             "nothing was changed."
         )
-    return saved
 
 
 def checkpoint_folders(run_dir: Path) -> list[Path]:
@@ -250,9 +264,9 @@ def load_checkpoint(
 ) -> TrainerState:
     """Restore model, optimizer and RNG; a damaged checkpoint, one trained with other settings than ``settings``
     (the run's {"data", "model", "train"}, when given) or on other data than ``signatures`` (TrainerState's
-    ``data_signature``/``text_signature`` of the data read now, each checked where the checkpoint records one) is
-    reported, never half-loaded silently. ``model`` (the unwrapped model, when given) is the one whose fixed
-    weights the checkpoint may leave out: its names are checked before anything loads."""
+    ``data_signature``/``text_signature``/``fixed_weights_signature`` as read now, each checked where the
+    checkpoint records one) is reported, never half-loaded silently. ``model`` (as prepared by accelerate, when
+    given) may lack its fixed weights in the checkpoint: its names are checked as saved before anything loads."""
     if settings is not None:
         check_settings(path, settings)
     check_tensor_files(path)
@@ -261,12 +275,15 @@ def load_checkpoint(
     except Exception as error:  # noqa: BLE001 - an unreadable state: the same report as any damage below
         raise damaged(path, error) from error
     check_signatures(path, state, signatures or {})
+    fixed = set()
+    if model is not None:  # the fixed names as the prepared model spells them (DDP: with its module. prefix)
+        inner = fixed_weight_names(accelerator.unwrap_model(model))
+        fixed = {name for name in model.state_dict() if name.removeprefix("module.") in inner}
     try:
-        if model is not None and (path / MODEL_FILE).exists():
+        if model is not None:  # names checked as saved; only fixed ones may be missing (then loaded unstrictly)
             with safe_open(path / MODEL_FILE, "pt") as tensors:
-                saved = {name.removeprefix("module.") for name in tensors.keys()}
-            check_weight_names(model, saved, path / MODEL_FILE)
-        accelerator.load_state(str(path), strict=model is None)  # the names were checked above
+                check_weight_names(set(model.state_dict()), fixed, set(tensors.keys()), path / MODEL_FILE)
+        accelerator.load_state(str(path), strict=not fixed)
     except ConfigError:
         raise
     except Exception as error:  # noqa: BLE001 - any failure means this checkpoint cannot be trusted
@@ -282,7 +299,11 @@ def load_checkpoint(
 
 def check_signatures(path: Path, state: TrainerState, signatures: dict[str, str | None]) -> None:
     """Refuse a resume on data that changed since the checkpoint: its rows and catalogue, or its item texts."""
-    what = {"data_signature": "its items, users or rows", "text_signature": "the item texts the encoder reads"}
+    what = {
+        "data_signature": "its items, users or rows",
+        "text_signature": "the item texts the encoder reads",
+        "fixed_weights_signature": "the pretrained LM's weights (the checkpoint leaves them out)",
+    }
     for key, now in signatures.items():
         recorded = getattr(state, key)
         if now is not None and recorded is not None and recorded != now:

@@ -31,6 +31,8 @@ from .checkpoint import (
     RUN_CONFIG,
     TrainerState,
     check_weight_names,
+    fixed_weight_names,
+    fixed_weights_signature,
     leave_out_fixed_weights,
     load_checkpoint,
     load_weights,
@@ -176,8 +178,12 @@ def prepare_run(
             data_signature=built.dataset.signature(),
             text_signature=built.dataset.text_signature() if model_config.item_encoder != "id" else None,
             mixed_precision=accelerator.mixed_precision,
+            fixed_weights_signature=fixed_weights_signature(unwrapped),
         ),
     )
+
+
+SIGNATURES = ("data_signature", "text_signature", "fixed_weights_signature")  # checked on resume (TrainerState)
 
 
 def run_settings(data: DataConfig, model: ModelConfig, train: TrainConfig, output_dir: Path) -> dict:
@@ -199,9 +205,10 @@ def write_config(run: Run) -> None:
 def resume(run: Run, checkpoint: Path) -> None:
     """Continue from a checkpoint: weights, optimizer, RNG, where training stands, the best weights so far."""
     settings = run_settings(run.data_config, run.model_config, run.config, run.output_dir)
-    signatures = {key: getattr(run.state, key) for key in ("data_signature", "text_signature")}  # data just read
-    run.state = load_checkpoint(run.accelerator, checkpoint, settings, signatures, run.unwrapped)
-    run.state.data_signature, run.state.text_signature = signatures.values()  # from older checkpoints on
+    signatures = {key: getattr(run.state, key) for key in SIGNATURES}  # of the data and LM just read
+    run.state = load_checkpoint(run.accelerator, checkpoint, settings, signatures, run.model)
+    for key, value in signatures.items():  # recorded from now on, also when the checkpoint is older than one
+        setattr(run.state, key, value)
     ran, now = run.state.mixed_precision or configured_precision(checkpoint), run.accelerator.mixed_precision
     if ran is not None and ran != now:  # set by --mixed_precision or by `accelerate launch`: what ran counts
         raise ConfigError(
@@ -216,8 +223,9 @@ def resume(run: Run, checkpoint: Path) -> None:
             f"scripts/evaluate.py {run.output_dir} evaluates it again. Nothing was changed."
         )
     if run.state.best_epoch:
-        run.best_weights = load_file(checkpoint / CHECKPOINT_BEST_MODEL)
-        check_weight_names(run.unwrapped, set(run.best_weights), checkpoint / CHECKPOINT_BEST_MODEL)
+        best, fixed = load_file(checkpoint / CHECKPOINT_BEST_MODEL), fixed_weight_names(run.unwrapped)
+        check_weight_names(set(run.unwrapped.state_dict()), fixed, set(best), checkpoint / CHECKPOINT_BEST_MODEL)
+        run.best_weights = {name: value for name, value in best.items() if name not in fixed}  # older: held them
     if (checkpoint / CHECKPOINT_VALID_RANKS).exists():  # else the run folder's file (older checkpoints)
         run.best_valid_ranks = load_file(checkpoint / CHECKPOINT_VALID_RANKS)["valid"]
     if run.ema is not None:

@@ -217,3 +217,13 @@ def test_save_pretrained_refuses_a_run_folder(trained):
     assert (run / "config.json").read_bytes() == settings
     load_model(run).save_pretrained(run / "copy")  # a new folder is fine, and so is saving over a model folder
     load_model(run).save_pretrained(run / "copy")
+
+
+def test_a_resume_on_another_lm_than_the_checkpoints_is_refused(tmp_path):
+    from hybrid_rearec.hybrid.checkpoint import TrainerState, check_signatures
+
+    state = TrainerState(fixed_weights_signature="aaaa")
+    check_signatures(tmp_path, state, {"fixed_weights_signature": "aaaa"})  # the same LM: goes on
+    check_signatures(tmp_path, TrainerState(), {"fixed_weights_signature": "bbbb"})  # an older checkpoint: unchecked
+    with pytest.raises(ConfigError, match="the pretrained LM's weights"):
+        check_signatures(tmp_path, state, {"fixed_weights_signature": "bbbb"})

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from hybrid_rearec.hybrid.analysis import load_run
+from hybrid_rearec.hybrid.checkpoint import load_weights
 from hybrid_rearec.hybrid.config import DataConfig, ModelConfig, TrainConfig
 from hybrid_rearec.hybrid.data import load_dataset
 from hybrid_rearec.hybrid.errors import ConfigError
@@ -84,7 +85,7 @@ def test_save_and_load_in_a_fresh_process_gives_identical_metrics_and_scores(tmp
     model, data_config, _, _ = load_run(run)
     # the best weights as training held them (the last checkpoint's copy), not as the model/ folder saved them
     checkpoint = sorted((run / "checkpoints").iterdir())[-1]
-    model.load_state_dict(load_file(checkpoint / "best_model.safetensors"))
+    load_weights(model, load_file(checkpoint / "best_model.safetensors"), "best weights")  # no LM weights: LoRA
     with torch.no_grad():
         scores = model.score(model.user_vectors(load_dataset(data_config).test.history))
     assert torch.equal(fresh["scores"], scores)  # bitwise

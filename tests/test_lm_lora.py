@@ -271,3 +271,26 @@ def test_checkpointed_layers_redraw_the_same_dropout_masks_inside_a_training_ste
     with noise.global_batch_noise(5, 0, 2, 2):
         checkpointed = vectors_loss_gradients(build(cache_dtype="float32", gradient_checkpointing=True), ids)
     assert_same(plain, checkpointed)
+
+
+def test_checkpoints_leave_out_the_lms_own_weights_and_know_them_again_by_their_signature(tokenizer):
+    from hybrid_rearec.hybrid.checkpoint import fixed_weight_names, fixed_weights_signature, load_weights
+
+    def build():
+        encoder = LoRALMItemEncoder(TEXTS, tiny_lm("bert", tokenizer.vocab_size), tokenizer, 8, "mean", lora_r=4)
+        return HybridRecommender(tiny_config("erl", 2, 0.0), 6, 8, item_encoder=encoder)
+
+    model = build()
+    fixed = fixed_weight_names(model)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert fixed and not fixed & trainable and all(name.startswith("item_encoder.language_model.") for name in fixed)
+    assert not any("lora_" in name for name in fixed)  # the LoRA weights train: they are saved
+    signature = fixed_weights_signature(model)
+    assert signature == fixed_weights_signature(build())  # the same LM built again
+    with torch.no_grad():
+        next(p for name, p in model.named_parameters() if name in fixed).add_(1e-3)
+    assert fixed_weights_signature(model) != signature  # another LM under the same name
+    saved = {k: v for k, v in build().state_dict().items() if k not in fixed}
+    load_weights(model, saved, "saved")  # without the fixed weights: loads
+    with pytest.raises(ConfigError, match="saved does not hold this model's weights"):
+        load_weights(model, {k: v for k, v in saved.items() if "lora_" not in k}, "saved")

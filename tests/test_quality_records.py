@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -80,13 +79,23 @@ def scientific_stage2(monkeypatch):
     return script
 
 
-def test_stage_two_lanes_claim_runs_apart_and_take_over_a_dead_lanes_claim(tmp_path, monkeypatch):
+def test_stage_two_lanes_claim_runs_apart_and_a_claim_ends_with_its_lane(tmp_path, monkeypatch):
     script = scientific_stage2(monkeypatch)
-    held = script.claim("sasrec", "2020", tmp_path)
-    assert held.read_text() == str(os.getpid()) and script.claim("sasrec", "2020", tmp_path) is None
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (tmp_path / "sasrec-seed-2021").write_text(dead.stdout.strip())  # a lane gone with its machine
-    assert script.claim("sasrec", "2021", tmp_path) == tmp_path / "sasrec-seed-2021"
+    with script.claim("sasrec", "2020", tmp_path) as held:
+        with script.claim("sasrec", "2020", tmp_path) as again, script.claim("sasrec", "2021", tmp_path) as other:
+            assert held and not again and other
+    with script.claim("sasrec", "2020", tmp_path) as held:  # let go when its block ended
+        assert held
+    lane = "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); print(1, flush=True)"
+    lane += "; time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", lane, str(tmp_path / "sasrec-seed-2022")], stdout=subprocess.PIPE)
+    assert holder.stdout.readline().strip() == b"1"
+    with script.claim("sasrec", "2022", tmp_path) as held:
+        assert not held  # another lane holds it
+    holder.kill()
+    holder.wait()
+    with script.claim("sasrec", "2022", tmp_path) as held:
+        assert held  # a killed lane's claim is free at once
 
 
 def fake_run(folder: Path, splits: list[str], grouping: str) -> Path:
@@ -115,7 +124,7 @@ def test_stage_two_keeps_each_finished_run_and_skips_kept_ones(tmp_path, monkeyp
 
     monkeypatch.setattr(script, "train", train)
     assert script.lane(["sasrec", "bert4rec"], ["2020", "2021"], kept, tmp_path / "claims") == 2
-    assert trained == [("sasrec", "2021"), ("bert4rec", "2021")] and not any((tmp_path / "claims").iterdir())
+    assert trained == [("sasrec", "2021"), ("bert4rec", "2021")]
     assert script.is_kept("bert4rec", "2021", kept) and script.lane(["sasrec"], ["2020"], kept, tmp_path) == 0
 
 

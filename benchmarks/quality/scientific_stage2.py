@@ -20,19 +20,23 @@ unfinished run's config.json and latest checkpoint into benchmarks/quality/scien
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from hybrid_rearec.hybrid.checkpoint import checkpoint_folders
+from hybrid_rearec.hybrid.checkpoint import STATE_FILE, checkpoint_folders, replace_folder
+from hybrid_rearec.hybrid.studies.seeds import run_passing_sigterm
 from scientific_analysis import SEEDS as KEPT  # this script's folder: where stage 2's runs are kept
 from scientific_analysis import analysis  # a run's analysis file of one split
 
 RUNS = Path("runs/scientific-seeds")  # the run folders of this machine
 CARRIED = Path("benchmarks/quality/scientific_carry")  # the latest checkpoint of each unfinished run (committed)
-CLAIMS = RUNS / ".claims"  # one file per run being trained, holding its lane's process id
+CLAIMS = RUNS / ".claims"  # one file per run, locked by the lane training it
 SEEDS = ["2020", "2021", "2022", "2023", "2024"]
 ORDER = [  # preset names without scientific_; the record's run names use '-' for '_'
     "sasrec", "rearec_prl", "rearec_erl", "text_sasrec", "text_rearec_prl", "text_rearec_erl",
@@ -46,41 +50,26 @@ def is_kept(name: str, seed: str, kept: Path = KEPT) -> bool:
     return (kept / name / f"seed-{seed}" / "metrics.json").exists()
 
 
-def claim(name: str, seed: str, claims: Path = CLAIMS) -> Path | None:
-    """This lane's claim on a run (a file made only if absent), or None while a living lane holds it. A claim
-    whose process is gone (a lane killed with its machine's session) is taken over."""
+@contextlib.contextmanager
+def claim(name: str, seed: str, claims: Path = CLAIMS) -> Iterator[bool]:
+    """Hold this lane's claim on a run while the block runs: an exclusive lock on its claim file, which the
+    system lets go when the process ends however it ends. Yields False while another lane holds it."""
     claims.mkdir(parents=True, exist_ok=True)
-    path = claims / f"{name}-seed-{seed}"
-    for _ in range(2):
+    with open(claims / f"{name}-seed-{seed}", "a") as file:
         try:
-            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            if lane_alive(path):
-                return None
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(descriptor, "w") as file:
-            file.write(str(os.getpid()))
-        return path
-    return None
-
-
-def lane_alive(path: Path) -> bool:
-    try:
-        os.kill(int(path.read_text() or 0), 0)
-    except (ProcessLookupError, ValueError, FileNotFoundError):
-        return False
-    except PermissionError:
-        return True  # a process of another user holds it
-    return True
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True  # closing the file releases the lock
 
 
 def train(preset: str, name: str, seed: str, runs: Path = RUNS) -> Path:
     config = f"configs/scientific_{preset}.json"
     command = [sys.executable, "scripts/seeds.py", "--config", config, "--seeds", seed, "--output", str(runs / name)]
-    done = subprocess.run([*command, "--", "--num_threads", "1"], stdout=subprocess.DEVNULL)  # the summary: test
-    if done.returncode != 0:
-        raise SystemExit(f"{name} seed {seed} failed (exit {done.returncode}): its error is above")
+    code = run_passing_sigterm([*command, "--", "--num_threads", "1"], stdout=subprocess.DEVNULL)  # summary: test
+    if code != 0:
+        raise SystemExit(f"{name} seed {seed} failed (exit {code}): its error is above")
     return runs / name / f"seed-{seed}"
 
 
@@ -91,26 +80,43 @@ def carry(runs: Path = RUNS, carried: Path = CARRIED) -> list[Path]:
     for run in sorted(runs.glob("*/seed-*")):
         if (run / "metrics.json").exists() or not (run / "config.json").exists():
             continue
-        for latest in reversed(checkpoint_folders(run)):  # the newest one rotation has not removed meanwhile
-            staging = carried / run.parent.name / f".incomplete-{run.name}"
-            shutil.rmtree(staging, ignore_errors=True)
-            try:
-                shutil.copytree(latest, staging / "checkpoints" / latest.name)
-            except (FileNotFoundError, shutil.Error):
-                continue
+        staging = carried / run.parent.name / f".incomplete-{run.name}"
+        for _ in range(5):  # the run goes on meanwhile: a checkpoint may rotate away or be saved again mid-copy
+            if not (found := checkpoint_folders(run)) or copy_checkpoint(found[-1], staging):
+                break
+        if (staging / "checkpoints").is_dir():
             shutil.copyfile(run / "config.json", staging / "config.json")
-            shutil.rmtree(staging.with_name(run.name), ignore_errors=True)
-            copies.append(staging.rename(staging.with_name(run.name)))
-            break
+            replace_folder(staging, carried / run.parent.name / run.name)
+            copies.append(carried / run.parent.name / run.name)
     return copies
 
 
+def copy_checkpoint(checkpoint: Path, staging: Path) -> bool:
+    """Copy ``checkpoint`` into staging/checkpoints; False when it changed or went away during the copy."""
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        before = (checkpoint / STATE_FILE).read_bytes()
+        shutil.copytree(checkpoint, staging / "checkpoints" / checkpoint.name)
+        if (checkpoint / STATE_FILE).read_bytes() == before:
+            return True
+    except (FileNotFoundError, shutil.Error):
+        pass
+    shutil.rmtree(staging, ignore_errors=True)
+    return False
+
+
 def restore(name: str, seed: str, runs: Path = RUNS, carried: Path = CARRIED) -> bool:
-    """Put a carried run back into its run folder when that has no checkpoint (a new machine)."""
+    """Put a carried run back into its run folder when that has no checkpoint (a new machine); the checkpoint
+    appears whole or not at all."""
     source, run = carried / name / f"seed-{seed}", runs / name / f"seed-{seed}"
     if not (source / "config.json").exists() or checkpoint_folders(run) or (run / "metrics.json").exists():
         return False
-    shutil.copytree(source, run, dirs_exist_ok=True)
+    (checkpoint,) = (source / "checkpoints").iterdir()
+    staging = run / "checkpoints" / f".incomplete-{checkpoint.name}"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(checkpoint, staging)
+    shutil.copyfile(source / "config.json", run / "config.json")
+    os.replace(staging, run / "checkpoints" / checkpoint.name)
     return True
 
 
@@ -123,8 +129,9 @@ def keep(run: Path, name: str, kept: Path = KEPT) -> Path:
     (target / "analysis").mkdir(parents=True, exist_ok=True)
     for split in splits:
         shutil.copyfile(run / "analysis" / f"analysis-{split}.json", target / "analysis" / f"analysis-{split}.json")
-    for file in KEPT_FILES:
-        shutil.copyfile(run / file, target / file)
+    for file in KEPT_FILES:  # each whole or not at all: a kept metrics.json marks the run kept
+        shutil.copyfile(run / file, target / f".{file}.incomplete")
+        os.replace(target / f".{file}.incomplete", target / file)
     return target
 
 
@@ -134,17 +141,15 @@ def lane(presets: list[str], seeds: list[str], kept: Path = KEPT, claims: Path =
     for preset in presets:
         name = preset.replace("_", "-")
         for seed in seeds:
-            if is_kept(name, seed, kept) or (held := claim(name, seed, claims)) is None:
+            if is_kept(name, seed, kept):
                 continue
-            try:
-                if not is_kept(name, seed, kept):  # another lane may have kept it between the two looks
+            with claim(name, seed, claims) as held:
+                if held and not is_kept(name, seed, kept):  # another lane may have kept it between the two looks
                     if restore(name, seed):
                         print(f"{name} seed {seed}: resumes from its carried checkpoint", flush=True)
                     print(f"{name} seed {seed}: kept in {keep(train(preset, name, seed), name, kept)}", flush=True)
                     shutil.rmtree(CARRIED / name / f"seed-{seed}", ignore_errors=True)  # kept: no longer carried
                     done += 1
-            finally:
-                held.unlink(missing_ok=True)
     return done
 
 
@@ -160,7 +165,11 @@ def main() -> int:
         return 0
     if unknown := sorted(set(args.presets) - set(ORDER)):
         parser.error(f"unknown presets {unknown}: name some of {', '.join(ORDER)}")
-    done = lane(args.presets or ORDER, args.seeds)
+    try:
+        done = lane(args.presets or ORDER, args.seeds)
+    except KeyboardInterrupt:  # Ctrl-C, or a SIGTERM passed on to the run being trained
+        print("stopped: the same command goes on from here (the interrupted run resumes from its checkpoint)")
+        return 130
     print(f"lane finished: {done} runs trained and kept; every run of these presets is kept or claimed")
     return 0
 

@@ -60,11 +60,12 @@ def run_seeds(folder: Path, seeds: Sequence[int], config: str | None = None, ext
     return failed
 
 
-def run_passing_sigterm(command: list[str]) -> int:
+def run_passing_sigterm(command: list[str], stdout: int | None = None) -> int:
     """Run command to its end and return its exit code. A SIGTERM to this process is passed on to it (otherwise
-    the training run goes on, orphaned) and, once it ended, stops the queue as Ctrl-C would (KeyboardInterrupt)."""
+    the training run goes on, orphaned) and, once it ended, stops the queue as Ctrl-C would (KeyboardInterrupt).
+    ``stdout`` is the child's standard output, as subprocess takes it (default: this process's)."""
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set a handler
-        return subprocess.run(command).returncode
+        return subprocess.run(command, stdout=stdout).returncode
     stopped, child = [], None
 
     def stop(signum: int, frame: object) -> None:
@@ -74,7 +75,7 @@ def run_passing_sigterm(command: list[str]) -> int:
 
     previous = signal.signal(signal.SIGTERM, stop)  # before the child starts: no moment without it
     try:
-        child = subprocess.Popen(command)
+        child = subprocess.Popen(command, stdout=stdout)
         if stopped:  # the signal came while it started
             child.send_signal(signal.SIGTERM)
         code = child.wait()
