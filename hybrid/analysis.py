@@ -50,13 +50,13 @@ def step_ranks(
     depth = model.config.inference_steps  # the model's own answer uses the states up to here (None: all)
     per_step, aggregated = [], []
     for rows in progress_bar(torch.arange(len(split)).split(batch_size), f"Analysing {name} by step", progress):
-        history, target = split.batch(rows)
+        history, target = (tensor.to(item_table.device) for tensor in split.batch(rows))  # the model's device
         states = model.user_states(history)  # [B, S, D]
-        past = split.past_mask_indices(rows) if exclude_history else None
+        past = tuple(t.to(item_table.device) for t in split.past_mask_indices(rows)) if exclude_history else None
         answers = [*states.unbind(dim=1), model.aggregate(states if depth is None else states[:, : depth + 1])]
         ranks = [chunked_target_ranks(a, item_table, target, item_chunk_size(len(rows)), past)[0] for a in answers]
-        per_step.append(torch.stack(ranks[:-1], dim=1))  # [B, S]
-        aggregated.append(ranks[-1])  # [B]
+        per_step.append(torch.stack(ranks[:-1], dim=1).cpu())  # [B, S]
+        aggregated.append(ranks[-1].cpu())  # [B]
     return torch.cat(per_step), torch.cat(aggregated)
 
 
