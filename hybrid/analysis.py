@@ -122,7 +122,7 @@ def write_report(analysis: Analysis, folder: Path, protocol: str) -> str:
     for title, groups, sizes in (
         ("Users by history length (quintile 1 = shortest)", analysis.by_history, analysis.group_sizes["history"]),
         (
-            "Targets by training popularity (quintile 1 = least popular)",
+            "Targets by training popularity (times the item is a training target; quintile 1 = least popular)",
             analysis.by_popularity,
             analysis.group_sizes["popularity"],
         ),

@@ -28,7 +28,10 @@ METRIC = "ndcg@10"
 ORACLE = "ORACLE (best step per row, uses the label)"
 GROUPINGS = (  # (title, key of analysis.json)
     ("Users by history length (quintile 1 = shortest)", "by_history"),
-    ("Targets by training popularity (quintile 1 = least popular)", "by_popularity"),
+    (
+        "Targets by training popularity (times the item is a training target; quintile 1 = least popular)",
+        "by_popularity",
+    ),
 )
 # Equal values share a quintile (analysis.GROUPING): one held by more than a fifth of the rows fills the next ones too.
 MERGED = "a missing quintile's rows are in the one before it, whose values they share"
