@@ -98,7 +98,7 @@ def fixed_weights_signature(model: torch.nn.Module) -> str | None:
     state = model.state_dict()
     for name in sorted(fixed):
         digest.update(name.encode())
-        digest.update(state[name].detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(state[name].detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())  # any dtype
     return digest.hexdigest()[:16]
 
 
