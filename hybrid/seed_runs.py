@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections import defaultdict
 from pathlib import Path
 
@@ -35,6 +37,21 @@ def read_run_json(path: Path, keys: tuple[str, ...] = ()) -> dict:
 def finished_seed_runs(folder: str | Path) -> list[Path]:
     """The seed-* runs of ``folder`` that wrote their metrics.json, sorted by name (unfinished runs are skipped)."""
     return sorted(run for run in Path(folder).glob("seed-*") if (run / "metrics.json").exists())
+
+
+KEPT_FILES = ("config.json", "metrics.json")  # what the records and compare.py read of a run
+
+
+def keep_run(run: Path, target: Path, files: tuple[str, ...] = KEPT_FILES) -> Path:
+    """Copy ``files`` of a finished run into ``target`` (a folder outside the machine's run folders, e.g. one
+    committed), each whole or not at all and metrics.json last: its presence marks the run kept."""
+    for file in sorted(files, key=lambda name: name == "metrics.json"):  # stable: the others keep their order
+        final = target / file
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = final.with_name(f".{final.name}.incomplete")
+        shutil.copyfile(run / file, staging)
+        os.replace(staging, final)
+    return target
 
 
 def run_settings_that_matter(run: Path) -> dict[str, object]:

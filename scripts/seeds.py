@@ -2,9 +2,13 @@
 
     python scripts/seeds.py --config configs/sasrec_ml100k.json --seeds 2020 2021 2022 --output runs/sasrec-seeds
     python scripts/seeds.py --summarise runs/sasrec-seeds        # only rebuild the summary of finished runs
+    python scripts/seeds.py ... --keep benchmarks/quality/x_seeds   # also keep each finished run's files there
 
 Each seed is a separate `scripts/train.py` run in OUTPUT/seed-N (finished runs are kept and skipped), so the
 command can be interrupted and started again. The summary (summary.md, summary.json) is written to OUTPUT.
+Run folders live on one machine; with --keep KEEP each finished run's config.json and metrics.json are also
+copied to KEEP/seed-N (commit it), a seed kept there is not trained again, and the summary is made of KEEP's
+runs: seeds then add up across machines.
 Extra arguments after `--` go to every run (e.g. `-- --reasoning_steps 2`). The work is done by
 hybrid/studies/seeds.py.
 """
@@ -26,6 +30,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022])
     parser.add_argument("--output", help="folder of the seed runs")
     parser.add_argument("--summarise", metavar="FOLDER", help="only summarise finished runs in FOLDER")
+    parser.add_argument("--keep", metavar="KEEP", help="also keep each finished run's config and metrics in KEEP")
     args, extra = parser.parse_known_args()
     extra = [a for a in extra if a != "--"]
     if not args.summarise and not args.output:
@@ -34,13 +39,17 @@ def main() -> int:
         len(set(args.seeds)) < len(args.seeds) or not 0 <= min(args.seeds) <= max(args.seeds) < 2**32
     ):
         parser.error(f"--seeds must be different whole numbers in [0, 2**32), got {args.seeds}")
+    if args.summarise and args.keep:
+        parser.error("--keep goes with --output (to summarise kept runs: --summarise KEEP)")
     folder = Path(args.summarise or args.output)
+    keep = Path(args.keep) if args.keep else None
     if not args.summarise and args.config and not Path(args.config).is_file():  # once, not by every seed's run
         parser.error(f"--config {args.config!r} is no file")
     failed = []
     try:
         if not args.summarise:
-            failed = run_seeds(folder, args.seeds, args.config, extra)
+            failed = run_seeds(folder, args.seeds, args.config, extra, keep)
+        folder = keep or folder  # the summary of every kept seed, this machine's or not
         if failed and not finished_seed_runs(folder):
             print(f"error: every seed failed ({failed}); their errors are above.", file=sys.stderr)
             return 1

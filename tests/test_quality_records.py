@@ -115,7 +115,7 @@ def test_stage_two_keeps_each_finished_run_and_skips_kept_ones(tmp_path, monkeyp
     assert json.loads((target / "analysis" / "analysis-test.json").read_text())["split"] == "test"
     assert (target / "metrics.json").read_bytes() == (runs / "sasrec" / "seed-2020" / "metrics.json").read_bytes()
     bert = script.keep(fake_run(runs / "bert4rec" / "seed-2020", [], GROUPING), "bert4rec", kept)
-    assert (bert / "config.json").exists() and not any((bert / "analysis").iterdir())  # no analysis for BERT4Rec
+    assert (bert / "config.json").exists() and not (bert / "analysis").exists()  # no analysis for BERT4Rec
     trained = []
 
     def train(preset: str, name: str, seed: str) -> Path:  # a finished run, as scripts/seeds.py leaves it

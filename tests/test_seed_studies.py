@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from hybrid_rearec.hybrid.errors import ConfigError, DataError
+from hybrid_rearec.hybrid.seed_runs import keep_run
 from hybrid_rearec.hybrid.seed_stats import compare_means
 from hybrid_rearec.hybrid.studies import compare, seeds
 
@@ -71,6 +72,43 @@ def test_finished_seeds_are_kept_not_trained_again(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(seeds, "run_passing_sigterm", lambda *a: pytest.fail("a finished seed was trained again"))
     seeds.run_seeds(tmp_path, [1])
     assert "seed 1: finished earlier, kept" in capsys.readouterr().out
+
+
+def test_keep_copies_finished_runs_and_skips_seeds_kept_on_another_machine(tmp_path, capsys, monkeypatch):
+    runs, kept = tmp_path / "runs", tmp_path / "kept"
+    write_run(kept / "seed-1", 0.05, name="a")  # kept by an earlier machine: its run folder is gone
+    write_run(runs / "seed-2", 0.06, name="a")  # finished here before --keep was given
+
+    def train(command: list[str]) -> int:  # seed 3 trains and finishes, seed 4 fails
+        seed = command[3]
+        assert seed in ("3", "4"), f"seed {seed} was trained again"
+        if seed == "4":
+            return 1
+        write_run(Path(command[5]), 0.07, name="a")
+        return 0
+
+    monkeypatch.setattr(seeds, "run_passing_sigterm", train)
+    assert seeds.run_seeds(runs, [1, 2, 3, 4], keep=kept) == [4]
+    assert "seed 1: kept earlier" in capsys.readouterr().out
+    assert sorted(p.name for p in kept.iterdir()) == ["seed-1", "seed-2", "seed-3"]  # the failed seed is not kept
+    for seed in (2, 3):
+        for file in ("config.json", "metrics.json"):
+            assert (kept / f"seed-{seed}" / file).read_bytes() == (runs / f"seed-{seed}" / file).read_bytes()
+    assert not list(kept.glob("*/.*incomplete"))
+    assert "3 seeds" in seeds.summarise(kept)
+
+
+def test_keep_run_copies_nested_files_and_leaves_no_half_copy(tmp_path):
+    run = tmp_path / "run"
+    write_run(run, 0.05, name="a")
+    (run / "analysis").mkdir()
+    (run / "analysis" / "analysis-test.json").write_text("{}")
+    target = keep_run(run, tmp_path / "kept" / "seed-1", ("metrics.json", "analysis/analysis-test.json"))
+    assert (target / "analysis" / "analysis-test.json").read_text() == "{}" and (target / "metrics.json").exists()
+    (run / "config.json").unlink()
+    with pytest.raises(FileNotFoundError):
+        keep_run(run, tmp_path / "kept" / "seed-2")  # config.json is copied before metrics.json
+    assert not (tmp_path / "kept" / "seed-2" / "metrics.json").exists()
 
 
 def test_summary_shows_every_seed_the_mean_and_the_groups_all_runs_have(tmp_path):
@@ -211,8 +249,10 @@ def test_seeds_command_says_when_every_seed_failed_and_refuses_a_missing_preset(
     preset = tmp_path / "bad.json"
     preset.write_text(json.dumps({"epochs": 0}))  # every seed's run refuses it
     done = subprocess.run([sys.executable, str(script), "--config", str(preset), "--seeds", "1", "2", "--output",
-                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300)  # fmt: skip
+                           str(tmp_path / "out"), "--keep", str(tmp_path / "kept")],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 1 and "error: every seed failed ([1, 2])" in done.stderr
+    assert not (tmp_path / "kept").exists()  # a failed seed is not kept
     missing = subprocess.run([sys.executable, str(script), "--config", str(tmp_path / "no.json"), "--output",
                               str(tmp_path / "out")], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert (

@@ -14,7 +14,7 @@ import statistics
 import sys
 from pathlib import Path
 
-RUNS = Path("runs/scientific-cold")
+RUNS = Path("benchmarks/quality/cold_seeds")  # the kept runs (config.json, metrics.json): scientific_grid.sh cold
 RECORD = Path("benchmarks/quality/cold_start_scientific")
 BACKBONES = ("id", "text", "hybrid", "lora")
 SPLITS = (0, 1, 2)

@@ -6,7 +6,8 @@
 # Both lanes first share issue 28's stage 2 (scientific_stage2.py: each takes the next run neither kept nor
 # claimed by the other, and keeps it in benchmarks/quality/scientific_seeds when it finishes; commit those).
 # Stage 1 is done: its choices are in the presets and its figures in scientific.md. Then lane A runs the cold
-# split (issue 29), lane B the one-pass comparison on MovieLens-100k (benchmarks/quality/one_pass_ml100k.md).
+# split (issue 29), lane B the one-pass comparison on MovieLens-100k (benchmarks/quality/one_pass_ml100k.md), each
+# run kept as it finishes in benchmarks/quality/cold_seeds or one_pass_seeds (scripts/seeds.py --keep; commit them).
 # Kept runs hold test figures: scientific.md reads them only once stage 2 is complete.
 set -euo pipefail
 {  # read whole before it runs: editing this file cannot derail a running lane

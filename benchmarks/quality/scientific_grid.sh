@@ -60,12 +60,14 @@ case $stage in
     choose 5-id_dropout
     reasoning hybrid 5
     ;;
-  cold)  # issue 29: the cold split (10 % of items, split seeds 0-2), ID / text / hybrid with their better method
+  cold)  # issue 29: the cold split (10 % of items, split seeds 0-2), ID / text / hybrid with their better method;
+    # each finished run kept in benchmarks/quality/cold_seeds (commit it), which cold_start_scientific.py reads
     [[ -f configs/scientific_cold_id.json ]] || choose cold  # written once; stage 1's runs may be gone since
     for split in 0 1 2; do
       for backbone in id text hybrid; do
         python scripts/seeds.py --config "configs/scientific_cold_$backbone.json" --seeds 2020 \
-          --output "runs/scientific-cold/$backbone-split$split" -- --num_threads 1 --cold_seed "$split" > /dev/null
+          --output "runs/scientific-cold/$backbone-split$split" --keep "benchmarks/quality/cold_seeds/$backbone-split$split" \
+          -- --num_threads 1 --cold_seed "$split" > /dev/null
       done
     done
     ;;

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hybrid_rearec.hybrid.checkpoint import STATE_FILE, checkpoint_folders, replace_folder
+from hybrid_rearec.hybrid.seed_runs import KEPT_FILES, keep_run
 from hybrid_rearec.hybrid.studies.seeds import run_passing_sigterm
 from scientific_analysis import SEEDS as KEPT  # this script's folder: where stage 2's runs are kept
 from scientific_analysis import analysis  # a run's analysis file of one split
@@ -43,7 +44,6 @@ ORDER = [  # preset names without scientific_; the record's run names use '-' fo
     "hybrid_sasrec", "hybrid_rearec_prl", "hybrid_rearec_erl", "bert4rec", "lora_rearec",
 ]  # fmt: skip
 NO_ANALYSIS = {"bert4rec"}  # the analysis tables compare each backbone's K = 0 and ReaRec runs only
-KEPT_FILES = ("config.json", "metrics.json")
 
 
 def is_kept(name: str, seed: str, kept: Path = KEPT) -> bool:
@@ -121,18 +121,13 @@ def restore(name: str, seed: str, runs: Path = RUNS, carried: Path = CARRIED) ->
 
 
 def keep(run: Path, name: str, kept: Path = KEPT) -> Path:
-    """Copy the files the records read; metrics.json last, since its presence marks a kept run."""
-    target = kept / name / run.name
+    """Copy the files the records read (with the run's analysis of both splits, made when missing)."""
     splits = [] if name in NO_ANALYSIS else ["valid", "test"]
     for split in splits:
         analysis(run, split)  # made by scripts/evaluate.py when missing
-    (target / "analysis").mkdir(parents=True, exist_ok=True)
-    for split in splits:
-        shutil.copyfile(run / "analysis" / f"analysis-{split}.json", target / "analysis" / f"analysis-{split}.json")
-    for file in KEPT_FILES:  # each whole or not at all: a kept metrics.json marks the run kept
-        shutil.copyfile(run / file, target / f".{file}.incomplete")
-        os.replace(target / f".{file}.incomplete", target / file)
-    return target
+    return keep_run(
+        run, kept / name / run.name, (*(f"analysis/analysis-{split}.json" for split in splits), *KEPT_FILES)
+    )
 
 
 def lane(presets: list[str], seeds: list[str], kept: Path = KEPT, claims: Path = CLAIMS) -> int:

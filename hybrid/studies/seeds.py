@@ -19,7 +19,7 @@ from pathlib import Path
 from ..checkpoint import checkpoint_folders
 from ..errors import ConfigError, DataError
 from ..metrics import shared_metric_keys
-from ..seed_runs import finished_seed_runs, mixed_seed_runs, read_run_json
+from ..seed_runs import finished_seed_runs, keep_run, mixed_seed_runs, read_run_json
 from ..tables import markdown_table
 from .paths import TRAIN_SCRIPT
 
@@ -38,25 +38,37 @@ def seed_command(seed: int, run: Path, config: str | None, extra: Sequence[str])
     return command
 
 
-def run_seeds(folder: Path, seeds: Sequence[int], config: str | None = None, extra: Sequence[str] = ()) -> list[int]:
+def run_seeds(
+    folder: Path, seeds: Sequence[int], config: str | None = None, extra: Sequence[str] = (), keep: Path | None = None
+) -> list[int]:
     """Train every seed not finished yet into FOLDER/seed-N, one process after another; a seed that fails is
-    reported and the others still run. Returns the failed seeds."""
+    reported and the others still run. With ``keep``, each finished run's config.json and metrics.json are
+    copied to KEEP/seed-N (a folder that outlives the machine, e.g. committed) and a seed kept there is not
+    trained again. Returns the failed seeds."""
     owned = [arg for arg in extra if arg.split("=")[0].replace("-", "_") in ("__seed", "__output_dir")]
     if owned:
         raise ConfigError(f"{owned[0]} is set per seed by seeds.py (--seeds, --output); remove it from the extras.")
     failed = []
     for seed in seeds:
         run = folder / f"seed-{seed}"
+        if keep is not None and (keep / run.name / "metrics.json").exists():
+            print(f"seed {seed}: kept earlier ({keep / run.name})")
+            continue
         if (run / "metrics.json").exists():
             print(f"seed {seed}: finished earlier, kept ({run})")
-            continue
-        command = seed_command(seed, run, config, extra)
-        print("running:", " ".join(command), flush=True)
-        code = run_passing_sigterm(command)
-        if code:
-            # On stderr, beside the run's own error: a caller that hides stdout (it holds test figures) still sees it.
-            print(f"seed {seed}: failed (exit code {code}, its error above); the other seeds go on.", file=sys.stderr)
-            failed.append(seed)
+        else:
+            command = seed_command(seed, run, config, extra)
+            print("running:", " ".join(command), flush=True)
+            code = run_passing_sigterm(command)
+            if code:
+                # On stderr, beside the run's own error: a caller that hides stdout (test figures) still sees it.
+                print(
+                    f"seed {seed}: failed (exit code {code}, its error above); the other seeds go on.", file=sys.stderr
+                )
+                failed.append(seed)
+                continue
+        if keep is not None:
+            print(f"seed {seed}: kept in {keep_run(run, keep / run.name)}", flush=True)
     return failed
 
 
