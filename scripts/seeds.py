@@ -7,8 +7,9 @@
 Each seed is a separate `scripts/train.py` run in OUTPUT/seed-N (finished runs are kept and skipped), so the
 command can be interrupted and started again. The summary (summary.md, summary.json) is written to OUTPUT.
 Run folders live on one machine; with --keep KEEP each finished run's config.json and metrics.json are also
-copied to KEEP/seed-N (commit it), a seed kept there is not trained again, and the summary is made of KEEP's
-runs: seeds then add up across machines.
+copied to KEEP/seed-N (commit it, or copy it elsewhere), a seed kept there is not trained again (delete its
+folder to retrain it), and the summary is made of KEEP's runs and written to KEEP: seeds then add up across
+machines.
 Extra arguments after `--` go to every run (e.g. `-- --reasoning_steps 2`). The work is done by
 hybrid/studies/seeds.py.
 """

@@ -98,7 +98,7 @@ def test_keep_copies_finished_runs_and_skips_seeds_kept_on_another_machine(tmp_p
     assert "3 seeds" in seeds.summarise(kept)
 
 
-def test_keep_run_copies_nested_files_and_leaves_no_half_copy(tmp_path):
+def test_keep_run_copies_nested_files_and_writes_metrics_last(tmp_path):
     run = tmp_path / "run"
     write_run(run, 0.05, name="a")
     (run / "analysis").mkdir()
@@ -106,9 +106,25 @@ def test_keep_run_copies_nested_files_and_leaves_no_half_copy(tmp_path):
     target = keep_run(run, tmp_path / "kept" / "seed-1", ("metrics.json", "analysis/analysis-test.json"))
     assert (target / "analysis" / "analysis-test.json").read_text() == "{}" and (target / "metrics.json").exists()
     (run / "config.json").unlink()
-    with pytest.raises(FileNotFoundError):
-        keep_run(run, tmp_path / "kept" / "seed-2")  # config.json is copied before metrics.json
+    with pytest.raises(FileNotFoundError):  # listed first, metrics.json is still copied last
+        keep_run(run, tmp_path / "kept" / "seed-2", ("metrics.json", "config.json"))
     assert not (tmp_path / "kept" / "seed-2" / "metrics.json").exists()
+
+
+def test_a_half_kept_seed_is_kept_again_and_a_copy_that_fails_is_a_failed_seed(tmp_path, capsys, monkeypatch):
+    runs, kept = tmp_path / "runs", tmp_path / "kept"
+    write_run(runs / "seed-1", 0.05, name="a")
+    (kept / "seed-1").mkdir(parents=True)  # stopped mid-copy: config.json and a partial metrics.json only
+    (kept / "seed-1" / "config.json").write_text("{}")
+    (kept / "seed-1" / ".metrics.json.incomplete").write_text("{")
+    monkeypatch.setattr(seeds, "run_passing_sigterm", lambda *a: pytest.fail("a finished seed was trained again"))
+    assert seeds.run_seeds(runs, [1], keep=kept) == []
+    assert (kept / "seed-1" / "metrics.json").read_bytes() == (runs / "seed-1" / "metrics.json").read_bytes()
+    write_run(runs / "seed-2", 0.06, name="a")
+    (kept / "seed-2").write_text("a file where the seed's folder goes")
+    assert seeds.run_seeds(runs, [2], keep=kept) == [2]
+    said = capsys.readouterr().err
+    assert "seed 2: finished in" in said and "could not be kept" in said and "not trained again" in said
 
 
 def test_summary_shows_every_seed_the_mean_and_the_groups_all_runs_have(tmp_path):
@@ -253,6 +269,12 @@ def test_seeds_command_says_when_every_seed_failed_and_refuses_a_missing_preset(
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 1 and "error: every seed failed ([1, 2])" in done.stderr
     assert not (tmp_path / "kept").exists()  # a failed seed is not kept
+    write_run(tmp_path / "kept" / "seed-1", 0.05, name="a")  # kept by another machine, no run folder here
+    kept = subprocess.run([sys.executable, str(script), "--config", str(preset), "--seeds", "1", "--output",
+                           str(tmp_path / "elsewhere"), "--keep", str(tmp_path / "kept")],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert kept.returncode == 0 and "seed 1: kept earlier" in kept.stdout, kept.stderr
+    assert "1 seeds" in (tmp_path / "kept" / "summary.md").read_text()  # the summary is made of the kept seeds
     missing = subprocess.run([sys.executable, str(script), "--config", str(tmp_path / "no.json"), "--output",
                               str(tmp_path / "out")], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert (

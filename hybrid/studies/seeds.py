@@ -44,7 +44,8 @@ def run_seeds(
     """Train every seed not finished yet into FOLDER/seed-N, one process after another; a seed that fails is
     reported and the others still run. With ``keep``, each finished run's config.json and metrics.json are
     copied to KEEP/seed-N (a folder that outlives the machine, e.g. committed) and a seed kept there is not
-    trained again. Returns the failed seeds."""
+    trained again (its settings are not compared: summarise and compare.py name a mix). Returns the failed
+    seeds, those whose files could not be kept included."""
     owned = [arg for arg in extra if arg.split("=")[0].replace("-", "_") in ("__seed", "__output_dir")]
     if owned:
         raise ConfigError(f"{owned[0]} is set per seed by seeds.py (--seeds, --output); remove it from the extras.")
@@ -52,24 +53,39 @@ def run_seeds(
     for seed in seeds:
         run = folder / f"seed-{seed}"
         if keep is not None and (keep / run.name / "metrics.json").exists():
-            print(f"seed {seed}: kept earlier ({keep / run.name})")
+            print(f"seed {seed}: kept earlier in {keep / run.name} (delete that folder to train it again)")
             continue
-        if (run / "metrics.json").exists():
-            print(f"seed {seed}: finished earlier, kept ({run})")
-        else:
-            command = seed_command(seed, run, config, extra)
-            print("running:", " ".join(command), flush=True)
-            code = run_passing_sigterm(command)
-            if code:
-                # On stderr, beside the run's own error: a caller that hides stdout (test figures) still sees it.
-                print(
-                    f"seed {seed}: failed (exit code {code}, its error above); the other seeds go on.", file=sys.stderr
-                )
-                failed.append(seed)
-                continue
-        if keep is not None:
-            print(f"seed {seed}: kept in {keep_run(run, keep / run.name)}", flush=True)
+        if not train_seed(seed, run, config, extra) or (keep is not None and not keep_seed(seed, run, keep)):
+            failed.append(seed)
     return failed
+
+
+def train_seed(seed: int, run: Path, config: str | None, extra: Sequence[str]) -> bool:
+    """Train one seed into ``run`` unless it finished earlier; False when its run failed (said on stderr)."""
+    if (run / "metrics.json").exists():
+        print(f"seed {seed}: finished earlier, kept ({run})")
+        return True
+    command = seed_command(seed, run, config, extra)
+    print("running:", " ".join(command), flush=True)
+    code = run_passing_sigterm(command)
+    if code:
+        # On stderr, beside the run's own error: a caller that hides stdout (test figures) still sees it.
+        print(f"seed {seed}: failed (exit code {code}, its error above); the other seeds go on.", file=sys.stderr)
+    return code == 0
+
+
+def keep_seed(seed: int, run: Path, keep: Path) -> bool:
+    """Copy a finished run's files to KEEP/seed-N; False (said on stderr) when they cannot be copied."""
+    try:
+        print(f"seed {seed}: kept in {keep_run(run, keep / run.name)}", flush=True)
+    except OSError as error:
+        print(
+            f"seed {seed}: finished in {run} but could not be kept in {keep / run.name} "
+            f"({error.strerror or error}): fix that and run the same command again (the run is not trained again).",
+            file=sys.stderr,
+        )
+        return False
+    return True
 
 
 def run_passing_sigterm(command: list[str], stdout: int | None = None) -> int:
