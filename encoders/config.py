@@ -93,6 +93,12 @@ class EncoderConfig:
             raise ConfigError(
                 f"lm_max_length must be >= 3 (the LM's start and end tokens and some text), got {self.lm_max_length}."
             )
+        for name in ("text_model", "lm_model"):  # a blank preset value (null, or YAML's empty) names no model
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise ConfigError(
+                    f"{name} must name a model (a local path, a Hub id, or 'all-MiniLM-L6-v2', the packaged copy), "
+                    f"got {getattr(self, name)!r}."
+                )
         if not self.lm_cache_max_gb > 0:
             raise ConfigError(
                 f"lm_cache_max_gb must be > 0, got {self.lm_cache_max_gb}; to keep no cache set "

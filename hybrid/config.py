@@ -7,6 +7,7 @@ suggests the closest known key, never a silently ignored setting.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import functools
@@ -23,7 +24,7 @@ from ..encoders.config import EncoderConfig
 from ..foundation.config import check_choices, component, help_field
 from ..foundation.errors import ConfigError
 from ..reasoning.config import BackboneConfig, ObjectiveConfig, ReasoningConfig
-from .formats import infer_data_format
+from .formats import PathError, infer_data_format
 
 Split = Literal["leave_one_out", "global_time", "cold_items"]
 DataFormat = Literal["auto", "recbole", "recbole_split", "amazon2023", "rechorus", "csv", "json", "parquet"]
@@ -149,6 +150,8 @@ class DataConfig:
         if self.data_format == "auto":  # resolved once, so a run saves the format it read
             try:
                 self.data_format = infer_data_format(self.dataset)
+            except PathError as error:  # no format would help
+                raise ConfigError(str(error)) from None
             except ValueError as error:
                 raise ConfigError(f"{error}. Set --data_format to one of {FORMATS[1:]}.") from None
         if self.max_history < 1:
@@ -458,11 +461,30 @@ RECBOLE_NAMES = {
     "train_batch_size": "batch_size", "stopping_step": "patience", "USER_ID_FIELD": "user_column",
     "ITEM_ID_FIELD": "item_column", "TIME_FIELD": "time_column", "RATING_FIELD": "rating_column",
     "field_separator": "delimiter", "data_path": "dataset", "checkpoint_dir": "output_dir",
+    "embedding_size": "hidden_size", "show_progress": "progress", "clip_grad_norm": "max_grad_norm",
 }  # fmt: skip
+# RecBole's names for what is no setting here, and what does their job
+RECBOLE_FIXED = {
+    "model": "the model is --backbone (sasrec or bert4rec) with --reasoning_steps K (0: the plain backbone) and "
+    "--reasoning_method (erl or prl) for ReaRec",
+    "config_files": "a preset is given with --config FILE (JSON or YAML)",
+    "valid_metric": "the model is always chosen on validation NDCG@10",
+    "eval_step": "validation runs after every epoch",
+    "topk": "every evaluation reports Recall, NDCG and MRR at 5, 10, 20 and 50",
+    "metrics": "every evaluation reports Recall, NDCG and MRR at 5, 10, 20 and 50",
+    "loss_type": "the loss is the full softmax cross-entropy (RecBole's 'CE'); --softmax_items picks its candidates",
+    "train_neg_sample_args": "training uses the full softmax (no negative sampling); --softmax_items picks its items",
+    "eval_args": "--split picks the split (leave_one_out or global_time); evaluation ranks the full catalogue",
+    "gpu_id": "devices come from accelerate (accelerate launch --gpu_ids 0,1, or CUDA_VISIBLE_DEVICES)",
+    "hidden_act": "the feed-forward activation is GELU (erf), RecBole's SASRec default",
+    "learner": "the optimizer is AdamW (--learning_rate, --weight_decay)",
+}
 
 
 def recbole_hint(key: str) -> str:
     """' RecBole's 'n_layers' is 'num_layers' here.' for a RecBole name, else ''."""
+    if key in RECBOLE_FIXED:
+        return f" RecBole's {key!r} has no setting here: {RECBOLE_FIXED[key]}."
     if key not in RECBOLE_NAMES:
         return ""
     ours = RECBOLE_NAMES[key]
@@ -497,6 +519,10 @@ def load_preset(path: str | Path) -> dict[str, Any]:
     for key, value in raw.items():
         if key in SECTIONS and isinstance(value, dict):
             flat.update(value)
+        elif isinstance(value, dict) and key not in known_keys():  # a section whose name is misspelled
+            close = difflib.get_close_matches(key, SECTIONS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown section {key!r} in {str(path)!r}: the sections are {tuple(SECTIONS)}.{hint}")
         else:
             flat[key] = value
     keys = known_keys()
@@ -512,15 +538,31 @@ def to_dict(*configs) -> dict[str, dict[str, Any]]:
     return {names[type(config)]: dataclasses.asdict(config) for config in configs}
 
 
-def build_parser(preset: dict[str, Any] | None = None):
-    """The command line of every config key (what ``--help`` prints), with a preset's values as defaults."""
-    import argparse
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds each key's default to its help, unless the help already says it (a default of None means more)."""
 
+    def _get_help_string(self, action):
+        return action.help if "(default:" in (action.help or "") else super()._get_help_string(action)
+
+
+def build_parser(preset: dict[str, Any] | None = None, description: str | None = None):
+    """The command line of every config key (what ``--help`` prints), with a preset's values as defaults."""
     from transformers import HfArgumentParser
 
     # Its own spellings (dashes, --no_ switches) and never abbreviations: `--hidden 32` would be a silent guess.
-    parser = HfArgumentParser(CONFIG_CLASSES, exit_on_error=False, allow_abbrev=False)
-    parser.add_argument("--config", default=None, help="Preset file (JSON/YAML); command-line values win.")
+    parser = HfArgumentParser(
+        CONFIG_CLASSES,
+        exit_on_error=False,
+        allow_abbrev=False,
+        usage="%(prog)s [--config PRESET] [--KEY VALUE ...]",
+        description=description,
+        formatter_class=_HelpFormatter,
+    )
+    config = parser.add_argument(
+        "--config", default=None, metavar="PRESET", help="Preset file (JSON/YAML); command-line values win."
+    )
+    options = parser._optionals._group_actions  # listed first in --help, right after -h
+    options.insert(1, options.pop(options.index(config)))
     for action in parser._actions:  # the --no_KEY switches would otherwise repeat KEY's help, with default False
         if isinstance(action, argparse._StoreFalseAction):
             action.help, action.default = f"Same as --{action.dest} false.", argparse.SUPPRESS
@@ -536,23 +578,37 @@ def check_flags(parser, argv: list[str]) -> None:
             raise unknown_key_error(token[2:].split("=", 1)[0], "the command line")
 
 
-def parse_configs(argv: list[str] | None = None) -> tuple[DataConfig, ModelConfig, TrainConfig]:
-    """Parse ``--config PRESET`` plus command-line overrides into the three configs."""
-    import argparse
-
+def parse_configs(
+    argv: list[str] | None = None, description: str | None = None
+) -> tuple[DataConfig, ModelConfig, TrainConfig]:
+    """Parse ``--config PRESET`` plus command-line overrides into the three configs (``description`` heads
+    ``--help``)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config", default=None)
     known, rest = pre.parse_known_args(argv)
-    parser = build_parser(load_preset(known.config) if known.config else None)
+    preset = load_preset(known.config) if known.config else {}
+    parser = build_parser(preset, description)
     check_flags(parser, rest)
     try:
-        data, model, train = parser.parse_args_into_dataclasses(args=rest)[:3]  # 4th: the --config namespace
+        data, model, train, _, stray = parser.parse_args_into_dataclasses(args=rest, return_remaining_strings=True)
     except argparse.ArgumentError as error:
-        raise argument_error(error) from None
+        name = (error.argument_name or "").split("/")[0].lstrip("-")  # "--max_history/--max-history": the first
+        given = any(token.split("=", 1)[0] in (f"--{name}", f"--{name.replace('_', '-')}") for token in rest)
+        where = f" (set in {known.config})" if name in preset and not given else ""
+        raise ConfigError(f"{argument_error(error)}{where}") from None
     except ValueError as error:
         raise ConfigError(str(error)) from error
+    if stray:
+        raise stray_arguments_error(stray)
     return data, model, train
+
+
+def stray_arguments_error(stray: list[str]) -> ConfigError:
+    """Words the command line holds outside any --KEY VALUE pair (a preset given without --config, most often)."""
+    preset = next((word for word in stray if word.endswith((".json", ".yaml", ".yml"))), None)
+    hint = f" Did you mean --config {preset}?" if preset else " Every setting is given as --KEY VALUE (see --help)."
+    return ConfigError(f"stray command-line argument(s) {' '.join(stray)!r}: they belong to no setting.{hint}")
 
 
 def check_configs(data: DataConfig, model: ModelConfig, train: TrainConfig) -> None:
@@ -616,7 +672,7 @@ def settings_without_effect(model: ModelConfig, train: TrainConfig) -> list[str]
 def argument_error(error) -> ConfigError:
     """argparse's complaint about one value, worded like the configs' own checks."""
     choice = re.fullmatch(r"invalid choice: '?(.*?)'? \(choose from (.*)\)", error.message)
-    name = (error.argument_name or "").lstrip("-")
+    name = (error.argument_name or "").split("/")[0].lstrip("-")  # "--max_history/--max-history": the first
     if choice:
         allowed = tuple(value.strip(" '") for value in choice.group(2).split(","))
         return ConfigError(f"{name}={choice.group(1)!r} is not one of {allowed}.")

@@ -511,9 +511,12 @@ def _empty_split_message(name: str, config: DataConfig, times: np.ndarray) -> st
             f"the {name} split is empty: timestamps span [{times.min():.0f}, {times.max():.0f}] but "
             f"valid_time={config.valid_time}, test_time={config.test_time}. Choose cut-offs inside that range."
         )
+    if name == "train":  # a training target needs an item before it, and the last two are held out
+        needed = "at least 4 interactions (a first item as history, a training target, a validation and a test item)"
+    else:
+        needed = "at least 3 interactions (a first item as history, a validation and a test item)"
     return (
-        f"the {name} split is empty: leave_one_out needs users with at least 3 interactions "
-        "(one to train on, one for validation, one for test). Lower --k_core/--min_rating or add data."
+        f"the {name} split is empty: leave_one_out needs users with {needed}. Lower --k_core/--min_rating or add data."
     )
 
 

@@ -6,10 +6,17 @@ Kept apart from the readers so that the data config can resolve ``data_format='a
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 
 BUILTIN_DATASETS = ("ml-100k",)
+
+
+class PathError(ValueError):
+    """A dataset path that no --data_format can read as it is (missing, or compressed)."""
+
+
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".jsonl": "json", ".json": "json"}
 
 
@@ -27,6 +34,8 @@ def infer_data_format(dataset: str) -> str:
             raise ValueError(f"{dataset!r} is one file of a pre-split benchmark: give its folder as --dataset")
         if path.suffix == ".inter":  # a RecBole atomic file, its .item beside it
             return "recbole"
+        if path.suffix.lower() == ".gz":
+            raise PathError(f"{dataset!r} is gzip-compressed: decompress it first (gunzip -k {dataset})")
         kind = SUFFIXES.get(path.suffix.lower())
         if kind is None:
             raise ValueError(f"cannot tell the format of {dataset!r} from its extension {path.suffix!r}")
@@ -39,7 +48,12 @@ def infer_data_format(dataset: str) -> str:
         if (path / "train.csv").is_file():
             return "rechorus"
         raise ValueError(f"the folder {dataset!r} holds no .inter files (RecBole) nor train.csv (ReChorus)")
-    raise ValueError(f"{dataset!r} is neither a built-in dataset {BUILTIN_DATASETS} nor an existing file or folder")
+    close = difflib.get_close_matches(dataset, BUILTIN_DATASETS, n=1, cutoff=0.6)
+    hint = f" Did you mean the built-in {close[0]!r}?" if close else ""
+    raise PathError(
+        f"{dataset!r} is neither a built-in dataset {BUILTIN_DATASETS} nor an existing file or folder: check the "
+        f"path (relative paths start at the current directory, here {Path.cwd()}).{hint}"
+    )
 
 
 def _first_record(path: Path) -> dict:

@@ -116,7 +116,7 @@ def usage(model, repo_id: str | None) -> list[str]:
         "for item_id, title, score in zip(top.item_ids, top.titles, top.scores):\n"
         "    print(item_id, title, round(score, 3))\n```",
         where,
-        "Histories are lists of item ids (or exact titles) from `catalogue.json`, oldest first."
+        "Histories are lists of item ids (or titles, in any case) from `catalogue.json`, oldest first."
         + (add_items_hint(model) if model.config.item_encoder != "id" else ""),
     ]
 

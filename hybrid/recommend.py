@@ -141,7 +141,7 @@ class ItemCatalogue:
             shown = ", ".join(repr(item) for item in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
             raise UnknownItemError(
                 f"{len(unknown)} item(s) unknown to this model: {shown}. Use ids of the training data "
-                f"({len(self)} items, e.g. {self.item_ids[0]!r}) or their exact titles, add new items by text "
+                f"({len(self)} items, e.g. {self.item_ids[0]!r}) or their titles (any case), add new items by text "
                 "(model.add_items), or drop the unknown ones from the history."
             )
         return [[self.index[item] for item in history] for history in histories]
@@ -158,7 +158,7 @@ def pad_histories(indexes: list[list[int]], max_history: int) -> torch.Tensor:
 
 
 def item_list(value: object, what: str) -> list[str]:
-    """A history (item ids as strings or integers, or exact titles) -> its items as strings."""
+    """A history (item ids as strings or integers, or titles) -> its items as strings."""
     value = value.tolist() if hasattr(value, "tolist") else value  # a numpy array or pandas series: its items
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
         if all(isinstance(i, (str, numbers.Integral)) and not isinstance(i, bool) for i in value):

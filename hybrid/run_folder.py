@@ -226,7 +226,7 @@ def model_folder_given(folder: Path) -> str:
         return f"{folder} is a saved model folder; this needs the run that trained it: pass the run folder {run}."
     return (
         f"{folder} is a saved model folder, which holds no data config (the data to evaluate on): pass the run "
-        "folder scripts/train.py wrote, or evaluate the model in Python with hybrid.evaluate.evaluate."
+        "folder scripts/train.py wrote, or evaluate the model in Python with hybrid_rearec.hybrid.evaluate.evaluate."
     )
 
 
@@ -321,6 +321,17 @@ def trained_signature(run_dir: Path) -> str | None:
         return None
 
 
+def not_a_run(folder: Path, config: Path) -> str:
+    """Why ``folder`` (whose ``config`` holds no run's settings) is not a run folder, and what to pass."""
+    if not config.exists() and any((seed / CONFIG).exists() for seed in folder.glob("seed-*")):
+        return (
+            f"{str(folder)!r} is a seed study (scripts/seeds.py), not one run: pass one of its seed-N folders, or "
+            f"compare its seeds with scripts/compare.py --seed_groups {folder} OTHER."
+        )
+    what = "holds no config.json" if not config.exists() else f"has a {CONFIG} that is not a run's"
+    return f"{str(folder)!r} {what}: give a run folder written by scripts/train.py (runs/NAME)."
+
+
 def run_configs(run_dir: str | Path) -> tuple[DataConfig, TrainConfig]:
     """The data and training configs a run was trained with (its model's config is in model/)."""
     path = Path(run_dir) / CONFIG
@@ -333,9 +344,7 @@ def run_configs(run_dir: str | Path) -> tuple[DataConfig, TrainConfig]:
     if not {"data", "train"} <= sections.keys():
         if (Path(run_dir) / CATALOGUE).exists():
             raise ModelFileError(model_folder_given(Path(run_dir)))
-        raise ModelFileError(
-            f"{path} is not a run's config: is {str(run_dir)!r} a run folder written by scripts/train.py?"
-        )
+        raise ModelFileError(not_a_run(Path(run_dir), path))
     try:
         return DataConfig(**sections["data"]), TrainConfig(**sections["train"])
     except (TypeError, ValueError) as error:  # a damaged or hand-edited file: its settings do not load

@@ -24,7 +24,7 @@ NOUNS = ["river", "engine", "garden", "signal", "harbor", "canvas", "forest", "l
 class SyntheticConfig:
     users: int = 10_000
     items: int = 100_000
-    mean_length: float = 12.0  # interactions per user (at least 3, so every user has train/valid/test rows)
+    mean_length: float = 12.0  # interactions per user (at least 3, so every user has valid and test rows)
     zipf_exponent: float = 1.0  # popularity of the item at rank r is proportional to r^-exponent
     signal: float = 0.6  # probability that the next item is the previous item's planted successor
     categories: int = 50

@@ -29,9 +29,14 @@ def parse_args() -> argparse.Namespace:
         default=None,
         help="seeds.py output folders to compare as groups of seeds ('A,B' joins two folders into one group)",
     )
-    parser.add_argument("--metric", default="ndcg@10", choices=metric_keys(), help="test metric of --seed_groups")
     parser.add_argument(
-        "--confidence", type=float, default=0.95, help="level of the ratio interval (and of --target_ratio's test)"
+        "--metric", default="ndcg@10", choices=metric_keys(), help="test metric of --seed_groups (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--confidence",
+        type=float,
+        default=0.95,
+        help="level of the ratio interval (and of --target_ratio's test; default: %(default)s)",
     )
     parser.add_argument(
         "--target_ratio", type=float, default=None, help="with --seed_groups: seeds per group needed to show this ratio"

@@ -17,8 +17,8 @@ from transformers.hf_argparser import string_to_bool
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir")
-    parser.add_argument("--split", default="test", choices=("valid", "test"))
+    parser.add_argument("run_dir", help="a run folder written by scripts/train.py (runs/NAME)")
+    parser.add_argument("--split", default="test", choices=("valid", "test"), help="split (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=None, help="reasoning steps at inference (<= trained K)")
     parser.add_argument(
         "--exclude_history",

@@ -13,12 +13,23 @@ import sys
 import pandas as pd
 from hybrid_rearec.hybrid.synthetic import SyntheticConfig, write
 
+FIELD_HELP = {  # SyntheticConfig's settings, as --help says them
+    "users": "users to draw",
+    "items": "item pool the interactions are drawn from",
+    "mean_length": "mean interactions per user (at least 3)",
+    "zipf_exponent": "item popularity falls as rank^-exponent",
+    "signal": "probability that the next item is the previous item's planted successor",
+    "categories": "item categories (in the item texts)",
+    "seed": "random seed",
+}
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder")
+    parser.add_argument("folder", help="folder to write interactions.csv and items.csv into")
     for field in dataclasses.fields(SyntheticConfig):
-        parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
+        help_text = f"{FIELD_HELP[field.name]} (default: %(default)s)"
+        parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default, help=help_text)
     args = vars(parser.parse_args())
     folder = args.pop("folder")
     try:

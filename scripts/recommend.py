@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None, stdin: BinaryIO | None = None, stdout: T
         "model", help="a run folder, a folder written by save_pretrained (a run's model/) or a Hub repo id"
     )
     parser.add_argument("--input", default="-", help="JSON-lines file of requests ('-' = stdin)")
-    parser.add_argument("--k", type=int, default=10, help="items per recommendation unless a request sets k")
+    parser.add_argument(
+        "--k", type=int, default=10, help="items per recommendation unless a request sets k (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     if args.k < 1:
         parser.error(f"--k must be at least 1, got {args.k}")

@@ -28,7 +28,7 @@ from hybrid_rearec.hybrid.studies.seeds import run_seeds, summarise
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="preset passed to every run")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022], help="seeds (default: %(default)s)")
     parser.add_argument("--output", help="folder of the seed runs")
     parser.add_argument("--summarise", metavar="FOLDER", help="only summarise finished runs in FOLDER")
     parser.add_argument("--keep", metavar="KEEP", help="also keep each finished run's config and metrics in KEEP")
@@ -40,6 +40,8 @@ def main() -> int:
         len(set(args.seeds)) < len(args.seeds) or not 0 <= min(args.seeds) <= max(args.seeds) < 2**32
     ):
         parser.error(f"--seeds must be different whole numbers in [0, 2**32), got {args.seeds}")
+    if args.summarise and not Path(args.summarise).is_dir():
+        parser.error(f"--summarise {args.summarise!r} is no folder: give a seeds.py --output (or --keep) folder")
     if args.summarise and args.keep:
         parser.error("--keep goes with --output (to summarise kept runs: --summarise KEEP)")
     folder = Path(args.summarise or args.output)

@@ -188,6 +188,60 @@ def test_recbole_names_are_translated_to_ours(tmp_path):
         TrainConfig(train_batch_size=256)
 
 
+def test_recbole_names_with_no_setting_here_say_what_does_their_job():
+    from hybrid_rearec.hybrid.config import RECBOLE_FIXED, known_keys
+
+    assert not set(RECBOLE_FIXED) & set(known_keys())  # a real setting is never answered this way
+    with pytest.raises(ConfigError, match="RecBole's 'model' has no setting here: the model is --backbone"):
+        parse_configs(["--model", "SASRec"])
+    with pytest.raises(ConfigError, match="'config_files' has no setting here: a preset is given with --config"):
+        parse_configs(["--config_files", "x.yaml"])
+    with pytest.raises(ConfigError, match="'valid_metric' has no setting here: .* validation NDCG@10"):
+        TrainConfig(valid_metric="MRR@10")
+
+
 def test_a_preset_path_that_is_a_folder_is_named_as_such(tmp_path):
     with pytest.raises(ConfigError, match="is a folder, not a file"):
         load_preset(tmp_path)
+
+
+def test_a_stray_argument_is_named_and_a_bare_preset_points_to_config():
+    with pytest.raises(ConfigError, match=r"stray .*'configs/demo.json'.*Did you mean --config configs/demo.json\?"):
+        parse_configs(["configs/demo.json"])
+    with pytest.raises(ConfigError, match=r"stray .*'extra'.*--KEY VALUE"):
+        parse_configs(["--epochs", "3", "extra"])
+    assert parse_configs(["--config", "configs/demo.json", "--epochs", "3"])[2].epochs == 3
+
+
+def test_help_opens_with_the_description_and_the_preset_and_says_each_default_once():
+    from hybrid_rearec.hybrid.config import build_parser
+
+    text = build_parser(description="Train a recommender.").format_help()
+    assert text.startswith("usage: ") and "[--config PRESET] [--KEY VALUE ...]" in text.splitlines()[0]
+    assert "Train a recommender." in text
+    options = [line.split()[0] for line in text.splitlines() if line.startswith("  --")]
+    assert options[0] == "--config"
+    blocks = [" ".join(block.split()) for block in text.split("\n  --")]  # one option each, unwrapped
+    (columns,) = [block for block in blocks if block.startswith("item_text_columns")]
+    assert columns.endswith("(default: every non-id column).")  # said by its help, not followed by "None"
+    assert all(block.count("(default:") <= 1 for block in blocks)
+    assert "(default: 50)" in next(block for block in blocks if block.startswith("max_history"))  # added once
+
+
+def test_a_preset_value_that_does_not_parse_names_the_preset_and_a_misspelled_section_its_name(tmp_path):
+    preset = tmp_path / "p.json"
+    preset.write_text(json.dumps({"data": {"max_history": "x"}}))
+    with pytest.raises(ConfigError, match=rf"^--max_history: invalid int value: 'x' \(set in {preset}\)$"):
+        parse_configs(["--config", str(preset)])
+    with pytest.raises(ConfigError, match=r"^--max_history: invalid int value: 'y'$"):  # the command line's own
+        parse_configs(["--config", str(preset), "--max_history", "y"])
+    preset.write_text(json.dumps({"modle": {"hidden_size": 32}}))
+    with pytest.raises(ConfigError, match=r"unknown section 'modle' .*Did you mean 'model'\?"):
+        load_preset(preset)
+
+
+@pytest.mark.parametrize("name", ["text_model", "lm_model"])
+@pytest.mark.parametrize("blank", [None, "", "  "])
+def test_a_blank_model_name_is_refused_by_name(name, blank):
+    with pytest.raises(ConfigError, match=rf"{name} must name a model .*'all-MiniLM-L6-v2'.*got {blank!r}"):
+        ModelConfig(item_encoder="text", **{name: blank})

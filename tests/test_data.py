@@ -98,6 +98,15 @@ def test_users_with_one_interaction_only_is_an_error(tmp_path):
         build_dataset(DataConfig(dataset=str(path), data_format="csv"))
 
 
+def test_users_with_three_interactions_only_leave_no_training_row_and_the_error_says_four(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("user_id,item_id,timestamp\n" + "".join(f"u{u},i{t},{t}\n" for u in range(3) for t in range(3)))
+    with pytest.raises(DataError, match="the train split is empty: leave_one_out needs users with at least 4"):
+        build_dataset(DataConfig(dataset=str(path), data_format="csv"))
+    (tmp_path / "y.csv").write_text(path.read_text() + "u0,i3,3\n")  # one user with a training target is enough
+    assert len(build_dataset(DataConfig(dataset=str(tmp_path / "y.csv"), data_format="csv")).train.target) == 1
+
+
 def test_processed_tensors_are_cached(csv_data_config, monkeypatch):
     first = load_dataset(csv_data_config)
     calls = []

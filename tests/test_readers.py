@@ -204,8 +204,15 @@ def test_the_format_is_told_from_the_name(tmp_path):
     (tmp_path / "notes.doc").write_text("?")
     with pytest.raises(ConfigError, match=r"extension '.doc'.*--data_format"):
         DataConfig(dataset=str(tmp_path / "notes.doc"))
-    with pytest.raises(ConfigError, match="neither a built-in dataset"):
+    with pytest.raises(ConfigError, match="neither a built-in dataset.*check the path") as missing:
         DataConfig(dataset=str(tmp_path / "missing.csv"))
+    assert "--data_format" not in str(missing.value)  # no format reads a file that is not there
+    with pytest.raises(ConfigError, match="Did you mean the built-in 'ml-100k'"):
+        DataConfig(dataset="ml100k")
+    (tmp_path / "i.csv.gz").write_bytes(b"\x1f\x8b")
+    with pytest.raises(ConfigError, match="gzip-compressed: decompress it first") as compressed:
+        DataConfig(dataset=str(tmp_path / "i.csv.gz"))
+    assert "--data_format" not in str(compressed.value)
 
 
 def test_the_item_file_names_its_own_id_column(tmp_path):

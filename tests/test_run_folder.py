@@ -74,10 +74,16 @@ def test_a_run_saved_with_the_old_second_weights_file_loads_through_model(tmp_pa
 def test_a_folder_that_is_no_run_is_named(tmp_path):
     with pytest.raises(ModelFileError, match="neither a run folder nor a model folder"):
         model_folder(tmp_path)
+    with pytest.raises(ModelFileError, match="holds no config.json: give a run folder"):
+        run_configs(tmp_path)
+    (tmp_path / "seed-1").mkdir()
+    (tmp_path / "seed-1" / "config.json").write_text("{}")
+    with pytest.raises(ModelFileError, match="is a seed study .*pass one of its seed-N folders.*--seed_groups"):
+        run_configs(tmp_path)
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ModelFileError, match="did not finish.*no checkpoint to continue from"):
         model_folder(tmp_path)
-    with pytest.raises(ModelFileError, match="is not a run's config"):
+    with pytest.raises(ModelFileError, match="has a config.json that is not a run's"):
         load_run(tmp_path)
     with pytest.raises(ModelFileError, match="no folder .*typo.*give a run folder"):
         run_configs(tmp_path / "typo")

@@ -282,3 +282,6 @@ def test_seeds_command_says_when_every_seed_failed_and_refuses_a_missing_preset(
         and "no.json' is no file" in missing.stderr
         and not (tmp_path / "out" / "seed-2020").exists()
     )
+    absent = subprocess.run([sys.executable, str(script), "--summarise", str(tmp_path / "typo")],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert absent.returncode == 2 and "typo' is no folder: give a seeds.py --output" in absent.stderr

@@ -100,7 +100,10 @@ def test_a_run_that_stopped_before_its_first_checkpoint_starts_again(
     with pytest.raises(ConfigError, match="no complete checkpoint"):
         train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=1, resume="latest"))
     train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=1))  # no flag needed
-    assert "stopped before its first checkpoint: starting it again" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "stopped before its first checkpoint: starting it again" in out
+    # said when training starts (the final report says the folder alone): an interrupted run can be continued
+    assert f"run directory: {run} (if stopped, continue with --output_dir {run} --resume latest)" in out
     (aside,) = run.glob("replaced-*")
     assert (aside / "config.json").read_text() == '{"data": {}, "train": {}}' and (run / "metrics.json").exists()
 
