@@ -329,7 +329,7 @@ class TrainConfig:
     save_every_steps: int = _help("Also checkpoint every this many steps (0 = at each epoch end only).", 0)
     keep_checkpoints: int = _help("Complete checkpoints kept under output_dir/checkpoints (oldest removed).", 2)
     resume: str | None = _help("Resume from 'latest' (in output_dir) or a checkpoints/step-N folder.", None)
-    exclude_history: bool = _help("Mask the user's past items when ranking (default off, as RecBole).", False)
+    exclude_history: bool = _help("Mask the user's past items when ranking (off in RecBole too).", False)
     softmax_items: Literal["auto", "seen", "all"] = _help(
         "Candidates of the training softmax: 'seen' (items with training interactions; the others do not exist "
         "when the model is trained, so they are neither pushed down as negatives nor fitted), 'all', or 'auto' "
@@ -474,7 +474,7 @@ RECBOLE_FIXED = {
     "metrics": "every evaluation reports Recall, NDCG and MRR at 5, 10, 20 and 50",
     "loss_type": "the loss is the full softmax cross-entropy (RecBole's 'CE'); --softmax_items picks its candidates",
     "train_neg_sample_args": "training uses the full softmax (no negative sampling); --softmax_items picks its items",
-    "eval_args": "--split picks the split (leave_one_out or global_time); evaluation ranks the full catalogue",
+    "eval_args": "--split picks the split (leave_one_out, global_time or cold_items); evaluation ranks every item",
     "gpu_id": "devices come from accelerate (accelerate launch --gpu_ids 0,1, or CUDA_VISIBLE_DEVICES)",
     "hidden_act": "the feed-forward activation is GELU (erf), RecBole's SASRec default",
     "learner": "the optimizer is AdamW (--learning_rate, --weight_decay)",
@@ -517,9 +517,9 @@ def load_preset(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys to values.")
     flat: dict[str, Any] = {}
     for key, value in raw.items():
-        if key in SECTIONS and isinstance(value, dict):
-            flat.update(value)
-        elif isinstance(value, dict) and key not in known_keys():  # a section whose name is misspelled
+        if key in SECTIONS and isinstance(value, (dict, type(None))):  # None: a YAML section left empty
+            flat.update(value or {})
+        elif isinstance(value, dict) and key not in known_keys() and not recbole_hint(key):  # a misspelled section
             close = difflib.get_close_matches(key, SECTIONS, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"unknown section {key!r} in {str(path)!r}: the sections are {tuple(SECTIONS)}.{hint}")
@@ -539,10 +539,15 @@ def to_dict(*configs) -> dict[str, dict[str, Any]]:
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Adds each key's default to its help, unless the help already says it (a default of None means more)."""
+    """Adds each key's default to its help. An unset key's help says what unset means, so None is not added;
+    a preset's value for such a key is added as the preset's."""
 
     def _get_help_string(self, action):
-        return action.help if "(default:" in (action.help or "") else super()._get_help_string(action)
+        if action.default is None:
+            return action.help
+        if "(default:" in (action.help or "") and action.default is not argparse.SUPPRESS:
+            return f"{action.help} (this preset: %(default)s)"
+        return super()._get_help_string(action)
 
 
 def build_parser(preset: dict[str, Any] | None = None, description: str | None = None):
@@ -563,11 +568,11 @@ def build_parser(preset: dict[str, Any] | None = None, description: str | None =
     )
     options = parser._optionals._group_actions  # listed first in --help, right after -h
     options.insert(1, options.pop(options.index(config)))
+    if preset:  # before the --no_KEY switches, which would otherwise take a preset's value as theirs
+        parser.set_defaults(**preset)
     for action in parser._actions:  # the --no_KEY switches would otherwise repeat KEY's help, with default False
         if isinstance(action, argparse._StoreFalseAction):
             action.help, action.default = f"Same as --{action.dest} false.", argparse.SUPPRESS
-    if preset:
-        parser.set_defaults(**preset)
     return parser
 
 

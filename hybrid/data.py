@@ -511,6 +511,11 @@ def _empty_split_message(name: str, config: DataConfig, times: np.ndarray) -> st
             f"the {name} split is empty: timestamps span [{times.min():.0f}, {times.max():.0f}] but "
             f"valid_time={config.valid_time}, test_time={config.test_time}. Choose cut-offs inside that range."
         )
+    if name == "train" and config.split == "cold_items":
+        return (
+            f"the train split is empty once the cold items (--cold_fraction {config.cold_fraction}) and every "
+            "evaluation target are taken out of the histories: lower --cold_fraction or add data."
+        )
     if name == "train":  # a training target needs an item before it, and the last two are held out
         needed = "at least 4 interactions (a first item as history, a training target, a validation and a test item)"
     else:

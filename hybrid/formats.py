@@ -48,7 +48,7 @@ def infer_data_format(dataset: str) -> str:
         if (path / "train.csv").is_file():
             return "rechorus"
         raise ValueError(f"the folder {dataset!r} holds no .inter files (RecBole) nor train.csv (ReChorus)")
-    close = difflib.get_close_matches(dataset, BUILTIN_DATASETS, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(dataset, BUILTIN_DATASETS, n=1, cutoff=0.85)  # not ml-1m, ml-20m
     hint = f" Did you mean the built-in {close[0]!r}?" if close else ""
     raise PathError(
         f"{dataset!r} is neither a built-in dataset {BUILTIN_DATASETS} nor an existing file or folder: check the "

@@ -88,7 +88,8 @@ def train_and_test(data_config: DataConfig, model_config: ModelConfig, train_con
         take_output_dir(output_dir, train_config)  # a run already there moves aside only now
         write_config(run)
         accelerator.print(
-            f"run directory: {output_dir} (if stopped, continue with --output_dir {output_dir} --resume latest)"
+            f"run directory: {output_dir} (if stopped, the same command with --output_dir {output_dir} --resume "
+            "latest continues it)"
         )
         run.eval_loaders = eval_loaders(accelerator, run.dataset, train_config.eval_batch_size)
         fit(run)

@@ -41,7 +41,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--target_ratio", type=float, default=None, help="with --seed_groups: seeds per group needed to show this ratio"
     )
-    parser.add_argument("--power", type=float, default=0.8, help="power for --target_ratio's seed count")
+    parser.add_argument(
+        "--power", type=float, default=0.8, help="power for --target_ratio's seed count (default: %(default)s)"
+    )
     args = parser.parse_args()
     if not 0 < args.confidence < 1:
         parser.error(f"--confidence must be between 0 and 1 (e.g. 0.95), got {args.confidence}")

@@ -32,7 +32,14 @@ def main() -> int:
     parser.add_argument("--item_file", default=None, help="the item file's path, when the run's own no longer resolves")
     parser.add_argument("--analysis", action="store_true", help="per-step, oracle and subgroup analysis")
     # Spelled as scripts/train.py spells it: --progress false, or --no_progress.
-    parser.add_argument("--progress", type=string_to_bool, nargs="?", const=True, default=True, help="progress bars")
+    parser.add_argument(
+        "--progress",
+        type=string_to_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        help="progress bars (default: %(default)s)",
+    )
     parser.add_argument("--no_progress", dest="progress", action="store_false", help="same as --progress false")
     args = parser.parse_args()
     try:

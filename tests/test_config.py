@@ -221,11 +221,20 @@ def test_help_opens_with_the_description_and_the_preset_and_says_each_default_on
     assert "Train a recommender." in text
     options = [line.split()[0] for line in text.splitlines() if line.startswith("  --")]
     assert options[0] == "--config"
-    blocks = [" ".join(block.split()) for block in text.split("\n  --")]  # one option each, unwrapped
-    (columns,) = [block for block in blocks if block.startswith("item_text_columns")]
-    assert columns.endswith("(default: every non-id column).")  # said by its help, not followed by "None"
-    assert all(block.count("(default:") <= 1 for block in blocks)
-    assert "(default: 50)" in next(block for block in blocks if block.startswith("max_history"))  # added once
+    blocks = help_blocks(text)
+    assert blocks["item_text_columns"].endswith("(default: every non-id column).")  # said by its help, no "None"
+    assert blocks["max_history"].endswith("(default: 50)") and blocks["item_id_column"].endswith("item_column).")
+    assert not [name for name, block in blocks.items() if "(default: None)" in block]
+    assert all(block.count("(default:") <= 1 for block in blocks.values())
+    preset = help_blocks(build_parser({"item_text_columns": "title", "progress": False}).format_help())
+    assert preset["item_text_columns"].endswith("(default: every non-id column). (this preset: title)")
+    assert preset["progress"].endswith("(default: False)") and preset["no_progress"].endswith("Same as --progress false.")
+
+
+def help_blocks(text: str) -> dict[str, str]:
+    """--help's option blocks by key (unwrapped: one line each)."""
+    blocks = (" ".join(block.split()) for block in text.split("\n  --")[1:])
+    return {block.split()[0].split(",")[0]: block.split(" ", 1)[1] for block in blocks}
 
 
 def test_a_preset_value_that_does_not_parse_names_the_preset_and_a_misspelled_section_its_name(tmp_path):
@@ -238,6 +247,12 @@ def test_a_preset_value_that_does_not_parse_names_the_preset_and_a_misspelled_se
     preset.write_text(json.dumps({"modle": {"hidden_size": 32}}))
     with pytest.raises(ConfigError, match=r"unknown section 'modle' .*Did you mean 'model'\?"):
         load_preset(preset)
+    preset.write_text(json.dumps({"clip_grad_norm": {"max_norm": 5.0}}))  # a RecBole setting whose value is a dict
+    with pytest.raises(ConfigError, match="RecBole's 'clip_grad_norm' is TrainConfig's 'max_grad_norm' here"):
+        load_preset(preset)
+    yaml_preset = tmp_path / "p.yaml"
+    yaml_preset.write_text("model:\ntrain:\n  epochs: 3\n")  # a section left empty
+    assert load_preset(yaml_preset) == {"epochs": 3}
 
 
 @pytest.mark.parametrize("name", ["text_model", "lm_model"])

@@ -105,6 +105,10 @@ def test_users_with_three_interactions_only_leave_no_training_row_and_the_error_
         build_dataset(DataConfig(dataset=str(path), data_format="csv"))
     (tmp_path / "y.csv").write_text(path.read_text() + "u0,i3,3\n")  # one user with a training target is enough
     assert len(build_dataset(DataConfig(dataset=str(tmp_path / "y.csv"), data_format="csv")).train.target) == 1
+    path.write_text("user_id,item_id,timestamp\n" + "".join(f"u{u},i{t},{t}\n" for u in range(3) for t in range(4)))
+    cold = DataConfig(dataset=str(path), data_format="csv", split="cold_items", cold_fraction=0.9)
+    with pytest.raises(DataError, match=r"train split is empty once the cold items \(--cold_fraction 0.9\)"):
+        build_dataset(cold)
 
 
 def test_processed_tensors_are_cached(csv_data_config, monkeypatch):

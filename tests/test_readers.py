@@ -209,6 +209,8 @@ def test_the_format_is_told_from_the_name(tmp_path):
     assert "--data_format" not in str(missing.value)  # no format reads a file that is not there
     with pytest.raises(ConfigError, match="Did you mean the built-in 'ml-100k'"):
         DataConfig(dataset="ml100k")
+    with pytest.raises(ConfigError, match=r"existing file or folder: check the path \(relative[^?]*$"):
+        DataConfig(dataset="ml-1m")  # another dataset, not a misspelling of the built-in one
     (tmp_path / "i.csv.gz").write_bytes(b"\x1f\x8b")
     with pytest.raises(ConfigError, match="gzip-compressed: decompress it first") as compressed:
         DataConfig(dataset=str(tmp_path / "i.csv.gz"))
