@@ -228,7 +228,8 @@ def test_help_opens_with_the_description_and_the_preset_and_says_each_default_on
     assert all(block.count("(default:") <= 1 for block in blocks.values())
     preset = help_blocks(build_parser({"item_text_columns": "title", "progress": False}).format_help())
     assert preset["item_text_columns"].endswith("(default: every non-id column). (this preset: title)")
-    assert preset["progress"].endswith("(default: False)") and preset["no_progress"].endswith("Same as --progress false.")
+    assert preset["progress"].endswith("(default: False)")
+    assert preset["no_progress"].endswith("Same as --progress false.")  # the preset's value is --progress's alone
 
 
 def help_blocks(text: str) -> dict[str, str]:
