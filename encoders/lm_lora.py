@@ -361,6 +361,9 @@ class LoRALMItemEncoder(ItemEncoder):
         result = set_peft_model_state_dict(self.language_model, load_peft_weights(str(folder), device="cpu"))
         if result.unexpected_keys:
             raise ValueError(f"the adapter in {folder} does not fit this model: {result.unexpected_keys[:3]}")
+        missing = [key for key in result.missing_keys if "lora_" in key]  # the LM's own weights are never in it
+        if missing:
+            raise ValueError(f"the adapter in {folder} lacks {len(missing)} LoRA weight(s), e.g. {missing[:2]}")
 
     def trainable_share(self) -> tuple[int, int]:
         """(trainable parameters, parameters of the LM itself)."""

@@ -306,5 +306,7 @@ class TextItemEncoder(ItemEncoder):
         """Append frozen vectors [M, T] of new items (ids N + 1..N + M): cold start without retraining."""
         if text_vectors.ndim != 2 or text_vectors.shape[1] != self.input_size:
             raise ValueError(f"new vectors must be [M, {self.input_size}], got {tuple(text_vectors.shape)}")
-        self.text_vectors = torch.cat([self.text_vectors, text_vectors.float().to(self.text_vectors.device)])
+        self.text_vectors = torch.cat(
+            [self.text_vectors, text_vectors.to(self.text_vectors.device, self.text_vectors.dtype)]
+        )
         self.num_items += text_vectors.shape[0]

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import SplitData
+from .errors import DataError
 from .metrics import DEFAULT_CUTOFFS, metric_means, random_ranking_metrics, shared_metric_keys
 from .ranking import DEFAULT_MEMORY_BYTES, chunked_target_ranks, item_chunk_size
 from .tables import markdown_table
@@ -106,20 +107,24 @@ def evaluate(
     batch_size: int = 1024,
     exclude_history: bool = False,
     split_protocol: str = "leave_one_out",
-    cutoffs=DEFAULT_CUTOFFS,
+    cutoffs: Iterable[int] = DEFAULT_CUTOFFS,
     steps: int | None = None,
     cold_items: torch.Tensor | None = None,
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
     progress: bool = False,
 ) -> EvalResult:
-    """Evaluate ``model`` (an unwrapped HybridRecommender) on ``split``.
+    """Evaluate ``model`` (an unwrapped HybridRecommender) on ``split`` (``dataset.test`` or ``dataset.valid``
+    of the data the model was trained on, whose item numbering it shares: ``hybrid.run_folder.run_dataset``
+    reads a run's data again).
 
     ``batches`` yields this process's row indices (default: every row, in order); ``gather`` collects a
     per-row tensor from all processes (``accelerator.gather_for_metrics``; default: identity).
-    ``steps`` runs fewer reasoning steps than trained (default: all). ``cold_items`` ([N + 1] bool, items
-    without training interactions) adds warm-target and cold-target metrics. ``memory_bytes`` bounds one
-    users x items score block. ``progress`` shows a bar over the batches (pass it on the main process only).
+    ``steps`` sets the reasoning depth (default: the model's ``inference_steps``, else every trained step).
+    ``cold_items`` ([N + 1] bool, items without training interactions) adds warm-target and cold-target
+    metrics. ``memory_bytes`` bounds one users x items score block. ``progress`` shows a bar over the batches
+    (pass it on the main process only).
     """
+    check_split(model, split)
     was_training = model.training
     model.eval()
     item_table = model.scoring_table()  # [N + 1, D], computed once for the whole split
@@ -152,6 +157,23 @@ def evaluate(
         random = not exclude_history
         add_cold_start_groups(result, cold_items.cpu(), split.target, cold_ranks, model.num_items, cutoffs, random)
     return result
+
+
+def check_split(model, split: SplitData) -> None:
+    """Refuse what cannot be this model's split: another type, or item ids beyond its catalogue."""
+    if not isinstance(split, SplitData):
+        what = "a dataset: pass one of its splits, dataset.test or dataset.valid" if hasattr(split, "test") else ""
+        raise TypeError(
+            f"evaluate takes a SplitData (dataset.test or dataset.valid), got {what or type(split).__name__}"
+        )
+    if not len(split):
+        return
+    largest = max(int(split.history.max()), int(split.target.max()))
+    if largest > model.num_items:
+        raise DataError(
+            f"the split holds item id {largest} but the model knows {model.num_items} items: evaluate on the data "
+            "the model was trained on (hybrid.run_folder.run_dataset reads a run's data again)."
+        )
 
 
 def add_cold_start_groups(

@@ -1,4 +1,5 @@
-"""The model card of a saved recommender: YAML metadata, metrics with their protocol, config and usage."""
+"""The model card of a saved recommender (YAML metadata, metrics with their protocol, config and usage), and
+the upload of a saved folder to the Hub without the local paths of the machine it was trained on."""
 
 from __future__ import annotations
 
@@ -183,3 +184,46 @@ def card_for_repo(card: str, repo_id: str) -> str:
     """A saved card's text with the placeholder replaced by the repo id it is uploaded to."""
     card = card.replace(PLACEHOLDER_WORDS, f"The model is on the Hugging Face Hub as `{repo_id}`.")
     return card.replace(f"from_pretrained({PLACEHOLDER!r})", f"from_pretrained({repo_id!r})")
+
+
+def push_folder(
+    folder: Path,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str = "Upload hybrid-rearec model",
+    branch: str | None = None,
+    create_pr: bool | None = None,
+) -> str:
+    """Upload a folder ``save_pretrained`` wrote (checked first) to ``repo_id`` and return the commit's URL: its
+    card names the repo and its config and adapter files go up without local paths (``public_files``)."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.utils import HFValidationError, get_token, validate_repo_id
+
+    from .pretrained import ModelFileError, check_files
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ModelFileError(f"{repo_id!r} is no Hub repo id ({error}); write it as user/name.") from None
+    check_files(folder)  # a damaged config, catalogue or weights file is named before anything goes up
+    token = token or get_token()
+    if not token:
+        raise PermissionError("no Hugging Face token: run `hf auth login` or set HF_TOKEN, then try again.")
+    api = HfApi(token=token)
+    repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() != "README.md")
+    changed = public_files(folder)
+    operations = [
+        CommitOperationAdd(name, changed.get(name, str(path)))
+        for path in files
+        for name in [path.relative_to(folder).as_posix()]
+    ]
+    if (folder / "README.md").exists():
+        card = card_for_repo((folder / "README.md").read_text(encoding="utf-8"), repo.repo_id)
+        operations.append(CommitOperationAdd("README.md", card.encode("utf-8")))
+    commit = api.create_commit(
+        repo.repo_id, operations, commit_message=commit_message, revision=branch, create_pr=create_pr
+    )
+    return str(commit.pr_url if create_pr else commit.commit_url)

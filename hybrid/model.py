@@ -6,6 +6,9 @@ Shape legend: B batch, L history length, K reasoning steps (S = K + 1 states), D
 
 from __future__ import annotations
 
+import numbers
+import os
+import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,9 +28,9 @@ from ..reasoning.objectives import ClozeLoss, build_objective, item_logits
 from ..reasoning.rearec import ReasoningHead, ReasoningLoop, aggregate
 from .config import ModelConfig
 from .errors import ConfigError, DataError
-from .hub import model_card
+from .hub import model_card, push_folder
 from .pretrained import HUB_ARGUMENTS, load_folder, model_folder_or_download, refuse_unsaveable, save_folder
-from .recommend import ItemCatalogue, Recommendation, recommend
+from .recommend import OUT_OF_STEP, ItemCatalogue, Recommendation, recommend
 
 
 @dataclass
@@ -109,6 +112,10 @@ class HybridRecommender(
         ``max_history`` items of a history. ``text_vectors`` [N, T] (frozen-text and hybrid encoders) or
         ``item_texts`` (an LM encoder) give the items' texts; ``warm_items`` [N + 1] bool marks the items
         training saw. A trained one comes from ``from_pretrained`` or ``hybrid.train.train``."""
+        if not isinstance(config, ModelConfig):
+            raise TypeError(f"config must be a ModelConfig, got a {type(config).__name__}: ModelConfig(**settings)")
+        if isinstance(num_items, bool) or not isinstance(num_items, numbers.Integral) or num_items < 1:
+            raise ValueError(f"num_items must be a whole number >= 1 (items 1..N; 0 is padding), got {num_items!r}")
         super().__init__()
         self.config = config
         self.catalogue: ItemCatalogue | None = None  # raw ids/texts/titles of items 1..N, for recommend()
@@ -147,6 +154,7 @@ class HybridRecommender(
 
     @property
     def num_items(self) -> int:
+        """Items the model scores (ids 1..N; 0 is padding), those added with ``add_items`` included."""
         return self.item_encoder.num_items
 
     def history_inputs(
@@ -267,8 +275,24 @@ class HybridRecommender(
     def user_vectors(self, history: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Left-padded item ids [B, L] -> user vectors [B, D] (``steps`` below the trained K is allowed;
         unset: the configured ``inference_steps``, else all trained steps)."""
+        self.check_history(history)
         steps = self.config.inference_steps if steps is None else steps
         return self.aggregate(self.user_states(history, steps))
+
+    def check_history(self, history: torch.Tensor) -> None:
+        """Refuse what is not a batch of item indexes [B, L] of this model (inference entry points only: a
+        training step is not checked)."""
+        if not isinstance(history, torch.Tensor) or history.ndim != 2 or history.is_floating_point():
+            got = tuple(history.shape) if isinstance(history, torch.Tensor) else type(history).__name__
+            raise TypeError(
+                f"history must be an integer tensor [B, L] of item indexes (0 = padding, left-padded), got {got}; "
+                "recommend() takes raw item ids"
+            )
+        if history.numel() and not 0 <= int(history.min()) <= int(history.max()) <= self.num_items:
+            raise DataError(
+                f"history holds item indexes outside 0..{self.num_items} (min {int(history.min())}, max "
+                f"{int(history.max())}): they are indexes of this model's catalogue, not raw ids"
+            )
 
     def score(self, user_vector: torch.Tensor, item_table: torch.Tensor | None = None) -> torch.Tensor:
         """Scores [B, N + 1] against every item (``item_table`` from ``scoring_table``); padding column -inf."""
@@ -351,14 +375,17 @@ class HybridRecommender(
         cloze_per_row: float | None = None,
         candidates: torch.Tensor | None = None,
     ) -> RecommenderOutput:
-        """History [B, L] -> user vectors; with targets [B], the training loss too. ``contrastive`` turns on PRL's
-        noisy second view (after its warm-up). A target [B, L] (next item at every position, 0 at padding)
-        trains with the per-position loss of ``loss_positions='all'``. ``cloze_per_row``: see
-        :meth:`cloze_per_row`; None averages over this forward's masked positions. ``candidates``: see
-        :meth:`batch_items` (encoders that encode only the batch's items)."""
+        """History [B, L] -> user vectors; with targets [B], the training loss too. Every trained reasoning step
+        runs here (training's view); ``user_vectors``, ``recommend`` and evaluation run the configured
+        ``inference_steps`` instead, when set. ``contrastive`` turns on PRL's noisy second view (after its
+        warm-up). A target [B, L] (next item at every position, 0 at padding) trains with the per-position loss
+        of ``loss_positions='all'``. ``cloze_per_row``: see :meth:`cloze_per_row`; None averages over this
+        forward's masked positions. ``candidates``: see :meth:`batch_items` (encoders that encode only the
+        batch's items)."""
         if target is not None and target.ndim == 2:
             return self.all_positions_forward(history, target, contrastive)
         if target is None:
+            self.check_history(history)
             states = self.user_states(history)
             return RecommenderOutput(user_vector=self.aggregate(states), user_states=states)
         batch = self.training_batch(history, target, candidates)
@@ -463,6 +490,8 @@ class HybridRecommender(
         if self.catalogue is None:
             raise ValueError("this model has no item catalogue; load one with from_pretrained or set .catalogue")
         size = len(self.catalogue)
+        if size != self.num_items:
+            raise ValueError(f"the catalogue has {size} items but the model {self.num_items}{OUT_OF_STEP}")
         new_ids = self.catalogue.add(texts, item_ids, titles)  # validates before anything changes
         if not new_ids:
             return []
@@ -475,6 +504,12 @@ class HybridRecommender(
             warnings.warn(
                 f"new items share the names {shadowed[:3]} with items already there: a history can name those items "
                 "only by id now. Give the new items other titles (titles=...) to keep naming them.",
+                stacklevel=2,
+            )
+        if named := self.catalogue.ids_naming_others(new_ids):
+            warnings.warn(
+                f"new item ids {named[:3]} are also titles of other items: a history giving one of those titles "
+                "exactly now means the new item. Give the new items other ids to keep naming the old ones.",
                 stacklevel=2,
             )
         return new_ids
@@ -491,11 +526,42 @@ class HybridRecommender(
         refuse_unsaveable(self, Path(save_directory))  # before huggingface_hub's mixin makes or clears the folder
         return super().save_pretrained(save_directory, *args, **kwargs)
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str = "Upload hybrid-rearec model",
+        private: bool | None = None,
+        token: str | None = None,
+        branch: str | None = None,
+        create_pr: bool | None = None,
+        config: dict | None = None,
+        model_card_kwargs: dict | None = None,
+        **patterns,
+    ) -> str:
+        """Upload the folder ``save_pretrained`` writes, as ``scripts/push_to_hub.py`` does (``hub.push_folder``):
+        the card names ``repo_id`` and no local path of this machine goes up. Returns the commit's URL.
+        huggingface_hub's ``config`` and ``model_card_kwargs`` are not used (the model writes its own files)."""
+        if patterns:  # allow/ignore/delete patterns would upload part of a folder that loads only whole
+            raise TypeError(f"push_to_hub uploads the whole model folder; unexpected argument(s) {sorted(patterns)}")
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder)
+            return push_folder(
+                Path(folder),
+                repo_id,
+                private=private,
+                token=token,
+                commit_message=commit_message,
+                branch=branch,
+                create_pr=create_pr,
+            )
+
     def _save_pretrained(self, save_directory: Path) -> None:
         save_folder(self, save_directory)
         model_card(self).save(Path(save_directory) / "README.md")
 
     def generate_model_card(self, *args, **kwargs):
+        """The model card ``save_pretrained`` writes as README.md (huggingface_hub's arguments are not used)."""
         return model_card(self)
 
     @classmethod
@@ -514,6 +580,12 @@ class HybridRecommender(
         """Load a folder written by ``save_pretrained``, or download a Hub repo holding one (the download
         arguments mean what they mean in huggingface_hub; a local folder needs none). ``map_location``: the
         device the tensors are loaded onto. Strict: a missing or unexpected weight is an error."""
+        if not isinstance(pretrained_model_name_or_path, (str, os.PathLike)):
+            raise TypeError(
+                "from_pretrained takes a folder written by save_pretrained or a Hub repo id, got "
+                f"{pretrained_model_name_or_path!r}"
+            )
+        check_device(map_location)
         if kwargs:
             raise TypeError(
                 f"unexpected argument(s) {sorted(kwargs)}; from_pretrained takes {', '.join(HUB_ARGUMENTS)}"
@@ -527,6 +599,16 @@ class HybridRecommender(
             local_files_only=local_files_only,
         )
         return load_folder(cls, folder).to(map_location)
+
+
+def check_device(device: str | torch.device) -> None:
+    """Refuse a device torch cannot name or this machine lacks, before a model is built for it."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"map_location {device!r} is no device: use 'cpu', 'cuda', 'cuda:1' or 'mps'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"map_location {str(device)!r}, but torch sees no CUDA device here: use 'cpu'")
 
 
 def masked_outputs(prefill: torch.Tensor, cloze: torch.Tensor, history: torch.Tensor) -> tuple:

@@ -131,14 +131,20 @@ def run_folder_given(folder: Path) -> str:
 
 def read_config(folder: Path) -> tuple[ModelConfig, dict]:
     raw = _read_json(folder / CONFIG, "it holds the model configuration")
+    if not isinstance(raw, dict):
+        raise ModelFileError(
+            f"{folder / CONFIG} holds no JSON object (a {type(raw).__name__}); re-save or re-download."
+        )
     if "format_version" not in raw and {"data", "train"} <= raw.keys():
         raise ModelFileError(run_folder_given(folder))
     version = raw.get("format_version")
-    if version != FORMAT_VERSION or not isinstance(raw.get("model"), dict):
+    if version != FORMAT_VERSION:
         raise ModelFileError(
             f"{folder / CONFIG} has format_version {version!r}, but this hybrid-rearec reads version "
             f"{FORMAT_VERSION}: load it with the hybrid-rearec version that saved it, or re-save the model."
         )
+    if not isinstance(raw.get("model"), dict):
+        raise ModelFileError(f"{folder / CONFIG} has no 'model' settings; re-save or re-download the model.")
     lacking = [key for key in ("num_items", "max_history") if not isinstance(raw.get(key), int)]
     if lacking:
         raise ModelFileError(f"{folder / CONFIG} lacks the integer(s) {lacking}; re-save or re-download the model.")

@@ -33,6 +33,13 @@ class Recommendation:
     titles: list[str]
 
 
+# Said wherever a model and its catalogue disagree in size (items added to the catalogue alone, most often).
+OUT_OF_STEP = (
+    ": add items with model.add_items (it gives the model their vectors), not model.catalogue.add; load the "
+    "model again to undo"
+)
+
+
 class ItemCatalogue:
     """Raw item ids, texts and titles of items 1..N, in the model's index order."""
 
@@ -42,6 +49,10 @@ class ItemCatalogue:
         item_texts: Sequence[str] | None = None,
         item_titles: Sequence[str] | None = None,
     ):
+        """Items 1..N by their raw ids, with their texts (default: empty) and titles (default: the texts)."""
+        for name, values in (("item_ids", item_ids), ("item_texts", item_texts), ("item_titles", item_titles)):
+            if isinstance(values, (str, bytes)):  # a string is a sequence of characters, not of items
+                raise TypeError(f"{name} must be a list, one entry per item, got the string {values[:40]!r}")
         self.item_ids = [str(i) for i in item_ids]
         self.item_texts = list(item_texts) if item_texts is not None else [""] * len(self.item_ids)
         self.item_titles = list(item_titles) if item_titles else list(self.item_texts)
@@ -53,17 +64,22 @@ class ItemCatalogue:
 
     @classmethod
     def from_dataset(cls, dataset) -> ItemCatalogue:
+        """The catalogue of a RecDataset (its items in index order), as training saves it with the model."""
         return cls(dataset.item_ids, dataset.item_texts, dataset.item_titles or None)
 
     def to_dict(self) -> dict[str, list[str]]:
+        """The lists catalogue.json holds."""
         return {"item_ids": self.item_ids, "item_texts": self.item_texts, "item_titles": self.item_titles}
 
     def __len__(self) -> int:
         return len(self.item_ids)
 
-    def add(self, texts: Sequence[str], item_ids: Sequence[str] | None = None, titles: Sequence[str] | None = None):
-        """Append new items; ids default to 'new-1', 'new-2', ... (unused ones). Returns their ids. Everything
-        is checked before anything changes."""
+    def add(
+        self, texts: Sequence[str], item_ids: Sequence[str] | None = None, titles: Sequence[str] | None = None
+    ) -> list[str]:
+        """Append new items to the catalogue alone; ids default to 'new-1', 'new-2', ... (unused ones). Returns
+        their ids. Everything is checked before anything changes. A model's items are added with
+        ``model.add_items``, which calls this and gives the model their vectors."""
         texts, item_ids, titles = (new_item_list(v, name) for v, name in ((texts, "texts"), (item_ids, "item_ids"),
                                    (titles, "titles")))  # fmt: skip
         if any(not isinstance(text, str) for text in texts) or titles and any(not isinstance(t, str) for t in titles):
@@ -99,6 +115,12 @@ class ItemCatalogue:
         item, old or new: a history can no longer name either of them."""
         new = set(item_ids)
         return sorted(name for name, items in self.names().items() if len(items) > 1 and new.intersection(items))
+
+    def ids_naming_others(self, item_ids: Sequence[str]) -> list[str]:
+        """Those of ``item_ids`` that are also another item's title or text: ``resolve`` takes an id first, so
+        a history giving that name exactly now means the new item."""
+        names = self.names()
+        return sorted(item for item in item_ids if set(names.get(item.casefold(), [])) - {item})
 
     def names(self) -> dict[str, list[str]]:
         """Each title and text, case-folded, -> the ids of the items that carry it."""
@@ -215,7 +237,7 @@ def recommend(
     """Top-``k`` items (at most the whole catalogue) for each history of raw item ids, oldest first. With
     ``exclude_history`` a history's own items are never returned, so a list may hold fewer than ``k``."""
     if len(catalogue) != model.num_items:
-        raise ValueError(f"the catalogue has {len(catalogue)} items but the model {model.num_items}")
+        raise ValueError(f"the catalogue has {len(catalogue)} items but the model {model.num_items}{OUT_OF_STEP}")
     histories, k = check_histories(histories), min(check_k(k), len(catalogue))  # a small catalogue: all items
     if isinstance(exclude_history, (np.bool_, np.ndarray)) and np.ndim(exclude_history) == 0:  # numpy's True
         exclude_history = bool(exclude_history) if np.asarray(exclude_history).dtype == bool else exclude_history

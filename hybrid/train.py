@@ -66,8 +66,10 @@ __all__ = ["train", "train_step", "step_noise_seed"]  # the benchmarks time trai
 
 
 def train(data_config: DataConfig, model_config: ModelConfig, train_config: TrainConfig) -> dict:
-    """Train with early stopping on validation NDCG@10, then test the best model. Returns metrics.json. The
-    torch thread count it sets (--num_threads, or the cores per process) is put back when it returns."""
+    """Train with early stopping on validation NDCG@10, then test the best model. Returns metrics.json, whose
+    ``output_dir`` is the run folder (``HybridRecommender.from_pretrained(Path(output_dir) / "model")`` loads
+    the best model). The torch thread count it sets (--num_threads, or the cores per process) is put back when
+    it returns."""
     check_configs(data_config, model_config, train_config)
     threads = torch.get_num_threads()
     try:
@@ -304,6 +306,7 @@ def collect_results(run: Run, test: EvalResult, valid_by_steps: dict[int, float]
         "train_log": state.train_log,
         "epoch_log": state.epoch_log,
         "launch_dir": os.getcwd(),  # where relative data paths start: the tools look there too
+        "output_dir": str(run.output_dir),  # the run folder, whose name may hold the time it started
     }
 
 

@@ -147,3 +147,34 @@ def test_a_model_folder_given_for_a_run_folder_names_the_run_folder(tmp_path, mo
     (run / "model").rename(alone)
     with pytest.raises(ModelFileError, match=rf"{alone} is a saved model folder.*no data config"):
         load_run(alone)
+
+
+def test_the_python_api_names_a_wrong_argument_instead_of_a_traceback():
+    config = ModelConfig(hidden_size=16, num_heads=2, num_layers=1, inner_size=32, reasoning_steps=1)
+    with pytest.raises(TypeError, match=r"config must be a ModelConfig, got a dict: ModelConfig\(\*\*settings\)"):
+        HybridRecommender({"hidden_size": 16}, 5)
+    with pytest.raises(ValueError, match="num_items must be a whole number >= 1.*got '5'"):
+        HybridRecommender(config, "5")
+    model = HybridRecommender(config, 5, max_history=4).eval()
+    with pytest.raises(TypeError, match=r"history must be an integer tensor \[B, L\].*got \(3,\)"):
+        model.user_vectors(torch.tensor([1, 2, 3]))
+    with pytest.raises(TypeError, match=r"history must be an integer tensor.*got list; recommend\(\) takes raw"):
+        model([[1, 2, 3]])
+    with pytest.raises(DataError, match=r"indexes outside 0..5 \(min 0, max 6\)"):
+        model.user_vectors(torch.tensor([[0, 6]]))
+    assert model.user_vectors(torch.tensor([[0, 5]])).shape == (1, 16)
+    with pytest.raises(TypeError, match="from_pretrained takes a folder written by save_pretrained .*got None"):
+        HybridRecommender.from_pretrained(None)
+    with pytest.raises(ValueError, match="map_location 'gpu' is no device: use 'cpu', 'cuda'"):
+        HybridRecommender.from_pretrained("any/model", map_location="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="map_location 'cuda', but torch sees no CUDA device here"):
+            HybridRecommender.from_pretrained("any/model", map_location="cuda")
+
+
+def test_a_catalogue_of_one_string_is_refused_not_split_into_characters():
+    with pytest.raises(TypeError, match="item_ids must be a list, one entry per item, got the string 'abc'"):
+        ItemCatalogue("abc")
+    with pytest.raises(TypeError, match="item_texts must be a list"):
+        ItemCatalogue(["a"], "A film")
+    assert ItemCatalogue(["abc"]).item_ids == ["abc"]

@@ -129,6 +129,19 @@ def test_evaluation_metrics_do_not_depend_on_the_memory_budget(csv_data_config, 
         assert torch.equal(chunked.ranks, unchunked.ranks) and chunked.metrics == unchunked.metrics
 
 
+def test_evaluate_refuses_a_whole_dataset_and_a_split_beyond_the_models_items(csv_data_config, tiny_model_config):
+    from hybrid_rearec.hybrid.data import build_dataset
+    from hybrid_rearec.hybrid.errors import DataError
+    from hybrid_rearec.hybrid.evaluate import evaluate
+
+    dataset = build_dataset(csv_data_config)
+    with pytest.raises(TypeError, match=r"takes a SplitData .*got a dataset: pass one of its splits, dataset.test"):
+        evaluate(HybridRecommender(tiny_model_config, dataset.num_items, 8), dataset, "test")
+    smaller = HybridRecommender(tiny_model_config, dataset.num_items - 1, 8)  # another catalogue
+    with pytest.raises(DataError, match=rf"item id {dataset.num_items} but the model knows {dataset.num_items - 1}"):
+        evaluate(smaller, dataset.test, "test")
+
+
 def test_running_top_k_equals_a_full_sort():
     from hybrid_rearec.hybrid.ranking import chunked_top_k
 

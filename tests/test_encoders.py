@@ -97,6 +97,8 @@ def test_text_encoder_padding_lookup_frozen_vectors_and_added_items(adaptor, pca
     encoder.add_items(vectors[3:])  # a new item, from its text alone
     assert encoder.num_items == 4 and torch.allclose(encoder.item_table()[:4], before, atol=1e-6)
     assert torch.isfinite(encoder.item_table()[4]).all() and encoder.item_table()[4].abs().sum() > 0
+    encoder.to(torch.bfloat16).add_items(vectors[3:])  # float32 vectors join a bf16 model's table in its dtype
+    assert encoder.text_vectors.dtype == torch.bfloat16 and encoder.item_table().dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize("fusion", ["sum", "concat", "gate"])

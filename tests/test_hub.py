@@ -1,6 +1,7 @@
 """Sharing trained models: save/load round trips in a fresh process, damaged folders, the Hub upload (network
 replaced at the HTTP transport only), the recommend API and CLI."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -145,6 +146,12 @@ def test_damaged_folders_name_the_file_and_nothing_is_overwritten(tmp_path, sequ
     config_path.write_text(json.dumps(config | {"format_version": 99}))
     with pytest.raises(ModelFileError, match=r"config\.json has format_version 99.*version that saved it"):
         HybridRecommender.from_pretrained(folder)
+    config_path.write_text(json.dumps(config | {"model": None}))
+    with pytest.raises(ModelFileError, match=r"config\.json has no 'model' settings; re-save"):
+        HybridRecommender.from_pretrained(folder)
+    config_path.write_text("[1, 2]")
+    with pytest.raises(ModelFileError, match=r"config\.json holds no JSON object \(a list\)"):
+        HybridRecommender.from_pretrained(folder)
     config_path.write_text(json.dumps(config | {"model": config["model"] | {"reasoning_depth": 3}}))
     with pytest.raises(ModelFileError, match=r"config\.json does not fit this hybrid-rearec version.*reasoning_depth"):
         HybridRecommender.from_pretrained(folder)
@@ -166,12 +173,61 @@ def test_damaged_folders_name_the_file_and_nothing_is_overwritten(tmp_path, sequ
         HybridRecommender.from_pretrained("nobody/no-such-model")
 
 
-def test_push_to_hub_uploads_exactly_the_saved_folder(tmp_path, sequential_csv, monkeypatch):
+@contextlib.contextmanager
+def mocked_hub(monkeypatch):
+    """The Hub's side of the HTTP connection, in memory: yields the requests seen and the files committed."""
     httpx2 = pytest.importorskip("httpx2", reason="the Hub client's HTTP library (huggingface_hub >= 1)")
+    import base64
+
     import huggingface_hub
     from huggingface_hub import constants
     from huggingface_hub.utils._http import hf_request_event_hook
 
+    requests, uploaded = [], {}
+
+    def hub(request):
+        requests.append((request.method, request.url.path, request.headers.get("authorization")))
+        path = request.url.path
+        if path.endswith("/api/repos/create"):
+            return httpx2.Response(200, json={"url": "https://huggingface.co/me/tiny", "name": "me/tiny"})
+        if "/preupload/" in path:
+            files = json.loads(request.content)["files"]
+            return httpx2.Response(
+                200,
+                json={"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]},
+            )
+        if "/commit/" in path:
+            for line in request.content.decode().splitlines():
+                entry = json.loads(line)
+                if entry["key"] == "file":
+                    uploaded[entry["value"]["path"]] = base64.b64decode(entry["value"]["content"])
+            return httpx2.Response(
+                200, json={"commitUrl": "https://huggingface.co/me/tiny/commit/1", "commitOid": "1" * 40}
+            )
+        return httpx2.Response(200, json={})
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    huggingface_hub.set_client_factory(
+        lambda: httpx2.Client(transport=httpx2.MockTransport(hub), event_hooks={"request": [hf_request_event_hook]})
+    )
+    try:
+        yield requests, uploaded
+    finally:
+        huggingface_hub.set_client_factory(huggingface_hub.utils._http.default_client_factory)
+
+
+def assert_uploaded_public(uploaded: dict, folder: Path, local: Path) -> None:
+    """The upload is ``folder`` byte for byte but for its card (naming me/tiny) and config (no ``local`` path)."""
+    saved = snapshot(folder)
+    card = saved.pop("README.md").decode()
+    assert uploaded.pop("README.md").decode() == card_for_repo(card, "me/tiny") != card  # the card names the repo
+    sent, kept = json.loads(uploaded.pop("config.json")), json.loads(saved.pop("config.json"))
+    assert str(local) in json.dumps(kept) and str(local) not in json.dumps(sent)  # no local folder leaks
+    assert sent == kept | {"results": public(kept["results"])} and sent["results"]["train_config"]["data"]["dataset"]
+    assert uploaded == saved  # every other file of the saved folder, byte for byte, nothing else
+
+
+def test_push_to_hub_uploads_exactly_the_saved_folder(tmp_path, sequential_csv, monkeypatch):
     sys.path.insert(0, str(ROOT / "scripts"))
     from push_to_hub import push
 
@@ -188,50 +244,22 @@ def test_push_to_hub_uploads_exactly_the_saved_folder(tmp_path, sequential_csv, 
     with pytest.raises(ModelFileError, match="model.safetensors"):
         push(str(run), "me/tiny", token="hf_test")
     weights.write_bytes(whole)
-
-    requests, uploaded = [], {}
-
-    def hub(request):  # the Hub's side of the HTTP connection
-        requests.append((request.method, request.url.path, request.headers.get("authorization")))
-        path = request.url.path
-        if path.endswith("/api/repos/create"):
-            return httpx2.Response(200, json={"url": "https://huggingface.co/me/tiny", "name": "me/tiny"})
-        if "/preupload/" in path:
-            files = json.loads(request.content)["files"]
-            return httpx2.Response(
-                200,
-                json={"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]},
-            )
-        if "/commit/" in path:
-            import base64
-
-            for line in request.content.decode().splitlines():
-                entry = json.loads(line)
-                if entry["key"] == "file":
-                    uploaded[entry["value"]["path"]] = base64.b64decode(entry["value"]["content"])
-            return httpx2.Response(
-                200, json={"commitUrl": "https://huggingface.co/me/tiny/commit/1", "commitOid": "1" * 40}
-            )
-        return httpx2.Response(200, json={})
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    huggingface_hub.set_client_factory(
-        lambda: httpx2.Client(transport=httpx2.MockTransport(hub), event_hooks={"request": [hf_request_event_hook]})
-    )
-    try:
+    with mocked_hub(monkeypatch) as (requests, uploaded):
         url = push(str(run), "me/tiny", private=True, token="hf_test")
-    finally:
-        huggingface_hub.set_client_factory(huggingface_hub.utils._http.default_client_factory)
     assert "commit" in url
-    saved = snapshot(run / "model")
-    card = saved.pop("README.md").decode()
-    assert uploaded.pop("README.md").decode() == card_for_repo(card, "me/tiny") != card  # the card names the repo
-    sent, kept = json.loads(uploaded.pop("config.json")), json.loads(saved.pop("config.json"))
-    assert str(tmp_path) in json.dumps(kept) and str(tmp_path) not in json.dumps(sent)  # no local folder leaks
-    assert sent == kept | {"results": public(kept["results"])} and sent["results"]["train_config"]["data"]["dataset"]
-    assert uploaded == saved  # every other file of the saved folder, byte for byte, nothing else
+    assert_uploaded_public(uploaded, run / "model", tmp_path)
     created = [r for r in requests if r[1].endswith("/api/repos/create")]
     assert created and all(r[2] == "Bearer hf_test" for r in created)
+
+
+def test_the_models_own_push_to_hub_uploads_what_the_script_does(tmp_path, sequential_csv, monkeypatch):
+    run = train_tiny(tmp_path, sequential_csv, "id")
+    model = HybridRecommender.from_pretrained(run / "model")
+    with pytest.raises(TypeError, match="uploads the whole model folder.*'allow_patterns'"):
+        model.push_to_hub("me/tiny", token="hf_test", allow_patterns="*.json")
+    with mocked_hub(monkeypatch) as (_, uploaded):
+        assert "commit" in model.push_to_hub("me/tiny", token="hf_test")
+    assert_uploaded_public(uploaded, run / "model", tmp_path)  # no local path, the card names the repo
 
 
 def test_an_adapter_names_its_base_model_by_the_config_not_a_local_folder(tmp_path):
@@ -383,7 +411,16 @@ def test_add_items_checks_everything_before_it_changes_anything(tmp_path):
     with pytest.warns(UserWarning, match="share the names \\['twin film'\\]"):  # two new items alike
         model.add_items(["Twin film", "twin film"])
     assert model.num_items == len(model.catalogue) == size + 3
+    other_title = model.catalogue.item_titles[1]
+    with pytest.warns(UserWarning, match="new item ids .* are also titles of other items"):
+        model.add_items(["A sequel"], item_ids=[other_title])  # its id is another item's title
+    assert model.catalogue.resolve(other_title) == other_title != model.catalogue.item_ids[1]
+    model.catalogue.add(["Only in the catalogue"])  # not through the model: the two are out of step
+    for call in (lambda: model.recommend([[model.catalogue.item_ids[0]]]), lambda: model.add_items(["More"])):
+        with pytest.raises(ValueError, match=f"has {size + 5} items but the model {size + 4}: add items with model"):
+            call()
+    model.catalogue.truncate(size + 4)
     model.catalogue = ItemCatalogue(model.catalogue.item_ids[:3])
-    with pytest.raises(ValueError, match=f"the catalogue has 3 items but the model {size + 3}"):
+    with pytest.raises(ValueError, match=f"the catalogue has 3 items but the model {size + 4}"):
         model.save_pretrained(tmp_path / "other")
     assert not (tmp_path / "other").exists()

@@ -9,6 +9,7 @@ from hybrid_rearec.encoders.lm_lora import LoRALMItemEncoder
 from hybrid_rearec.encoders.text import resolve_text_model
 from hybrid_rearec.foundation.errors import ConfigError
 from hybrid_rearec.hybrid.model import HybridRecommender
+from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaModel, Qwen2Config, Qwen2Model
 
 from tests.tester import RecommenderTester, tiny_config
@@ -106,6 +107,11 @@ def test_adapter_saves_and_reloads_in_peft_format(tokenizer, tmp_path):
     assert any("lora_B" in name for name, _ in peft_model.named_parameters())  # peft reads it directly
     with pytest.raises(FileNotFoundError, match="adapter_config.json is missing"):
         fresh.load_adapter(tmp_path)
+    weights = tmp_path / "adapter" / "adapter_model.safetensors"
+    tensors = load_file(weights)
+    save_file(dict(list(tensors.items())[1:]), weights)  # one LoRA weight lost
+    with pytest.raises(ValueError, match=r"lacks 1 LoRA weight\(s\)"):
+        fresh.load_adapter(tmp_path / "adapter")
 
 
 @pytest.mark.parametrize("kind,pooling", [("bert", "mean"), ("qwen2", "last_token")])

@@ -99,7 +99,8 @@ def test_a_run_that_stopped_before_its_first_checkpoint_starts_again(
     (run / "config.json").write_text('{"data": {}, "train": {}}')
     with pytest.raises(ConfigError, match="no complete checkpoint"):
         train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=1, resume="latest"))
-    train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=1))  # no flag needed
+    results = train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=1))  # no flag needed
+    assert results["output_dir"] == str(run)  # where a caller finds model/
     out = capsys.readouterr().out
     assert "stopped before its first checkpoint: starting it again" in out
     # said when training starts (the final report says the folder alone): an interrupted run can be continued
