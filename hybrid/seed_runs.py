@@ -58,17 +58,22 @@ def run_settings_that_matter(run: Path) -> dict[str, object]:
     """A run's data and model settings and the training settings that can change its figures, seed aside (read
     from its config.json; {} for a run without one)."""
     path = run / "config.json"
-    sections = read_run_json(path) if path.exists() else {}
+    settings = settings_that_matter(read_run_json(path) if path.exists() else {})
+    metrics = run / "metrics.json"  # the precision the run had: `accelerate launch --mixed_precision` sets it too
+    ran = read_run_json(metrics).get("mixed_precision") if metrics.exists() else None
+    return settings | ({"run.mixed_precision": ran} if ran is not None else {})
+
+
+def settings_that_matter(sections: dict) -> dict[str, object]:
+    """{'section.key': value} of a run's config sections (as config.json holds them), without the settings
+    that cannot change its figures and the seed."""
     ignored = IGNORED_CHANGES | {"train": set(NOT_A_SETTING)}
-    settings = {
+    return {
         f"{section}.{key}": value
         for section, skip in ignored.items()
         for key, value in sections.get(section, {}).items()
         if key not in skip
     }
-    metrics = run / "metrics.json"  # the precision the run had: `accelerate launch --mixed_precision` sets it too
-    ran = read_run_json(metrics).get("mixed_precision") if metrics.exists() else None
-    return settings | ({"run.mixed_precision": ran} if ran is not None else {})
 
 
 def mixed_seed_runs(runs: list[Path]) -> list[str]:

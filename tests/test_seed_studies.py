@@ -172,8 +172,9 @@ def test_seed_groups_against_the_first_group(tmp_path):
     for seed, value in zip((1, 2), (0.066, 0.068)):
         write_run(tmp_path / "new" / f"seed-{seed}", value)
     text = compare.compare_seed_groups([str(tmp_path / "base"), str(tmp_path / "new")], "recall@5", 0.95, 1.05)
-    header, separator, base_row, new_row = text.splitlines()[3:]
-    assert text.startswith("protocol: P\nseeds are the samples; test recall@5\n\n")
+    header, separator, base_row, new_row = text.splitlines()[4:]
+    assert text.startswith("protocol: P\nnote: 5 run(s) have no config.json (e.g. ")  # settings not compared
+    assert "their settings were not compared\nseeds are the samples; test recall@5\n\n" in text
     assert separator == "|---|---:|---:|---:|---|---:|---:|" and "(95% test, 80% power)" in header
     assert base_row == f"| {tmp_path / 'base'} | 3 | 0.0620 ± 0.0020 | 1 | | | |"
     expected = compare_means([0.060, 0.062, 0.064], [0.066, 0.068])
@@ -184,6 +185,7 @@ def test_seed_groups_refuse_shared_runs_small_groups_and_mixed_protocols(tmp_pat
     for seed in (1, 2):
         write_run(tmp_path / "a" / f"seed-{seed}", 0.06)
         write_run(tmp_path / "other" / f"seed-{seed}", 0.06, protocol="Q")
+        write_run(tmp_path / "other2" / f"seed-{seed}", 0.07)
     write_run(tmp_path / "small" / "seed-1", 0.06)
     a = str(tmp_path / "a")
     with pytest.raises(DataError, match="twice in group"):
@@ -196,6 +198,35 @@ def test_seed_groups_refuse_shared_runs_small_groups_and_mixed_protocols(tmp_pat
         compare.read_seed_groups([a, f"{a},{tmp_path / 'smal'}"])
     with pytest.raises(DataError, match="different protocols"):
         compare.compare_seed_groups([a, str(tmp_path / "other")], "ndcg@10", 0.95)
+    with pytest.raises(DataError, match=r"a run of .*a has no test mrr@50 \(it has .*ndcg@10"):  # a traceback before
+        compare.compare_seed_groups([a, str(tmp_path / "small") + "," + str(tmp_path / "other2")], "mrr@50", 0.95)
+
+
+def test_seed_groups_on_other_rows_than_the_protocol_line_shows_are_refused(tmp_path):
+    for group, cold_seed in (("a", 0), ("b", 1), ("c", 0)):  # a cold_items split with other cold items
+        for seed in (1, 2):
+            run = tmp_path / group / f"seed-{seed}"
+            write_run(run, 0.06 + seed / 1000)
+            seed_config(run, seed)
+            config = json.loads((run / "config.json").read_text())
+            config["data"] |= {"split": "cold_items", "cold_seed": cold_seed}
+            (run / "config.json").write_text(json.dumps(config))
+    groups = [str(tmp_path / name) for name in "abc"]
+    with pytest.raises(DataError, match=r"not evaluated on the same rows: data.cold_seed: 0 in .*a/seed-1; 1 in"):
+        compare.compare_seed_groups(groups, "ndcg@10", 0.95)
+    assert "1.000x" in compare.compare_seed_groups([groups[0], groups[2]], "ndcg@10", 0.95)
+    metrics = tmp_path / "c" / "seed-1" / "metrics.json"  # another dataset of the same sizes in the protocol
+    metrics.write_text(json.dumps(json.loads(metrics.read_text()) | {"data": {"interactions": 99}}))
+    (tmp_path / "a" / "seed-1" / "metrics.json").write_text(metrics.read_text().replace("99", "98"))
+    with pytest.raises(DataError, match=r"interactions \(metrics.json data\): 98 in"):
+        compare.compare_seed_groups([groups[0], groups[2]], "ndcg@10", 0.95)
+    with pytest.raises(DataError, match="not evaluated on the same rows"):
+        compare.compare_runs([tmp_path / "a" / "seed-1", tmp_path / "c" / "seed-1"])
+
+
+def test_levels_and_small_p_values_are_printed_as_they_are():
+    assert compare.percent(0.975) == "97.5%" and compare.percent(0.95) == "95%" and compare.percent(0.999) == "99.9%"
+    assert compare.p_text(0.0001) == "<0.001" and compare.p_text(0.0123) == "0.012"
 
 
 def test_an_unplannable_target_says_why_in_its_cell():
@@ -215,7 +246,7 @@ def test_a_seed_group_of_other_settings_or_a_repeated_seed_is_refused_and_the_su
         for index, (seed, size) in enumerate(zip(seed_list, sizes)):
             write_run(tmp_path / folder / f"seed-{index}", 0.06 + index / 1000)
             seed_config(tmp_path / folder / f"seed-{index}", seed, size)
-    assert len(compare.read_seed_groups([str(tmp_path / "same")])[str(tmp_path / "same")]) == 3
+    assert len(compare.read_seed_groups([str(tmp_path / "same")])[0][str(tmp_path / "same")]) == 3
     with pytest.raises(
         DataError, match=r"mixed is not one setting.*model.hidden_size differs \(16 in seed-0, seed-1; 32 in seed-2\)"
     ):
@@ -285,3 +316,31 @@ def test_seeds_command_says_when_every_seed_failed_and_refuses_a_missing_preset(
     absent = subprocess.run([sys.executable, str(script), "--summarise", str(tmp_path / "typo")],
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert absent.returncode == 2 and "typo' is no folder: give a seeds.py --output" in absent.stderr
+
+
+def test_a_finished_or_kept_seed_trained_with_other_settings_is_refused_not_reported_as_this_one(tmp_path, capsys):
+    from hybrid_rearec.hybrid.config import parse_configs, to_dict
+
+    preset = tmp_path / "p.json"
+    preset.write_text(json.dumps({"epochs": 5, "reasoning_steps": 2, "reasoning_method": "erl"}))
+    for folder in ("out/seed-1", "kept/seed-2"):
+        write_run(tmp_path / folder, 0.05)
+        trained = to_dict(*parse_configs(["--config", str(preset), "--seed", folder[-1], "--output_dir", folder]))
+        (tmp_path / folder / "config.json").write_text(json.dumps(trained))
+    same = seeds.run_seeds(tmp_path / "out", [1, 2], str(preset), ["--num_threads", "1"], keep=tmp_path / "kept")
+    assert same == [] and "seed 1: finished earlier" in capsys.readouterr().out  # threads change no figure
+    failed = seeds.run_seeds(tmp_path / "out", [1, 2], str(preset), ["--reasoning_method", "prl"], tmp_path / "kept")
+    said = capsys.readouterr().err
+    assert failed == [1, 2] and "model.reasoning_method: 'erl' there, 'prl' now" in said
+    assert f"seed 2: {tmp_path / 'kept' / 'seed-2'} was trained with other settings" in said
+
+
+def test_the_summary_says_a_single_seeds_std_is_unknown_and_names_a_mix_of_protocols(tmp_path):
+    write_run(tmp_path / "one" / "seed-1", 0.07)
+    text = seeds.summarise(tmp_path / "one")
+    assert "0.0800 ± n/a" in text and "± 0.0000" not in text  # valid ndcg@10: one seed has no spread
+    summary = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert summary["seeds"] == 1 and summary["std_test"]["ndcg@10"] is None
+    write_run(tmp_path / "one" / "seed-2", 0.07, protocol="Q")  # the same data? another catalogue, other rows
+    assert "**Not one protocol over seeds**: seed-1: P; seed-2: Q." in seeds.summarise(tmp_path / "one")
+    assert json.loads((tmp_path / "one" / "summary.json").read_text())["std_test"]["ndcg@10"] == 0.0

@@ -8,6 +8,7 @@ with Fieller's interval and Welch's p-value, and optionally by how many seeds wo
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,11 @@ from ..seed_stats import MeanComparison, compare_means, seeds_needed
 from ..tables import markdown_table
 
 METRIC_KEYS = ("test", "protocol", "best_epoch", "epochs_run", "seconds_per_epoch")  # what compare_runs reads
+# What decides a run's evaluation rows beyond the protocol line (which names the split, the catalogue's and the
+# rows' sizes): the split's settings, and the data's own counts as metrics.json records them.
+SPLIT_SETTINGS = ("split", "k_core", "min_rating", "valid_time", "test_time", "cold_fraction", "cold_selection",
+                  "cold_seed")  # fmt: skip
+SPLIT_STATS = ("users", "items", "interactions", "valid_rows", "test_rows")
 
 
 def run_label(run: Path, taken: dict) -> str:
@@ -38,6 +44,48 @@ def shared_protocol(results: Sequence[dict]) -> str:
     return protocols.pop()
 
 
+def split_of(run: Path) -> dict[str, object]:
+    """A run's split settings (config.json) and data counts (metrics.json), those it records."""
+    config = run / "config.json"
+    data = read_run_json(config).get("data", {}) if config.exists() else {}
+    stats = read_run_json(run / "metrics.json").get("data") or {}
+    settings = {f"data.{key}": data[key] for key in SPLIT_SETTINGS if key in data}
+    return settings | {f"{key} (metrics.json data)": stats[key] for key in SPLIT_STATS if key in stats}
+
+
+def shared_split(runs: Sequence[Path]) -> None:
+    """Refuse runs whose test rows differ where the protocol line cannot show it (a cold_items split with other
+    cold items, another dataset of the same size). A key some runs do not record is compared among the others."""
+    found: dict[str, dict[str, list[Path]]] = {}
+    for run in runs:
+        for key, value in split_of(run).items():
+            found.setdefault(key, {}).setdefault(json.dumps(value), []).append(run)
+    differ = [
+        f"{key}: " + "; ".join(f"{value} in {holders[0]}" for value, holders in values.items())
+        for key, values in found.items()
+        if len(values) > 1
+    ]
+    if differ:
+        raise DataError("the runs were not evaluated on the same rows: " + " / ".join(differ[:3]))
+
+
+def unchecked_settings(runs: Sequence[Path]) -> str:
+    """A note on runs without config.json, whose settings could not be compared ('' when every run has one)."""
+    lacking = [str(run) for run in runs if not (run / "config.json").exists()]
+    if not lacking:
+        return ""
+    return f"note: {len(lacking)} run(s) have no config.json (e.g. {lacking[0]}): their settings were not compared\n"
+
+
+def percent(fraction: float) -> str:
+    """0.95 -> '95%', 0.975 -> '97.5%' (never rounded into another level)."""
+    return f"{fraction * 100:g}%"
+
+
+def p_text(p_value: float) -> str:
+    return "<0.001" if p_value < 0.0005 else f"{p_value:.3f}"
+
+
 def ratio_interval(comparison: MeanComparison) -> str:
     """The ratio's interval as the table prints it."""
     if not comparison.ratio_bounded:
@@ -54,10 +102,10 @@ def planned_seeds(base: list[float], group: list[float], target_ratio: float, co
         return f"({error})"
 
 
-def read_seed_groups(folders: Sequence[str]) -> dict[str, list[dict]]:
-    """Each folder's finished seed runs' metrics.json as one group ("a,b": the seeds of both folders). A run
-    counted twice would narrow the interval falsely, and one shared by two groups breaks Welch's independent
-    samples, so both are refused; so is a group of fewer than 2 seeds."""
+def read_seed_groups(folders: Sequence[str]) -> tuple[dict[str, list[dict]], list[Path]]:
+    """Each folder's finished seed runs' metrics.json as one group ("a,b": the seeds of both folders), and the
+    runs. A run counted twice would narrow the interval falsely, and one shared by two groups breaks Welch's
+    independent samples, so both are refused; so is a group of fewer than 2 seeds."""
     groups, seen = {}, {}  # seen: each run (resolved) -> (index, name) of the group that took it
     for index, folder in enumerate(folders):
         missing = [part for part in str(folder).split(",") if not Path(part).is_dir()]
@@ -85,7 +133,7 @@ def read_seed_groups(folders: Sequence[str]) -> dict[str, list[dict]]:
                 "train more seeds with scripts/seeds.py"
             )
         groups[str(folder)] = [read_run_json(run / "metrics.json", ("test", "protocol")) for run in runs]
-    return groups
+    return groups, [Path(run) for run in seen]
 
 
 def seed_group_table(
@@ -98,9 +146,11 @@ def seed_group_table(
     """Each group's mean ± std and, against the first, the ratio with its interval and Welch's p (and with
     ``target_ratio``, the seeds per group needed to show that ratio at ``power``)."""
     base_name, base = next(iter(values.items()))
-    level = f"{confidence:.0%}"
+    level = percent(confidence)
     plan = (
-        [f"seeds per group to tell {target_ratio}x from 1x ({level} test, {power:.0%} power)"] if target_ratio else []
+        [f"seeds per group to tell {target_ratio}x from 1x ({level} test, {percent(power)} power)"]
+        if target_ratio
+        else []
     )
     rows = []
     for name, group in values.items():
@@ -111,7 +161,7 @@ def seed_group_table(
         comparison = compare_means(base, group, confidence)
         needed = [planned_seeds(base, group, target_ratio, confidence, power)] if plan else []
         rows.append([name, str(len(group)), spread, f"{comparison.ratio:.3f}x", ratio_interval(comparison),
-                     f"{comparison.p_value:.3f}", *needed])  # fmt: skip
+                     p_text(comparison.p_value), *needed])  # fmt: skip
     columns = ["group", "seeds", f"test {metric}, mean ± std", f"vs {base_name}", f"{level} interval of the ratio",
                "Welch p", *plan]  # fmt: skip
     return markdown_table(columns, rows, "lrrrlr" + "r" * len(plan))
@@ -121,11 +171,17 @@ def compare_seed_groups(
     folders: Sequence[str], metric: str, confidence: float, target_ratio: float | None = None, power: float = 0.8
 ) -> str:
     """The comparison of seed groups as printed: protocol, what the samples are, the table."""
-    groups = read_seed_groups(folders)
+    groups, runs = read_seed_groups(folders)
     protocol = shared_protocol([r for results in groups.values() for r in results])
+    shared_split(runs)
+    lacking = [(name, sorted(r["test"]["metrics"])) for name, results in groups.items() for r in results
+               if metric not in r["test"]["metrics"]]  # fmt: skip
+    if lacking:
+        name, has = lacking[0]
+        raise DataError(f"a run of {name} has no test {metric} (it has {', '.join(has)}): choose one of those")
     values = {name: [r["test"]["metrics"][metric] for r in results] for name, results in groups.items()}
     table = seed_group_table(values, metric, confidence, target_ratio, power)
-    return f"protocol: {protocol}\nseeds are the samples; test {metric}\n\n{table}"
+    return f"protocol: {protocol}\n{unchecked_settings(runs)}seeds are the samples; test {metric}\n\n{table}"
 
 
 def compare_runs(run_dirs: Sequence[str | Path]) -> str:
@@ -146,6 +202,7 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> str:
             )
         results[run_label(run, results)] = read_run_json(run / "metrics.json", METRIC_KEYS)
     protocol = shared_protocol(list(results.values()))
+    shared_split(runs)
     table = format_table({f"{name} test": r["test"]["metrics"] for name, r in results.items()})
     base_run, base = next(iter(results.items()))
     base_ndcg = base["test"]["metrics"]["ndcg@10"]

@@ -17,9 +17,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..checkpoint import checkpoint_folders
+from ..config import parse_configs, to_dict
 from ..errors import ConfigError, DataError
 from ..metrics import shared_metric_keys
-from ..seed_runs import finished_seed_runs, keep_run, mixed_seed_runs, read_run_json
+from ..seed_runs import (
+    finished_seed_runs,
+    keep_run,
+    mixed_seed_runs,
+    read_run_json,
+    run_settings_that_matter,
+    settings_that_matter,
+)
 from ..tables import markdown_table
 from .paths import TRAIN_SCRIPT
 
@@ -52,12 +60,39 @@ def run_seeds(
     failed = []
     for seed in seeds:
         run = folder / f"seed-{seed}"
-        if keep is not None and (keep / run.name / "metrics.json").exists():
+        kept = keep is not None and (keep / run.name / "metrics.json").exists()
+        earlier = keep / run.name if kept else run
+        if (earlier / "metrics.json").exists() and (changed := changed_settings(earlier, seed, config, extra)):
+            print(
+                f"seed {seed}: {earlier} was trained with other settings ({'; '.join(changed[:3])}): delete it to "
+                "train this seed again, or give another --output (and --keep).",
+                file=sys.stderr,
+            )
+            failed.append(seed)
+            continue
+        if kept:
             print(f"seed {seed}: kept earlier in {keep / run.name} (delete that folder to train it again)")
             continue
         if not train_seed(seed, run, config, extra) or (keep is not None and not keep_seed(seed, run, keep)):
             failed.append(seed)
     return failed
+
+
+def changed_settings(run: Path, seed: int, config: str | None, extra: Sequence[str]) -> list[str]:
+    """The settings that matter whose value in a finished run's config.json differs from what this command
+    asks for ('model.reasoning_method: 'erl' there, 'prl' now'); keys one side lacks (older runs) and the depth
+    chosen on validation are not compared. Empty when the command's settings do not parse: training says why."""
+    try:
+        asked = parse_configs([*(["--config", config] if config else []), *extra, "--seed", str(seed)])
+    except (ConfigError, DataError):
+        return []
+    wanted = settings_that_matter(json.loads(json.dumps(to_dict(*asked))))
+    there = run_settings_that_matter(run)
+    return [
+        f"{key}: {there[key]!r} there, {value!r} now"
+        for key, value in wanted.items()
+        if key in there and key != "model.inference_steps" and there[key] != value
+    ]
 
 
 def train_seed(seed: int, run: Path, config: str | None, extra: Sequence[str]) -> bool:
@@ -115,9 +150,13 @@ def run_passing_sigterm(command: list[str], stdout: int | None = None) -> int:
 
 
 def spread(values: Sequence[float]) -> str:
-    """``mean ± std`` (std 0 for a single seed)."""
-    deviation = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} ± {deviation:.4f}"
+    """``mean ± std`` (a single seed has no std: 'n/a')."""
+    deviation = f"{statistics.stdev(values):.4f}" if len(values) > 1 else "n/a"
+    return f"{statistics.mean(values):.4f} ± {deviation}"
+
+
+def std_or_none(values: Sequence[float]) -> float | None:
+    return statistics.stdev(values) if len(values) > 1 else None
 
 
 def group_metrics(metrics: dict[str, dict]) -> dict[str, GroupRuns]:
@@ -165,7 +204,9 @@ def summary_json(metrics: dict[str, dict], groups: dict[str, GroupRuns]) -> dict
             name: {"best_epoch": r["best_epoch"], "valid": r["valid"]["metrics"], "test": r["test"]["metrics"]}
             for name, r in metrics.items()
         },
+        "seeds": len(metrics),
         "mean_test": {k: statistics.mean(r["test"]["metrics"][k] for r in metrics.values()) for k in keys},
+        "std_test": {k: std_or_none([r["test"]["metrics"][k] for r in metrics.values()]) for k in keys},
         "mean_valid_ndcg@10": statistics.mean(r["valid"]["metrics"]["ndcg@10"] for r in metrics.values()),
         "protocol": next(iter(metrics.values()))["protocol"],
         "groups": {
@@ -191,6 +232,9 @@ def summarise(folder: Path) -> str:
     mixed = mixed_seed_runs(runs)
     if mixed:  # said, not refused: the summary shows what is there (compare.py --seed_groups refuses it)
         text += f"\n**Not one setting over seeds**: {'; '.join(mixed)}.\n"
+    protocols = {result["protocol"]: name for name, result in metrics.items()}
+    if len(protocols) > 1:  # the means above mix figures of different evaluations
+        text += "\n**Not one protocol over seeds**: " + "; ".join(f"{n}: {p}" for p, n in protocols.items()) + ".\n"
     groups = group_metrics(metrics)
     if groups:
         table = groups_table(groups, first["test"].get("random_ranking", {}))
