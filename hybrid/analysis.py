@@ -115,10 +115,12 @@ def analyse(
     )
 
 
-def write_report(analysis: Analysis, folder: Path, protocol: str) -> str:
-    """Markdown tables + PNG plots (NDCG@10 by group and step) into ``folder``; returns the Markdown."""
+def write_report(analysis: Analysis, folder: Path, protocol: str, split: str | None = None) -> str:
+    """Markdown tables + PNG plots (NDCG@10 by group and step) into ``folder``, replacing an earlier report
+    there; the files say which ``split`` they are of. Returns the Markdown."""
     folder.mkdir(parents=True, exist_ok=True)
-    lines = ["# Reasoning analysis", "", f"Protocol: {protocol}", "", "## Overall", "", format_table(analysis.overall)]
+    heading = f"# Reasoning analysis of the {split} split" if split else "# Reasoning analysis"
+    lines = [heading, "", f"Protocol: {protocol}", "", "## Overall", "", format_table(analysis.overall)]
     for title, groups, sizes in (
         ("Users by history length (quintile 1 = shortest)", analysis.by_history, analysis.group_sizes["history"]),
         (
@@ -145,6 +147,7 @@ def write_report(analysis: Analysis, folder: Path, protocol: str) -> str:
                 "group_sizes": analysis.group_sizes,
                 "grouping": GROUPING,
                 "protocol": protocol,
+                "split": split,
             },
             indent=2,
         )

@@ -78,6 +78,7 @@ def main() -> int:
             analyse(model, dataset, args.split, args.progress, exclude_history),
             Path(args.run_dir) / "analysis",
             result.protocol,
+            args.split,
         )
         print(text)
         print(f"written to {Path(args.run_dir) / 'analysis'}")
