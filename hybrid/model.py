@@ -282,8 +282,16 @@ class HybridRecommender(
     def check_history(self, history: torch.Tensor) -> None:
         """Refuse what is not a batch of item indexes [B, L] of this model (inference entry points only: a
         training step is not checked)."""
-        if not isinstance(history, torch.Tensor) or history.ndim != 2 or history.is_floating_point():
-            got = tuple(history.shape) if isinstance(history, torch.Tensor) else type(history).__name__
+        if (
+            not isinstance(history, torch.Tensor)
+            or history.ndim != 2
+            or history.dtype not in (torch.int64, torch.int32)
+        ):
+            got = (
+                f"{history.dtype} {tuple(history.shape)}"
+                if isinstance(history, torch.Tensor)
+                else type(history).__name__
+            )
             raise TypeError(
                 f"history must be an integer tensor [B, L] of item indexes (0 = padding, left-padded), got {got}; "
                 "recommend() takes raw item ids"
@@ -508,8 +516,9 @@ class HybridRecommender(
             )
         if named := self.catalogue.ids_naming_others(new_ids):
             warnings.warn(
-                f"new item ids {named[:3]} are also titles of other items: a history giving one of those titles "
-                "exactly now means the new item. Give the new items other ids to keep naming the old ones.",
+                f"new item ids {named[:3]} are also names of other items: a history giving one of them as spelled "
+                "here now means the new item (other spellings still name the old one). Give the new items other "
+                "ids to keep naming the old ones by that spelling.",
                 stacklevel=2,
             )
         return new_ids
@@ -542,8 +551,9 @@ class HybridRecommender(
         """Upload the folder ``save_pretrained`` writes, as ``scripts/push_to_hub.py`` does (``hub.push_folder``):
         the card names ``repo_id`` and no local path of this machine goes up. Returns the commit's URL.
         huggingface_hub's ``config`` and ``model_card_kwargs`` are not used (the model writes its own files)."""
-        if patterns:  # allow/ignore/delete patterns would upload part of a folder that loads only whole
-            raise TypeError(f"push_to_hub uploads the whole model folder; unexpected argument(s) {sorted(patterns)}")
+        given = sorted(name for name, value in patterns.items() if value is not None)
+        if given:  # allow/ignore/delete patterns would upload part of a folder that loads only whole
+            raise TypeError(f"push_to_hub uploads the whole model folder; unexpected argument(s) {given}")
         with tempfile.TemporaryDirectory() as folder:
             self.save_pretrained(folder)
             return push_folder(
@@ -602,7 +612,9 @@ class HybridRecommender(
 
 
 def check_device(device: str | torch.device) -> None:
-    """Refuse a device torch cannot name or this machine lacks, before a model is built for it."""
+    """Refuse a device torch cannot name or this machine lacks, before a model is built for it (None: CPU)."""
+    if device is None:
+        return
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError):

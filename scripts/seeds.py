@@ -53,10 +53,11 @@ def main() -> int:
         if not args.summarise:
             failed = run_seeds(folder, args.seeds, args.config, extra, keep)
         folder = keep or folder  # the summary of every kept seed, this machine's or not
-        if failed and not finished_seed_runs(folder):
+        left_out = [f"seed-{seed}" for seed in failed]  # a seed refused for other settings is not this one
+        if failed and not [run for run in finished_seed_runs(folder) if run.name not in left_out]:
             print(f"error: every seed failed ({failed}); their errors are above.", file=sys.stderr)
             return 1
-        print(summarise(folder))
+        print(summarise(folder, left_out))
     except (ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

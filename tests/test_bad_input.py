@@ -156,8 +156,11 @@ def test_the_python_api_names_a_wrong_argument_instead_of_a_traceback():
     with pytest.raises(ValueError, match="num_items must be a whole number >= 1.*got '5'"):
         HybridRecommender(config, "5")
     model = HybridRecommender(config, 5, max_history=4).eval()
-    with pytest.raises(TypeError, match=r"history must be an integer tensor \[B, L\].*got \(3,\)"):
+    with pytest.raises(TypeError, match=r"history must be an integer tensor \[B, L\].*got torch.int64 \(3,\)"):
         model.user_vectors(torch.tensor([1, 2, 3]))
+    with pytest.raises(TypeError, match=r"got torch.uint8 \(1, 2\)"):  # an embedding lookup takes int64/int32
+        model.user_vectors(torch.tensor([[1, 2]], dtype=torch.uint8))
+    assert model.user_vectors(torch.tensor([[1, 2]], dtype=torch.int32)).shape == (1, 16)
     with pytest.raises(TypeError, match=r"history must be an integer tensor.*got list; recommend\(\) takes raw"):
         model([[1, 2, 3]])
     with pytest.raises(DataError, match=r"indexes outside 0..5 \(min 0, max 6\)"):

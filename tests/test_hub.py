@@ -258,7 +258,7 @@ def test_the_models_own_push_to_hub_uploads_what_the_script_does(tmp_path, seque
     with pytest.raises(TypeError, match="uploads the whole model folder.*'allow_patterns'"):
         model.push_to_hub("me/tiny", token="hf_test", allow_patterns="*.json")
     with mocked_hub(monkeypatch) as (_, uploaded):
-        assert "commit" in model.push_to_hub("me/tiny", token="hf_test")
+        assert "commit" in model.push_to_hub("me/tiny", token="hf_test", delete_patterns=None)  # the Hub's default
     assert_uploaded_public(uploaded, run / "model", tmp_path)  # no local path, the card names the repo
 
 
@@ -412,7 +412,7 @@ def test_add_items_checks_everything_before_it_changes_anything(tmp_path):
         model.add_items(["Twin film", "twin film"])
     assert model.num_items == len(model.catalogue) == size + 3
     other_title = model.catalogue.item_titles[1]
-    with pytest.warns(UserWarning, match="new item ids .* are also titles of other items"):
+    with pytest.warns(UserWarning, match="new item ids .* are also names of other items: .* as spelled here"):
         model.add_items(["A sequel"], item_ids=[other_title])  # its id is another item's title
     assert model.catalogue.resolve(other_title) == other_title != model.catalogue.item_ids[1]
     model.catalogue.add(["Only in the catalogue"])  # not through the model: the two are out of step

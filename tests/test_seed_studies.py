@@ -333,6 +333,15 @@ def test_a_finished_or_kept_seed_trained_with_other_settings_is_refused_not_repo
     said = capsys.readouterr().err
     assert failed == [1, 2] and "model.reasoning_method: 'erl' there, 'prl' now" in said
     assert f"seed 2: {tmp_path / 'kept' / 'seed-2'} was trained with other settings" in said
+    changed = seeds.changed_settings(tmp_path / "out" / "seed-1", 1, str(preset), ["--inference_steps", "1"])
+    assert changed == ["model.inference_steps: None there, 1 now"]  # config.json holds the depth asked for
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "seeds.py"
+    done = subprocess.run([sys.executable, str(script), "--config", str(preset), "--seeds", "1", "--output",
+                           str(tmp_path / "out"), "--", "--reasoning_method", "prl"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 1 and "error: every seed failed ([1])" in done.stderr  # not summarised as this one
 
 
 def test_the_summary_says_a_single_seeds_std_is_unknown_and_names_a_mix_of_protocols(tmp_path):

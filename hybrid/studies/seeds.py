@@ -52,8 +52,9 @@ def run_seeds(
     """Train every seed not finished yet into FOLDER/seed-N, one process after another; a seed that fails is
     reported and the others still run. With ``keep``, each finished run's config.json and metrics.json are
     copied to KEEP/seed-N (a folder that outlives the machine, e.g. committed) and a seed kept there is not
-    trained again (its settings are not compared: summarise and compare.py name a mix). Returns the failed
-    seeds, those whose files could not be kept included."""
+    trained again. A finished or kept seed whose settings differ from the ones asked for is refused (a failed
+    seed, said with what differs). Returns the failed seeds: refused ones and those whose files could not be
+    kept included."""
     owned = [arg for arg in extra if arg.split("=")[0].replace("-", "_") in ("__seed", "__output_dir")]
     if owned:
         raise ConfigError(f"{owned[0]} is set per seed by seeds.py (--seeds, --output); remove it from the extras.")
@@ -80,8 +81,8 @@ def run_seeds(
 
 def changed_settings(run: Path, seed: int, config: str | None, extra: Sequence[str]) -> list[str]:
     """The settings that matter whose value in a finished run's config.json differs from what this command
-    asks for ('model.reasoning_method: 'erl' there, 'prl' now'); keys one side lacks (older runs) and the depth
-    chosen on validation are not compared. Empty when the command's settings do not parse: training says why."""
+    asks for ('model.reasoning_method: 'erl' there, 'prl' now'); keys one side lacks (older runs) are not
+    compared. Empty when the command's settings do not parse: training says why."""
     try:
         asked = parse_configs([*(["--config", config] if config else []), *extra, "--seed", str(seed)])
     except (ConfigError, DataError):
@@ -91,7 +92,7 @@ def changed_settings(run: Path, seed: int, config: str | None, extra: Sequence[s
     return [
         f"{key}: {there[key]!r} there, {value!r} now"
         for key, value in wanted.items()
-        if key in there and key != "model.inference_steps" and there[key] != value
+        if key in there and there[key] != value
     ]
 
 
@@ -209,6 +210,7 @@ def summary_json(metrics: dict[str, dict], groups: dict[str, GroupRuns]) -> dict
         "std_test": {k: std_or_none([r["test"]["metrics"][k] for r in metrics.values()]) for k in keys},
         "mean_valid_ndcg@10": statistics.mean(r["valid"]["metrics"]["ndcg@10"] for r in metrics.values()),
         "protocol": next(iter(metrics.values()))["protocol"],
+        "protocols": sorted({r["protocol"] for r in metrics.values()}),  # more than one: the means mix them
         "groups": {
             group: {
                 "runs": {name: {"rows": count, "test": values} for name, (count, values) in runs.items()},
@@ -219,9 +221,10 @@ def summary_json(metrics: dict[str, dict], groups: dict[str, GroupRuns]) -> dict
     }
 
 
-def summarise(folder: Path) -> str:
-    """Write FOLDER/summary.{md,json} from the finished seed runs; returns the Markdown."""
-    runs = finished_seed_runs(folder)
+def summarise(folder: Path, leave_out: Sequence[str] = ()) -> str:
+    """Write FOLDER/summary.{md,json} from the finished seed runs (but those named in ``leave_out``, e.g. seeds
+    refused for other settings); returns the Markdown."""
+    runs = [run for run in finished_seed_runs(folder) if run.name not in leave_out]
     if not runs:
         raise DataError(f"no finished runs under {folder}")
     metrics = {
@@ -232,9 +235,12 @@ def summarise(folder: Path) -> str:
     mixed = mixed_seed_runs(runs)
     if mixed:  # said, not refused: the summary shows what is there (compare.py --seed_groups refuses it)
         text += f"\n**Not one setting over seeds**: {'; '.join(mixed)}.\n"
-    protocols = {result["protocol"]: name for name, result in metrics.items()}
+    protocols: dict[str, list[str]] = {}
+    for name, result in metrics.items():
+        protocols.setdefault(result["protocol"], []).append(name)
     if len(protocols) > 1:  # the means above mix figures of different evaluations
-        text += "\n**Not one protocol over seeds**: " + "; ".join(f"{n}: {p}" for p, n in protocols.items()) + ".\n"
+        said = "; ".join(f"{', '.join(names)}: {protocol}" for protocol, names in protocols.items())
+        text += f"\n**Not one protocol over seeds**: {said}.\n"
     groups = group_metrics(metrics)
     if groups:
         table = groups_table(groups, first["test"].get("random_ranking", {}))
