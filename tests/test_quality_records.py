@@ -118,13 +118,13 @@ def test_stage_two_keeps_each_finished_run_and_skips_kept_ones(tmp_path, monkeyp
     assert (bert / "config.json").exists() and not (bert / "analysis").exists()  # no analysis for BERT4Rec
     trained = []
 
-    def train(preset: str, name: str, seed: str) -> Path:  # a finished run, as scripts/seeds.py leaves it
-        trained.append((preset, seed))
+    def train(preset: str, name: str, seed: str, threads: int) -> Path:  # a finished run, as seeds.py leaves it
+        trained.append((preset, seed, threads))
         return fake_run(runs / name / f"seed-{seed}", [] if name == "bert4rec" else ["valid", "test"], GROUPING)
 
     monkeypatch.setattr(script, "train", train)
-    assert script.lane(["sasrec", "bert4rec"], ["2020", "2021"], kept, tmp_path / "claims") == 2
-    assert trained == [("sasrec", "2021"), ("bert4rec", "2021")]
+    assert script.lane(["sasrec", "bert4rec"], ["2020", "2021"], kept, tmp_path / "claims", threads=2) == 2
+    assert trained == [("sasrec", "2021", 2), ("bert4rec", "2021", 2)]
     assert script.is_kept("bert4rec", "2021", kept) and script.lane(["sasrec"], ["2020"], kept, tmp_path) == 0
 
 

@@ -15,6 +15,7 @@ unfinished run's config.json and latest checkpoint into benchmarks/quality/scien
     python benchmarks/quality/scientific_stage2.py                      # one lane; start one per core
     python benchmarks/quality/scientific_stage2.py sasrec --seeds 2020  # only these presets or seeds
     python benchmarks/quality/scientific_stage2.py --carry              # before the session ends; commit
+    python benchmarks/quality/scientific_stage2.py lora_rearec --seeds 2024 --num_threads 2  # a last run alone
 """
 
 from __future__ import annotations
@@ -64,10 +65,11 @@ def claim(name: str, seed: str, claims: Path = CLAIMS) -> Iterator[bool]:
         yield True  # closing the file releases the lock
 
 
-def train(preset: str, name: str, seed: str, runs: Path = RUNS) -> Path:
+def train(preset: str, name: str, seed: str, runs: Path = RUNS, threads: int = 1) -> Path:
     config = f"configs/scientific_{preset}.json"
     command = [sys.executable, "scripts/seeds.py", "--config", config, "--seeds", seed, "--output", str(runs / name)]
-    code = run_passing_sigterm([*command, "--", "--num_threads", "1"], stdout=subprocess.DEVNULL)  # summary: test
+    command += ["--", "--num_threads", str(threads)]
+    code = run_passing_sigterm(command, stdout=subprocess.DEVNULL)  # its summary holds test figures: not shown
     if code != 0:
         raise SystemExit(f"{name} seed {seed} failed (exit {code}): its error is above")
     return runs / name / f"seed-{seed}"
@@ -130,7 +132,7 @@ def keep(run: Path, name: str, kept: Path = KEPT) -> Path:
     )
 
 
-def lane(presets: list[str], seeds: list[str], kept: Path = KEPT, claims: Path = CLAIMS) -> int:
+def lane(presets: list[str], seeds: list[str], kept: Path = KEPT, claims: Path = CLAIMS, threads: int = 1) -> int:
     """Train and keep every owed run of ``presets``, in order, skipping those kept or claimed elsewhere."""
     done = 0
     for preset in presets:
@@ -142,7 +144,8 @@ def lane(presets: list[str], seeds: list[str], kept: Path = KEPT, claims: Path =
                 if held and not is_kept(name, seed, kept):  # another lane may have kept it between the two looks
                     if restore(name, seed):
                         print(f"{name} seed {seed}: resumes from its carried checkpoint", flush=True)
-                    print(f"{name} seed {seed}: kept in {keep(train(preset, name, seed), name, kept)}", flush=True)
+                    run = train(preset, name, seed, threads=threads)
+                    print(f"{name} seed {seed}: kept in {keep(run, name, kept)}", flush=True)
                     shutil.rmtree(CARRIED / name / f"seed-{seed}", ignore_errors=True)  # kept: no longer carried
                     done += 1
     return done
@@ -153,6 +156,11 @@ def main() -> int:
     parser.add_argument("presets", nargs="*", metavar="PRESET", help=f"some of {', '.join(ORDER)} (default: all)")
     parser.add_argument("--seeds", nargs="+", choices=SEEDS, default=SEEDS, help="seeds to run (default: all)")
     parser.add_argument("--carry", action="store_true", help="only copy the unfinished runs' latest checkpoints")
+    parser.add_argument(
+        "--num_threads", type=int, default=1, metavar="N",
+        help="CPU threads per run (default: 1, one lane per core; 2 for a last run alone on two cores: threads may "
+        "change when a run resumes and change no setting that matters)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.carry:
         copies = carry()
@@ -161,7 +169,9 @@ def main() -> int:
     if unknown := sorted(set(args.presets) - set(ORDER)):
         parser.error(f"unknown presets {unknown}: name some of {', '.join(ORDER)}")
     try:
-        done = lane(args.presets or ORDER, args.seeds)
+        if args.num_threads < 1:
+            parser.error(f"--num_threads must be at least 1, got {args.num_threads}")
+        done = lane(args.presets or ORDER, args.seeds, threads=args.num_threads)
     except KeyboardInterrupt:  # Ctrl-C, or a SIGTERM passed on to the run being trained
         print("stopped: the same command goes on from here (the interrupted run resumes from its checkpoint)")
         return 130
