@@ -60,6 +60,7 @@ class TrainerState:
     train_log: list[dict] = field(default_factory=list)  # the loss every log_every steps
     epoch_log: list[dict] = field(default_factory=list)  # each epoch's loss, validation NDCG@10 and seconds
     epoch_loss_sum: float = 0.0  # summed loss of the epoch in progress (for its mean)
+    epoch_seconds_so_far: float = 0.0  # training seconds of the epoch in progress (its time counts them too)
     data_signature: str | None = None  # RecDataset.signature() of the data trained on (older checkpoints: None)
     text_signature: str | None = None  # RecDataset.text_signature() of its texts, for text encoders (else None)
     fixed_weights_signature: str | None = None  # of the weights it leaves out (a LoRA encoder's LM; else None)
@@ -276,9 +277,9 @@ def load_checkpoint(
         raise damaged(path, error) from error
     check_signatures(path, state, signatures or {})
     fixed = set()
-    if model is not None:  # the fixed names as the prepared model spells them (DDP: with its module. prefix)
-        inner = fixed_weight_names(accelerator.unwrap_model(model))
-        fixed = {name for name in model.state_dict() if name.removeprefix("module.") in inner}
+    if model is not None:  # accelerate saves and loads the unwrapped model (DDP's wrapper adds module.)
+        model = accelerator.unwrap_model(model)
+        fixed = fixed_weight_names(model)
     try:
         if model is not None:  # names checked as saved; only fixed ones may be missing (then loaded unstrictly)
             with safe_open(path / MODEL_FILE, "pt") as tensors:

@@ -93,6 +93,7 @@ class Run:
     best_valid_ranks: torch.Tensor | None = None  # [R] that epoch's validation ranks, checkpointed with it
     eval_loaders: dict[str, Iterable[torch.Tensor]] = field(default_factory=dict)  # this process's rows
     loss_sum: torch.Tensor | None = None  # this process's summed loss of the epoch in progress
+    epoch_started: float = 0.0  # perf_counter() when the epoch in progress would have started, had it run at once
 
     def eval_split(self, split: str, steps: int | None = None) -> EvalResult:
         return evaluate(
@@ -112,6 +113,8 @@ class Run:
         # The epoch's loss so far is reduced over processes once, and kept in the state and on the main process.
         total = self.accelerator.reduce(self.loss_sum.clone(), "sum").item()
         self.state.epoch_loss_sum, self.loss_sum = total, torch.zeros_like(self.loss_sum)
+        mid_epoch = self.state.batches_done > 0  # at an epoch's end fit has already moved on to the next
+        self.state.epoch_seconds_so_far = time.perf_counter() - self.epoch_started if mid_epoch else 0.0
         if self.accelerator.is_main_process:
             self.loss_sum += total
         extra = {} if self.best_weights is None else {CHECKPOINT_BEST_MODEL: self.best_weights}
@@ -164,7 +167,7 @@ def train_epoch(run: Run, rows: SplitData | SequenceRows) -> None:
     accelerator, config, state = run.accelerator, run.config, run.state
     epoch = state.epoch
     run.model.train()
-    started = time.perf_counter()
+    run.epoch_started = time.perf_counter() - state.epoch_seconds_so_far  # a resumed epoch's time so far
     bar = tqdm(
         total=rows.batches_per_epoch(config.batch_size, config.seed, epoch),
         initial=state.batches_done,
@@ -183,12 +186,12 @@ def train_epoch(run: Run, rows: SplitData | SequenceRows) -> None:
         noise_seed = step_noise_seed(config, state.step + 1)
         local_sum = train_step(run.model, run.optimizer, accelerator, rows, batch, config, contrastive, noise_seed)
         if not torch.isfinite(local_sum):
-            raise FloatingPointError(
-                f"the training loss became {local_sum.item()} at epoch {epoch}, step {state.step + 1}. Lower "
-                "--learning_rate, raise --temperature, or set --max_grad_norm (e.g. 1.0)."
+            raise FloatingPointError(  # on every process (train_step: NaN where another's loss was not finite)
+                f"the training loss became {local_sum.item()} at epoch {epoch}, step {state.step + 1} (no update "
+                "was made with it). Lower --learning_rate, raise --temperature, or set --max_grad_norm (e.g. 1.0)."
             )
         run.loss_sum += local_sum
-        if run.ema is not None:
+        if run.ema is not None and not accelerator.optimizer_step_was_skipped:  # fp16's scaler may skip a step
             run.ema.update()
         state.step += 1
         state.batches_done = index + 1
@@ -201,7 +204,7 @@ def train_epoch(run: Run, rows: SplitData | SequenceRows) -> None:
         if config.save_every_steps and state.step % config.save_every_steps == 0:
             run.checkpoint()
     bar.close()
-    state.epoch_seconds.append(time.perf_counter() - started)
+    state.epoch_seconds.append(time.perf_counter() - run.epoch_started)
 
 
 def validate(run: Run, rows: SplitData | SequenceRows) -> tuple[EvalResult, bool]:
@@ -267,12 +270,7 @@ def train_step(
     global_targets = train_rows.targets(batch.global_rows)  # rows, or the windows' scored positions
     width = train_rows.width(batch.global_rows)  # the same padding on every process
     loss_sum = torch.zeros((), device=accelerator.device)
-    if len(batch.rows) == 0:  # global batch smaller than the process count: join the all-reduce with zero weight
-        chunks, offsets, weights = [batch.global_rows[:1]], [0], [0.0]
-    else:
-        chunks = [c for c in batch.rows.tensor_split(config.gradient_accumulation_steps) if len(c)]
-        offsets = [batch.offset + sum(len(c) for c in chunks[:i]) for i in range(len(chunks))]
-        weights = [1.0] * len(chunks)
+    chunks, offsets, weights = micro_batches(batch, config.gradient_accumulation_steps, accelerator.num_processes)
     split = accelerator.num_processes > 1 or len(chunks) > 1  # a whole-batch forward sees everything itself
     shared = shared_by_slices(accelerator, model, train_rows, batch, width, noise_seed) if split else {}
     for index, (chunk, offset, weight) in enumerate(zip(chunks, offsets, weights)):
@@ -294,12 +292,42 @@ def train_step(
                 **shared,
             )
             accelerator.backward(output.loss * scale)
-        loss_sum += output.loss.detach() * targets * weight
+        if weight:  # a stand-in's loss is never counted (0 x inf would be NaN)
+            loss_sum += output.loss.detach() * targets
+    if not finite_everywhere(accelerator, loss_sum):  # no update: one process's NaN would reach every weight
+        optimizer.zero_grad(set_to_none=True)
+        return loss_sum if not torch.isfinite(loss_sum) else torch.full_like(loss_sum, float("nan"))
     if config.max_grad_norm is not None:
         accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss_sum
+
+
+def finite_everywhere(accelerator, loss_sum: torch.Tensor) -> bool:
+    """Whether every process's loss of the step is finite (the same answer on all of them)."""
+    finite = torch.isfinite(loss_sum).float()
+    if accelerator.num_processes > 1:
+        finite = accelerator.reduce(finite, "sum") / accelerator.num_processes
+    return bool(finite == 1)
+
+
+def micro_batches(
+    batch: ShardedBatch, accumulation: int, num_processes: int
+) -> tuple[list[torch.Tensor], list[int], list[float]]:
+    """This process's micro-batches of a global batch: their rows, offsets in the global batch and weights. Every
+    process runs as many (each forward and backward joins collectives: DDP's gradient all-reduce on the last,
+    PRL's gathers on each), so a slice with fewer rows than micro-batches, or none (a global batch smaller
+    than the process count), runs zero-weight stand-ins of one row in place of the missing ones."""
+    largest = -(-len(batch.global_rows) // num_processes)  # the first process's slice (data._sharded)
+    chunks, offsets, weights, offset = [], [], [], batch.offset
+    for part in batch.rows.tensor_split(min(accumulation, largest)):
+        stand_in = len(part) == 0
+        chunks.append(batch.global_rows[:1] if stand_in else part)
+        offsets.append(0 if stand_in else offset)
+        weights.append(0.0 if stand_in else 1.0)
+        offset += len(part)
+    return chunks, offsets, weights
 
 
 def shared_by_slices(accelerator, model, train_rows, batch: ShardedBatch, width: int, noise_seed: int | None) -> dict:
@@ -308,9 +336,9 @@ def shared_by_slices(accelerator, model, train_rows, batch: ShardedBatch, width:
     own items, those items (every slice then scores against the same ones)."""
     shared, global_size, unwrapped = {}, len(batch.global_rows), accelerator.unwrap_model(model)
     history, target = train_rows.batch(batch.global_rows, width)
-    if noise_seed is not None and unwrapped.trains_cloze:
+    if noise_seed is not None and unwrapped.trains_cloze:  # drawn on the forward's device: its generator's numbers
         with global_batch_noise(noise_seed, 0, global_size, global_size):
-            shared["cloze_per_row"] = unwrapped.cloze_per_row(history)
+            shared["cloze_per_row"] = unwrapped.cloze_per_row(history.to(accelerator.device))
     if unwrapped.item_encoder.encodes_batch_items:
         shared["candidates"] = torch.cat([history.flatten(), target.flatten()]).unique().to(accelerator.device)
     return shared

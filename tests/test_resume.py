@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import Accelerator
+from hybrid_rearec.hybrid.checkpoint import STATE_FILE as STATE
 from hybrid_rearec.hybrid.config import TrainConfig
 from hybrid_rearec.hybrid.data import ShardedBatch, load_dataset, sequence_rows
 from hybrid_rearec.hybrid.errors import ConfigError
+from hybrid_rearec.hybrid.fit import micro_batches
 from hybrid_rearec.hybrid.model import HybridRecommender
 from hybrid_rearec.hybrid.train import train, train_step
 from safetensors.torch import load_file, save_file
@@ -53,6 +55,41 @@ def test_gradient_accumulation_matches_one_big_batch(csv_data_config, tiny_model
         assert abs(results[0][0] - loss) < 1e-5
         assert (results[0][1] - weights).abs().max() < 1e-5
     assert results[0][0] > 0
+
+
+@pytest.mark.parametrize("global_size,processes,steps", [(8, 2, 2), (3, 2, 2), (1, 2, 1), (7, 3, 4), (3, 1, 4)])
+def test_every_process_runs_as_many_micro_batches_and_they_cover_the_batch(global_size, processes, steps):
+    """Each micro-batch's forward and backward joins collectives (PRL's gathers, DDP's all-reduce on the last):
+    a process whose slice is short or empty runs zero-weight stand-ins, never fewer micro-batches."""
+    rows = torch.arange(100, 100 + global_size)
+    counts, covered = set(), []
+    for rank in range(processes):
+        slices = torch.tensor_split(rows, processes)  # data._sharded
+        batch = ShardedBatch(slices[rank], sum(len(part) for part in slices[:rank]), rows)
+        chunks, offsets, weights = micro_batches(batch, steps, processes)
+        counts.add(len(chunks))
+        for chunk, offset, weight in zip(chunks, offsets, weights):
+            if weight:
+                assert torch.equal(chunk, rows[offset : offset + len(chunk)])  # offsets index the global batch
+                covered += chunk.tolist()
+            else:
+                assert weight == 0 and len(chunk) == 1  # a stand-in
+    assert len(counts) == 1 and sorted(covered) == rows.tolist()
+    if processes == 1:  # one process: no stand-in, at most one micro-batch per row
+        assert counts == {min(steps, global_size)}
+
+
+def test_a_non_finite_loss_makes_no_update(csv_data_config, tiny_model_config):
+    dataset = load_dataset(csv_data_config)
+    model = HybridRecommender(tiny_model_config, dataset.num_items, 8)
+    with torch.no_grad():
+        next(model.parameters())[0] = float("inf")  # an item vector: every logit of the batch becomes NaN
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    batch = ShardedBatch(torch.arange(16), 0, torch.arange(16))
+    loss = train_step(model, optimizer, Accelerator(cpu=True), dataset.train, batch, TrainConfig(batch_size=16))
+    assert not torch.isfinite(loss)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
 def command(csv_data_config, output_dir, *extra):
@@ -134,6 +171,8 @@ def test_killed_run_resumes_to_identical_results(tmp_path, csv_data_config, enco
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (tmp_path / "run" / "metrics.json").exists()
+    saved = json.loads((tmp_path / "run" / "checkpoints" / f"step-{max(steps_saved()):09d}" / STATE).read_text())
+    assert (saved["epoch_seconds_so_far"] > 0) == (saved["batches_done"] > 0)  # the epoch's time before the kill
     refused = subprocess.run(run_command(tmp_path / "run"), env=env, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "--resume latest" in refused.stderr
     resumed = subprocess.run(
@@ -150,6 +189,8 @@ def test_killed_run_resumes_to_identical_results(tmp_path, csv_data_config, enco
     assert got["valid"]["metrics"] == expected["valid"]["metrics"] and got["best_epoch"] == expected["best_epoch"]
     assert got["test"]["metrics"] == expected["test"]["metrics"]
     assert got["train_log"] == expected["train_log"]
+    resumed_epoch = next(entry for entry in got["epoch_log"] if entry["epoch"] == saved["epoch"])
+    assert resumed_epoch["seconds"] >= saved["epoch_seconds_so_far"]  # counts the time before the kill too
     ranks, reference_ranks = (
         load_file(tmp_path / "run" / "ranks.safetensors"),
         load_file(tmp_path / "ref" / "ranks.safetensors"),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_sequential_csv
 from hybrid_rearec.hybrid.build import decay_groups, make_optimizer
 from hybrid_rearec.hybrid.config import DataConfig, ModelConfig, TrainConfig
 from hybrid_rearec.hybrid.data import load_dataset
@@ -194,6 +195,31 @@ def test_two_processes_equal_one_process(tmp_path, csv_data_config, extra):
     assert one["test"]["metrics"] == two["test"]["metrics"]
     for a, b in zip(one["train_log"], two["train_log"]):
         assert a["step"] == b["step"] and abs(a["loss"] - b["loss"]) < 1e-4
+
+
+PRL = ("--reasoning_steps", "2", "--reasoning_method", "prl", "--prl_warmup_epochs", "0", "--batch_size", "8")
+
+
+def test_a_process_without_rows_and_a_checkpoint_resumed_by_another_process_count(tmp_path):
+    """41 users: 369 training rows, so each epoch's last global batch of 8 holds 1 row, and the second process
+    a stand-in that must join PRL's gathers without a row of its own. A checkpoint written by one process
+    resumes on two (whose DDP wrapper names the weights module.*) and ends as one process's run."""
+    data = DataConfig(dataset=str(write_sequential_csv(tmp_path / "41.csv", num_users=41)), data_format="csv")
+    one, one_ranks = launch(tmp_path, data, 1, "one", *PRL)
+    two, two_ranks = launch(tmp_path, data, 2, "two", *PRL)
+    launch(tmp_path, data, 1, "switch", *PRL, "--epochs", "2")
+    switched, switched_ranks = launch(tmp_path, data, 2, "switch", *PRL, "--resume", "latest")
+    assert two["num_processes"] == 2 and switched["num_processes"] == 2
+    for metrics, ranks in ((two, two_ranks), (switched, switched_ranks)):
+        assert torch.equal(one_ranks["test"], ranks["test"]) and one["test"]["metrics"] == metrics["test"]["metrics"]
+
+
+def test_two_processes_accumulate_uneven_slices_in_as_many_micro_batches(tmp_path, csv_data_config):
+    """360 rows in batches of 7, each split 4 + 3 and accumulated in 2 micro-batches; the last batch's 3 rows
+    split 2 + 1, and the process with 1 row runs a stand-in as its second, so both join every PRL gather."""
+    metrics, _ = launch(tmp_path, csv_data_config, 2, "two", *PRL[:-2], "--batch_size", "7",
+                        "--gradient_accumulation_steps", "2", "--epochs", "1")  # fmt: skip
+    assert metrics["num_processes"] == 2 and all(torch.isfinite(torch.tensor(e["loss"])) for e in metrics["train_log"])
 
 
 def test_bf16_mixed_precision_trains_and_is_recorded(tmp_path, csv_data_config, tiny_model_config):
