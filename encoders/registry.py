@@ -1,14 +1,15 @@
 """The encoders' registry: every kind of item encoder, what it needs from the data, and how it is built.
 
 This is the one place that tells encoder kinds apart by name; everything else asks an encoder what it can
-do (see ``encoders.base.ItemEncoder``) or asks the registry what a kind needs. To add an encoder: write its
-module, add its settings to ``EncoderConfig`` and its ``Literal``, and register a builder here.
+do (see ``encoders.base.ItemEncoder``) or asks the registry what a kind needs, reads and is (its settings, the
+pretrained model it refers to, its model card's line). To add an encoder: write its module, add its settings
+to ``EncoderConfig`` and its ``Literal``, and register it here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -38,6 +39,14 @@ class EncoderKind:
     build: Callable[[EncoderConfig, EncoderInputs], ItemEncoder]
     needs_texts: bool  # every item must have a text
     needs_text_vectors: bool  # the caller computes (and caches) frozen text vectors of the item texts
+    description: str  # what an item's vector is made of (the model card's one line)
+    settings: tuple[str, ...] = ()  # the EncoderConfig fields this kind reads (set on another kind: a note)
+    frozen_model: str | None = None  # the EncoderConfig field naming a pretrained model it uses but never saves
+    no_all_positions: str | None = None  # why loss_positions='all' cannot train it; None: it can
+
+
+TEXT_SETTINGS = tuple(f.name for f in fields(EncoderConfig) if f.name.startswith("text_"))
+LM_SETTINGS = tuple(f.name for f in fields(EncoderConfig) if f.name.startswith(("lm_", "lora_", "gradient_chec")))
 
 
 def build_id(config: EncoderConfig, inputs: EncoderInputs) -> ItemEncoder:
@@ -96,11 +105,24 @@ def build_lm_lora(config: EncoderConfig, inputs: EncoderInputs) -> ItemEncoder:
 
 
 ENCODERS: dict[str, EncoderKind] = {
-    "id": EncoderKind(build_id, needs_texts=False, needs_text_vectors=False),
-    "text": EncoderKind(build_text, needs_texts=True, needs_text_vectors=True),
-    "hybrid": EncoderKind(build_hybrid, needs_texts=True, needs_text_vectors=True),
-    "lm_lora": EncoderKind(build_lm_lora, needs_texts=True, needs_text_vectors=False),
-}
+    "id": EncoderKind(build_id, needs_texts=False, needs_text_vectors=False, description="ID embeddings"),
+    "text": EncoderKind(
+        build_text, needs_texts=True, needs_text_vectors=True,
+        description="frozen sentence-transformers text vectors + a trainable adaptor",
+        settings=TEXT_SETTINGS, frozen_model="text_model",
+    ),
+    "hybrid": EncoderKind(
+        build_hybrid, needs_texts=True, needs_text_vectors=True,
+        description="ID embeddings fused with frozen text vectors",
+        settings=(*TEXT_SETTINGS, "fusion", "id_dropout"), frozen_model="text_model",
+    ),
+    "lm_lora": EncoderKind(
+        build_lm_lora, needs_texts=True, needs_text_vectors=False,
+        description="a LoRA-tuned language model over item texts", settings=LM_SETTINGS, frozen_model="lm_model",
+        no_all_positions="'lm_lora' softmaxes over the batch's own items",
+    ),
+}  # fmt: skip
+ENCODER_SETTINGS = tuple(dict.fromkeys(name for kind in ENCODERS.values() for name in kind.settings))
 
 
 def encoder_kind(config: EncoderConfig) -> EncoderKind:

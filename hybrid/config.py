@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..encoders.config import EncoderConfig
+from ..encoders.registry import ENCODER_SETTINGS, ENCODERS
 from ..foundation.config import check_choices, component, help_field
 from ..foundation.errors import ConfigError
 from ..reasoning.config import BackboneConfig, ObjectiveConfig, ReasoningConfig
@@ -240,7 +241,10 @@ class ModelConfig(ObjectiveConfig, ReasoningConfig, BackboneConfig, EncoderConfi
         if self.loss_positions == "all":
             refused = {
                 "backbone": (self.backbone != "sasrec", "BERT4Rec's history is not causal"),
-                "item_encoder": (self.item_encoder == "lm_lora", "'lm_lora' softmaxes over the batch's own items"),
+                "item_encoder": (
+                    ENCODERS[self.item_encoder].no_all_positions is not None,
+                    ENCODERS[self.item_encoder].no_all_positions,
+                ),
             }
             for name, (clash, why) in refused.items():
                 if clash:
@@ -634,10 +638,6 @@ def check_configs(data: DataConfig, model: ModelConfig, train: TrainConfig) -> N
             print(f"note: {note}", file=sys.stderr)
 
 
-TEXT_KEYS = tuple(f.name for f in dataclasses.fields(EncoderConfig) if f.name.startswith("text_"))
-LM_KEYS = tuple(
-    f.name for f in dataclasses.fields(EncoderConfig) if f.name.startswith(("lm_", "lora_", "gradient_checkpointing"))
-)
 REASONING_KEYS = ("inference_steps", "separate_reasoning_norm", "reasoning_dropout", "select_inference_steps")
 ERL_KEYS = ("erl_kl_weight", "erl_kl_pairs")
 PRL_KEYS = (*(f.name for f in dataclasses.fields(ModelConfig) if f.name.startswith("prl_")), "prl_warmup_epochs")
@@ -649,9 +649,11 @@ def settings_without_effect(model: ModelConfig, train: TrainConfig) -> list[str]
     steps, method = model.reasoning_steps, model.reasoning_method
     method_reason = "reasoning_steps is 0" if steps == 0 else f"reasoning_method is {method!r}"
     groups = (
-        (TEXT_KEYS, model.item_encoder in ("text", "hybrid"), f"item_encoder is {model.item_encoder!r}"),
-        (("fusion", "id_dropout"), model.item_encoder == "hybrid", f"item_encoder is {model.item_encoder!r}"),
-        (LM_KEYS, model.item_encoder == "lm_lora", f"item_encoder is {model.item_encoder!r}"),
+        (
+            tuple(key for key in ENCODER_SETTINGS if key not in ENCODERS[model.item_encoder].settings),
+            False,
+            f"item_encoder is {model.item_encoder!r}",
+        ),
         (("cloze_prob", "cloze_weight"), model.backbone == "bert4rec", f"backbone is {model.backbone!r}"),
         (REASONING_KEYS, steps > 0, "reasoning_steps is 0"),
         (ERL_KEYS, steps > 0 and method == "erl", method_reason),

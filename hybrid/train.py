@@ -22,6 +22,7 @@ from accelerate.utils import DistributedDataParallelKwargs, DistributedType, set
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
+from ..encoders.registry import ENCODERS
 from ..foundation.memory import keep_freed_memory
 from .build import Built, build
 from .checkpoint import (
@@ -182,7 +183,7 @@ def prepare_run(
         tensorboard=TensorBoardLog(output_dir / TENSORBOARD if logs else None, settings),
         state=TrainerState(
             data_signature=built.dataset.signature(),
-            text_signature=built.dataset.text_signature() if model_config.item_encoder != "id" else None,
+            text_signature=built.dataset.text_signature() if ENCODERS[model_config.item_encoder].needs_texts else None,
             mixed_precision=accelerator.mixed_precision,
             fixed_weights_signature=fixed_weights_signature(unwrapped),
         ),

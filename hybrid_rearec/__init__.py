@@ -13,7 +13,7 @@ They load on first use, so importing a light subpackage (the foundation, a confi
 from importlib import import_module
 from pathlib import Path
 
-__version__ = "0.2.0"  # 0.2: the hybrid_rearec package layout (ARCHITECTURE.md, "Old names")
+__version__ = "0.2.0"  # 0.2: the hybrid_rearec package layout (ARCHITECTURE.md, "Installed names")
 
 # Installed (wheel or editable), the subpackages are found through setuptools' mapping. In a source checkout that
 # is only on PYTHONPATH (a machine without an install step), they are the folders beside this one.

@@ -386,6 +386,10 @@ def test_the_card_headline_says_the_depth_the_model_runs():
     assert describe(model).startswith("ReaRec-PRL with K = 2 latent reasoning steps, of which it runs 0 at inference")
     model.config.inference_steps = None
     assert "at inference" not in describe(model)
+    bert = HybridRecommender(ModelConfig(hidden_size=16, num_heads=2, inner_size=32, backbone="bert4rec"), 5, 4)
+    assert describe(bert) == "BERT4Rec (no reasoning steps) over ID embeddings, 5 items"
+    bert.config.reasoning_steps = 2
+    assert describe(bert).endswith(", on a BERT4Rec backbone over ID embeddings, 5 items")
 
 
 def test_add_items_checks_everything_before_it_changes_anything(tmp_path):
