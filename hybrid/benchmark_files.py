@@ -91,7 +91,7 @@ def benchmark_files(folder: str) -> dict[str, Path]:
 
 def read_rows(path: Path) -> list[tuple[str, Row]]:
     """The (user token, row) pairs of one ``.inter`` file, in file order."""
-    frame = _strip_types(_read_delimited(path, "\t"))
+    frame = _strip_types(_read_delimited(path, "\t"), path)
     missing = [column for column in INTER_COLUMNS if column not in frame.columns]
     if missing:
         raise DataError(
@@ -99,6 +99,9 @@ def read_rows(path: Path) -> list[tuple[str, Row]]:
             "header is 'user_id:token<TAB>item_id_list:token_seq<TAB>item_id:token'."
         )
     users, targets = (frame[column].str.strip().tolist() for column in ("user_id", "item_id"))  # '7 ' is item '7'
+    unnamed = [line for line, user in enumerate(users, start=2) if not user]
+    if unnamed:
+        raise DataError(f"{str(path)!r} has rows without a user_id (lines {unnamed[:5]}): every row names its user.")
     spaced = [line for line, target in enumerate(targets, start=2) if len(target.split()) != 1]
     if spaced:
         raise DataError(
@@ -192,6 +195,8 @@ def check_user(splits: dict[str, list[Row]], cut: int) -> tuple[list[Row], str |
     """The user's train rows in time order and the first disagreement between the user's three files."""
     train, problem = train_chain(splits["train"], cut)
     valid, test = splits["valid"][0], splits["test"][0]
+    if not train and len(valid.history) > 1:  # its history's later items were training targets
+        problem = f"no train rows, though the valid history holds {len(valid.history)} items"
     if problem is None and train and not continues(train[-1], valid, cut):
         problem = "the valid history is not the last train row's history + target"
     if problem is None and not continues(valid, test, cut):
@@ -244,6 +249,12 @@ def _read_headerless(path: Path, names: list[str]) -> pd.DataFrame:
 def item2index_tokens(path: Path) -> dict[str, str]:
     """NAME.item2index as {ASIN: item token}, each ASIN and each token listed once."""
     index = _read_headerless(path, ["asin", "token"])
+    if (one_field := index["token"] == "").any():
+        line = int(np.flatnonzero(one_field.to_numpy())[0]) + 1
+        raise DataError(
+            f"line {line} of {str(path)!r} has one field ({index['asin'][line - 1]!r}): item2index lines are "
+            "'ASIN<TAB>item index' (tab-separated). Use the file as published."
+        )
     for column, what in (("asin", "ASIN"), ("token", "item index")):
         _refuse_repeats(
             index[column], path, what, "; item2index maps each ASIN to one item index. Use the file as published."
@@ -257,23 +268,47 @@ def item2index_tokens(path: Path) -> dict[str, str]:
     return dict(zip(index["asin"], index["token"]))
 
 
-def token_texts(paths: dict[str, Path], asin_to_token: dict[str, str] | None) -> tuple[dict[str, str], dict]:
+def token_texts(paths: dict[str, Path], asin_to_token: dict[str, str] | None) -> tuple[dict[str, str], dict, list[str]]:
     """{item token: text}: NAME.text's texts by ASIN, joined through NAME.item2index (``asin_to_token``);
-    without item2index the text file's ids are taken to be the tokens themselves."""
+    without item2index the text file's ids are taken to be the tokens themselves. Also the counts and the text
+    file's ids."""
     if "text" not in paths:
-        return {}, {"texts_without_item": 0}
-    frame = _strip_types(_read_delimited(paths["text"], "\t"))
-    ids = _require(frame, "item_id", paths["text"], "dataset").str.strip()
+        return {}, {"texts_without_item": 0}, []
+    frame = _strip_types(_read_delimited(paths["text"], "\t"), paths["text"])
+    ids = _require(frame, "item_id", paths["text"], None).str.strip()
     _refuse_repeats(ids, paths["text"], "item(s)", "; one text per item. Use the file as published.")
     ids = ids.tolist()
-    texts = dict(zip(ids, (text.strip() for text in _require(frame, "text", paths["text"], "dataset"))))
+    texts = dict(zip(ids, (text.strip() for text in _require(frame, "text", paths["text"], None))))
     if asin_to_token is None:
-        return texts, {"texts_without_item": 0}
+        return texts, {"texts_without_item": 0}, ids
     joined = {asin_to_token[asin]: text for asin, text in texts.items() if asin in asin_to_token}
-    return joined, {"texts_without_item": len(texts) - len(joined)}
+    return joined, {"texts_without_item": len(texts) - len(joined)}, ids
 
 
-def check_text_join(paths: dict[str, Path], texts: dict[str, str], tokens: set[str], asin_to_token) -> None:
+def check_texts_reach_items(paths: dict[str, Path], text_ids: list[str], asin_to_token: dict[str, str] | None) -> None:
+    """NAME.text ids that item2index does not list give their texts to no item: none joining is an error (the
+    text file of another dataset, or one keyed otherwise), some a counted warning naming a few."""
+    if asin_to_token is None:
+        return
+    unjoined = [asin for asin in text_ids if asin not in asin_to_token]
+    if text_ids and len(unjoined) == len(text_ids):
+        raise DataError(
+            f"none of the {len(text_ids)} ids of {str(paths['text'])!r} (e.g. {text_ids[0]!r}) is an ASIN of "
+            f"{str(paths['item2index'])!r}, so no item gets a text: the two files must come from the same benchmark, "
+            "the text file keyed by the ASINs item2index lists."
+        )
+    if unjoined:
+        warnings.warn(
+            f"{len(unjoined)} of the {len(text_ids)} texts of {str(paths['text'])!r} name ids that "
+            f"{str(paths['item2index'])!r} does not list (e.g. {unjoined[:3]}), so they reach no item; check that "
+            "both files come from the same benchmark.",
+            stacklevel=3,
+        )
+
+
+def check_text_join(
+    paths: dict[str, Path], texts: dict[str, str], tokens: set[str], asin_to_token, text_ids: list[str]
+) -> None:
     """Texts that cannot reach the items are an error (no item2index beside ASIN-keyed texts); items of the rows
     that item2index lacks (indices numbered from another base) are counted in a warning: they get no text."""
     if texts and asin_to_token is None and tokens.isdisjoint(texts):
@@ -282,6 +317,7 @@ def check_text_join(paths: dict[str, Path], texts: dict[str, str], tokens: set[s
             f"of the .inter files (e.g. {min(tokens)!r}), and the folder has no NAME.item2index to join them: put "
             "the benchmark's item2index file beside it."
         )
+    check_texts_reach_items(paths, text_ids, asin_to_token)
     unlisted = token_order(tokens - set((asin_to_token or {}).values())) if asin_to_token else []
     if unlisted:
         warnings.warn(
@@ -317,9 +353,9 @@ def read_benchmark_files(config: DataConfig) -> PublishedSplit:
     cut = max((len(row.history) for pairs in rows.values() for _, row in pairs), default=1)  # the files' cut
     ordered, found = check_users(grouped, cut)
     asin_to_token = item2index_tokens(paths["item2index"]) if "item2index" in paths else None
-    texts, text_found = token_texts(paths, asin_to_token)
+    texts, text_found, text_ids = token_texts(paths, asin_to_token)
     tokens = {token for pairs in rows.values() for _, row in pairs for token in (*row.history, row.target)}
-    check_text_join(paths, texts, tokens, asin_to_token)
+    check_text_join(paths, texts, tokens, asin_to_token, text_ids)
     item_ids = token_order(tokens | set((asin_to_token or {}).values()))  # the whole catalogue
     codes = {token: index + 1 for index, token in enumerate(item_ids)}  # 0 is padding
     user_ids = token_order(set(grouped))

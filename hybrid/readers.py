@@ -123,14 +123,21 @@ def _read_delimited(path: Path, delimiter: str, quoted: bool = False) -> pd.Data
             f"a tab (e.g. sed 's/{delimiter}/\\t/g' FILE > FILE.tsv) and read that with --delimiter tab."
         )
     header = _header(path, delimiter, quoted)
+    if "" in (names := [name.strip() for name in header]) and len(header) > 1:
+        raise DataError(
+            f"column {names.index('') + 1} of {str(path)!r}'s header has no name (a delimiter at the end of every "
+            "row, or an index column written by pandas' to_csv without index=False): name it, or remove it from "
+            "every row."
+        )
     if len(header) == 1:
         for other in ("\t", ",", ";", "|"):
             if other != delimiter and other in header[0]:
                 raise DataError(
                     f"{str(path)!r} has a single column {header[0]!r}: it looks delimited by {other!r}, "
-                    f"not {delimiter!r}. Set --delimiter accordingly (a tab: --delimiter tab)."
+                    f"not {delimiter!r}. Set --delimiter accordingly (a tab: --delimiter tab; it also reads an item "
+                    "file with the same suffix: give a tab-separated item file the suffix .tsv)."
                 )
-    duplicates = sorted({name for name in header if header.count(name) > 1})
+    duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise DataError(f"{str(path)!r} repeats the header column(s) {duplicates}; give every column a unique name.")
     with open(path, encoding="utf-8", errors="replace") as handle:  # stops at the first data row, never reads on
@@ -152,7 +159,7 @@ def _read_delimited(path: Path, delimiter: str, quoted: bool = False) -> pd.Data
     )
     if quoted:
         _warn_spanning_fields(frame, path)
-    return frame
+    return frame.rename(columns=str.strip)  # ' item_id' (a space after each comma) is item_id
 
 
 def _warn_spanning_fields(frame: pd.DataFrame, path: Path) -> None:
@@ -168,16 +175,20 @@ def _warn_spanning_fields(frame: pd.DataFrame, path: Path) -> None:
         )
 
 
-def _require(frame: pd.DataFrame, column: str, path: Path, setting: str) -> pd.Series:
+def _require(frame: pd.DataFrame, column: str, path: Path, setting: str | None) -> pd.Series:
+    """``frame[column]``, or an error naming the setting that picks the column (None: the format fixes the name,
+    and the file must use it)."""
     if column not in frame.columns:
+        fix = f"Set --{setting} to the right one." if setting else f"The format names it {column!r}: rename it."
         raise DataError(
-            f"column {column!r} not found in {str(path)!r}; available columns: {list(frame.columns)}. "
-            f"Set --{setting} to the right one."
+            f"column {column!r} not found in {str(path)!r}; available columns: {list(frame.columns)}. {fix}"
         )
     return frame[column]
 
 
-def _numeric(values: pd.Series, column: str, path: Path) -> np.ndarray:
+def _numeric(
+    values: pd.Series, column: str, path: Path, fix: str = "Convert it to numbers (e.g. Unix seconds)."
+) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(values):  # a Parquet/JSON date-time: Unix seconds, whatever its unit
         values = pd.to_datetime(values, utc=True)
         converted = (values - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
@@ -189,8 +200,7 @@ def _numeric(values: pd.Series, column: str, path: Path) -> np.ndarray:
         example = "nothing" if pd.isna(example) else repr(example)
         raise DataError(
             f"column {column!r} of {str(path)!r} must be numeric, but holds {example} "
-            f"(data row {int(np.flatnonzero(bad.to_numpy())[0]) + 1}, counting from 1 after any header). Convert it "
-            "to numbers (e.g. Unix seconds)."
+            f"(data row {int(np.flatnonzero(bad.to_numpy())[0]) + 1}, counting from 1 after any header). {fix}"
         )
     return converted.to_numpy(dtype=np.float64)
 
@@ -215,24 +225,53 @@ def _ids(values: pd.Series, column: str, path: Path) -> np.ndarray:
             f"column {column!r} of {str(path)!r} has no id in data row {int(np.flatnonzero(missing)[0]) + 1} "
             f"({int(missing.sum())} such rows); every row needs one. Fill or remove those rows."
         )
+    _warn_missing_markers(strings, column, path)
     return strings.to_numpy()
 
 
+MISSING_MARKERS = ("NULL", "null", "None", "nan", "NaN", "NA", "N/A", "<NA>")  # how exports write "no value"
+
+
+def _warn_missing_markers(ids: pd.Series, column: str, path: Path) -> None:
+    """Ids read as given, but an export's word for "no value" turns every row without an id into one user or
+    item: said, with the count."""
+    marked = ids[ids.isin(MISSING_MARKERS)]
+    if len(marked):
+        warnings.warn(
+            f"{len(marked)} rows of column {column!r} of {str(path)!r} hold {sorted(set(marked))}, which exports "
+            f"write for a missing value; they are read as one id named so (e.g. data row "
+            f"{int(np.flatnonzero(ids.isin(MISSING_MARKERS).to_numpy())[0]) + 1}). Remove those rows if they have "
+            "no id.",
+            stacklevel=4,
+        )
+
+
+COLUMN_SETTINGS = ("user_column", "item_column", "time_column", "rating_column")  # what picks each column
+
+
 def _interactions(
-    frame: pd.DataFrame, path: Path, config: DataConfig, user: str, item: str, time: str, rating: str | None
+    frame: pd.DataFrame,
+    path: Path,
+    config: DataConfig,
+    user: str,
+    item: str,
+    time: str,
+    rating: str | None,
+    settings: tuple[str | None, ...] = COLUMN_SETTINGS,  # None where the format fixes the column's name
 ) -> RawInteractions:
-    users = _ids(_require(frame, user, path, "user_column"), user, path)
-    items = _ids(_require(frame, item, path, "item_column"), item, path)
-    times = _numeric(_require(frame, time, path, "time_column"), time, path)
+    users = _ids(_require(frame, user, path, settings[0]), user, path)
+    items = _ids(_require(frame, item, path, settings[1]), item, path)
+    times = _numeric(_require(frame, time, path, settings[2]), time, path)
     ratings = None
     if config.min_rating is not None:
         if rating is None:
             raise DataError("min_rating is set but no rating column is known; set --rating_column.")
-        ratings = _numeric(_require(frame, rating, path, "rating_column"), rating, path)
+        fix = "Give every row a numeric rating, or remove the rows without one."
+        ratings = _numeric(_require(frame, rating, path, settings[3]), rating, path, fix)
     return RawInteractions(users, items, times, ratings, files=[path])
 
 
-def _item_table(frame: pd.DataFrame, id_column: str, path: Path, setting: str) -> pd.DataFrame:
+def _item_table(frame: pd.DataFrame, id_column: str, path: Path, setting: str | None) -> pd.DataFrame:
     """An item file with its ids as the interactions' ids are read (trimmed strings), each item listed once."""
     ids = _ids(_require(frame, id_column, path, setting), id_column, path)
     _refuse_repeats(
@@ -248,9 +287,15 @@ def _refuse_repeats(values: pd.Series, path: Path, what: str, fix: str) -> None:
         raise DataError(f"{str(path)!r} lists the {what} {repeated[:5]} more than once{fix}")
 
 
-def _strip_types(frame: pd.DataFrame) -> pd.DataFrame:
-    """RecBole atomic headers are typed (``item_id:token``); keep the names only."""
-    return frame.rename(columns={column: column.split(":", 1)[0] for column in frame.columns})
+def _strip_types(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """RecBole atomic headers are typed (``item_id:token``); keep the names only, each once."""
+    names = [column.split(":", 1)[0] for column in frame.columns]
+    if repeated := sorted({name for name in names if names.count(name) > 1}):
+        raise DataError(
+            f"{str(path)!r} names the column(s) {repeated} twice with different types (e.g. timestamp:float and "
+            "timestamp:token); keep one of each."
+        )
+    return frame.set_axis(names, axis=1)
 
 
 def _template_texts(frame: pd.DataFrame, id_column: str, template: str) -> dict[str, str]:
@@ -268,9 +313,15 @@ def _template_texts(frame: pd.DataFrame, id_column: str, template: str) -> dict[
             f"item_text_template names columns {missing} that the item file lacks; available: "
             f"{list(frame.columns)}. Fix --item_text_template."
         )
-    values = frame[sorted(fields)].fillna("").astype(str)
+    values = frame[sorted(fields)].fillna("").astype(str).apply(lambda column: column.str.strip())
     ids = frame[id_column].astype(str).tolist()
-    return {i: template.format(**row).strip() for i, row in zip(ids, values.to_dict("records"))}
+    try:
+        return {i: template.format(**row).strip() for i, row in zip(ids, values.to_dict("records"))}
+    except (ValueError, KeyError, IndexError) as error:
+        raise DataError(
+            f"item_text_template {template!r} cannot be filled ({error}): every field is text, so a format spec "
+            "such as {price:.2f} does not apply; write the field alone ({price})."
+        ) from None
 
 
 def _item_texts(frame: pd.DataFrame, id_column: str, config: DataConfig) -> dict[str, str]:
@@ -288,7 +339,8 @@ def _join_texts(frame: pd.DataFrame, id_column: str, text_columns: list[str] | N
             "Fix --item_text_columns."
         )
     ids = frame[id_column].astype(str).tolist()
-    parts = frame[columns].fillna("").astype(str).to_numpy()  # a missing cell (JSON null) is no text, not 'nan'
+    parts = frame[columns].fillna("").astype(str)  # a missing cell (JSON null) is no text, not 'nan'
+    parts = parts.apply(lambda column: column.str.strip()).to_numpy()  # a blank cell is no text either
 
     if len(columns) == 1:
         return dict(zip(ids, parts[:, 0].tolist()))
@@ -319,7 +371,7 @@ def read_recbole(config: DataConfig) -> RawInteractions:
             )
         inter_path = candidates[0]
     delimiter = config.delimiter or "\t"  # RecBole's field_separator: a tab unless the files say otherwise
-    frame = _strip_types(_read_delimited(inter_path, delimiter))
+    frame = _strip_types(_read_delimited(inter_path, delimiter), inter_path)
     raw = _interactions(
         frame,
         inter_path,
@@ -330,9 +382,9 @@ def read_recbole(config: DataConfig) -> RawInteractions:
         config.rating_column or "rating",
     )
     item_path = Path(config.item_file) if config.item_file else inter_path.with_suffix(".item")
-    if item_path.exists():
+    if config.item_file or item_path.exists():  # a named file must exist; the folder's own is optional
         items = _item_table(
-            _strip_types(_read_delimited(item_path, delimiter)), config.item_column, item_path, "item_column"
+            _strip_types(_read_delimited(item_path, delimiter), item_path), config.item_column, item_path, "item_column"
         )
         movielens = {"movie_title", "release_year", "class"} <= set(items.columns)
         if movielens and not (config.item_text_columns or config.item_text_template):
@@ -370,7 +422,7 @@ def read_amazon2023(config: DataConfig) -> RawInteractions:
     """Amazon Reviews 2023 JSONL: reviews (user_id, parent_asin, rating, timestamp in ms) + optional meta."""
     path = Path(config.dataset)
     frame = _load_table(path, "json")
-    raw = _interactions(frame, path, config, "user_id", "parent_asin", "timestamp", "rating")
+    raw = _interactions(frame, path, config, "user_id", "parent_asin", "timestamp", "rating", (None,) * 4)
     if config.item_file:
         meta_path = Path(config.item_file)
         meta = _item_table(_load_table(meta_path, "json"), "parent_asin", meta_path, "item_file")
@@ -392,6 +444,8 @@ def amazon_text(row: dict) -> str:
             return []
         if isinstance(value, str):
             return [value] if value else []
+        if not isinstance(value, (list, tuple, np.ndarray)):  # a number where text was expected (a title 1984)
+            return [str(value)]
         return [str(v) for v in value if v]
 
     parts = as_list(row.get("title"))[:1] or [""]
@@ -413,19 +467,29 @@ def read_rechorus(config: DataConfig) -> RawInteractions:
     parts = [folder / f"{name}.csv" for name in ("train", "dev", "test") if (folder / f"{name}.csv").exists()]
     if not parts:
         raise DataError(f"no train.csv/dev.csv/test.csv in {str(folder)!r}; point --dataset at a ReChorus folder.")
-    time_column = config.time_column if config.time_column != "timestamp" else "time"
+    settings = (None, None, "time_column", "rating_column")  # ReChorus names its id columns
     raws = [
-        _interactions(_read_delimited(p, delimiter), p, config, "user_id", "item_id", time_column, config.rating_column)
+        _interactions(frame, p, config, "user_id", "item_id", rechorus_time(frame, config), config.rating_column,
+                      settings)
         for p in parts
-    ]
+        for frame in [_read_delimited(p, delimiter)]
+    ]  # fmt: skip
     raw = _concat(raws)
     meta_path = Path(config.item_file) if config.item_file else folder / "item_meta.csv"
     if config.item_file or meta_path.exists():  # a named file must exist; the folder's own is optional
-        meta = _item_table(_read_delimited(meta_path, delimiter), "item_id", meta_path, "dataset")
+        meta = _item_table(_read_delimited(meta_path, delimiter), "item_id", meta_path, None)
         raw.item_texts, raw.item_titles = _item_texts(meta, "item_id", config), _titles(meta, "item_id")
         raw.files.append(meta_path)
         _check_item_ids(raw, meta_path, "item_id")
     return raw
+
+
+def rechorus_time(frame: pd.DataFrame, config: DataConfig) -> str:
+    """ReChorus calls its time column 'time': the default --time_column ('timestamp') means it, unless the file
+    has a 'timestamp' column."""
+    if config.time_column == "timestamp" and "timestamp" not in frame.columns:
+        return "time"
+    return config.time_column
 
 
 def _read_plain(path: Path, kind: str, delimiter: str | None) -> pd.DataFrame:

@@ -116,13 +116,18 @@ def bad_train_target(rows):
     rows["train"][0] = (user, history, "14")  # user 0's newest train target is not the next item
 
 
+def no_train_rows(rows):
+    rows["train"] = [row for row in rows["train"] if row[0] != "3"]  # user 3's valid history holds 2 items
+
+
 @pytest.mark.parametrize(
     "change,message",
     [
         (bad_test_history, r"1 of 4 users.*\(user 2: the test history does not end with the valid"),
         (bad_train_target, r"1 of 4 users.*\(user 0: the valid history is not the last train row's"),
+        (no_train_rows, r"1 of 4 users.*\(user 3: no train rows, though the valid history holds 2 items"),
     ],
-    ids=["test-row", "train-row"],
+    ids=["test-row", "train-row", "no-train-rows"],
 )
 def test_a_disagreeing_user_is_a_counted_warning_naming_the_user(tmp_path, change, message):
     rows = rows_of(SEQUENCES)
@@ -144,8 +149,12 @@ def test_a_disagreeing_user_is_a_counted_warning_naming_the_user(tmp_path, chang
             lambda rows: rows["train"].__setitem__(0, (*rows["train"][0][:1], "1,2", rows["train"][0][2])),
             r"item_id_list cells with commas \(lines \[2\]\).*by spaces",
         ),
+        (
+            lambda rows: rows["valid"].__setitem__(0, ("", *rows["valid"][0][1:])),
+            r"rows without a user_id \(lines \[2\]",
+        ),
     ],
-    ids=["test-not-valid", "valid-not-test", "two-test-rows", "comma-separated-history"],
+    ids=["test-not-valid", "valid-not-test", "two-test-rows", "comma-separated-history", "no-user"],
 )
 def test_missing_or_repeated_evaluation_rows_are_errors(tmp_path, change, message):
     rows = rows_of(SEQUENCES)
@@ -256,6 +265,24 @@ def test_texts_that_cannot_be_joined_or_repeat_an_item_are_refused(tmp_path):
         build_dataset(config(folder))
 
 
+def test_texts_that_reach_no_item_are_counted_or_refused_and_a_bad_text_header_is_named(tmp_path):
+    folder = write_benchmark(tmp_path / "toy")
+    text = folder / "Toy.text"
+    lines = text.read_text().splitlines()
+    text.write_text("\n".join([lines[0], *(line.lower() for line in lines[1:3]), *lines[3:]]) + "\n")
+    with pytest.warns(
+        UserWarning, match=r"2 of the 14 texts of .*Toy.text.*does not list \(e.g. \['b0000x', 'b0001x'\]"
+    ):
+        dataset = build_dataset(config(folder))
+    assert dataset.stats["texts_without_item"] == 2
+    text.write_text("\n".join([lines[0], *(line.lower() for line in lines[1:])]) + "\n")  # another keying
+    with pytest.raises(DataError, match=r"none of the 14 ids of .*Toy.text.*is an ASIN of .*Toy.item2index"):
+        build_dataset(config(folder))
+    text.write_text("\n".join(["item_id:token\tdescription:token_seq", *lines[1:]]) + "\n")
+    with pytest.raises(DataError, match=r"column 'text' not found.*The format names it 'text': rename it"):
+        build_dataset(config(folder))
+
+
 def test_an_item2index_numbered_otherwise_or_with_a_header_is_reported(tmp_path):
     folder = write_benchmark(tmp_path / "toy")
     index = folder / "Toy.item2index"
@@ -266,6 +293,9 @@ def test_an_item2index_numbered_otherwise_or_with_a_header_is_reported(tmp_path)
     assert dict(zip(dataset.item_ids, dataset.item_texts))["13"] == ""
     index.write_text("asin\tindex\n" + "\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"mixes integer item indices with \['index'\].*no header line"):
+        build_dataset(config(folder))
+    index.write_text("\n".join(line.replace("\t", " ") for line in lines) + "\n")
+    with pytest.raises(DataError, match=r"line 1 of .*Toy.item2index.* has one field \('B0003X 3'\).*tab-separated"):
         build_dataset(config(folder))
 
 

@@ -419,3 +419,73 @@ def test_a_row_with_an_extra_field_is_said_once_with_its_line(tmp_path, capfd):
     with pytest.raises(DataError, match="Expected 3 fields in line 3, saw 4"):
         read_interactions(DataConfig(dataset=str(path), data_format="csv"))
     assert "Failed to read file" not in capfd.readouterr().err  # the library's own line would say it twice
+
+
+def test_header_names_are_trimmed_and_an_unnamed_column_is_explained(tmp_path):
+    spaced = tmp_path / "spaced.csv"
+    spaced.write_text("user_id, item_id, timestamp\nu,a,1\nu,b,2\n")  # a space after each comma
+    assert read_interactions(DataConfig(dataset=str(spaced))).items.tolist() == ["a", "b"]
+    for name, content in (("trailing.csv", "user_id,item_id,timestamp,\nu,a,1,\n"), ("index.csv", ",user_id\n0,u\n")):
+        (tmp_path / name).write_text(content)
+        with pytest.raises(DataError, match=r"column \d of .*header has no name.*to_csv without index=False"):
+            read_interactions(DataConfig(dataset=str(tmp_path / name)))
+
+
+def test_an_exports_word_for_no_value_as_an_id_is_warned_about(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("user_id,item_id,timestamp\nu,a,1\nNULL,b,2\nnan,a,3\n")
+    with pytest.warns(UserWarning, match=r"2 rows of column 'user_id'.* hold \['NULL', 'nan'\].*data row 2"):
+        raw = read_interactions(DataConfig(dataset=str(path)))
+    assert raw.users.tolist() == ["u", "NULL", "nan"]  # read as given all the same
+
+
+def test_blank_text_cells_are_no_text_and_template_fields_are_text(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("user_id,item_id,timestamp\nu,a,1\nu,b,2\n")
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,title,brand\na,  Glue  , \nb, ,3M\n")
+    raw = read_interactions(DataConfig(dataset=str(path), item_file=str(items)))
+    assert raw.item_texts == {"a": "title: Glue", "b": "brand: 3M"}
+    only = read_interactions(DataConfig(dataset=str(path), item_file=str(items), item_text_columns="brand"))
+    assert only.item_texts == {"a": "", "b": "3M"}  # a blank cell is no text
+    with pytest.raises(DataError, match=r"every field is text, so a format spec such as \{price:.2f\} does not"):
+        read_interactions(DataConfig(dataset=str(path), item_file=str(items), item_text_template="{title:.2f}"))
+
+
+def test_a_number_as_an_amazon_title_is_text(tmp_path):
+    reviews, meta = tmp_path / "reviews.jsonl", tmp_path / "meta.jsonl"
+    reviews.write_text('{"user_id": "U", "parent_asin": "P", "timestamp": 1, "rating": 5}\n')
+    meta.write_text('{"parent_asin": "P", "title": 1984, "features": ["Novel"]}\n')
+    raw = read_interactions(DataConfig(dataset=str(reviews), data_format="amazon2023", item_file=str(meta)))
+    assert raw.item_texts == {"P": "1984. Features: Novel"}
+    reviews.write_text('{"user_id": "U", "asin": "P", "timestamp": 1, "rating": 5}\n')
+    with pytest.raises(DataError, match=r"column 'parent_asin' not found.*The format names it 'parent_asin'"):
+        read_interactions(DataConfig(dataset=str(reviews), data_format="amazon2023"))
+
+
+def test_recbole_typed_names_twice_and_a_named_item_file_that_is_missing_are_refused(tmp_path):
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    inter = folder / "toy.inter"
+    inter.write_text("user_id:token\titem_id:token\ttimestamp:float\n1\t10\t100\n")
+    with pytest.raises(DataError, match=r"does not exist"):
+        read_interactions(DataConfig(dataset=str(folder), data_format="recbole", item_file=str(folder / "typo.item")))
+    inter.write_text("user_id:token\titem_id:token\ttimestamp:float\ttimestamp:token\n1\t10\t100\t100\n")
+    with pytest.raises(DataError, match=r"names the column\(s\) \['timestamp'\] twice with different types"):
+        read_interactions(DataConfig(dataset=str(folder), data_format="recbole"))
+
+
+def test_rechorus_reads_a_timestamp_column_and_names_its_fixed_columns(tmp_path):
+    (tmp_path / "train.csv").write_text("user_id\titem_id\ttimestamp\n1\t5\t10\n1\t6\t11\n")
+    raw = read_interactions(DataConfig(dataset=str(tmp_path), data_format="rechorus"))
+    assert raw.times.tolist() == [10, 11]
+    (tmp_path / "train.csv").write_text("uid\titem_id\ttime\n1\t5\t10\n")
+    with pytest.raises(DataError, match=r"column 'user_id' not found.*The format names it 'user_id': rename it"):
+        read_interactions(DataConfig(dataset=str(tmp_path), data_format="rechorus"))
+
+
+def test_a_rating_that_is_no_number_is_explained_as_a_rating(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("user_id,item_id,timestamp,rating\nu,a,1,good\n")
+    with pytest.raises(DataError, match=r"'rating'.*'good'.*Give every row a numeric rating"):
+        read_interactions(DataConfig(dataset=str(path), min_rating=3, rating_column="rating"))
