@@ -46,7 +46,9 @@ class EncoderKind:
 
 
 TEXT_SETTINGS = tuple(f.name for f in fields(EncoderConfig) if f.name.startswith("text_"))
-LM_SETTINGS = tuple(f.name for f in fields(EncoderConfig) if f.name.startswith(("lm_", "lora_", "gradient_chec")))
+LM_SETTINGS = tuple(
+    f.name for f in fields(EncoderConfig) if f.name.startswith(("lm_", "lora_")) or f.name == "gradient_checkpointing"
+)
 
 
 def build_id(config: EncoderConfig, inputs: EncoderInputs) -> ItemEncoder:

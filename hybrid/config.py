@@ -649,7 +649,7 @@ def settings_without_effect(model: ModelConfig, train: TrainConfig) -> list[str]
     steps, method = model.reasoning_steps, model.reasoning_method
     method_reason = "reasoning_steps is 0" if steps == 0 else f"reasoning_method is {method!r}"
     groups = (
-        (
+        (  # every encoder kind's settings but this kind's own: never read
             tuple(key for key in ENCODER_SETTINGS if key not in ENCODERS[model.item_encoder].settings),
             False,
             f"item_encoder is {model.item_encoder!r}",

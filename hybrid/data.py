@@ -44,7 +44,7 @@ from .errors import DataError
 from .formats import BUILTIN_DATASETS
 from .readers import RawInteractions, read_interactions
 
-CACHE_VERSION = 3  # 3: stats count repeated rows
+CACHE_VERSION = 4  # 3: stats count repeated rows; 4: blank text cells trimmed, header names trimmed
 
 
 def filled_width(history: torch.Tensor, rows: torch.Tensor) -> int:

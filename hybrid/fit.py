@@ -265,11 +265,13 @@ def train_step(
     """One optimizer step on this process's slice of a global batch, in ``gradient_accumulation_steps``
     micro-batches. With ``noise_seed`` dropout masks are drawn per row of the global batch
     (``foundation.noise``), so any process count and accumulation gives the same step. Returns the summed
-    loss of the slice (for logging)."""
+    loss of the slice (for logging), or NaN with no update made when any process's loss or stand-in's was not
+    finite."""
     global_size = len(batch.global_rows)
     global_targets = train_rows.targets(batch.global_rows)  # rows, or the windows' scored positions
     width = train_rows.width(batch.global_rows)  # the same padding on every process
     loss_sum = torch.zeros((), device=accelerator.device)
+    finite = torch.ones((), dtype=torch.bool, device=accelerator.device)  # a stand-in's too: 0 x inf is NaN
     chunks, offsets, weights = micro_batches(batch, config.gradient_accumulation_steps, accelerator.num_processes)
     split = accelerator.num_processes > 1 or len(chunks) > 1  # a whole-batch forward sees everything itself
     shared = shared_by_slices(accelerator, model, train_rows, batch, width, noise_seed) if split else {}
@@ -292,9 +294,10 @@ def train_step(
                 **shared,
             )
             accelerator.backward(output.loss * scale)
-        if weight:  # a stand-in's loss is never counted (0 x inf would be NaN)
+        finite &= torch.isfinite(output.loss.detach())
+        if weight:  # a stand-in's loss is never counted
             loss_sum += output.loss.detach() * targets
-    if not finite_everywhere(accelerator, loss_sum):  # no update: one process's NaN would reach every weight
+    if not finite_everywhere(accelerator, finite):  # no update: one process's NaN would reach every weight
         optimizer.zero_grad(set_to_none=True)
         return loss_sum if not torch.isfinite(loss_sum) else torch.full_like(loss_sum, float("nan"))
     if config.max_grad_norm is not None:
@@ -304,9 +307,9 @@ def train_step(
     return loss_sum
 
 
-def finite_everywhere(accelerator, loss_sum: torch.Tensor) -> bool:
-    """Whether every process's loss of the step is finite (the same answer on all of them)."""
-    finite = torch.isfinite(loss_sum).float()
+def finite_everywhere(accelerator, finite: torch.Tensor) -> bool:
+    """Whether every process's losses of the step were finite (the same answer on all of them)."""
+    finite = finite.float()
     if accelerator.num_processes > 1:
         finite = accelerator.reduce(finite, "sum") / accelerator.num_processes
     return bool(finite == 1)

@@ -235,13 +235,13 @@ MISSING_MARKERS = ("NULL", "null", "None", "nan", "NaN", "NA", "N/A", "<NA>")  #
 def _warn_missing_markers(ids: pd.Series, column: str, path: Path) -> None:
     """Ids read as given, but an export's word for "no value" turns every row without an id into one user or
     item: said, with the count."""
-    marked = ids[ids.isin(MISSING_MARKERS)]
-    if len(marked):
+    marked = ids.isin(MISSING_MARKERS).to_numpy()
+    if marked.any():
+        words = sorted(set(ids[marked]))
         warnings.warn(
-            f"{len(marked)} rows of column {column!r} of {str(path)!r} hold {sorted(set(marked))}, which exports "
-            f"write for a missing value; they are read as one id named so (e.g. data row "
-            f"{int(np.flatnonzero(ids.isin(MISSING_MARKERS).to_numpy())[0]) + 1}). Remove those rows if they have "
-            "no id.",
+            f"{int(marked.sum())} rows of column {column!r} of {str(path)!r} hold {words}, which exports write for a "
+            f"missing value (the first: data row {int(np.flatnonzero(marked)[0]) + 1}); all rows with one such word "
+            f"become one user or item called so (e.g. {words[0]!r}). Remove those rows if they have no id.",
             stacklevel=4,
         )
 
@@ -289,7 +289,7 @@ def _refuse_repeats(values: pd.Series, path: Path, what: str, fix: str) -> None:
 
 def _strip_types(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     """RecBole atomic headers are typed (``item_id:token``); keep the names only, each once."""
-    names = [column.split(":", 1)[0] for column in frame.columns]
+    names = [column.split(":", 1)[0].strip() for column in frame.columns]  # 'item_id :token' is item_id
     if repeated := sorted({name for name in names if names.count(name) > 1}):
         raise DataError(
             f"{str(path)!r} names the column(s) {repeated} twice with different types (e.g. timestamp:float and "
@@ -300,13 +300,7 @@ def _strip_types(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 def _template_texts(frame: pd.DataFrame, id_column: str, template: str) -> dict[str, str]:
     """Fill `template` ('{title} ({year})') from each row; empty cells become ''."""
-    try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
-    except ValueError as error:
-        raise DataError(
-            f"item_text_template {template!r} is not a valid template ({error}); "
-            "write fields as {column} and a literal brace as {{ or }}."
-        ) from None
+    fields = _template_fields(template)
     missing = sorted(fields - set(frame.columns))
     if missing:
         raise DataError(
@@ -315,13 +309,29 @@ def _template_texts(frame: pd.DataFrame, id_column: str, template: str) -> dict[
         )
     values = frame[sorted(fields)].fillna("").astype(str).apply(lambda column: column.str.strip())
     ids = frame[id_column].astype(str).tolist()
+    return {i: template.format(**row).strip() for i, row in zip(ids, values.to_dict("records"))}
+
+
+def _template_fields(template: str) -> set[str]:
+    """The column names a template fills: each field a plain {column} (the values are text)."""
     try:
-        return {i: template.format(**row).strip() for i, row in zip(ids, values.to_dict("records"))}
-    except (ValueError, KeyError, IndexError) as error:
+        parsed = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)]
+    except ValueError as error:
         raise DataError(
-            f"item_text_template {template!r} cannot be filled ({error}): every field is text, so a format spec "
-            "such as {price:.2f} does not apply; write the field alone ({price})."
+            f"item_text_template {template!r} is not a valid template ({error}); "
+            "write fields as {column} and a literal brace as {{ or }}."
         ) from None
+    for name, spec, conversion in parsed:
+        if name is not None and (not name or name.isdigit()):
+            raise DataError(
+                f"item_text_template {template!r} has a field without a column name: write {{title}}, not {{}}."
+            )
+        if spec or conversion:
+            raise DataError(
+                f"item_text_template {template!r} formats a field ({{{name}:{spec}}}): every field is text, so write "
+                f"the column alone ({{{name}}})."
+            )
+    return {name for name, _, _ in parsed if name}
 
 
 def _item_texts(frame: pd.DataFrame, id_column: str, config: DataConfig) -> dict[str, str]:
@@ -444,7 +454,9 @@ def amazon_text(row: dict) -> str:
             return []
         if isinstance(value, str):
             return [value] if value else []
-        if not isinstance(value, (list, tuple, np.ndarray)):  # a number where text was expected (a title 1984)
+        if isinstance(value, float) and value.is_integer():  # a title 1984 in a column arrow read as floats
+            return [str(int(value))]
+        if not isinstance(value, (list, tuple, np.ndarray)):  # a number where text was expected
             return [str(value)]
         return [str(v) for v in value if v]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from .checkpoint import IGNORED_CHANGES
 from .errors import DataError
 
-# Training settings that cannot change a run's figures (where it is written, how it is shown, saved and
-# spread over threads), and the seed, which a seed group varies. Every other one (epochs, patience, precision,
+# Training settings that cannot change a run's figures (where it is written, how it is shown and saved; threads
+# only change float rounding), and the seed, which a seed group varies. Every other one (epochs, patience, precision,
 # depth selection, the optimizer's settings) must be the same in every run of a group.
 NOT_A_SETTING = (
     "output_dir", "run_name", "overwrite", "seed", "eval_batch_size", "save_every_steps", "keep_checkpoints",

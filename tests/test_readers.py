@@ -448,16 +448,18 @@ def test_blank_text_cells_are_no_text_and_template_fields_are_text(tmp_path):
     assert raw.item_texts == {"a": "title: Glue", "b": "brand: 3M"}
     only = read_interactions(DataConfig(dataset=str(path), item_file=str(items), item_text_columns="brand"))
     assert only.item_texts == {"a": "", "b": "3M"}  # a blank cell is no text
-    with pytest.raises(DataError, match=r"every field is text, so a format spec such as \{price:.2f\} does not"):
+    with pytest.raises(DataError, match=r"formats a field \(\{title:.2f\}\): every field is text"):
         read_interactions(DataConfig(dataset=str(path), item_file=str(items), item_text_template="{title:.2f}"))
+    with pytest.raises(DataError, match=r"has a field without a column name: write \{title\}, not \{\}"):
+        read_interactions(DataConfig(dataset=str(path), item_file=str(items), item_text_template="{} by {title}"))
 
 
 def test_a_number_as_an_amazon_title_is_text(tmp_path):
     reviews, meta = tmp_path / "reviews.jsonl", tmp_path / "meta.jsonl"
     reviews.write_text('{"user_id": "U", "parent_asin": "P", "timestamp": 1, "rating": 5}\n')
-    meta.write_text('{"parent_asin": "P", "title": 1984, "features": ["Novel"]}\n')
+    meta.write_text('{"parent_asin": "P", "title": 1984, "features": ["Novel"]}\n{"parent_asin": "Q", "title": 2.5}\n')
     raw = read_interactions(DataConfig(dataset=str(reviews), data_format="amazon2023", item_file=str(meta)))
-    assert raw.item_texts == {"P": "1984. Features: Novel"}
+    assert raw.item_texts == {"P": "1984. Features: Novel", "Q": "2.5"}  # a float column: 1984, not 1984.0
     reviews.write_text('{"user_id": "U", "asin": "P", "timestamp": 1, "rating": 5}\n')
     with pytest.raises(DataError, match=r"column 'parent_asin' not found.*The format names it 'parent_asin'"):
         read_interactions(DataConfig(dataset=str(reviews), data_format="amazon2023"))

@@ -216,10 +216,14 @@ def test_a_process_without_rows_and_a_checkpoint_resumed_by_another_process_coun
 
 def test_two_processes_accumulate_uneven_slices_in_as_many_micro_batches(tmp_path, csv_data_config):
     """360 rows in batches of 7, each split 4 + 3 and accumulated in 2 micro-batches; the last batch's 3 rows
-    split 2 + 1, and the process with 1 row runs a stand-in as its second, so both join every PRL gather."""
-    metrics, _ = launch(tmp_path, csv_data_config, 2, "two", *PRL[:-2], "--batch_size", "7",
-                        "--gradient_accumulation_steps", "2", "--epochs", "1")  # fmt: skip
-    assert metrics["num_processes"] == 2 and all(torch.isfinite(torch.tensor(e["loss"])) for e in metrics["train_log"])
+    split 2 + 1, and the process with 1 row runs a stand-in as its second: it changes nothing (one process
+    trains the same), and with PRL it joins every gather (a process running fewer would hang)."""
+    uneven = ("--batch_size", "7", "--gradient_accumulation_steps", "2", "--epochs", "1")
+    one, one_ranks = launch(tmp_path, csv_data_config, 1, "one", *uneven)
+    two, two_ranks = launch(tmp_path, csv_data_config, 2, "two", *uneven)
+    assert torch.equal(one_ranks["test"], two_ranks["test"]) and one["test"]["metrics"] == two["test"]["metrics"]
+    prl, _ = launch(tmp_path, csv_data_config, 2, "prl", *PRL[:-2], *uneven)
+    assert prl["num_processes"] == 2 and all(torch.isfinite(torch.tensor(e["loss"])) for e in prl["train_log"])
 
 
 def test_bf16_mixed_precision_trains_and_is_recorded(tmp_path, csv_data_config, tiny_model_config):

@@ -158,8 +158,8 @@ def main() -> int:
     parser.add_argument("--carry", action="store_true", help="only copy the unfinished runs' latest checkpoints")
     parser.add_argument(
         "--num_threads", type=int, default=1, metavar="N",
-        help="CPU threads per run (default: 1, one lane per core; 2 for a last run alone on two cores: threads may "
-        "change when a run resumes and change no setting that matters)",
+        help="CPU threads per run (default: 1, one lane per core; 2 for a last run alone on two cores, from its "
+        "start: a run resumed with another count sums in another order, so it is the same run only to float rounding)",
     )  # fmt: skip
     args = parser.parse_args()
     if args.carry:
