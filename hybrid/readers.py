@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import itertools
 import os
+import re
 import string
 import warnings
 from dataclasses import dataclass, field
@@ -214,6 +215,8 @@ def _ids(values: pd.Series, column: str, path: Path) -> np.ndarray:
             f"column {column!r} of {str(path)!r} holds {type(first).__name__} values (e.g. {first!r}), not single "
             "ids: give each interaction its own row with one id."
         )
+    if pd.api.types.is_numeric_dtype(values) and path.suffix.lower() in (".json", ".jsonl"):
+        _refuse_mixed_json_ids(path, column)
     missing = values.isna().to_numpy()
     if not missing.any():
         if pd.api.types.is_float_dtype(values) and (values % 1 == 0).all():
@@ -227,6 +230,20 @@ def _ids(values: pd.Series, column: str, path: Path) -> np.ndarray:
         )
     _warn_missing_markers(strings, column, path)
     return strings.to_numpy()
+
+
+def _refuse_mixed_json_ids(path: Path, column: str) -> None:
+    """A JSON id column read as numbers that also holds strings went through pandas (the reader's fallback for
+    mixed types), which reads "007" as 7 and so merges two ids: refused, naming the first such line."""
+    quoted = re.compile(rf'"{re.escape(column)}"\s*:\s*"')
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line, text in enumerate(handle, start=1):
+            if quoted.search(text):
+                raise DataError(
+                    f"column {column!r} of {str(path)!r} holds numbers and strings (a string on line {line}), and "
+                    'the JSON reader turns a string such as "007" into the number 7, merging ids: write every id '
+                    "of the column as a string."
+                )
 
 
 MISSING_MARKERS = ("NULL", "null", "None", "nan", "NaN", "NA", "N/A", "<NA>")  # how exports write "no value"

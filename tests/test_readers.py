@@ -491,3 +491,14 @@ def test_a_rating_that_is_no_number_is_explained_as_a_rating(tmp_path):
     path.write_text("user_id,item_id,timestamp,rating\nu,a,1,good\n")
     with pytest.raises(DataError, match=r"'rating'.*'good'.*Give every row a numeric rating"):
         read_interactions(DataConfig(dataset=str(path), min_rating=3, rating_column="rating"))
+
+
+def test_a_json_id_column_of_numbers_and_strings_is_refused_not_merged(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"user_id": "u", "item_id": 7, "timestamp": 1}\n{"user_id": "u", "item_id": 8, "timestamp": 2}\n')
+    assert read_interactions(DataConfig(dataset=str(path))).items.tolist() == ["7", "8"]
+    path.write_text(
+        '{"user_id": "u", "item_id": 7, "timestamp": 1}\n{"user_id": "u", "item_id": "007", "timestamp": 2}\n'
+    )
+    with pytest.raises(DataError, match=r"'item_id' .* holds numbers and strings \(a string on line 2\)"):
+        read_interactions(DataConfig(dataset=str(path)))  # read as given, "007" would become item 7
