@@ -70,6 +70,7 @@ def build_text(config: EncoderConfig, inputs: EncoderInputs) -> TextItemEncoder:
         inputs.initializer_range,
         text_model=config.text_model,
         text_revision=config.text_revision,
+        pca_rows=None if inputs.warm_items is None else inputs.warm_items[1:],  # the trained items only
     )
 
 

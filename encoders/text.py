@@ -240,6 +240,7 @@ class TextItemEncoder(ItemEncoder):
         initializer_range: float = 0.02,
         text_model: str | None = None,  # the sentence-transformers model that made text_vectors
         text_revision: str | None = None,
+        pca_rows: torch.Tensor | None = None,  # [N] bool: the items the PCA is fitted on; None: every item
     ):
         super().__init__()
         self.text_model, self.text_revision = text_model, text_revision
@@ -250,7 +251,8 @@ class TextItemEncoder(ItemEncoder):
         text_vectors = text_vectors.float()
         # Optional PCA, kept as a fixed projection so items added later are reduced the same way.
         self.input_size = text_vectors.shape[1]
-        mean, basis = pca_basis(text_vectors, pca_dim) if pca_dim else (None, None)
+        fitted = text_vectors if pca_rows is None else text_vectors[pca_rows]  # no cold item shapes the projection
+        mean, basis = pca_basis(fitted, pca_dim) if pca_dim else (None, None)
         self.register_buffer("pca_mean", mean)  # [T] (None without PCA)
         self.register_buffer("pca_basis", basis)  # [T, P]
         # Not a saved weight: the frozen vectors travel with the item catalogue. Kept unreduced [N + 1, T] so

@@ -424,6 +424,11 @@ class AdaptiveDepth(nn.Module):
         self.steps_used, self._table = [], None
 
     def user_vectors(self, history: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        if steps is not None:  # evaluate(..., steps=k) would print k steps while the rule decides them
+            raise ValueError(
+                f"steps={steps}: AdaptiveDepth's rule picks each user's depth; evaluate the model itself for a fixed "
+                "depth (or leave steps unset)."
+            )
         if self._table is not None and self._table_weights != self._weights():
             self.scoring_table()  # the kept table is of other weights
         vectors, used = adaptive_user_vectors(

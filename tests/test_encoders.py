@@ -82,6 +82,18 @@ def test_packaged_minilm_encodes_offline_and_puts_similar_texts_closer(tmp_path)
     assert similarity[0, 1] > similarity[0, 2] + 0.2
 
 
+def test_the_pca_is_fitted_on_the_trained_items_only():
+    """A cold item's text must not shape the projection every item goes through (it is unseen in training)."""
+    vectors = torch.randn(8, 6, generator=torch.Generator().manual_seed(0))
+    trained = torch.tensor([True] * 6 + [False] * 2)
+    encoder = TextItemEncoder(vectors, dim=4, pca_dim=3, pca_rows=trained)
+    changed = vectors.clone()
+    changed[6:] += 10.0  # other texts for the two cold items
+    again = TextItemEncoder(changed, dim=4, pca_dim=3, pca_rows=trained)
+    assert torch.equal(encoder.pca_mean, again.pca_mean) and torch.equal(encoder.pca_basis, again.pca_basis)
+    assert not torch.equal(TextItemEncoder(changed, dim=4, pca_dim=3).pca_mean, encoder.pca_mean)  # all items
+
+
 @pytest.mark.parametrize("adaptor", ["linear", "moe"])
 @pytest.mark.parametrize("pca_dim", [None, 3])
 def test_text_encoder_padding_lookup_frozen_vectors_and_added_items(adaptor, pca_dim):

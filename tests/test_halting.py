@@ -146,6 +146,8 @@ def test_halted_users_keep_their_state_and_leave_the_batch(method, similarity, c
     wrapped = AdaptiveDepth(model, KLHalting(epsilon=float("inf"), min_steps=2))
     wrapped.user_vectors(history)
     assert wrapped.mean_steps() == 2.0
+    with pytest.raises(ValueError, match=r"steps=1: AdaptiveDepth's rule picks each user's depth"):
+        wrapped.user_vectors(history, 1)  # evaluate(..., steps=1) would report a depth the rule never ran
 
 
 def test_adaptive_depth_builds_the_item_table_once_per_evaluation(monkeypatch):

@@ -21,10 +21,14 @@ SPLITS = (0, 1, 2)
 START, END = "<!-- RESULTS START -->", "<!-- RESULTS END -->"
 
 
-def split_figures(metrics: dict, split_seed: int) -> dict:
+def split_figures(metrics: dict, split_seed: int, run: Path) -> dict:
     """One run's test figures by target group, with the random-ranking expectations beside them."""
     test = metrics["test"]
     groups = test["groups"]
+    if "cold targets" not in groups or "warm targets" not in groups:
+        raise SystemExit(
+            f"{run}: its test rows hold no cold or no warm target (groups: {sorted(groups)}); is it a cold split?"
+        )
     random = test["random_ranking"]
     among = next(name for name in groups if name.startswith("cold targets among"))
     all_items = next(name for name in random if name.startswith("all "))
@@ -53,8 +57,12 @@ def collect() -> dict:
             run = RUNS / f"{backbone}-split{split}" / "seed-2020"
             if not (run / "metrics.json").exists():
                 continue
+            recorded = json.loads((run / "config.json").read_text())["data"].get("cold_seed", 0)
+            if recorded != split:  # the folder's name says the split; the run's settings decide it
+                raise SystemExit(f"{run} was trained on cold_seed {recorded}, not the {split} its folder names")
             entry = models.setdefault(model_name(run), {"config": f"configs/scientific_cold_{backbone}.json"})
-            entry.setdefault("seeds", []).append(split_figures(json.loads((run / "metrics.json").read_text()), split))
+            figures = split_figures(json.loads((run / "metrics.json").read_text()), split, run)
+            entry.setdefault("seeds", []).append(figures)
     return {"models": models}
 
 

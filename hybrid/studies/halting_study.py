@@ -174,16 +174,16 @@ def learned_head_data(
     table = model.scoring_table()
     features, labels = [[] for _ in heads], []
     for batch in chosen.split(1024):
-        history, target = split.batch(batch)
+        history, target = (tensor.to(table.device) for tensor in split.batch(batch))  # the model's device
         answers = [model.user_vectors(history, k) for k in range(model.config.reasoning_steps + 1)]
-        past = split.past_mask_indices(batch) if exclude_history else None
+        past = tuple(t.to(table.device) for t in split.past_mask_indices(batch)) if exclude_history else None
         ranks = [chunked_target_ranks(a, table, target, item_chunk_size(len(batch)), past)[0] for a in answers]
         log_qs = [answer_log_probs(a * answer_scale(model), table) for a in answers]  # as at inference
         for k in range(1, model.config.reasoning_steps):
             depth = k / model.config.reasoning_steps
             for collected, head in zip(features, heads):
-                collected.append(head.step_features(log_qs[k - 1], log_qs[k], answers[k - 1], answers[k], depth))
-            labels.append(ranks[k + 1] < ranks[k])
+                collected.append(head.step_features(log_qs[k - 1], log_qs[k], answers[k - 1], answers[k], depth).cpu())
+            labels.append((ranks[k + 1] < ranks[k]).cpu())  # the heads are fitted on the CPU
     return [torch.cat(collected) for collected in features], torch.cat(labels)
 
 
@@ -221,7 +221,7 @@ def popularity_settings(
     table = model.scoring_table()
     features = torch.cat(
         [
-            rule.feature(model.user_vectors(split.batch(rows)[0], 0), table)
+            rule.feature(model.user_vectors(split.batch(rows)[0].to(table.device), 0), table)
             for rows in torch.arange(len(split)).split(1024)
         ]
     )  # [R]
