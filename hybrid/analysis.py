@@ -116,9 +116,11 @@ def analyse(
 
 
 def write_report(analysis: Analysis, folder: Path, protocol: str, split: str | None = None) -> str:
-    """Markdown tables + PNG plots (NDCG@10 by group and step) into ``folder``, replacing an earlier report
-    there; the files say which ``split`` they are of. Returns the Markdown."""
+    """Markdown tables + PNG plots (NDCG@10 by group and step) into ``folder``: analysis-SPLIT.md, .json and
+    ndcg10_by_group-SPLIT.png (without a split: no suffix), so each split keeps its own report. Returns the
+    Markdown."""
     folder.mkdir(parents=True, exist_ok=True)
+    suffix = f"-{split}" if split else ""
     heading = f"# Reasoning analysis of the {split} split" if split else "# Reasoning analysis"
     lines = [heading, "", f"Protocol: {protocol}", "", "## Overall", "", format_table(analysis.overall)]
     for title, groups, sizes in (
@@ -137,8 +139,8 @@ def write_report(analysis: Analysis, folder: Path, protocol: str, split: str | N
             cells = [f"{groups[g][n]['ndcg@10']:.4f}" if g in groups else "-" for n in names]
             lines.append(f"| Q{g} | {sizes[g - 1]} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
-    (folder / "analysis.md").write_text(text)
-    (folder / "analysis.json").write_text(
+    (folder / f"analysis{suffix}.md").write_text(text)
+    (folder / f"analysis{suffix}.json").write_text(
         json.dumps(
             {
                 "overall": analysis.overall,
@@ -152,7 +154,7 @@ def write_report(analysis: Analysis, folder: Path, protocol: str, split: str | N
             indent=2,
         )
     )
-    plot_groups(analysis, folder / "ndcg10_by_group.png")
+    plot_groups(analysis, folder / f"ndcg10_by_group{suffix}.png")
     return text
 
 

@@ -81,7 +81,7 @@ def main() -> int:
             args.split,
         )
         print(text)
-        print(f"written to {Path(args.run_dir) / 'analysis'}")
+        print(f"written to {Path(args.run_dir) / 'analysis' / f'analysis-{args.split}.md'} (and .json, a plot)")
     return 0
 
 

@@ -57,9 +57,10 @@ def test_oracle_is_never_below_any_step_and_the_command_writes_tables_and_plots(
     )
     assert done.returncode == 0, done.stderr
     assert "ORACLE" in done.stdout and "protocol:" in done.stdout
-    assert (tmp_path / "run" / "analysis" / "analysis.md").read_text().startswith("# Reasoning analysis of the test")
-    assert json.loads((tmp_path / "run" / "analysis" / "analysis.json").read_text())["split"] == "test"
-    assert (tmp_path / "run" / "analysis" / "ndcg10_by_group.png").stat().st_size > 1000
+    folder = tmp_path / "run" / "analysis"
+    assert (folder / "analysis-test.md").read_text().startswith("# Reasoning analysis of the test")
+    assert json.loads((folder / "analysis-test.json").read_text())["split"] == "test"
+    assert (folder / "ndcg10_by_group-test.png").stat().st_size > 1000
     too_deep = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "evaluate.py"), str(tmp_path / "run"), "--steps", "3"],
         capture_output=True,

@@ -38,15 +38,14 @@ MERGED = "a missing quintile's rows are in the one before it, whose values they 
 
 
 def analysis(run: Path, split: str) -> dict:
-    """The run's analysis.json of ``split``, made by scripts/evaluate.py when missing or grouped otherwise than
-    analysis.GROUPING (kept per split)."""
+    """The run's analysis-SPLIT.json, made by scripts/evaluate.py when missing or grouped otherwise than
+    analysis.GROUPING."""
     kept = run / "analysis" / f"analysis-{split}.json"
     if not kept.exists() or json.loads(kept.read_text()).get("grouping") != GROUPING:  # missing, or older groups
         if not (run / "config.json").exists() or not (run / "model").is_dir():  # a kept run: files, no model
             raise SystemExit(f"{kept} is missing or grouped otherwise, and {run} holds no model to make it again")
         command = [sys.executable, "scripts/evaluate.py", str(run), "--split", split, "--analysis", "--no_progress"]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-        (run / "analysis" / "analysis.json").replace(kept)
     return json.loads(kept.read_text())
 
 
