@@ -241,3 +241,45 @@ def test_half_written_checkpoints_are_never_resumed_from(tmp_path):
     (tmp_path / "checkpoints" / ".incomplete-step-000000008").mkdir()  # killed while saving
     (tmp_path / "checkpoints" / "step-000000009").mkdir()  # no trainer_state.json: not complete
     assert resolve_checkpoint(tmp_path, "latest").name == "step-000000004"
+
+
+NAN_ON_ONE_PROCESS = """
+import sys
+import torch
+from accelerate import Accelerator
+from hybrid_rearec.hybrid.config import DataConfig, ModelConfig, TrainConfig
+from hybrid_rearec.hybrid.data import load_dataset, shard_batches
+from hybrid_rearec.hybrid.model import HybridRecommender
+from hybrid_rearec.hybrid.train import train_step
+
+accelerator = Accelerator(cpu=True)
+dataset = load_dataset(DataConfig(dataset=sys.argv[1], data_format="csv", max_history=8), use_cache=False)
+torch.manual_seed(0)
+model = HybridRecommender(ModelConfig(hidden_size=16, num_heads=2, inner_size=32), dataset.num_items, 8)
+model, optimizer = accelerator.prepare(model, torch.optim.SGD(model.parameters(), lr=0.1))
+inner = accelerator.unwrap_model(model)
+if accelerator.process_index == 1:  # only this process's loss is not finite
+    with torch.no_grad():
+        inner.item_encoder.embedding.weight[1:] = float("inf")
+before = [p.detach().clone() for p in inner.parameters()]
+batch = next(shard_batches(len(dataset.train.target), 16, 0, 1, accelerator.process_index, 2))
+loss = train_step(model, optimizer, accelerator, dataset.train, batch, TrainConfig(batch_size=16))
+unchanged = all(torch.equal(a, b) for a, b in zip(before, inner.parameters()))
+print(f"process {accelerator.process_index}: finite {bool(torch.isfinite(loss))}, unchanged {unchanged}")
+"""
+
+
+def test_a_non_finite_loss_on_one_process_stops_the_update_on_every_process(tmp_path, sequential_csv):
+    """Without the shared check, process 0 (finite loss) would step with the NaN gradients DDP averaged in."""
+    script = tmp_path / "nan_on_one.py"
+    script.write_text(NAN_ON_ONE_PROCESS)
+    launch = ["-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1", "--multi_gpu"]
+    command = [sys.executable, *launch, "--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
+    command.append(str(sequential_csv))
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (
+        "process 0: finite False, unchanged True" in done.stdout and "process 1: finite False, unchanged" in done.stdout
+    )
