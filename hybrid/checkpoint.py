@@ -41,6 +41,7 @@ IGNORED_CHANGES = {"data": {"cache_dir"}, "model": set()}  # data and model sett
 TRAJECTORY = (
     "seed", "batch_size", "learning_rate", "weight_decay", "max_grad_norm", "ema_decay", "gradient_accumulation_steps",
     "split_invariant_dropout", "prl_warmup_epochs", "exclude_history", "softmax_items", "length_groups",
+    "select_on",
 )  # fmt: skip
 PATTERN = re.compile(r"^step-(\d+)$")
 

@@ -316,6 +316,12 @@ class TrainConfig:
         "NDCG@10 (ties: fewer steps), then test and save the model with that depth.",
         False,
     )
+    select_on: Literal["all", "warm_targets"] = _help(
+        "Validation rows whose NDCG@10 chooses the best epoch and the inference depth: 'all', or 'warm_targets' "
+        "(rows whose target has training interactions: on a cold-item split the cold items' validation "
+        "interactions then choose nothing; with no cold target the same as 'all').",
+        "all",
+    )
     gradient_accumulation_steps: int = _help(
         "Split each batch into this many micro-batches (same result, less memory).", 1
     )

@@ -39,6 +39,13 @@ class EvalResult:
     # Expected metrics of a uniformly random ranking, for the cold-target groups (chance level).
     random_ranking: dict[str, dict[str, float]] = field(default_factory=dict)
 
+    def selection_score(self, rows: str = "all") -> float:
+        """The NDCG@10 that chooses the best epoch and the depth: of every row, or ('warm_targets') of the rows
+        whose target is warm (every row when no target is cold: then there are no groups)."""
+        if rows == "warm_targets" and "warm targets" in self.groups:
+            return self.groups["warm targets"]["ndcg@10"]
+        return self.metrics["ndcg@10"]
+
     def to_dict(self) -> dict:
         return {
             "split": self.split,

@@ -213,22 +213,25 @@ def validate(run: Run, rows: SplitData | SequenceRows) -> tuple[EvalResult, bool
     epoch_loss = rows.loss_per_target(accelerator.reduce(run.loss_sum, "sum").item())
     with run.ema.applied() if run.ema is not None else contextlib.nullcontext():
         valid = run.eval_split("valid")
-        improved = valid.metrics["ndcg@10"] > state.best_ndcg
+        improved = valid.selection_score(run.config.select_on) > state.best_ndcg
         if improved:  # the weights validated (the average when --ema_decay is set)
             fixed = fixed_weight_names(run.unwrapped)  # never trained: the model built has them (checkpoint.py)
             run.best_weights = {k: v.detach().clone() for k, v in run.unwrapped.state_dict().items() if k not in fixed}
     run.tensorboard.log(
         {"train/epoch_loss": epoch_loss, **{f"valid/{k}": v for k, v in valid.metrics.items()}}, step=state.step
     )
-    state.epoch_log.append(
-        {"epoch": state.epoch, "loss": epoch_loss, "valid_ndcg@10": valid.metrics["ndcg@10"],
-         "seconds": state.epoch_seconds[-1]}
-    )  # fmt: skip
+    entry = {"epoch": state.epoch, "loss": epoch_loss, "valid_ndcg@10": valid.metrics["ndcg@10"],
+             "seconds": state.epoch_seconds[-1]}  # fmt: skip
+    selected = run.config.select_on != "all"  # what chose the epoch, when not the whole split
+    if selected:
+        entry["selection_ndcg@10"] = valid.selection_score(run.config.select_on)
+    state.epoch_log.append(entry)
     cold_valid = valid.groups.get("cold targets")  # present only when some validation target is cold
     accelerator.print(
         f"epoch {state.epoch}: loss {epoch_loss:.4f}, valid ndcg@10 {valid.metrics['ndcg@10']:.4f}, "
         f"recall@10 {valid.metrics['recall@10']:.4f}"
         + (f" (cold targets: ndcg@10 {cold_valid['ndcg@10']:.4f})" if cold_valid else "")
+        + (f" (selects on {run.config.select_on}: {entry['selection_ndcg@10']:.4f})" if selected else "")
         + f" ({state.epoch_seconds[-1]:.1f}s){' *' if improved else ''}"
     )
     return valid, improved
@@ -238,7 +241,8 @@ def early_stopping(run: Run, valid: EvalResult, improved: bool) -> bool:
     """Record the epoch's validation in the early-stopping state; True when training should stop."""
     state = run.state
     if improved:
-        state.best_ndcg, state.best_epoch, state.best_valid = valid.metrics["ndcg@10"], state.epoch, valid.to_dict()
+        state.best_ndcg, state.best_epoch = valid.selection_score(run.config.select_on), state.epoch
+        state.best_valid = valid.to_dict()
         state.bad_evals, run.best_valid_ranks = 0, valid.ranks
         if run.accelerator.is_main_process:
             save_atomically({"valid": valid.ranks}, run.output_dir / VALID_RANKS)

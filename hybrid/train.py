@@ -266,7 +266,7 @@ def select_depth(run: Run) -> tuple[dict[int, float] | None, torch.Tensor | None
     if not (run.config.select_inference_steps and reasoning_steps > 0):
         return None, None
     by_steps = {k: run.eval_split("valid", steps=k) for k in range(reasoning_steps + 1)}
-    valid_by_steps = {k: result.metrics["ndcg@10"] for k, result in by_steps.items()}
+    valid_by_steps = {k: result.selection_score(run.config.select_on) for k, result in by_steps.items()}
     chosen = max(valid_by_steps, key=lambda k: (valid_by_steps[k], -k))
     # A copy: used by test and saved with the model, while the caller's config stays as given.
     run.unwrapped.config = dataclasses.replace(run.unwrapped.config, inference_steps=chosen)

@@ -116,6 +116,40 @@ def test_a_run_reports_cold_target_groups_and_records_the_selection(tmp_path):
     assert (recorded["cold_selection"], recorded["cold_seed"], recorded["cold_items"]) == ("random", 0, 4)
 
 
+def test_selection_on_warm_targets_chooses_the_epoch_by_warm_rows_only(tmp_path, monkeypatch):
+    """Validation scores scripted per epoch (overall, warm targets): the whole split picks epoch 1, its warm
+    rows epoch 2."""
+    import dataclasses
+
+    from hybrid_rearec.hybrid import fit
+    from hybrid_rearec.hybrid.evaluate import EvalResult
+    from hybrid_rearec.hybrid.train import train
+
+    result = EvalResult("valid", {"ndcg@10": 0.3}, torch.zeros(4), groups={"warm targets": {"ndcg@10": 0.5}})
+    assert result.selection_score("all") == 0.3 and result.selection_score("warm_targets") == 0.5
+    assert EvalResult("valid", {"ndcg@10": 0.3}, torch.zeros(4)).selection_score("warm_targets") == 0.3  # no cold
+    data = toy_config(write_benchmark(tmp_path / "toy"), max_history=4)
+    model = ModelConfig(hidden_size=16, num_layers=1, num_heads=2, inner_size=32)
+    real = fit.Run.eval_split
+    for select_on, best in (("all", 1), ("warm_targets", 2)):
+        scripted = iter([(0.5, 0.1), (0.2, 0.4), (0.1, 0.05)])
+
+        def eval_split(self, split, steps=None, scripted=scripted):
+            found = real(self, split, steps)
+            if split != "valid":
+                return found
+            overall, warm = next(scripted)
+            groups = found.groups | {"warm targets": found.groups["warm targets"] | {"ndcg@10": warm}}
+            return dataclasses.replace(found, metrics=found.metrics | {"ndcg@10": overall}, groups=groups)
+
+        monkeypatch.setattr(fit.Run, "eval_split", eval_split)
+        train_config = TrainConfig(output_dir=str(tmp_path / select_on), select_on=select_on, epochs=3, batch_size=8,
+                                   report_to="none", progress=False)  # fmt: skip
+        results = train(data, model, train_config)
+        assert results["best_epoch"] == best and results["valid"]["metrics"]["ndcg@10"] == (0.5, 0.2)[best - 1]
+        assert ("selection_ndcg@10" in results["epoch_log"][0]) == (select_on != "all")
+
+
 def test_the_cache_key_holds_the_selection_and_the_cache_keeps_the_cold_items(tmp_path):
     folder = write_benchmark(tmp_path / "toy")
     keys = {cache_key(toy_config(folder, cold_seed=seed)) for seed in (0, 1)}
