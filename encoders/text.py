@@ -167,8 +167,9 @@ def pca_basis(vectors: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tens
     """Mean [T] and top-``dim`` principal directions [T, dim] of vectors [N, T], with fixed signs."""
     if not 0 < dim <= min(vectors.shape):
         raise ConfigError(
-            f"text_pca_dim={dim} is more than this data allows: at most {min(vectors.shape)} (the smaller of "
-            f"{vectors.shape[0]} items and {vectors.shape[1]} text dimensions). Lower --text_pca_dim or leave it unset."
+            f"text_pca_dim={dim} is more than this data allows: at most {min(vectors.shape)} (the smaller of the "
+            f"{vectors.shape[0]} trained items it is fitted on and {vectors.shape[1]} text dimensions). Lower "
+            "--text_pca_dim or leave it unset."
         )
     mean = vectors.double().mean(dim=0)
     _, _, right = torch.linalg.svd(vectors.double() - mean, full_matrices=False)  # right: [min(N, T), T]

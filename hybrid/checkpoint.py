@@ -43,6 +43,7 @@ TRAJECTORY = (
     "split_invariant_dropout", "prl_warmup_epochs", "exclude_history", "softmax_items", "length_groups",
     "select_on",
 )  # fmt: skip
+OLDER_DEFAULTS = {"select_on": "all"}  # what a checkpoint written before the setting existed ran with
 PATTERN = re.compile(r"^step-(\d+)$")
 
 
@@ -219,7 +220,8 @@ def changed_settings(path: Path, now: dict) -> list[str]:
         raise damaged(path, error) from None
     checked = {section: [key for key in then.get(section, {}) if key not in ignored]
                for section, ignored in IGNORED_CHANGES.items()}  # fmt: skip
-    checked["train"] = [key for key in TRAJECTORY if key in then.get("train", {})]  # older checkpoints: fewer keys
+    then["train"] = {**OLDER_DEFAULTS, **then.get("train", {})}  # a setting added since: its former behaviour
+    checked["train"] = [key for key in TRAJECTORY if key in then["train"]]  # older checkpoints: fewer keys
     return [
         f"{key}: {then[section][key]!r} in the checkpoint, {now[section].get(key)!r} now"
         for section, keys in checked.items()

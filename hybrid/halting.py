@@ -169,7 +169,8 @@ class LearnedHalting(nn.Module):
             return torch.zeros(state.shape[0], dtype=torch.bool, device=state.device)
         with torch.no_grad():
             features = self.step_features(previous_log_q, log_q, previous_state, state, depth)
-            return self.probability(features) < self.threshold
+            head = self.linear.weight.device  # fitted on the CPU; the model may run on a GPU
+            return (self.probability(features.to(head)) < self.threshold).to(state.device)
 
 
 class PlannedDepth:

@@ -59,7 +59,7 @@ def build_item_encoder(
     config: ModelConfig,
     num_items: int,
     text_vectors: torch.Tensor | None = None,  # [N, T] frozen text vectors ('text' / 'hybrid')
-    warm_items: torch.Tensor | None = None,  # [N + 1] bool, items with training interactions ('hybrid')
+    warm_items: torch.Tensor | None = None,  # [N + 1] bool, items with training interactions (text PCA, 'hybrid')
     item_texts: list[str] | None = None,  # texts of items 1..N ('lm_lora')
     progress: bool = True,  # bars while an encoder prepares (the LoRA encoder's layer cache)
 ) -> ItemEncoder:

@@ -6,8 +6,11 @@ and ratings as floats. Errors name the file, the problem and the setting that fi
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import itertools
+import lzma
 import os
 import re
 import string
@@ -215,7 +218,7 @@ def _ids(values: pd.Series, column: str, path: Path) -> np.ndarray:
             f"column {column!r} of {str(path)!r} holds {type(first).__name__} values (e.g. {first!r}), not single "
             "ids: give each interaction its own row with one id."
         )
-    if pd.api.types.is_numeric_dtype(values) and path.suffix.lower() in (".json", ".jsonl"):
+    if pd.api.types.is_numeric_dtype(values) and {s.lower() for s in path.suffixes} & JSON_SUFFIXES:
         _refuse_mixed_json_ids(path, column)
     missing = values.isna().to_numpy()
     if not missing.any():
@@ -232,11 +235,16 @@ def _ids(values: pd.Series, column: str, path: Path) -> np.ndarray:
     return strings.to_numpy()
 
 
+JSON_SUFFIXES = {".json", ".jsonl", ".ndjson"}
+COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
 def _refuse_mixed_json_ids(path: Path, column: str) -> None:
     """A JSON id column read as numbers that also holds strings went through pandas (the reader's fallback for
     mixed types), which reads "007" as 7 and so merges two ids: refused, naming the first such line."""
     quoted = re.compile(rf'"{re.escape(column)}"\s*:\s*"')
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    opener = COMPRESSED.get(path.suffix.lower(), open)  # the JSON reader decompresses these itself
+    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
         for line, text in enumerate(handle, start=1):
             if quoted.search(text):
                 raise DataError(

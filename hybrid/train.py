@@ -272,7 +272,7 @@ def select_depth(run: Run) -> tuple[dict[int, float] | None, torch.Tensor | None
     run.unwrapped.config = dataclasses.replace(run.unwrapped.config, inference_steps=chosen)
     run.state.best_valid = by_steps[chosen].to_dict()
     run.accelerator.print(
-        f"inference steps chosen on validation NDCG@10: {chosen} ("
+        f"inference steps chosen on validation NDCG@10 ({run.config.select_on} rows): {chosen} ("
         + ", ".join(f"{k}: {value:.4f}" for k, value in valid_by_steps.items())
         + ")"
     )
@@ -295,7 +295,8 @@ def collect_results(run: Run, test: EvalResult, valid_by_steps: dict[int, float]
         "best_epoch": state.best_epoch,
         "epochs_run": state.epoch - 1,
         "inference_steps": run.unwrapped.config.inference_steps,
-        "valid_ndcg@10_by_inference_steps": valid_by_steps,
+        "valid_ndcg@10_by_inference_steps": valid_by_steps,  # of the rows --select_on names
+        "selection": {"rows": run.config.select_on, "ndcg@10": state.best_ndcg},  # what chose the best epoch
         "valid": state.best_valid,
         "test": test.to_dict(),
         "protocol": test.protocol,

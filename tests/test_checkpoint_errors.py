@@ -227,3 +227,16 @@ def test_a_resume_on_another_lm_than_the_checkpoints_is_refused(tmp_path):
     check_signatures(tmp_path, TrainerState(), {"fixed_weights_signature": "bbbb"})  # an older checkpoint: unchecked
     with pytest.raises(ConfigError, match="the pretrained LM's weights"):
         check_signatures(tmp_path, state, {"fixed_weights_signature": "bbbb"})
+
+
+def test_a_setting_added_since_a_checkpoint_counts_as_its_former_behaviour(tmp_path):
+    """A checkpoint from before --select_on chose its epochs on every row: resuming it on warm targets only
+    would compare two kinds of score, so it is refused; resuming with the default goes on."""
+    import json
+
+    from hybrid_rearec.hybrid.checkpoint import RUN_CONFIG, changed_settings
+
+    (tmp_path / RUN_CONFIG).write_text(json.dumps({"data": {}, "model": {}, "train": {"seed": 1}}))
+    now = {"data": {}, "model": {}, "train": {"seed": 1, "select_on": "warm_targets"}}
+    assert changed_settings(tmp_path, now) == ["select_on: 'all' in the checkpoint, 'warm_targets' now"]
+    assert changed_settings(tmp_path, {**now, "train": {"seed": 1, "select_on": "all"}}) == []

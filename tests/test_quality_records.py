@@ -188,3 +188,21 @@ def test_the_test_analysis_waits_for_every_preset_but_lora_and_leaves_lora_out_u
     assert sorted(json.loads(output.with_suffix(".json").read_text())) == ["hybrid", "id", "text"]
     valid = subprocess.run([*command, "--split", "valid"], capture_output=True, text=True, cwd=ROOT)
     assert valid.returncode == 0 and "lora" in json.loads(output.with_suffix(".json").read_text())
+
+
+def test_the_cold_record_takes_only_runs_of_its_declared_protocol(tmp_path):
+    import pytest
+
+    spec = importlib.util.spec_from_file_location("cold_start_scientific", RESULTS.parent / "cold_start_scientific.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    data = {"split": "cold_items", "cold_selection": "random", "cold_fraction": 0.1, "cold_seed": 1}
+    config = {"data": data, "train": {"select_on": "warm_targets"}}
+    script.check_protocol(tmp_path, config, 1)
+    with pytest.raises(SystemExit, match=r"train.select_on 'all' \(the record's: 'warm_targets'\)"):
+        script.check_protocol(tmp_path, config | {"train": {"select_on": "all"}}, 1)
+    with pytest.raises(SystemExit, match=r"data.cold_seed 1 \(the record's: 2\)"):
+        script.check_protocol(tmp_path, config, 2)
+    for preset in sorted((ROOT / "configs").glob("scientific_cold_*.json")):  # the presets it is run with
+        settings = json.loads(preset.read_text())
+        script.check_protocol(tmp_path, {**settings, "data": {**settings["data"], "cold_seed": 0}}, 0)

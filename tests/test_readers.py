@@ -502,3 +502,9 @@ def test_a_json_id_column_of_numbers_and_strings_is_refused_not_merged(tmp_path)
     )
     with pytest.raises(DataError, match=r"'item_id' .* holds numbers and strings \(a string on line 2\)"):
         read_interactions(DataConfig(dataset=str(path)))  # read as given, "007" would become item 7
+    import gzip
+
+    packed = tmp_path / "x.jsonl.gz"  # the JSON reader decompresses it: so does the check
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    with pytest.raises(DataError, match=r"holds numbers and strings \(a string on line 2\)"):
+        read_interactions(DataConfig(dataset=str(packed), data_format="json"))

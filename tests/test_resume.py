@@ -281,5 +281,6 @@ def test_a_non_finite_loss_on_one_process_stops_the_update_on_every_process(tmp_
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert (
-        "process 0: finite False, unchanged True" in done.stdout and "process 1: finite False, unchanged" in done.stdout
+        "process 0: finite False, unchanged True" in done.stdout
+        and "process 1: finite False, unchanged True" in done.stdout
     )

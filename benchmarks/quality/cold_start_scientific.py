@@ -43,6 +43,23 @@ def split_figures(metrics: dict, split_seed: int, run: Path) -> dict:
     }
 
 
+PROTOCOL = {  # what every run of the record was trained with (cold_start_scientific.md)
+    ("data", "split"): "cold_items",
+    ("data", "cold_selection"): "random",
+    ("data", "cold_fraction"): 0.1,
+    ("train", "select_on"): "warm_targets",
+}
+
+
+def check_protocol(run: Path, config: dict, split_seed: int) -> None:
+    """Refuse a run trained otherwise than the record declares (another split, or selection on every row)."""
+    expected = PROTOCOL | {("data", "cold_seed"): split_seed}  # the folder's name says the split seed
+    wrong = [f"{section}.{key} {config.get(section, {}).get(key)!r} (the record's: {value!r})"
+             for (section, key), value in expected.items() if config.get(section, {}).get(key) != value]  # fmt: skip
+    if wrong:
+        raise SystemExit(f"{run} was not trained by the record's protocol: {'; '.join(wrong)}. Train it again.")
+
+
 def model_name(run: Path) -> str:
     model = json.loads((run / "config.json").read_text())["model"]
     backbone = {"id": "id", "text": "text", "hybrid": "hybrid", "lm_lora": "lora"}[model["item_encoder"]]
@@ -57,9 +74,7 @@ def collect() -> dict:
             run = RUNS / f"{backbone}-split{split}" / "seed-2020"
             if not (run / "metrics.json").exists():
                 continue
-            recorded = json.loads((run / "config.json").read_text())["data"].get("cold_seed", 0)
-            if recorded != split:  # the folder's name says the split; the run's settings decide it
-                raise SystemExit(f"{run} was trained on cold_seed {recorded}, not the {split} its folder names")
+            check_protocol(run, json.loads((run / "config.json").read_text()), split)
             entry = models.setdefault(model_name(run), {"config": f"configs/scientific_cold_{backbone}.json"})
             figures = split_figures(json.loads((run / "metrics.json").read_text()), split, run)
             entry.setdefault("seeds", []).append(figures)

@@ -94,6 +94,7 @@ LORA_TRAINING = {"batch_size": 1024, "learning_rate": 0.002}
 LORA_CHECKPOINTS = {"save_every_steps": 10}
 
 COLD_SPLIT = {"split": "cold_items", "cold_selection": "random", "cold_fraction": 0.1}
+COLD_SELECTION = {"select_on": "warm_targets"}  # no cold item's interaction chooses the epoch or the depth
 
 
 def valid_ndcg(candidate: str) -> float:
@@ -156,6 +157,7 @@ def write_cold_presets() -> list[Path]:
         if backbone == "hybrid":
             config["model"]["id_dropout"] = 0.2
         config["train"]["run_name"] = f"scientific-cold-{backbone}-rearec-{method}"
+        config["train"].update(COLD_SELECTION)
         path = Path(f"configs/scientific_cold_{backbone}.json")
         path.write_text(json.dumps(config, indent=2) + "\n")
         print(f"cold: {backbone} backbone takes {method} (rule {rule}); wrote {path}")
@@ -172,6 +174,7 @@ def write_cold_lora_preset() -> Path:
     config = json.loads(lora.read_text())
     config["data"].update(COLD_SPLIT)
     config["train"]["run_name"] = f"scientific-cold-lora-rearec-{config['model']['reasoning_method']}"
+    config["train"].update(COLD_SELECTION)
     path = Path("configs/scientific_cold_lora.json")
     path.write_text(json.dumps(config, indent=2) + "\n")
     print(f"cold: LoRA-MiniLM takes rule 6's preset; wrote {path}")

@@ -221,10 +221,10 @@ def popularity_settings(
     table = model.scoring_table()
     features = torch.cat(
         [
-            rule.feature(model.user_vectors(split.batch(rows)[0].to(table.device), 0), table)
+            rule.feature(model.user_vectors(split.batch(rows)[0].to(table.device), 0), table).cpu()
             for rows in torch.arange(len(split)).split(1024)
         ]
-    )  # [R]
+    )  # [R], beside the validation ranks (on the CPU)
     cut = float(torch.quantile(features, POPULAR_QUANTILE))
     results = []
     for steps in range(valid_ranks.shape[1]):
