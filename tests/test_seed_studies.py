@@ -137,9 +137,22 @@ def test_summary_shows_every_seed_the_mean_and_the_groups_all_runs_have(tmp_path
     mean_row = next(line for line in text.splitlines() if line.startswith("| **mean ± std (2 seeds)** | |"))
     assert f"{statistics.mean(ndcg):.4f} ± {statistics.stdev(ndcg):.4f}" in mean_row
     assert "| cold targets | seed-2 | 4 | " in text and "| random ranking of all 9 items | expected | |" in text
+    assert "chose the epoch" not in text  # selected on every validation row: no extra column
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert list(summary["runs"]) == ["seed-1", "seed-2"] and summary["mean_test"]["ndcg@10"] == pytest.approx(0.31)
     assert summary["groups"]["cold targets"]["runs"]["seed-1"]["rows"] == 4
+
+
+def test_runs_that_chose_their_epoch_on_warm_targets_show_that_figure(tmp_path):
+    for seed, figure in ((1, 0.07), (2, 0.09)):
+        write_run(tmp_path / f"seed-{seed}", 0.06)
+        path = tmp_path / f"seed-{seed}" / "metrics.json"
+        path.write_text(
+            json.dumps(json.loads(path.read_text()) | {"selection": {"rows": "warm_targets", "ndcg@10": figure}})
+        )
+    text = seeds.summarise(tmp_path)
+    assert "| valid ndcg@10, warm_targets (chose the epoch) |" in text.splitlines()[4]
+    assert "| 0.0800 ± 0.0141 |" in next(line for line in text.splitlines() if line.startswith("| **mean ± std"))
 
 
 def test_a_group_some_runs_lack_is_left_out_and_an_empty_folder_is_an_error(tmp_path):

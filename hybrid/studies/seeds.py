@@ -8,6 +8,7 @@ The summary (summary.md, summary.json) is rebuilt from the finished runs' metric
 from __future__ import annotations
 
 import json
+import math
 import signal
 import statistics
 import subprocess
@@ -170,18 +171,27 @@ def group_metrics(metrics: dict[str, dict]) -> dict[str, GroupRuns]:
 
 
 def runs_table(metrics: dict[str, dict]) -> str:
-    """One row per seed run (best epoch, validation NDCG@10, test metrics), then their mean ± std."""
+    """One row per seed run (best epoch, validation NDCG@10, test metrics), then their mean ± std; runs that
+    chose their epoch on some validation rows only (``--select_on``) add that figure."""
     keys = shared_metric_keys(r["test"]["metrics"] for r in metrics.values())
+    selected = sorted(
+        {r["selection"]["rows"] for r in metrics.values() if r.get("selection", {}).get("rows", "all") != "all"}
+    )
+    chosen = {
+        name: [r.get("selection", {}).get("ndcg@10", math.nan)] if selected else [] for name, r in metrics.items()
+    }
     rows = [
         [name, str(result["best_epoch"]), f"{result['valid']['metrics']['ndcg@10']:.4f}",
-         *(f"{result['test']['metrics'][k]:.4f}" for k in keys)]
+         *(f"{value:.4f}" for value in chosen[name]), *(f"{result['test']['metrics'][k]:.4f}" for k in keys)]
         for name, result in metrics.items()
     ]  # fmt: skip
     valid = [r["valid"]["metrics"]["ndcg@10"] for r in metrics.values()]
     tests = (spread([r["test"]["metrics"][k] for r in metrics.values()]) for k in keys)
-    rows.append([f"**mean ± std ({len(metrics)} seeds)**", "", spread(valid), *tests])
-    columns = ["run", "best epoch", "valid ndcg@10", *(f"test {k}" for k in keys)]
-    return markdown_table(columns, rows, "lrr" + "r" * len(keys))
+    selection = [spread([values[0] for values in chosen.values()])] if selected else []
+    rows.append([f"**mean ± std ({len(metrics)} seeds)**", "", spread(valid), *selection, *tests])
+    extra = [f"valid ndcg@10, {', '.join(selected)} (chose the epoch)"] if selected else []
+    columns = ["run", "best epoch", "valid ndcg@10", *extra, *(f"test {k}" for k in keys)]
+    return markdown_table(columns, rows, "lrr" + "r" * (len(extra) + len(keys)))
 
 
 def groups_table(groups: dict[str, GroupRuns], random_ranking: dict[str, dict[str, float]]) -> str:
