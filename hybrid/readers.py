@@ -141,7 +141,7 @@ def _read_delimited(path: Path, delimiter: str, quoted: bool = False) -> pd.Data
                     f"not {delimiter!r}. Set --delimiter accordingly (a tab: --delimiter tab; it also reads an item "
                     "file with the same suffix: give a tab-separated item file the suffix .tsv)."
                 )
-    duplicates = sorted({name for name in names if names.count(name) > 1})
+    duplicates = repeated(names)
     if duplicates:
         raise DataError(f"{str(path)!r} repeats the header column(s) {duplicates}; give every column a unique name.")
     with open(path, encoding="utf-8", errors="replace") as handle:  # stops at the first data row, never reads on
@@ -307,17 +307,22 @@ def _item_table(frame: pd.DataFrame, id_column: str, path: Path, setting: str | 
 
 def _refuse_repeats(values: pd.Series, path: Path, what: str, fix: str) -> None:
     """A file that lists one id twice (which row would hold?) is refused, naming the ids and ``fix``."""
-    repeated = values[values.duplicated()].unique().tolist()
-    if repeated:
-        raise DataError(f"{str(path)!r} lists the {what} {repeated[:5]} more than once{fix}")
+    twice = values[values.duplicated()].unique().tolist()
+    if twice:
+        raise DataError(f"{str(path)!r} lists the {what} {twice[:5]} more than once{fix}")
+
+
+def repeated(names: list[str]) -> list[str]:
+    """The names that ``names`` holds more than once, sorted."""
+    return sorted({name for name in names if names.count(name) > 1})
 
 
 def _strip_types(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     """RecBole atomic headers are typed (``item_id:token``); keep the names only, each once."""
     names = [column.split(":", 1)[0].strip() for column in frame.columns]  # 'item_id :token' is item_id
-    if repeated := sorted({name for name in names if names.count(name) > 1}):
+    if twice := repeated(names):
         raise DataError(
-            f"{str(path)!r} names the column(s) {repeated} twice with different types (e.g. timestamp:float and "
+            f"{str(path)!r} names the column(s) {twice} twice with different types (e.g. timestamp:float and "
             "timestamp:token); keep one of each."
         )
     return frame.set_axis(names, axis=1)
@@ -332,7 +337,7 @@ def _template_texts(frame: pd.DataFrame, id_column: str, template: str) -> dict[
             f"item_text_template names columns {missing} that the item file lacks; available: "
             f"{list(frame.columns)}. Fix --item_text_template."
         )
-    values = frame[sorted(fields)].fillna("").astype(str).apply(lambda column: column.str.strip())
+    values = _text_cells(frame, sorted(fields))
     ids = frame[id_column].astype(str).tolist()
     return {i: template.format(**row).strip() for i, row in zip(ids, values.to_dict("records"))}
 
@@ -359,6 +364,11 @@ def _template_fields(template: str) -> set[str]:
     return {name for name, _, _ in parsed if name}
 
 
+def _text_cells(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The cells of ``columns`` as trimmed text: a missing cell (JSON null) or a blank one is '' (no text)."""
+    return frame[columns].fillna("").astype(str).apply(lambda column: column.str.strip())
+
+
 def _item_texts(frame: pd.DataFrame, id_column: str, config: DataConfig) -> dict[str, str]:
     if config.item_text_template:
         return _template_texts(frame, id_column, config.item_text_template)
@@ -374,8 +384,7 @@ def _join_texts(frame: pd.DataFrame, id_column: str, text_columns: list[str] | N
             "Fix --item_text_columns."
         )
     ids = frame[id_column].astype(str).tolist()
-    parts = frame[columns].fillna("").astype(str)  # a missing cell (JSON null) is no text, not 'nan'
-    parts = parts.apply(lambda column: column.str.strip()).to_numpy()  # a blank cell is no text either
+    parts = _text_cells(frame, columns).to_numpy()
 
     if len(columns) == 1:
         return dict(zip(ids, parts[:, 0].tolist()))
