@@ -71,7 +71,9 @@ def _load_table(path: Path, kind: str, **options) -> pd.DataFrame:
         raise DataError(f"could not read {str(path)!r} as {kind}: {_reason(error)}") from error
     finally:
         datasets.logging.set_verbosity(verbosity)
-    return table.to_pandas()
+    frame = table.to_pandas()
+    frame.attrs["read_as"] = kind  # the id checks need it: a JSON file need not end in .json
+    return frame
 
 
 def _check_readable(path: Path) -> None:
@@ -218,8 +220,6 @@ def _ids(values: pd.Series, column: str, path: Path) -> np.ndarray:
             f"column {column!r} of {str(path)!r} holds {type(first).__name__} values (e.g. {first!r}), not single "
             "ids: give each interaction its own row with one id."
         )
-    if pd.api.types.is_numeric_dtype(values) and {s.lower() for s in path.suffixes} & JSON_SUFFIXES:
-        _refuse_mixed_json_ids(path, column)
     missing = values.isna().to_numpy()
     if not missing.any():
         if pd.api.types.is_float_dtype(values) and (values % 1 == 0).all():
@@ -235,22 +235,25 @@ def _ids(values: pd.Series, column: str, path: Path) -> np.ndarray:
     return strings.to_numpy()
 
 
-JSON_SUFFIXES = {".json", ".jsonl", ".ndjson"}
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
 
-def _refuse_mixed_json_ids(path: Path, column: str) -> None:
+def _refuse_mixed_json_ids(frame: pd.DataFrame, columns: list[str], path: Path) -> None:
     """A JSON id column read as numbers that also holds strings went through pandas (the reader's fallback for
-    mixed types), which reads "007" as 7 and so merges two ids: refused, naming the first such line."""
-    quoted = re.compile(rf'"{re.escape(column)}"\s*:\s*"')
+    mixed types), which reads "007" as 7 and so merges two ids: refused, naming the first such line. One pass
+    over the file for all of ``columns``, whatever the file's name ends in."""
+    numeric = [name for name in columns if pd.api.types.is_numeric_dtype(frame[name])]
+    if frame.attrs.get("read_as") != "json" or not numeric:
+        return
+    quoted = re.compile(r'"(' + "|".join(re.escape(name) for name in numeric) + r')"\s*:\s*"')
     opener = COMPRESSED.get(path.suffix.lower(), open)  # the JSON reader decompresses these itself
     with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
         for line, text in enumerate(handle, start=1):
-            if quoted.search(text):
+            if found := quoted.search(text):
                 raise DataError(
-                    f"column {column!r} of {str(path)!r} holds numbers and strings (a string on line {line}), and "
-                    'the JSON reader turns a string such as "007" into the number 7, merging ids: write every id '
-                    "of the column as a string."
+                    f"column {found.group(1)!r} of {str(path)!r} holds numbers and strings (a string on line "
+                    f'{line}), and the JSON reader turns a string such as "007" into the number 7, merging ids: '
+                    "write every id of the column as a string."
                 )
 
 
@@ -286,6 +289,7 @@ def _interactions(
 ) -> RawInteractions:
     users = _ids(_require(frame, user, path, settings[0]), user, path)
     items = _ids(_require(frame, item, path, settings[1]), item, path)
+    _refuse_mixed_json_ids(frame, [user, item], path)
     times = _numeric(_require(frame, time, path, settings[2]), time, path)
     ratings = None
     if config.min_rating is not None:
@@ -299,6 +303,7 @@ def _interactions(
 def _item_table(frame: pd.DataFrame, id_column: str, path: Path, setting: str | None) -> pd.DataFrame:
     """An item file with its ids as the interactions' ids are read (trimmed strings), each item listed once."""
     ids = _ids(_require(frame, id_column, path, setting), id_column, path)
+    _refuse_mixed_json_ids(frame, [id_column], path)
     _refuse_repeats(
         pd.Series(ids), path, "item(s)", f" (column {id_column!r}); one text per item: keep one row for each."
     )

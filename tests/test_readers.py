@@ -508,3 +508,9 @@ def test_a_json_id_column_of_numbers_and_strings_is_refused_not_merged(tmp_path)
     packed.write_bytes(gzip.compress(path.read_bytes()))
     with pytest.raises(DataError, match=r"holds numbers and strings \(a string on line 2\)"):
         read_interactions(DataConfig(dataset=str(packed), data_format="json"))
+    named = tmp_path / "x.txt"  # JSON lines by --data_format, not by name: checked all the same
+    named.write_text(
+        '{"user_id": 1, "item_id": "a", "timestamp": 1}\n{"user_id": "01", "item_id": "b", "timestamp": 2}\n'
+    )
+    with pytest.raises(DataError, match=r"'user_id' .* holds numbers and strings \(a string on line 2\)"):
+        read_interactions(DataConfig(dataset=str(named), data_format="json"))
