@@ -45,7 +45,19 @@ def step_ranks(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Ranks of every row's target under each state's own scores [R, S] and under the model's user vector at
     its inference depth [R], ranked as ``evaluate`` ranks (``exclude_history``: the user's past items masked,
-    the target kept); ``progress`` shows a bar over the batches, labelled with the split's ``name``."""
+    the target kept); ``progress`` shows a bar over the batches, labelled with the split's ``name``. Runs in
+    eval mode (dropout off), as ``evaluate`` does, and leaves the model's mode as it found it."""
+    was_training = model.training
+    model.eval()
+    try:
+        return _step_ranks(model, split, batch_size, progress, name, exclude_history)
+    finally:
+        model.train(was_training)
+
+
+def _step_ranks(
+    model: HybridRecommender, split: SplitData, batch_size: int, progress: bool, name: str, exclude_history: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     item_table = model.scoring_table()  # [N + 1, D]
     depth = model.config.inference_steps  # the model's own answer uses the states up to here (None: all)
     per_step, aggregated = [], []

@@ -70,12 +70,16 @@ def progress_bar(iterable: Iterable | None, description: str, enabled: bool, tot
     )
 
 
-def describe_protocol(num_items: int, exclude_history: bool, split_protocol: str, rows: int) -> str:
+def describe_protocol(
+    num_items: int, exclude_history: bool, split_protocol: str, rows: int, select_on: str = "all"
+) -> str:
+    """The evaluation protocol in words (``select_on``: the validation rows the training run chose on)."""
+    selected = "validation NDCG@10" if select_on == "all" else "the validation NDCG@10 of warm-target rows"
     return (
         f"full ranking against all {num_items} items (padding masked); rank = number of other items scoring "
         f">= the target (ties count against it); user's past items "
         f"{'EXCLUDED (target kept)' if exclude_history else 'not excluded'}; {split_protocol} split; "
-        f"means over {rows} rows; model selected on validation NDCG@10 only"
+        f"means over {rows} rows; model selected on {selected} only"
     )
 
 
@@ -119,6 +123,7 @@ def evaluate(
     cold_items: torch.Tensor | None = None,
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
     progress: bool = False,
+    select_on: str = "all",
 ) -> EvalResult:
     """Evaluate ``model`` (an unwrapped HybridRecommender) on ``split`` (``dataset.test`` or ``dataset.valid``
     of the data the model was trained on, whose item numbering it shares: ``hybrid.run_folder.run_dataset``
@@ -129,7 +134,7 @@ def evaluate(
     ``steps`` sets the reasoning depth (default: the model's ``inference_steps``, else every trained step).
     ``cold_items`` ([N + 1] bool, items without training interactions) adds warm-target and cold-target
     metrics. ``memory_bytes`` bounds one users x items score block. ``progress`` shows a bar over the batches
-    (pass it on the main process only).
+    (pass it on the main process only). ``select_on`` (the training run's setting) is named in the protocol.
     """
     check_split(model, split)
     was_training = model.training
@@ -155,7 +160,7 @@ def evaluate(
     ranks[rows] = torch.cat(all_ranks)
     if torch.unique(rows).numel() != len(split):
         raise RuntimeError(f"evaluation covered {torch.unique(rows).numel()} of {len(split)} rows")
-    protocol = describe_protocol(model.num_items, exclude_history, split_protocol, len(split))
+    protocol = describe_protocol(model.num_items, exclude_history, split_protocol, len(split), select_on)
     result = EvalResult(split_name, metric_means(ranks, cutoffs), ranks, protocol)
     if cold_items is not None:
         cold_ranks = torch.empty(len(split), dtype=torch.long)

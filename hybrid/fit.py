@@ -107,6 +107,7 @@ class Run:
             split_protocol=self.data_config.split,
             cold_items=self.cold_items,
             progress=self.accelerator.is_main_process and self.config.progress,
+            select_on=self.config.select_on,
         )
 
     def checkpoint(self) -> None:

@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy import stats
+from scipy import integrate, stats
 
 
 @dataclass(frozen=True)
@@ -22,17 +22,23 @@ class MeanComparison:
     base_mean: float
     other_mean: float
     ratio: float  # other_mean / base_mean
-    ratio_low: float  # Fieller's interval of the ratio of the true means; -inf/inf when unbounded
+    ratio_low: float  # Fieller's interval of the ratio of the true means; -inf/inf when unbounded, NaN unmeasured
     ratio_high: float
     difference_low: float  # Welch's interval of other - base
     difference_high: float
     degrees_of_freedom: float  # Welch-Satterthwaite
-    p_value: float  # Welch's two-sided test of equal means
+    p_value: float  # Welch's two-sided test of equal means; NaN when no seed varied (nothing to test)
     confidence: float
 
     @property
     def ratio_bounded(self) -> bool:
         return math.isfinite(self.ratio_low) and math.isfinite(self.ratio_high)
+
+    @property
+    def spread_measured(self) -> bool:
+        """False when every seed of both groups gave the same value: the spread between seeds is unknown (is
+        the seed used at all?), which is no certainty."""
+        return not math.isnan(self.p_value)
 
 
 def compare_means(base: Sequence[float], other: Sequence[float], confidence: float = 0.95) -> MeanComparison:
@@ -55,10 +61,9 @@ def compare_means(base: Sequence[float], other: Sequence[float], confidence: flo
     base_var, other_var = statistics.variance(base) / len(base), statistics.variance(other) / len(other)
     difference = other_mean - base_mean
     ratio = other_mean / base_mean if base_mean else (math.copysign(math.inf, other_mean) if other_mean else math.nan)
-    if base_var + other_var == 0:  # identical seeds within each group: nothing is uncertain
-        same = difference == 0
-        return MeanComparison(base_mean, other_mean, ratio, ratio, ratio, difference, difference, math.inf,
-                              1.0 if same else 0.0, confidence)  # fmt: skip
+    if base_var + other_var == 0:  # identical seeds within each group: the spread is unmeasured, not zero
+        nan = math.nan
+        return MeanComparison(base_mean, other_mean, ratio, nan, nan, nan, nan, nan, nan, confidence)
     dof = (base_var + other_var) ** 2 / (
         base_var**2 / (len(base) - 1) + other_var**2 / (len(other) - 1)
     )  # Welch-Satterthwaite
@@ -92,7 +97,9 @@ def seeds_needed(
 
     Both groups get n seeds; the power of n is the noncentral t's (Welch-Satterthwaite degrees of freedom,
     noncentrality difference / sqrt((base_std^2 + other_std^2) / n)). Returns the smallest n >= 2 that reaches
-    ``power``. Use it to plan: the stds measured on a few seeds are themselves rough.
+    ``power``. Use it to plan: the stds measured on a few seeds are themselves rough, and below 4 seeds with
+    unequal spreads the answer is optimistic (the degrees of freedom are taken at the true spreads, while the
+    test uses the sampled ones).
     """
     if not 0 < confidence < 1 or not 0 < power < 1:
         raise ValueError(f"confidence and power must be between 0 and 1, got {confidence} and {power}")
@@ -108,7 +115,8 @@ def seeds_needed(
         dof = (base_var + other_var) ** 2 / ((base_var**2 + other_var**2) / (n - 1))
         t = stats.t.ppf(0.5 + confidence / 2, dof)
         shift = abs(difference) / math.sqrt((base_var + other_var) / n)
-        return float(stats.nct.sf(t, dof, shift) + stats.nct.cdf(-t, dof, shift))
+        value = float(stats.nct.sf(t, dof, shift) + stats.nct.cdf(-t, dof, shift))
+        return value if math.isfinite(value) else noncentral_t_power(t, dof, shift)
 
     low, high = 2, 2
     while power_of(high) < power:  # double until reached (at most max_seeds), then bisect: power grows with n
@@ -119,3 +127,15 @@ def seeds_needed(
         middle = (low + high) // 2
         low, high = (middle + 1, high) if power_of(middle) < power else (low, middle)
     return high
+
+
+def noncentral_t_power(t: float, dof: float, shift: float) -> float:
+    """P(|T| > t) for T noncentral t (``dof``, noncentrality ``shift``), by integrating the normal part over the
+    chi-square's quantiles: scipy's nct gives NaN for large shifts at few degrees of freedom (a NaN power would
+    read as "reached")."""
+
+    def given(u: float) -> float:  # u: a quantile of the chi-square in T = (Z + shift) / sqrt(V / dof)
+        scale = t * math.sqrt(stats.chi2.ppf(u, dof) / dof)
+        return float(stats.norm.sf(scale - shift) + stats.norm.cdf(-scale - shift))
+
+    return float(integrate.quad(given, 0.0, 1.0, limit=200)[0])

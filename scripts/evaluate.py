@@ -64,6 +64,7 @@ def main() -> int:
         split_protocol=data_config.split,
         cold_items=dataset.untrained_items(),  # warm- and cold-target groups, as training reports them
         progress=args.progress,
+        select_on=train_config.select_on,
     )
     print(f"protocol: {result.protocol}")
     trained = model_config.reasoning_steps

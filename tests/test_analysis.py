@@ -32,6 +32,9 @@ def test_oracle_is_never_below_any_step_and_the_command_writes_tables_and_plots(
     dataset = load_dataset(data_config)
     ranks, aggregated = step_ranks(model, dataset.test)
     assert ranks.shape == (len(dataset.test), 3) and aggregated.shape == (len(dataset.test),)
+    model.train()  # left in training mode by its caller: the analysis still runs without dropout, as evaluate
+    assert step_ranks(model, dataset.test)[0].tolist() == ranks.tolist() and model.training
+    model.eval()
     model.config.inference_steps = 1  # as a run saved with a validation-chosen depth: "model" is that depth
     shallow = evaluate(model, dataset.test, "test")
     assert step_ranks(model, dataset.test)[1].tolist() == shallow.ranks.tolist()

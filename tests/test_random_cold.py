@@ -148,6 +148,8 @@ def test_selection_on_warm_targets_chooses_the_epoch_by_warm_rows_only(tmp_path,
         results = train(data, model, train_config)
         assert results["best_epoch"] == best and results["valid"]["metrics"]["ndcg@10"] == (0.5, 0.2)[best - 1]
         assert ("selection_ndcg@10" in results["epoch_log"][0]) == (select_on != "all")
+        said = "warm-target rows only" if select_on != "all" else "selected on validation NDCG@10 only"
+        assert results["test"]["protocol"].endswith(said)  # the protocol names the rows that chose
 
 
 def test_the_cache_key_holds_the_selection_and_the_cache_keeps_the_cold_items(tmp_path):

@@ -68,6 +68,20 @@ def test_ratio_is_unbounded_when_the_base_could_be_zero():
     assert math.isnan(compare_means([-1.0, 0.0, 1.0], [-1.0, 1.0]).ratio)
 
 
+def test_seeds_that_all_agree_leave_the_spread_unmeasured_not_certain(tmp_path):
+    """Bit-identical seeds say nothing about the spread between seeds (is the seed used?): no interval, no p."""
+    comparison = compare_means([0.05, 0.05], [0.06, 0.06])
+    assert comparison.ratio == pytest.approx(1.2) and not comparison.spread_measured
+    assert math.isnan(comparison.ratio_low) and math.isnan(comparison.p_value)
+    assert compare_means([0.05, 0.05], [0.06, 0.061]).spread_measured  # one group's spread is enough
+    for group, value in (("base", 0.05), ("new", 0.06)):
+        for seed in (1, 2):
+            write_seed_run(tmp_path / group / f"seed-{seed}", value)
+    done = run_compare("--seed_groups", str(tmp_path / "base"), str(tmp_path / "new"))
+    row = next(line for line in done.stdout.splitlines() if "new" in line)
+    assert "| n/a (every seed gave the same value" in row and row.endswith("| n/a |") and "<0.001" not in row
+
+
 def test_too_few_seeds_and_a_bad_level_are_clear_errors():
     with pytest.raises(ValueError, match="at least 2 seeds per group"):
         compare_means([0.06], [0.07, 0.071])
@@ -146,6 +160,16 @@ def test_seeds_needed_reaches_its_power_with_unequal_spreads():
 
     assert rejections(n) == pytest.approx(0.8, abs=0.02)
     assert rejections(n - 4) < 0.75
+
+
+def test_seeds_needed_is_not_fooled_by_a_large_shift_at_few_degrees_of_freedom():
+    """scipy's noncentral t gives NaN here (noncentrality 8 at 1.2 degrees of freedom), which read as "power
+    reached" at 2 seeds; simulated Welch tests reject only about 61 % of the time at 2 seeds."""
+    assert seeds_needed(0.0005, 0.00016, 0.003) == 3
+    generator = np.random.default_rng(0)
+    base = generator.normal(0.06, 0.0005, (20_000, 2))
+    other = generator.normal(0.063, 0.00016, (20_000, 2))
+    assert (stats.ttest_ind(other, base, axis=1, equal_var=False).pvalue < 0.05).mean() < 0.7
 
 
 def test_seeds_needed_refuses_what_cannot_be_planned():

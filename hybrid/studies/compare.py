@@ -9,6 +9,7 @@ with Fieller's interval and Welch's p-value, and optionally by how many seeds wo
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -83,11 +84,15 @@ def percent(fraction: float) -> str:
 
 
 def p_text(p_value: float) -> str:
+    if math.isnan(p_value):
+        return "n/a"
     return "<0.001" if p_value < 0.0005 else f"{p_value:.3f}"
 
 
 def ratio_interval(comparison: MeanComparison) -> str:
     """The ratio's interval as the table prints it."""
+    if not comparison.spread_measured:
+        return "n/a (every seed gave the same value: no spread to judge by; does the seed change the run?)"
     if not comparison.ratio_bounded:
         return "unbounded (the base mean is not distinguishable from 0)"
     return f"{comparison.ratio_low:.3f}x - {comparison.ratio_high:.3f}x"
@@ -209,9 +214,9 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> str:
     lines = []
     for run, result in results.items():
         ndcg = result["test"]["metrics"]["ndcg@10"]
-        change = ndcg / base_ndcg - 1 if base_ndcg else 0.0
+        change = f"{ndcg / base_ndcg - 1:+.1%}" if base_ndcg else "n/a: its ndcg@10 is 0"
         lines.append(
-            f"{run}: test ndcg@10 {ndcg:.4f} ({change:+.1%} vs {base_run}), best epoch "
+            f"{run}: test ndcg@10 {ndcg:.4f} ({change} vs {base_run}), best epoch "
             f"{result['best_epoch']} of {result['epochs_run']}, {result['seconds_per_epoch']:.1f} s/epoch"
         )
     return f"protocol: {protocol}\n\n{table}\n\n" + "\n".join(lines)
