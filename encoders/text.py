@@ -80,7 +80,8 @@ def load_named(key: str, name: str, load: Callable):
         raise ConfigError(
             f"{key}={name!r} does not load ({reason}). Give a local model folder or a Hub id (downloads need "
             f"network and no HF_HUB_OFFLINE=1; offline, only models already in the cache load), or "
-            f"{PACKAGED_MINILM!r}, the packaged copy."
+            f"{PACKAGED_MINILM!r}, the packaged copy. A saved model whose {key} is elsewhere now loads with "
+            f"HybridRecommender.from_pretrained(folder, {key}='where/it/is')."
         ) from None
 
 

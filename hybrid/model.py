@@ -29,7 +29,14 @@ from ..reasoning.rearec import ReasoningHead, ReasoningLoop, aggregate
 from .config import ModelConfig
 from .errors import ConfigError, DataError
 from .hub import model_card, push_folder
-from .pretrained import HUB_ARGUMENTS, load_folder, model_folder_or_download, refuse_unsaveable, save_folder
+from .pretrained import (
+    HUB_ARGUMENTS,
+    PRETRAINED_SETTINGS,
+    load_folder,
+    model_folder_or_download,
+    refuse_unsaveable,
+    save_folder,
+)
 from .recommend import OUT_OF_STEP, ItemCatalogue, Recommendation, recommend
 
 
@@ -549,7 +556,9 @@ class HybridRecommender(
         **patterns,
     ) -> str:
         """Upload the folder ``save_pretrained`` writes, as ``scripts/push_to_hub.py`` does (``hub.push_folder``):
-        the card names ``repo_id`` and no local path of this machine goes up. Returns the commit's URL.
+        the card names ``repo_id``, and the training settings and the adapter carry no local path of this
+        machine (the model's own ``text_model``/``lm_model`` go up as given: loading needs them). Returns the
+        commit's URL.
         huggingface_hub's ``config`` and ``model_card_kwargs`` are not used (the model writes its own files)."""
         given = sorted(name for name, value in patterns.items() if value is not None)
         if given:  # allow/ignore/delete patterns would upload part of a folder that loads only whole
@@ -589,16 +598,20 @@ class HybridRecommender(
     ) -> HybridRecommender:
         """Load a folder written by ``save_pretrained``, or download a Hub repo holding one (the download
         arguments mean what they mean in huggingface_hub; a local folder needs none). ``map_location``: the
-        device the tensors are loaded onto. Strict: a missing or unexpected weight is an error."""
+        device the tensors are loaded onto. Strict: a missing or unexpected weight is an error. ``text_model=``
+        or ``lm_model=`` (the one the encoder uses) says where its pretrained model is now, when the saved name
+        does not load here; a LoRA model refuses a language model with other weights than it trained on."""
         if not isinstance(pretrained_model_name_or_path, (str, os.PathLike)):
             raise TypeError(
                 "from_pretrained takes a folder written by save_pretrained or a Hub repo id, got "
                 f"{pretrained_model_name_or_path!r}"
             )
         check_device(map_location)
+        pretrained = {name: kwargs.pop(name) for name in PRETRAINED_SETTINGS if kwargs.get(name) is not None}
         if kwargs:
             raise TypeError(
-                f"unexpected argument(s) {sorted(kwargs)}; from_pretrained takes {', '.join(HUB_ARGUMENTS)}"
+                f"unexpected argument(s) {sorted(kwargs)}; from_pretrained takes "
+                f"{', '.join(HUB_ARGUMENTS + PRETRAINED_SETTINGS)}"
             )
         folder = model_folder_or_download(
             pretrained_model_name_or_path,
@@ -608,7 +621,7 @@ class HybridRecommender(
             token=token,
             local_files_only=local_files_only,
         )
-        return load_folder(cls, folder).to(map_location)
+        return load_folder(cls, folder, pretrained).to(map_location)
 
 
 def check_device(device: str | torch.device) -> None:

@@ -1,6 +1,7 @@
 """A trained recommender as a self-contained folder: what `save_pretrained` writes and `from_pretrained` reads.
 
-    config.json               format version, the model config, catalogue size and history length
+    config.json               format version, the model config, catalogue size and history length, and a
+                              signature of the referenced LM's weights (written last: it marks a whole folder)
     model.safetensors         trainable weights (and small fixed tensors: PCA basis, warm-item mask), nothing
                               frozen: a frozen text model or LM is referenced by name/path, never copied
     catalogue.json            raw ids, texts and titles of items 1..N (recommendations are reported in these)
@@ -17,13 +18,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..encoders.lm_lora import ADAPTER
 from ..encoders.registry import encoder_kind
 from ..encoders.text import TEXT_VECTORS
+from .checkpoint import fixed_weights_signature
 from .config import ConfigError, ModelConfig
 from .recommend import ItemCatalogue
 
@@ -51,26 +55,57 @@ def _write_atomically(path: Path, write) -> None:
     os.replace(temporary, path)
 
 
+ENCODER_FILES = (TEXT_VECTORS, ADAPTER)  # what some item encoders write beside the weights
+MODEL_FILES = (CONFIG, WEIGHTS, CATALOGUE, *ENCODER_FILES, "README.md")  # a saved folder, its card included
+
+
 def save_folder(model: torch.nn.Module, folder: str | Path) -> None:
-    """Write the model (a ``HybridRecommender``) (see the module docstring); each file appears whole or not at all."""
+    """Write the model (a ``HybridRecommender``) (see the module docstring); each file appears whole or not at
+    all. Saving over an earlier model first removes its config.json and its encoder's files and writes
+    config.json last, so an interrupted save leaves a folder that refuses to load, never a mix of two models."""
     folder = Path(folder)
     refuse_unsaveable(model, folder)
     folder.mkdir(parents=True, exist_ok=True)
-    config = {
-        "format_version": FORMAT_VERSION,
-        "library": "hybrid-rearec",
-        "num_items": model.num_items,
-        "max_history": model.backbone.max_history,
-        "model": dataclasses.asdict(model.config),
-        "results": model.results,  # metrics and training config, shown in the model card
-    }
-    _write_atomically(folder / CONFIG, lambda p: p.write_text(json.dumps(config, indent=2)))
+    remove_model_files(folder, (CONFIG, *ENCODER_FILES))
     names = saved_weight_names(model)
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k in names}
     _write_atomically(folder / WEIGHTS, lambda p: save_file(weights, p, metadata={"format": "pt"}))
     catalogue = json.dumps(model.catalogue.to_dict(), ensure_ascii=False)
     _write_atomically(folder / CATALOGUE, lambda p: p.write_text(catalogue, encoding="utf-8"))
     model.item_encoder.save_files(folder)  # frozen text vectors, a LoRA adapter: whatever the encoder needs
+    config = {
+        "format_version": FORMAT_VERSION,
+        "library": "hybrid-rearec",
+        "num_items": model.num_items,
+        "max_history": model.backbone.max_history,
+        "model": dataclasses.asdict(model.config),
+        "frozen_weights": fixed_weights_signature(model),  # the pretrained LM the model needs (None: none)
+        "results": model.results,  # metrics and training config, shown in the model card
+    }
+    _write_atomically(folder / CONFIG, lambda p: p.write_text(json.dumps(config, indent=2)))
+
+
+def remove_model_files(folder: Path, names: tuple[str, ...]) -> None:
+    """Remove these files (or folders) of a saved model from ``folder``; nothing else of it is touched."""
+    for name in names:
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def model_files(folder: Path) -> list[Path]:
+    """The files of the saved model in ``folder`` (what an upload sends), leaving out anything else there: an
+    unfinished write's temporary file, or files of the user's own."""
+    found = []
+    for name in MODEL_FILES:
+        path = folder / name
+        if path.is_dir():  # the adapter folder, whole
+            found += sorted(p for p in path.rglob("*") if p.is_file())
+        elif path.is_file():
+            found.append(path)
+    return found
 
 
 def refuse_unsaveable(model: torch.nn.Module, folder: Path) -> None:
@@ -183,6 +218,7 @@ def read_catalogue(folder: Path) -> ItemCatalogue:
 
 
 HUB_ARGUMENTS = ("revision", "cache_dir", "force_download", "token", "local_files_only", "map_location")
+PRETRAINED_SETTINGS = ("text_model", "lm_model")  # where a saved model's pretrained model is now (from_pretrained)
 
 
 def model_folder_or_download(name_or_path: str | Path, **download) -> Path:
@@ -210,13 +246,16 @@ def model_folder_or_download(name_or_path: str | Path, **download) -> Path:
         ) from None
 
 
-def load_folder(cls: type[torch.nn.Module], folder: str | Path) -> torch.nn.Module:
+def load_folder(cls: type[torch.nn.Module], folder: str | Path, pretrained: dict | None = None) -> torch.nn.Module:
     """Rebuild a model of class ``cls`` (``HybridRecommender``) saved by :func:`save_folder`, strictly; in eval
-    mode."""
+    mode. ``pretrained``: where the pretrained model the encoder references is now ({"lm_model": path}),
+    in place of the saved name; it must hold the weights the model was trained on."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelFileError(f"{folder} is not a folder; give a folder written by save_pretrained or a Hub repo id.")
     config, raw = read_config(folder)
+    if pretrained:
+        config = relocated(config, pretrained)
     catalogue = read_catalogue(folder)
     if len(catalogue) != raw["num_items"]:
         raise ModelFileError(f"{folder / CATALOGUE} lists {len(catalogue)} items, {folder / CONFIG} {raw['num_items']}")
@@ -238,6 +277,7 @@ def load_folder(cls: type[torch.nn.Module], folder: str | Path) -> torch.nn.Modu
         model.load_state_dict(weights, strict=False)  # strict on the saved names, checked above
     except RuntimeError as error:  # a shape that differs from the config
         raise ModelFileError(f"{folder / WEIGHTS} does not fit {folder / CONFIG}: {error}") from None
+    check_frozen_weights(model, raw.get("frozen_weights"), folder)
     try:
         model.item_encoder.load_files(folder)  # e.g. a LoRA adapter folder
     except Exception as error:
@@ -246,3 +286,28 @@ def load_folder(cls: type[torch.nn.Module], folder: str | Path) -> torch.nn.Modu
         ) from None
     model.catalogue, model.results = catalogue, raw.get("results")
     return model.eval()
+
+
+def relocated(config: ModelConfig, pretrained: dict) -> ModelConfig:
+    """``config`` with its encoder's pretrained model named where it is now (``pretrained``: that one setting)."""
+    setting = encoder_kind(config.encoder).frozen_model
+    other = sorted(pretrained.keys() - {setting})
+    if other:
+        uses = f"uses {setting}" if setting else "uses no pretrained model"
+        raise TypeError(f"this model's {config.item_encoder!r} item encoder {uses}; {other} cannot be set")
+    return dataclasses.replace(config, **pretrained)
+
+
+def check_frozen_weights(model: torch.nn.Module, saved: str | None, folder: Path) -> None:
+    """The pretrained LM a model was trained on is referenced, not saved: one with other weights under the same
+    name (a moved folder, a Hub model changed since) would score differently without any error, so refused."""
+    if saved is None:  # nothing frozen, or saved before the signature was kept
+        return
+    found = fixed_weights_signature(model)
+    if found != saved:
+        setting = encoder_kind(model.config.encoder).frozen_model
+        raise ModelFileError(
+            f"the {setting} {getattr(model.config, setting)!r} does not hold the weights {folder} was trained on "
+            f"(signature {found}, saved {saved}): give the model it was trained on, e.g. "
+            f"HybridRecommender.from_pretrained({str(folder)!r}, {setting}='path/to/that/model')."
+        )

@@ -244,8 +244,11 @@ def test_push_to_hub_uploads_exactly_the_saved_folder(tmp_path, sequential_csv, 
     with pytest.raises(ModelFileError, match="model.safetensors"):
         push(str(run), "me/tiny", token="hf_test")
     weights.write_bytes(whole)
+    notes, stale = run / "model" / "notes.txt", run / "model" / ".model.safetensors.incomplete"
+    notes.write_text("mine"), stale.write_bytes(whole[:100])  # not the model's: neither goes up
     with mocked_hub(monkeypatch) as (requests, uploaded):
         url = push(str(run), "me/tiny", private=True, token="hf_test")
+    notes.unlink(), stale.unlink()
     assert "commit" in url
     assert_uploaded_public(uploaded, run / "model", tmp_path)
     created = [r for r in requests if r[1].endswith("/api/repos/create")]
@@ -428,3 +431,64 @@ def test_add_items_checks_everything_before_it_changes_anything(tmp_path):
     with pytest.raises(ValueError, match=f"the catalogue has 3 items but the model {size + 4}"):
         model.save_pretrained(tmp_path / "other")
     assert not (tmp_path / "other").exists()
+
+
+def test_an_interrupted_save_over_another_model_never_loads_as_a_mix(tmp_path, monkeypatch):
+    """Saving model B over model A: cut off before it ends, the folder refuses to load (A's config could
+    otherwise pair with B's weights, or A's catalogue); finished, no file of A's encoder is left."""
+    from hybrid_rearec.hybrid import pretrained
+
+    folder = tmp_path / "model"
+    tiny_saved(folder, "text")
+    assert (folder / "text_vectors.safetensors").exists()
+    from tests.tester import RecommenderTester
+
+    other = RecommenderTester("id", num_items=7).model().eval()
+    written = pretrained.save_file
+
+    def cut_off(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pretrained, "save_file", cut_off)
+    with pytest.raises(KeyboardInterrupt):
+        other.save_pretrained(folder)
+    with pytest.raises(ModelFileError, match="config.json is missing"):
+        HybridRecommender.from_pretrained(folder)
+    monkeypatch.setattr(pretrained, "save_file", written)
+    other.save_pretrained(folder)
+    assert HybridRecommender.from_pretrained(folder).num_items == 7
+    assert not (folder / "text_vectors.safetensors").exists()
+
+
+def test_a_lora_model_refuses_a_language_model_it_was_not_trained_on_and_can_be_pointed_to_its_own(tmp_path):
+    """The LM is referenced, not saved: moved, it is named with from_pretrained(lm_model=...); another LM of the
+    same shape under the model's name would change every score silently, so it is refused."""
+    import shutil
+
+    from transformers import BertModel
+
+    from tests.tester import RecommenderTester
+
+    model = RecommenderTester("lm_lora", folder=tmp_path).model().eval()
+    model.save_pretrained(tmp_path / "model")
+    history = [model.catalogue.item_ids[:3]]
+    expected = model.recommend(history, k=3)
+    lm = tmp_path / "tiny-lm"
+    other = BertModel.from_pretrained(lm)
+    with torch.no_grad():
+        other.embeddings.word_embeddings.weight.add_(0.1)  # the same shape, other weights
+    other.save_pretrained(tmp_path / "other-lm")
+    shutil.copytree(lm, tmp_path / "moved-lm")
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (lm / name).exists():
+            shutil.copy(lm / name, tmp_path / "other-lm" / name)
+    with pytest.raises(ModelFileError, match=r"lm_model .*other-lm.* does not hold the weights .* lm_model="):
+        HybridRecommender.from_pretrained(tmp_path / "model", lm_model=str(tmp_path / "other-lm"))
+    shutil.rmtree(lm)
+    with pytest.raises(ConfigError, match=r"from_pretrained\(folder, lm_model="):
+        HybridRecommender.from_pretrained(tmp_path / "model")
+    moved = HybridRecommender.from_pretrained(tmp_path / "model", lm_model=str(tmp_path / "moved-lm"))
+    assert moved.recommend(history, k=3) == expected
+    tiny_saved(tmp_path / "id-model")
+    with pytest.raises(TypeError, match="'id' item encoder uses no pretrained model"):
+        HybridRecommender.from_pretrained(tmp_path / "id-model", lm_model="x")
