@@ -45,6 +45,7 @@ TRAJECTORY = (
 )  # fmt: skip
 OLDER_DEFAULTS = {"select_on": "all"}  # what a checkpoint written before the setting existed ran with
 PATTERN = re.compile(r"^step-(\d+)$")
+REPLACED = ".replaced-"  # the name's prefix while a new save of the same step replaces it (replace_folder)
 
 
 @dataclass
@@ -124,13 +125,25 @@ def check_weight_names(expected: set[str], fixed: set[str], saved: set[str], sou
         )
 
 
+def checkpoint_step(path: Path) -> int | None:
+    """The step of a checkpoint folder named step-N or .replaced-step-N; None for any other name."""
+    match = PATTERN.match(path.name.removeprefix(REPLACED))
+    return int(match.group(1)) if match else None
+
+
 def checkpoint_folders(run_dir: Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first."""
+    """Complete checkpoints of a run, oldest first. A kill between :func:`replace_folder`'s two renames leaves a
+    step's earlier save as .replaced-step-N and no step-N: that folder stands for the step until it is saved again,
+    so a resume never finds fewer checkpoints than were published."""
     folder = run_dir / "checkpoints"
     if not folder.is_dir():
         return []
-    found = [p for p in folder.iterdir() if PATTERN.match(p.name) and (p / STATE_FILE).exists()]
-    return sorted(found, key=lambda p: int(PATTERN.match(p.name).group(1)))
+    found = [
+        p for p in folder.iterdir()
+        if checkpoint_step(p) is not None and (p / STATE_FILE).exists()
+        and not (p.name.startswith(REPLACED) and (folder / p.name.removeprefix(REPLACED)).exists())
+    ]  # fmt: skip
+    return sorted(found, key=checkpoint_step)
 
 
 def save_checkpoint(
@@ -162,10 +175,12 @@ def save_checkpoint(
 
 def replace_folder(new: Path, final: Path) -> None:
     """Publish ``new`` as ``final``; a folder already there (the same step saved twice: the last batch's save
-    and the epoch's end) is renamed aside first and deleted only after, so a kill never leaves neither."""
-    old = final.with_name(f".replaced-{final.name}")
-    shutil.rmtree(old, ignore_errors=True)
+    and the epoch's end) is renamed aside to .replaced-NAME first and deleted only after. A kill between the two
+    renames leaves only .replaced-NAME, which :func:`checkpoint_folders` counts as the checkpoint: it is kept
+    until ``new`` is in place."""
+    old = final.with_name(f"{REPLACED}{final.name}")
     if final.exists():
+        shutil.rmtree(old, ignore_errors=True)  # a leftover of a kill during the last deletion below
         os.replace(final, old)
     os.replace(new, final)
     shutil.rmtree(old, ignore_errors=True)
@@ -175,16 +190,16 @@ def set_aside_newer(run_dir: Path, checkpoint: Path) -> Path | None:
     """Resuming from an older checkpoint of ``run_dir`` abandons the checkpoints after it: they move to
     checkpoints/abandoned-TIMESTAMP/, so rotation keeps the new branch's and --resume latest never picks the old
     one's (nothing is deleted). Returns that folder, or None when nothing was newer. Main process only."""
-    match = PATTERN.match(checkpoint.name)
-    if match is None or checkpoint.resolve().parent != (run_dir / "checkpoints").resolve():
+    step = checkpoint_step(checkpoint)
+    if step is None or checkpoint.resolve().parent != (run_dir / "checkpoints").resolve():
         return None  # another run's checkpoint: this run's folder has no branch to abandon
-    newer = [p for p in checkpoint_folders(run_dir) if int(PATTERN.match(p.name).group(1)) > int(match.group(1))]
+    newer = [p for p in checkpoint_folders(run_dir) if checkpoint_step(p) > step]
     if not newer:
         return None
     aside = run_dir / "checkpoints" / f"abandoned-{datetime.now():%Y%m%d-%H%M%S-%f}"
     aside.mkdir()
     for folder in newer:
-        os.replace(folder, aside / folder.name)
+        os.replace(folder, aside / folder.name.removeprefix(REPLACED))  # a stand-in keeps its step's name there
     return aside
 
 
@@ -198,15 +213,23 @@ def resolve_checkpoint(run_dir: Path, resume: str) -> Path:
                 "Pass the run's --output_dir, or start without --resume."
             )
         return found[-1]
-    path = Path(resume)
-    if not path.exists() and not path.is_absolute() and (run_dir / path).exists():
-        path = run_dir / path  # 'checkpoints/step-N' of the run being continued, from any directory
+    path = published_or_stand_in(Path(resume))
+    if not path.exists() and not path.is_absolute() and (in_run := published_or_stand_in(run_dir / resume)).exists():
+        path = in_run  # 'checkpoints/step-N' of the run being continued, from any directory
     if not (path / STATE_FILE).exists():
         raise ConfigError(
             f"--resume {resume!r} is not a complete checkpoint (no {STATE_FILE}, looked for in {str(path)!r}); "
             "use 'latest' or a checkpoints/step-N folder (a relative one starts at --output_dir or here)."
         )
     return path
+
+
+def published_or_stand_in(path: Path) -> Path:
+    """``path``, or its .replaced-NAME when only that is left (a kill while the step was saved again)."""
+    if path.exists() or not path.name:  # '.' or '/' has no name to prefix
+        return path
+    stand_in = path.with_name(f"{REPLACED}{path.name}")
+    return stand_in if stand_in.exists() else path
 
 
 def changed_settings(path: Path, now: dict) -> list[str]:

@@ -49,7 +49,9 @@ def saved_weight_names(model: torch.nn.Module) -> set[str]:
     return {name for name in model.state_dict() if name not in frozen and not name.startswith(external)}
 
 
-def _write_atomically(path: Path, write) -> None:
+def write_atomically(path: Path, write) -> None:
+    """``write(temporary)``, then the temporary file renamed to ``path``: a kill mid-write leaves the file that
+    was there (or none), never a truncated one."""
     temporary = path.with_name(f".{path.name}.incomplete")
     write(temporary)
     os.replace(temporary, path)
@@ -69,9 +71,9 @@ def save_folder(model: torch.nn.Module, folder: str | Path) -> None:
     remove_model_files(folder, (CONFIG, *ENCODER_FILES))
     names = saved_weight_names(model)
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k in names}
-    _write_atomically(folder / WEIGHTS, lambda p: save_file(weights, p, metadata={"format": "pt"}))
+    write_atomically(folder / WEIGHTS, lambda p: save_file(weights, p, metadata={"format": "pt"}))
     catalogue = json.dumps(model.catalogue.to_dict(), ensure_ascii=False)
-    _write_atomically(folder / CATALOGUE, lambda p: p.write_text(catalogue, encoding="utf-8"))
+    write_atomically(folder / CATALOGUE, lambda p: p.write_text(catalogue, encoding="utf-8"))
     model.item_encoder.save_files(folder)  # frozen text vectors, a LoRA adapter: whatever the encoder needs
     config = {
         "format_version": FORMAT_VERSION,
@@ -82,7 +84,7 @@ def save_folder(model: torch.nn.Module, folder: str | Path) -> None:
         "frozen_weights": fixed_weights_signature(model),  # the pretrained LM the model needs (None: none)
         "results": model.results,  # metrics and training config, shown in the model card
     }
-    _write_atomically(folder / CONFIG, lambda p: p.write_text(json.dumps(config, indent=2)))
+    write_atomically(folder / CONFIG, lambda p: p.write_text(json.dumps(config, indent=2)))
 
 
 def remove_model_files(folder: Path, names: tuple[str, ...]) -> None:

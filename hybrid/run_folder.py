@@ -40,7 +40,7 @@ from .data import RecDataset, load_dataset
 from .errors import ConfigError, DataError
 from .formats import BUILTIN_DATASETS
 from .model import HybridRecommender
-from .pretrained import CATALOGUE, ModelFileError
+from .pretrained import CATALOGUE, ModelFileError, write_atomically
 from .recommend import ItemCatalogue
 from .seed_runs import read_run_json
 
@@ -185,9 +185,7 @@ def set_aside(folder: Path, existing: list[str], agreed: str, extras: tuple[str,
 
 
 def save_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.incomplete")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, temporary)
-    os.replace(temporary, path)
+    write_atomically(path, lambda p: save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, p))
 
 
 def model_folder(path: str | Path) -> Path:

@@ -48,6 +48,7 @@ from .errors import ConfigError
 from .evaluate import EvalResult, format_groups, format_table
 from .fit import Run, TensorBoardLog, fit, nothing_to_train, step_noise_seed, train_step
 from .formats import BUILTIN_DATASETS
+from .pretrained import write_atomically
 from .recommend import ItemCatalogue
 from .run_folder import (
     CONFIG,
@@ -206,7 +207,7 @@ def write_config(run: Run) -> None:
     if run.accelerator.is_main_process:
         run.output_dir.mkdir(parents=True, exist_ok=True)
         settings = run_settings(run.data_config, run.model_config, run.config, run.output_dir)
-        (run.output_dir / CONFIG).write_text(json.dumps(settings, indent=2))
+        _write_json_atomically(run.output_dir / CONFIG, settings)  # a kill mid-write keeps the one there
 
 
 def resume(run: Run, checkpoint: Path) -> None:
@@ -348,7 +349,13 @@ def save(run: Run, results: dict, test: EvalResult, valid_ranks: torch.Tensor | 
     if valid_ranks is None:  # resumed from a checkpoint older than best_valid_ranks.safetensors
         valid_ranks = load_file(output_dir / VALID_RANKS)["valid"]
     save_atomically({"valid": valid_ranks, "test": test.ranks}, output_dir / RANKS)
-    (output_dir / METRICS).write_text(json.dumps(results, indent=2))
+    _write_json_atomically(output_dir / METRICS, results)  # marks the run finished: never a truncated one
+
+
+def _write_json_atomically(path: Path, value: dict) -> None:
+    """A kill mid-write leaves the file that was there (a resumed run's config.json) or none, never a truncated
+    one (a damaged metrics.json would mark the run finished)."""
+    write_atomically(path, lambda p: p.write_text(json.dumps(value, indent=2)))
 
 
 def report(run: Run, results: dict, test: EvalResult) -> None:

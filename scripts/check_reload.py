@@ -3,7 +3,7 @@
 Loads RUN_DIR/model with `HybridRecommender.from_pretrained` (for a LoRA run, the peft adapter in
 model/adapter/ on the base language model), ranks the test set again and compares every rank with the
 training run's RUN_DIR/ranks.safetensors. Exit status 0 when all ranks are equal, 1 when some differ, 2 when
-the run or its data cannot be loaded.
+the run or its data cannot be loaded, or the data read has another number of test rows than the run ranked.
 """
 
 from __future__ import annotations
@@ -54,10 +54,22 @@ def main() -> int:
     except (DataError, KeyError, TypeError) as error:
         print(f"error: {run / METRICS} is damaged ({error}): restore it, or train the run again.", file=sys.stderr)
         return 2
+    if test.ranks.shape != saved.shape:
+        print(f"error: {other_rows(run, len(test.ranks), len(saved))}", file=sys.stderr)
+        return 2
     equal = torch.equal(test.ranks, saved)
     print(f"reloaded {run / MODEL}: test NDCG@10 {test.metrics['ndcg@10']:.6f} (training run: {recorded:.6f})")
     print(f"test ranks equal to the training run's: {equal} ({int((test.ranks != saved).sum())} differ)")
     return 0 if equal else 1
+
+
+def other_rows(run: Path, now: int, ranked: int) -> str:
+    """Why the ranks cannot be compared row by row, and what to pass."""
+    return (
+        f"the test split read now has {now} rows, the training run ranked {ranked} ({run / RANKS}): the data "
+        "changed since training, so its ranks cannot be compared. Check the run against the data it was trained "
+        "on (--dataset PATH, --item_file PATH)."
+    )
 
 
 if __name__ == "__main__":

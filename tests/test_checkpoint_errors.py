@@ -240,3 +240,47 @@ def test_a_setting_added_since_a_checkpoint_counts_as_its_former_behaviour(tmp_p
     now = {"data": {}, "model": {}, "train": {"seed": 1, "select_on": "warm_targets"}}
     assert changed_settings(tmp_path, now) == ["select_on: 'all' in the checkpoint, 'warm_targets' now"]
     assert changed_settings(tmp_path, {**now, "train": {"seed": 1, "select_on": "all"}}) == []
+
+
+def test_a_kill_between_the_renames_of_a_step_saved_twice_resumes_from_its_earlier_save(
+    trained, csv_data_config, tiny_model_config
+):
+    from hybrid_rearec.hybrid.checkpoint import checkpoint_folders, resolve_checkpoint
+
+    run = Path(trained.output_dir)
+    for name in ("model", "metrics.json", "ranks.safetensors"):  # as if killed while training
+        shutil.rmtree(run / name) if name == "model" else (run / name).unlink()
+    latest = checkpoint_folders(run)[-1]
+    stand_in = latest.with_name(f".replaced-{latest.name}")
+    shutil.copytree(latest, latest.with_name(f".incomplete-{latest.name}"))  # the step's new save, complete
+    latest.rename(stand_in)  # replace_folder's first rename done, its second not
+    assert checkpoint_folders(run)[-1] == stand_in
+    assert resolve_checkpoint(run, "latest") == resolve_checkpoint(run, str(latest)) == stand_in
+    resumed = train(csv_data_config, tiny_model_config, replace(trained, keep_checkpoints=1))
+    assert resumed["epochs_run"] == 2 and not list(run.glob("replaced-*"))  # continued, not started again
+    (kept,) = checkpoint_folders(run)  # the new epoch's save; the stand-in rotated away like any checkpoint
+    assert kept.name.startswith("step-") and kept.name > latest.name
+
+
+class Killed(Exception):
+    """A kill in the middle of an operation."""
+
+
+def test_a_step_saved_again_over_its_stand_in_keeps_it_until_the_new_save_is_in_place(tmp_path, monkeypatch):
+    from hybrid_rearec.hybrid import checkpoint
+
+    stand_in, final, new = (tmp_path / f"{prefix}step-000000049" for prefix in (".replaced-", "", ".incomplete-"))
+    for folder, text in ((stand_in, "first save"), (new, "second save")):
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text(text)
+
+    def killed(source, target):
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoint.os, "replace", killed)
+        with pytest.raises(Killed):
+            checkpoint.replace_folder(new, final)
+    assert (stand_in / "trainer_state.json").read_text() == "first save"  # still the step's one checkpoint
+    checkpoint.replace_folder(new, final)
+    assert (final / "trainer_state.json").read_text() == "second save" and sorted(tmp_path.iterdir()) == [final]

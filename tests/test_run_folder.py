@@ -181,6 +181,9 @@ def test_evaluate_shows_the_cold_groups_and_refuses_data_with_other_items(tmp_pa
     fewer.write_text("\n".join(line for line in lines if not line.startswith("u39,")) + "\n")
     changed = script("scripts/check_reload.py", run, "--dataset", str(fewer), "--item_file", str(moved))
     assert "warning: the data read now has other users or rows than the run was trained on" in changed.stderr
+    assert changed.returncode == 2 and "Traceback" not in changed.stderr  # one test row fewer: named, not traced
+    ranked = len(load_file(tmp_path / "run" / "ranks.safetensors")["test"])
+    assert f"error: the test split read now has {ranked - 1} rows, the training run ranked {ranked}" in changed.stderr
 
 
 def test_a_runs_relative_data_path_is_found_from_the_folder_it_was_trained_in(

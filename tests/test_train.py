@@ -1,9 +1,12 @@
+import builtins
 import copy
 import dataclasses
+import io
 import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -109,6 +112,77 @@ def test_a_run_that_stopped_before_its_first_checkpoint_starts_again(
     assert said in out
     (aside,) = run.glob("replaced-*")
     assert (aside / "config.json").read_text() == '{"data": {}, "train": {}}' and (run / "metrics.json").exists()
+
+
+class Killed(Exception):
+    """The process killed in the middle of writing a file."""
+
+
+class HalfWritten:
+    """A file that takes half of what is written to it, then the process is killed."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *error):
+        self.handle.close()
+
+    def write(self, text):
+        self.handle.write(text[: len(text) // 2])
+        self.handle.close()
+        raise Killed
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+
+@contextmanager
+def killed_while_writing(folder: Path, name: str):
+    """Writing a file of ``folder`` whose name holds ``name`` (the file or a temporary copy of it) is killed
+    halfway; every other file is written as usual."""
+    real_open = io.open
+
+    def open_cut_short(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        if (
+            isinstance(file, (str, os.PathLike))
+            and "w" in mode
+            and Path(file).parent == folder
+            and name in Path(file).name
+        ):
+            return HalfWritten(handle)
+        return handle
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(io, "open", open_cut_short)  # pathlib's
+        patch.setattr(builtins, "open", open_cut_short)
+        with pytest.raises(Killed):
+            yield
+
+
+def test_a_kill_while_writing_metrics_leaves_the_run_unfinished_not_damaged(
+    tmp_path, csv_data_config, tiny_model_config
+):
+    config, run = quick_train_config(tmp_path, epochs=1), tmp_path / "run"
+    with killed_while_writing(run, "metrics.json"):
+        train(csv_data_config, tiny_model_config, config)
+    assert not (run / "metrics.json").exists()  # a truncated one would mark it finished: seed studies skip it
+    results = train(csv_data_config, tiny_model_config, dataclasses.replace(config, resume="latest"))
+    assert json.loads((run / "metrics.json").read_text()) == json.loads(json.dumps(results))
+
+
+def test_a_resume_killed_while_writing_the_settings_keeps_the_runs_own(tmp_path, csv_data_config, tiny_model_config):
+    config, run = quick_train_config(tmp_path, epochs=1), tmp_path / "run"
+    train(csv_data_config, tiny_model_config, config)
+    settings = (run / "config.json").read_bytes()
+    further = dataclasses.replace(config, resume="latest", epochs=2)
+    with killed_while_writing(run, "config.json"):
+        train(csv_data_config, tiny_model_config, further)
+    assert (run / "config.json").read_bytes() == settings
+    assert train(csv_data_config, tiny_model_config, further)["epochs_run"] == 2  # it resumes from them
 
 
 @pytest.mark.parametrize("files", [{"config.json": "{}"}, {"config.json": "{}", "catalogue.json": "{}"}])
