@@ -20,7 +20,8 @@ def lora_model(**settings) -> HybridRecommender:
 
 def test_a_model_name_that_does_not_load_names_the_setting(tmp_path):
     missing = str(tmp_path / "no-such-model")
-    with pytest.raises(ConfigError, match=rf"^text_model='{missing}' does not load \(.*packaged copy\. .*from_pretrained\(folder, text_model="):
+    expected = rf"^text_model='{missing}' does not load \(.*packaged copy\. .*from_pretrained\(folder, text_model="
+    with pytest.raises(ConfigError, match=expected):
         item_text_vectors(ModelConfig(item_encoder="text", text_model=missing), TEXTS, progress=False)
     with pytest.raises(ConfigError, match=rf"^lm_model='{missing}' does not load"):
         lora_model(lm_model=missing)

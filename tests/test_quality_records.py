@@ -71,6 +71,15 @@ def test_scientific_results_reads_nothing_until_stage_two_is_complete_then_write
     assert "Figure 2: the best text or hybrid model by mean validation NDCG@10 is lora-rearec-erl" in markdown
 
 
+def test_figure_three_says_n_a_where_every_seed_gave_the_same_value():
+    script = scientific_results()
+    seeds = [{"seed": seed, "valid": {"ndcg@10": 0.06}, "test": {"ndcg@10": 0.05}} for seed in script.SEEDS]
+    record = {"models": {name: {"seeds": seeds} for name in script.PRESETS if name != script.LATE}}
+    figure_three = [line for line in script.checks(record) if line.startswith("- Figure 3, ")]
+    assert len(figure_three) == 3 and all("1.000x, 95 % interval n/a (every seed" in line for line in figure_three)
+    assert "nan" not in " ".join(figure_three) and "NOT settled" in script.checks(record)[-1]
+
+
 def scientific_stage2(monkeypatch):
     monkeypatch.syspath_prepend(str(RESULTS.parent))  # its sibling scripts import each other by name
     spec = importlib.util.spec_from_file_location("scientific_stage2", RESULTS.parent / "scientific_stage2.py")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from hybrid_rearec.hybrid.seed_runs import finished_seed_runs
 from hybrid_rearec.hybrid.seed_stats import compare_means
-from hybrid_rearec.hybrid.studies.compare import compare_seed_groups
+from hybrid_rearec.hybrid.studies.compare import compare_seed_groups, ratio_interval
 
 RECORD = Path("benchmarks/quality/scientific")  # .md and .json
 KEPT = Path("benchmarks/quality/scientific_seeds")  # stage 2's kept runs (scientific_stage2.py)
@@ -153,9 +153,7 @@ def checks(record: dict) -> list[str]:
     for base, other in comparisons(record)[:3]:
         c = compare_means(*([s["test"]["ndcg@10"] for s in models[n]["seeds"]] for n in (base, other)))
         intervals.append(c)
-        lines.append(
-            f"- Figure 3, {other} / {base}: {c.ratio:.3f}x, 95 % interval {c.ratio_low:.3f}-{c.ratio_high:.3f}."
-        )
+        lines.append(f"- Figure 3, {other} / {base}: {c.ratio:.3f}x, 95 % interval {ratio_interval(c)}.")
     gain = any(c.ratio >= 1.05 and c.ratio_low > 1.0 for c in intervals)
     settled = gain or all(c.ratio_high < 1.05 for c in intervals)
     verdict = "a gain of 5 % or more shown" if gain else ("settled: every upper bound below 1.05" if settled else
