@@ -169,6 +169,8 @@ def save_checkpoint(
         replace_folder(temporary, final)
         for old in checkpoint_folders(run_dir)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
+        for stale in (run_dir / "checkpoints").glob(".incomplete-step-*"):  # an earlier save killed midway
+            shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
 

@@ -219,6 +219,17 @@ def test_corrupt_checkpoint_is_reported_and_left_alone(tmp_path, csv_data_config
         train(csv_data_config, tiny_model_config, TrainConfig(**{**config.__dict__, "resume": str(tmp_path)}))
 
 
+def test_a_save_killed_midway_leaves_nothing_once_the_run_saves_again(tmp_path, csv_data_config, tiny_model_config):
+    config = TrainConfig(output_dir=str(tmp_path / "run"), epochs=1, batch_size=64, report_to="none", progress=False)
+    train(csv_data_config, tiny_model_config, config)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    stale = checkpoints / ".incomplete-step-000009999"  # a kill during a save (a LoRA one is hundreds of MB)
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half")
+    train(csv_data_config, tiny_model_config, TrainConfig(**{**config.__dict__, "resume": "latest", "epochs": 2}))
+    assert not list(checkpoints.glob(".incomplete-*")) and list(checkpoints.glob("step-*"))
+
+
 def test_a_checkpoint_missing_a_trained_weight_is_named_and_left_alone(tmp_path, csv_data_config, tiny_model_config):
     config = TrainConfig(output_dir=str(tmp_path / "run"), epochs=1, batch_size=64, report_to="none", progress=False)
     train(csv_data_config, tiny_model_config, config)
