@@ -44,7 +44,9 @@ from .errors import DataError
 from .formats import BUILTIN_DATASETS
 from .readers import RawInteractions, read_interactions
 
-CACHE_VERSION = 4  # 3: stats count repeated rows; 4: blank text cells trimmed, header names trimmed
+# 3: stats count repeated rows; 4: blank text cells trimmed, header names trimmed; 5: JSON ids mixing 7 and "007"
+# refused (a cache made before would keep such ids merged)
+CACHE_VERSION = 5
 
 
 def filled_width(history: torch.Tensor, rows: torch.Tensor) -> int:
