@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .config import DataConfig
-from .errors import DataError
+from .errors import DataError, DataWarning
 from .readers import _load_table, _read_delimited, _refuse_repeats, _require, _strip_types
 
 SPLIT_NAMES = ("train", "valid", "test")
@@ -226,6 +226,7 @@ def check_users(grouped: dict[str, dict[str, list[Row]]], cut: int) -> tuple[dic
         warnings.warn(
             f"{len(problems)} of {len(grouped)} users' train/valid/test rows disagree ({named}). The rows are "
             "kept as published; check the files if this is more than a few users.",
+            DataWarning,
             stacklevel=3,
         )
     found = {
@@ -302,6 +303,7 @@ def check_texts_reach_items(paths: dict[str, Path], text_ids: list[str], asin_to
             f"{len(unjoined)} of the {len(text_ids)} texts of {str(paths['text'])!r} name ids that "
             f"{str(paths['item2index'])!r} does not list (e.g. {unjoined[:3]}), so they reach no item; check that "
             "both files come from the same benchmark.",
+            DataWarning,
             stacklevel=3,
         )
 
@@ -323,6 +325,7 @@ def check_text_join(
         warnings.warn(
             f"{len(unlisted)} items of the .inter files are not in {str(paths['item2index'])!r} (e.g. "
             f"{unlisted[:3]}) and get no text. Check that item2index numbers the items as the .inter files do.",
+            DataWarning,
             stacklevel=3,
         )
 

@@ -40,12 +40,12 @@ from tqdm.auto import tqdm
 
 from .benchmark_files import PublishedRows, PublishedSplit, read_benchmark_files
 from .config import DataConfig
-from .errors import DataError
+from .errors import DataError, DataWarning
 from .formats import BUILTIN_DATASETS
 from .readers import RawInteractions, read_interactions
 
 # 3: stats count repeated rows; 4: blank text cells trimmed, header names trimmed; 5: JSON ids mixing 7 and "007"
-# refused (a cache made before would keep such ids merged)
+# refused (a cache made before would keep such ids merged), the reading's warnings kept to be said again
 CACHE_VERSION = 5
 
 
@@ -199,6 +199,7 @@ class RecDataset:
     stats: dict
     item_titles: list[str] = field(default_factory=list)  # title of item 1..N for people (default: its text)
     cold_items: list[int] = field(default_factory=list)  # ids of the items made cold (split 'cold_items')
+    data_warnings: list[str] = field(default_factory=list)  # what reading the files warned of: said on every load
 
     @property
     def num_items(self) -> int:
@@ -221,6 +222,34 @@ class RecDataset:
         """A short hash of the item texts: the text encoders' input, which ``signature`` leaves out so that an ID
         model's run may resume after its texts (shown by recommend) were edited."""
         return hashlib.sha256(json.dumps(self.item_texts).encode()).hexdigest()[:16]
+
+    def renumbered(self, item_ids: list[str]) -> RecDataset:
+        """This dataset with its items numbered as ``item_ids`` (the same items in another order, e.g. a
+        model's catalogue: items are numbered by first appearance, so another log of the same items numbers them
+        otherwise). Texts, titles, cold items and every split's item columns follow."""
+        if sorted(item_ids) != sorted(self.item_ids):
+            raise ValueError("renumbered needs the same items in another order")
+        index = {item: i + 1 for i, item in enumerate(item_ids)}
+        new = torch.tensor([0] + [index[item] for item in self.item_ids], dtype=torch.int64)  # [N + 1] old -> new
+        old = torch.argsort(new)[1:] - 1  # [N] new position -> old position (0-based)
+
+        def split(data: SplitData) -> SplitData:
+            return dataclasses.replace(
+                data, history=new[data.history], target=new[data.target], past_items=new[data.past_items]
+            )
+
+        texts, titles = ([values[i] for i in old.tolist()] if values else values for values in
+                         (self.item_texts, self.item_titles))  # fmt: skip
+        return dataclasses.replace(
+            self,
+            train=split(self.train),
+            valid=split(self.valid),
+            test=split(self.test),
+            item_ids=list(item_ids),
+            item_texts=texts,
+            item_titles=titles,
+            cold_items=sorted(int(new[i]) for i in self.cold_items),
+        )
 
     def untrained_items(self) -> torch.Tensor:
         """[N + 1] bool: items no training row holds, as history or target (the cold items of the evaluation
@@ -570,6 +599,7 @@ def save_dataset(dataset: RecDataset, folder: Path) -> None:
         "item_titles": dataset.item_titles,
         "stats": dataset.stats,
         "cold_items": dataset.cold_items,
+        "data_warnings": dataset.data_warnings,
     }
     (temporary / "meta.json").write_text(json.dumps(meta))
     try:
@@ -595,6 +625,7 @@ def read_cached_dataset(folder: Path) -> RecDataset:
         meta["stats"],
         meta.get("item_titles") or meta["item_texts"],
         meta.get("cold_items", []),
+        meta["data_warnings"],  # a cache without them (an older version) is rebuilt by load_dataset
     )
 
 
@@ -604,13 +635,13 @@ def repeated_rows(users: np.ndarray, items: np.ndarray, times: np.ndarray) -> in
 
 
 def warn_not_evaluated(stats: dict) -> None:
-    """The users too short to evaluate and the rows repeated exactly, said on every load (a cached dataset's
-    stats recorded them)."""
+    """The users too short to evaluate and the rows repeated exactly."""
     if stats.get("repeated_rows"):
         warnings.warn(
             f"{stats['repeated_rows']} rows repeat an earlier row exactly (user, item and time): they are "
             "kept, so an item can be its own next target. Drop the repeats first if they are not real repeat "
             "interactions.",
+            DataWarning,
             stacklevel=3,
         )
     if stats.get("users_not_evaluated"):
@@ -618,8 +649,21 @@ def warn_not_evaluated(stats: dict) -> None:
             f"{stats['users_not_evaluated']} of {stats['users']} users have fewer than 3 interactions after "
             "filtering: they are not evaluated, and those with one interaction add no training row either. Set "
             "--k_core 3 to drop them, or keep them as extra training data.",
+            DataWarning,
             stacklevel=3,
         )
+
+
+def build_recording_warnings(config: DataConfig) -> RecDataset:
+    """``build_dataset``, its warnings said as usual and its ``DataWarning``s kept in ``data_warnings``: the
+    cache stores them, so a rerun from the cache warns of missing texts or odd ids as the first run did."""
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        dataset = build_dataset(config)
+    for warning in said:  # said where they arose, under the caller's own warning filters
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    dataset.data_warnings = [str(w.message) for w in said if issubclass(w.category, DataWarning)]
+    return dataset
 
 
 def load_dataset(config: DataConfig, use_cache: bool = True, progress: bool = False) -> RecDataset:
@@ -632,12 +676,13 @@ def load_dataset(config: DataConfig, use_cache: bool = True, progress: bool = Fa
         except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt, never trusted
             shutil.rmtree(folder, ignore_errors=True)
         else:
-            warn_not_evaluated(cached.stats)
+            for message in cached.data_warnings:  # a cached load says what the first read of the files said
+                warnings.warn(message, DataWarning, stacklevel=2)
             return cached
     name = Path(config.dataset).name or config.dataset
     with tqdm(total=2 if use_cache else 1, desc=f"Preparing {name}", unit="step", disable=not progress) as bar:
         bar.set_postfix_str("reading, filtering, splitting")
-        dataset = build_dataset(config)
+        dataset = build_recording_warnings(config)
         bar.update()
         if use_cache:
             bar.set_postfix_str("caching for the next run")

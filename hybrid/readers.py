@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .config import DataConfig
-from .errors import DataError
+from .errors import DataError, DataWarning
 from .formats import BUILTIN_DATASETS, default_delimiter
 
 
@@ -177,6 +177,7 @@ def _warn_spanning_fields(frame: pd.DataFrame, path: Path) -> None:
             f"{len(rows)} rows of {str(path)!r} hold a quoted field that spans lines (the first: data row "
             f"{int(rows[0]) + 1}). If a quote character there is text, not quoting, the lines after it were read into "
             'that field: double such quotes ("") or quote the whole field.',
+            DataWarning,
             stacklevel=3,
         )
 
@@ -270,6 +271,7 @@ def _warn_missing_markers(ids: pd.Series, column: str, path: Path) -> None:
             f"{int(marked.sum())} rows of column {column!r} of {str(path)!r} hold {words}, which exports write for a "
             f"missing value (the first: data row {int(np.flatnonzero(marked)[0]) + 1}); all rows with one such word "
             f"become one user or item called so (e.g. {words[0]!r}). Remove those rows if they have no id.",
+            DataWarning,
             stacklevel=4,
         )
 
@@ -593,6 +595,7 @@ def _check_item_ids(raw: RawInteractions, item_path: Path, id_column: str) -> No
         warnings.warn(
             f"{len(missing)} of the {len(used)} items of the interactions have no row in {str(item_path)!r} (e.g. "
             f"{missing[0]!r}): their text is empty. Add their rows if a text encoder should see them.",
+            DataWarning,
             stacklevel=2,
         )
 

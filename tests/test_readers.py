@@ -348,6 +348,23 @@ def test_folders_gzip_and_long_delimiters_are_named_not_tracebacks(tmp_path):
     assert DataConfig(dataset=str(plain), data_format="csv", delimiter="TAB").delimiter == "\t"  # as on the CLI
 
 
+def test_a_load_from_the_cache_warns_as_the_first_read_did(tmp_path):
+    from hybrid_rearec.hybrid.data import load_dataset
+    from hybrid_rearec.hybrid.errors import DataWarning
+
+    path, items = tmp_path / "x.csv", tmp_path / "items.csv"
+    path.write_text("user_id,item_id,timestamp\n" + good_rows())
+    items.write_text("item_id,title\n" + "".join(f"i{n},thing {n}\n" for n in range(4)))  # 2 of 6 items lack one
+    config = DataConfig(dataset=str(path), data_format="csv", item_file=str(items), cache_dir=str(tmp_path / "c"))
+    said = []
+    for _ in range(2):  # read, then from the cache (the second would otherwise say nothing)
+        with pytest.warns(DataWarning) as caught:
+            load_dataset(config)
+        said.append(sorted(str(w.message) for w in caught if issubclass(w.category, DataWarning)))
+    assert list((tmp_path / "c" / "data").iterdir()) and said[0] == said[1]
+    assert any("2 of the 6 items" in message for message in said[1])
+
+
 def test_item_files_that_miss_items_are_counted_and_one_of_another_kind_keeps_its_delimiter(tmp_path):
     path = tmp_path / "x.csv"
     path.write_text("user_id;item_id;timestamp\n" + good_rows().replace(",", ";"))
