@@ -507,6 +507,29 @@ def unknown_key_error(key: str, where: str) -> ConfigError:
     return ConfigError(f"unknown config key {key!r} in {where}.{hint}")
 
 
+def flatten_preset(raw: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A preset's sections and top-level keys merged into one {key: value} dict; a key set twice is refused."""
+    flat: dict[str, Any] = {}
+    where: dict[str, str] = {}  # key -> where the file sets it, for a key set twice
+    for key, value in raw.items():
+        if key in SECTIONS and isinstance(value, (dict, type(None))):  # None: a YAML section left empty
+            entries = [(inner, item, f"section {key!r}") for inner, item in (value or {}).items()]
+        elif isinstance(value, dict) and key not in known_keys() and not recbole_hint(key):  # a misspelled section
+            close = difflib.get_close_matches(key, SECTIONS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown section {key!r} in {str(path)!r}: the sections are {tuple(SECTIONS)}.{hint}")
+        else:
+            entries = [(key, value, "the top level")]
+        for inner, item, place in entries:
+            if inner in flat:  # one would silently win over the other
+                raise ConfigError(
+                    f"{str(path)!r} sets {inner!r} twice, in {where[inner]} ({flat[inner]!r}) and in {place} "
+                    f"({item!r}): keep one."
+                )
+            flat[inner], where[inner] = item, place
+    return flat
+
+
 def load_preset(path: str | Path) -> dict[str, Any]:
     """Read a preset file into one flat {key: value} dict, rejecting unknown keys."""
     path = Path(path)
@@ -525,16 +548,7 @@ def load_preset(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(path)!r} is not valid {path.suffix[1:]}: {error}") from error
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys to values.")
-    flat: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in SECTIONS and isinstance(value, (dict, type(None))):  # None: a YAML section left empty
-            flat.update(value or {})
-        elif isinstance(value, dict) and key not in known_keys() and not recbole_hint(key):  # a misspelled section
-            close = difflib.get_close_matches(key, SECTIONS, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown section {key!r} in {str(path)!r}: the sections are {tuple(SECTIONS)}.{hint}")
-        else:
-            flat[key] = value
+    flat = flatten_preset(raw, path)
     keys = known_keys()
     for key in flat:
         if key not in keys:

@@ -67,6 +67,15 @@ def test_unknown_key_in_preset_suggests_the_right_one(tmp_path):
         load_preset(preset)
 
 
+def test_a_key_set_twice_in_a_preset_is_refused_not_silently_overridden(tmp_path):
+    preset = tmp_path / "p.json"  # e.g. a copied preset with a top-level "dataset" added
+    preset.write_text('{"dataset": "my.csv", "data": {"dataset": "ml-100k"}, "model": {"hidden_size": 32}}')
+    with pytest.raises(ConfigError, match=r"sets 'dataset' twice, in the top level \('my.csv'\) and in section 'data'"):
+        load_preset(preset)
+    preset.write_text('{"data": {"dataset": "my.csv"}, "model": {"hidden_size": 32}}')
+    assert load_preset(preset) == {"dataset": "my.csv", "hidden_size": 32}
+
+
 def test_unknown_key_on_command_line_is_an_error():
     with pytest.raises(ConfigError, match=r"unknown config key 'learning_rat'.*'learning_rate'"):
         parse_configs(["--learning_rat", "0.1"])
