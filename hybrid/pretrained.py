@@ -124,14 +124,33 @@ def refuse_unsaveable(model: torch.nn.Module, folder: Path) -> None:
 
 def refuse_run_folder(folder: Path) -> None:
     """A training run's folder is not a model folder: saving there would overwrite the run's config.json (its
-    data and training settings) with the model's."""
+    data and training settings) with the model's; nor is a folder whose config.json is another program's."""
     config = folder / CONFIG
-    run_config = config.exists() and "format_version" not in config.read_text(errors="replace")
-    if run_config or (folder / "checkpoints").is_dir() or (folder / "metrics.json").exists():
+    kind = config_kind(config) if config.exists() else None
+    if kind == "run" or (folder / "checkpoints").is_dir() or (folder / "metrics.json").exists():
         raise ModelFileError(
             f"{folder} holds a training run, not a saved model: saving there would overwrite the run's settings. "
             f"Save into another folder (the run's own model is in {folder / 'model'})."
         )
+    if kind == "other":
+        raise ModelFileError(
+            f"{config} is not a hybrid-rearec model's (e.g. a transformers model's): saving there would replace "
+            "it. Save into another folder."
+        )
+
+
+def config_kind(config: Path) -> str:
+    """What wrote a config.json: 'model' (save_pretrained: it has format_version), 'run' (scripts/train.py:
+    data and train sections) or 'other' (another program, or not JSON)."""
+    try:
+        raw = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "other"
+    if not isinstance(raw, dict):
+        return "other"
+    if "format_version" in raw:
+        return "model"
+    return "run" if {"data", "train"} <= raw.keys() else "other"
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -175,6 +194,12 @@ def read_config(folder: Path) -> tuple[ModelConfig, dict]:
     if "format_version" not in raw and {"data", "train"} <= raw.keys():
         raise ModelFileError(run_folder_given(folder))
     version = raw.get("format_version")
+    if version is None:
+        raise ModelFileError(
+            f"{folder} is not a model folder written by save_pretrained: its config.json has no format_version "
+            "(e.g. a transformers or sentence-transformers model's folder). Give a folder that save_pretrained "
+            "or scripts/train.py (RUN/model) wrote, or a Hub repo id of one."
+        )
     if version != FORMAT_VERSION:
         raise ModelFileError(
             f"{folder / CONFIG} has format_version {version!r}, but this hybrid-rearec reads version "

@@ -40,7 +40,7 @@ from .data import RecDataset, load_dataset
 from .errors import ConfigError, DataError
 from .formats import BUILTIN_DATASETS
 from .model import HybridRecommender
-from .pretrained import CATALOGUE, ModelFileError, write_atomically
+from .pretrained import CATALOGUE, ModelFileError, config_kind, write_atomically
 from .recommend import ItemCatalogue
 from .seed_runs import read_run_json
 
@@ -195,6 +195,11 @@ def model_folder(path: str | Path) -> Path:
         return path / MODEL
     if (path / CATALOGUE).exists():  # written by save_pretrained (a run folder has no catalogue)
         return path
+    if (path / CONFIG).exists() and config_kind(path / CONFIG) == "other" and not (path / CHECKPOINTS).is_dir():
+        raise ModelFileError(
+            f"{path} is neither a run folder nor a model folder written by save_pretrained (its config.json is "
+            "another program's, e.g. a transformers model's): give a run folder (runs/NAME) or its model/ folder."
+        )
     if (path / CONFIG).exists():
         how = (
             f"continue it from its last checkpoint with `python scripts/train.py --config {path / CONFIG} "
@@ -246,7 +251,11 @@ def run_dataset(
     except ValueError as error:  # a DataError or ConfigError naming the problem
         raise DataError(f"{error}{moved_data_hint(data_config, paths)}") from None
     if catalogue is not None and loaded.item_ids != catalogue.item_ids:
-        raise DataError(other_catalogue(loaded.item_ids, catalogue.item_ids, dataset or data_config.dataset))
+        if sorted(loaded.item_ids) != sorted(catalogue.item_ids):
+            raise DataError(other_catalogue(loaded.item_ids, catalogue.item_ids, dataset or data_config.dataset))
+        print("note: the data numbers the model's items in another order (items are numbered by first appearance): "
+              "renumbered to the model's catalogue", file=sys.stderr)  # fmt: skip
+        loaded = loaded.renumbered(catalogue.item_ids)
     trained = trained_signature(Path(run_dir))
     if trained is not None and trained != loaded.signature():
         print(
@@ -297,14 +306,14 @@ def moved_data_hint(data_config: DataConfig, given: dict[str, str | None]) -> st
 
 
 def other_catalogue(found: list[str], trained: list[str], where: str) -> str:
-    """Where the items of the data read differ from those of the model's catalogue."""
-    first = next((i for i, (a, b) in enumerate(zip(found, trained)) if a != b), min(len(found), len(trained)))
-    at = lambda ids: repr(ids[first]) if first < len(ids) else "none"  # noqa: E731
+    """Which items of the data read and of the model's catalogue the other lacks."""
+    extra, missing = sorted(set(found) - set(trained)), sorted(set(trained) - set(found))
+    sides = ((missing, "of the model's items are not in it"), (extra, "of its items are not in the model"))
+    differ = [f"{len(ids)} {what} (e.g. {ids[0]!r})" for ids, what in sides if ids]
     return (
         f"the data at {where!r} is not the data this model was trained on: it has {len(found)} items, the "
-        f"model's catalogue {len(trained)}, and item {first + 1} is {at(found)} there but {at(trained)} in the "
-        "model, so its scores would be given to other items. Evaluate on the run's own data (--dataset PATH, "
-        "--item_file PATH: the files it was trained with)."
+        f"model's catalogue {len(trained)}; {' and '.join(differ)}, so the model cannot score it. Evaluate on the "
+        "run's own data (--dataset PATH, --item_file PATH: the files it was trained with)."
     )
 
 

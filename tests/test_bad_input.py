@@ -6,6 +6,7 @@ more inference steps than trained (test_rearec); corrupt or truncated checkpoint
 directory holding another run (test_train).
 """
 
+import json
 import warnings
 
 import pytest
@@ -114,7 +115,6 @@ def test_excluded_items_never_come_back_even_when_k_covers_the_catalogue(model_a
 
 def fake_run(tmp_path, model_and_catalogue):
     """A run folder as training leaves it: its config.json (data, model, train) and the saved model/."""
-    import json
 
     from hybrid_rearec.hybrid.config import TrainConfig, to_dict
 
@@ -134,6 +134,27 @@ def test_a_run_folder_given_for_a_model_folder_names_the_model_folder(tmp_path, 
     with pytest.raises(ModelFileError, match=rf"{run} is a training run folder.*pass {run / 'model'}") as error:
         HybridRecommender.from_pretrained(run)
     assert "format_version" not in str(error.value)
+
+
+def test_a_folder_with_another_programs_config_is_named_as_such_and_never_saved_over(tmp_path, model_and_catalogue):
+    from hybrid_rearec.hybrid.pretrained import ModelFileError
+    from hybrid_rearec.hybrid.run_folder import model_folder
+
+    foreign = tmp_path / "minilm"  # a transformers model's folder
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"architectures": ["BertModel"], "hidden_size": 384}')
+    with pytest.raises(ModelFileError, match=r"is neither a run folder nor a model folder .* another program's"):
+        model_folder(foreign)
+    with pytest.raises(ModelFileError, match=r"not a model folder written by save_pretrained: .*no format_version"):
+        HybridRecommender.from_pretrained(foreign)
+    model, catalogue = model_and_catalogue
+    model.catalogue = catalogue
+    with pytest.raises(ModelFileError, match=r"config.json is not a hybrid-rearec model's .* Save into another"):
+        model.save_pretrained(foreign)
+    assert json.loads((foreign / "config.json").read_text())["hidden_size"] == 384  # left as it was
+    model.save_pretrained(tmp_path / "saved")
+    model.save_pretrained(tmp_path / "saved")  # over its own earlier save: allowed
+    assert HybridRecommender.from_pretrained(tmp_path / "saved").num_items == model.num_items
 
 
 def test_a_model_folder_given_for_a_run_folder_names_the_run_folder(tmp_path, model_and_catalogue):

@@ -1,6 +1,7 @@
 """The run folder: model/ is the one model format every tool reads; a run without it did not finish, and the
 tools say how to continue it."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -80,9 +81,10 @@ def test_a_folder_that_is_no_run_is_named(tmp_path):
     (tmp_path / "seed-1" / "config.json").write_text("{}")
     with pytest.raises(ModelFileError, match="is a seed study .*pass one of its seed-N folders.*--seed_groups"):
         run_configs(tmp_path)
-    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "config.json").write_text('{"data": {}, "train": {}}')
     with pytest.raises(ModelFileError, match="did not finish.*no checkpoint to continue from"):
         model_folder(tmp_path)
+    (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ModelFileError, match="has a config.json that is not a run's"):
         load_run(tmp_path)
     with pytest.raises(ModelFileError, match="no folder .*typo.*give a run folder"):
@@ -184,6 +186,21 @@ def test_evaluate_shows_the_cold_groups_and_refuses_data_with_other_items(tmp_pa
     assert changed.returncode == 2 and "Traceback" not in changed.stderr  # one test row fewer: named, not traced
     ranked = len(load_file(tmp_path / "run" / "ranks.safetensors")["test"])
     assert f"error: the test split read now has {ranked - 1} rows, the training run ranked {ranked}" in changed.stderr
+
+
+def test_evaluate_renumbers_a_log_of_the_same_items_in_another_order(tmp_path, csv_data_config, tiny_model_config):
+    train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=1))
+    run = str(tmp_path / "run")
+    shown = script("scripts/evaluate.py", run, "--no_progress")
+    header, *rows = Path(csv_data_config.dataset).read_text().splitlines()
+    reversed_log = tmp_path / "reversed.csv"  # the users in reverse order: items first appear in another order
+    reversed_log.write_text("\n".join([header, *rows[::-1]]) + "\n")
+    read = load_dataset(dataclasses.replace(csv_data_config, dataset=str(reversed_log)), use_cache=False)
+    assert read.item_ids != load_dataset(csv_data_config, use_cache=False).item_ids  # numbered otherwise
+    renumbered = script("scripts/evaluate.py", run, "--dataset", str(reversed_log), "--no_progress")
+    assert renumbered.returncode == 0, renumbered.stderr[-2000:]
+    assert "renumbered to the model's catalogue" in renumbered.stderr
+    assert renumbered.stdout == shown.stdout  # every row ranked as before, only the users' order differs
 
 
 def test_a_runs_relative_data_path_is_found_from_the_folder_it_was_trained_in(
