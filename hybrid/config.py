@@ -28,6 +28,7 @@ from ..reasoning.config import BackboneConfig, ObjectiveConfig, ReasoningConfig
 from .formats import PathError, infer_data_format
 
 Split = Literal["leave_one_out", "global_time", "cold_items"]
+NO_TIME = "none"  # time_column for files without timestamps: the rows' order is the time order
 DataFormat = Literal["auto", "recbole", "recbole_split", "amazon2023", "rechorus", "csv", "json", "parquet"]
 ColdSelection = Literal["newest", "random"]
 SPLITS, FORMATS = typing.get_args(Split), typing.get_args(DataFormat)
@@ -64,7 +65,9 @@ class DataConfig:
         "Column of the item file holding the item id (csv/json/parquet item files; default: item_column).", None
     )
     time_column: str = _help(
-        "Column holding timestamps (numbers, e.g. Unix seconds; convert dates first).", "timestamp"
+        "Column holding timestamps (numbers such as Unix seconds, or date-times); 'none': the files hold no time "
+        "column and their rows are in time order (each user's rows oldest first).",
+        "timestamp",
     )
     rating_column: str | None = _help("Column holding ratings; only needed with min_rating.", None)
     item_text_columns: str | None = _help(
@@ -169,6 +172,11 @@ class DataConfig:
                     f"Add --split global_time, or leave --{name} unset."
                 )
         if self.split == "global_time":
+            if self.time_column == NO_TIME:
+                raise ConfigError(
+                    "split=global_time cuts at timestamps, which time_column='none' says the files lack: use "
+                    "--split leave_one_out, or name the time column."
+                )
             if self.valid_time is None or self.test_time is None:
                 raise ConfigError("split=global_time needs both --valid_time and --test_time (timestamps).")
             if self.valid_time > self.test_time:

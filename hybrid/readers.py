@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import DataConfig
+from .config import NO_TIME, DataConfig
 from .errors import DataError, DataWarning
 from .formats import BUILTIN_DATASETS, default_delimiter
 
@@ -187,20 +187,34 @@ def _require(frame: pd.DataFrame, column: str, path: Path, setting: str | None) 
     and the file must use it)."""
     if column not in frame.columns:
         fix = f"Set --{setting} to the right one." if setting else f"The format names it {column!r}: rename it."
+        if setting == "time_column":
+            fix += " If the file has no timestamps but its rows are in time order, set --time_column none."
         raise DataError(
             f"column {column!r} not found in {str(path)!r}; available columns: {list(frame.columns)}. {fix}"
         )
     return frame[column]
 
 
+def _seconds(times: pd.Series) -> pd.Series:
+    """UTC date-times as Unix seconds."""
+    return (times - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+
+
 def _numeric(
-    values: pd.Series, column: str, path: Path, fix: str = "Convert it to numbers (e.g. Unix seconds)."
+    values: pd.Series,
+    column: str,
+    path: Path,
+    fix: str = "Convert it to numbers (e.g. Unix seconds) or ISO 8601 date-times (2024-05-01T12:00:00Z).",
+    dates: bool = False,
 ) -> np.ndarray:
+    """A column as float numbers; with ``dates``, a column of ISO 8601 date-time texts as Unix seconds."""
     if pd.api.types.is_datetime64_any_dtype(values):  # a Parquet/JSON date-time: Unix seconds, whatever its unit
-        values = pd.to_datetime(values, utc=True)
-        converted = (values - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+        converted = _seconds(pd.to_datetime(values, utc=True))
     else:
         converted = pd.to_numeric(values, errors="coerce")
+        if dates and converted.isna().all() and values.notna().all():  # text date-times, as pandas writes them
+            parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+            converted = _seconds(parsed) if parsed.notna().all() else converted
     bad = converted.isna() | np.isinf(converted)  # no number, no value (JSON null, an empty cell), or infinite
     if bad.any():
         example = values[bad].iloc[0]
@@ -292,7 +306,10 @@ def _interactions(
     users = _ids(_require(frame, user, path, settings[0]), user, path)
     items = _ids(_require(frame, item, path, settings[1]), item, path)
     _refuse_mixed_json_ids(frame, [user, item], path)
-    times = _numeric(_require(frame, time, path, settings[2]), time, path)
+    if time == NO_TIME and NO_TIME not in frame.columns:  # the rows' order is the time order
+        times = np.arange(len(frame), dtype=np.float64)
+    else:
+        times = _numeric(_require(frame, time, path, settings[2]), time, path, dates=True)
     ratings = None
     if config.min_rating is not None:
         if rating is None:

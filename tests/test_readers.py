@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import pytest
 from hybrid_rearec.hybrid.config import DataConfig
-from hybrid_rearec.hybrid.errors import DataError
+from hybrid_rearec.hybrid.errors import ConfigError, DataError
 from hybrid_rearec.hybrid.readers import read_interactions
 
 
@@ -363,6 +363,23 @@ def test_a_load_from_the_cache_warns_as_the_first_read_did(tmp_path):
         said.append(sorted(str(w.message) for w in caught if issubclass(w.category, DataWarning)))
     assert list((tmp_path / "c" / "data").iterdir()) and said[0] == said[1]
     assert any("2 of the 6 items" in message for message in said[1])
+
+
+def test_files_without_timestamps_read_in_row_order_and_text_date_times_read_as_seconds(tmp_path):
+    timed, untimed, dated = tmp_path / "timed.csv", tmp_path / "untimed.csv", tmp_path / "dated.csv"
+    timed.write_text("user_id,item_id,timestamp\n" + good_rows())
+    untimed.write_text("user_id,item_id\n" + "".join(row.rsplit(",", 1)[0] + "\n" for row in good_rows().splitlines()))
+    with pytest.raises(DataError, match=r"column 'timestamp' not found.*set --time_column none"):
+        read_interactions(DataConfig(dataset=str(untimed), data_format="csv"))
+    in_order = read_interactions(DataConfig(dataset=str(untimed), data_format="csv", time_column="none"))
+    assert in_order.times.tolist() == list(range(20))  # the rows' order is the time order
+    rows = read_interactions(DataConfig(dataset=str(timed), data_format="csv"))
+    stamps = pd.to_datetime(rows.times, unit="s", utc=True).strftime("%Y-%m-%dT%H:%M:%S%z")  # as pandas writes
+    dated.write_text("user_id,item_id,timestamp\n" + "".join(
+        f"{user},{item},{stamp}\n" for user, item, stamp in zip(rows.users, rows.items, stamps)))  # fmt: skip
+    assert read_interactions(DataConfig(dataset=str(dated), data_format="csv")).times.tolist() == rows.times.tolist()
+    with pytest.raises(ConfigError, match="split=global_time cuts at timestamps, which time_column='none'"):
+        DataConfig(dataset=str(untimed), time_column="none", split="global_time", valid_time=3, test_time=4)
 
 
 def test_item_files_that_miss_items_are_counted_and_one_of_another_kind_keeps_its_delimiter(tmp_path):
