@@ -92,7 +92,9 @@ class ItemCatalogue:
                 n += 1
                 if f"new-{n}" not in self.index:
                     item_ids.append(f"new-{n}")
-        item_ids = [str(i) for i in item_ids]
+        item_ids = [str(i).strip() for i in item_ids]  # as the readers and ``resolve`` read ids
+        if "" in item_ids:
+            raise DataError("new item ids must not be empty (or spaces only); give each a name, or none at all.")
         taken = sorted({i for i in item_ids if i in self.index} | {i for i in item_ids if item_ids.count(i) > 1})
         if taken or len(item_ids) != len(texts):
             raise DataError(
@@ -137,8 +139,9 @@ class ItemCatalogue:
         del self.item_ids[size:], self.item_texts[size:], self.item_titles[size:]
 
     def resolve(self, item: str) -> str:
-        """An item given by id, or else by its exact title or text (case-insensitive), -> its id."""
-        item = str(item)
+        """An item given by id, or else by its exact title or text (case-insensitive), -> its id. Spaces around
+        it are dropped, as the readers drop them from the ids they read."""
+        item = str(item).strip()
         if item in self.index:
             return item
         if not hasattr(self, "_by_name"):

@@ -73,6 +73,13 @@ def test_recommend_ranks_by_the_model_scores(model_and_catalogue):
         assert torch.allclose(torch.tensor(result.scores), values)
     excluded = recommend(model, catalogue, [["m2", "m3"]], k=4, exclude_history=True)[0]
     assert not {"m2", "m3"} & set(excluded.item_ids)
+    spaced = recommend(model, catalogue, [[" m2", "m3 "]], k=4, exclude_history=True)[0]  # ids read trimmed
+    assert spaced.item_ids == excluded.item_ids
+    with pytest.raises(DataError, match=r"already there or repeated: \['m2'\]"):
+        catalogue.add(["a new film"], item_ids=[" m2 "])
+    with pytest.raises(DataError, match="must not be empty"):
+        catalogue.add(["a new film"], item_ids=["  "])
+    assert catalogue.add(["a new film"], item_ids=[" m7 "]) == ["m7"] and catalogue.index["m7"] == 7
 
 
 def test_malformed_histories_are_refused_with_the_call_that_works(model_and_catalogue):
