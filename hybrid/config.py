@@ -624,6 +624,7 @@ def parse_configs(
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config", default=None)
     known, rest = pre.parse_known_args(argv)
+    known.config = known.config or resumed_run_config(rest)
     preset = load_preset(known.config) if known.config else {}
     parser = build_parser(preset, description)
     check_flags(parser, rest)
@@ -639,6 +640,26 @@ def parse_configs(
     if stray:
         raise stray_arguments_error(stray)
     return data, model, train
+
+
+def resumed_run_config(argv: list[str]) -> str | None:
+    """``RUN/config.json`` when the command line resumes ``--output_dir RUN`` without a ``--config``: the run
+    goes on with the settings it was trained with (flags given still override them), as a resume must."""
+    probe = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    probe.add_argument("--output_dir", "--output-dir", default=None)
+    probe.add_argument("--resume", default=None)
+    seen, _ = probe.parse_known_args(argv)
+    config = Path(seen.output_dir or "") / "config.json"
+    if not (seen.resume and seen.output_dir and config.is_file()):
+        return None
+    try:
+        sections = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # not readable: the run's own checks name it when training starts
+    if not (isinstance(sections, dict) and {"data", "train"} <= sections.keys()):
+        return None
+    print(f"note: resuming with the settings of {config} (flags given override them)", file=sys.stderr)
+    return str(config)
 
 
 def stray_arguments_error(stray: list[str]) -> ConfigError:

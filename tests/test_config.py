@@ -9,6 +9,7 @@ from hybrid_rearec.hybrid.config import (
     check_configs,
     load_preset,
     parse_configs,
+    to_dict,
 )
 from hybrid_rearec.hybrid.errors import ConfigError
 
@@ -74,6 +75,23 @@ def test_a_key_set_twice_in_a_preset_is_refused_not_silently_overridden(tmp_path
         load_preset(preset)
     preset.write_text('{"data": {"dataset": "my.csv"}, "model": {"hidden_size": 32}}')
     assert load_preset(preset) == {"dataset": "my.csv", "hidden_size": 32}
+
+
+def test_a_resume_without_a_preset_takes_the_runs_own_settings(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    trained = to_dict(
+        DataConfig(dataset="my.csv", data_format="csv", max_history=8),
+        ModelConfig(hidden_size=16, num_heads=2, inner_size=32),
+        TrainConfig(output_dir=str(run), epochs=1),
+    )
+    (run / "config.json").write_text(json.dumps(trained))
+    data, model, train = parse_configs(["--output_dir", str(run), "--resume", "latest", "--epochs", "3"])
+    assert (data.dataset, data.max_history, model.hidden_size) == ("my.csv", 8, 16)
+    assert (train.epochs, train.resume, train.output_dir) == (3, "latest", str(run))  # flags still win
+    assert f"resuming with the settings of {run / 'config.json'}" in capsys.readouterr().err
+    data, model, _ = parse_configs(["--output_dir", str(run), "--epochs", "3"])  # no resume: the defaults
+    assert data.dataset == DataConfig().dataset and model.hidden_size == ModelConfig().hidden_size
 
 
 def test_unknown_key_on_command_line_is_an_error():
