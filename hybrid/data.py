@@ -251,12 +251,39 @@ class RecDataset:
             cold_items=sorted(int(new[i]) for i in self.cold_items),
         )
 
+    def user_histories(self) -> dict[str, list[str]]:
+        """Each user's whole known sequence of item ids, oldest first: the full past and the target of the
+        user's latest row (test, else validation, else the longest training row). Users with no row (one
+        interaction) are absent."""
+        latest: dict[int, tuple[SplitData, int]] = {}  # user index -> (split, row)
+        for data in (self.train, self.valid, self.test):  # later splits hold later rows
+            lengths = (data.past_offsets[1:] - data.past_offsets[:-1]).tolist()  # [R]
+            for row, user in enumerate(data.user.tolist()):
+                known = latest.get(user)
+                if known is None or known[0] is not data or lengths[row] >= past_length(*known):
+                    latest[user] = (data, row)
+        return {
+            self.user_ids[user]: [
+                self.item_ids[i - 1]
+                for i in [
+                    *data.past_items[data.past_offsets[row] : data.past_offsets[row + 1]].tolist(),
+                    int(data.target[row]),
+                ]
+            ]  # fmt: skip
+            for user, (data, row) in latest.items()
+        }
+
     def untrained_items(self) -> torch.Tensor:
         """[N + 1] bool: items no training row holds, as history or target (the cold items of the evaluation
         groups); padding is none."""
         cold = ~warm_item_mask(self.train.history, self.train.target, self.num_items)
         cold[0] = False
         return cold
+
+
+def past_length(data: SplitData, row: int) -> int:
+    """How many items precede row ``row``'s target."""
+    return int(data.past_offsets[row + 1] - data.past_offsets[row])
 
 
 def warm_item_mask(train_history: torch.Tensor, train_target: torch.Tensor, num_items: int) -> torch.Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import numbers
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -279,7 +279,8 @@ def recommend(
 
 
 # ------------------------------------------------------------------ JSON-lines requests (scripts/recommend.py)
-RECOMMEND_KEYS, ADD_KEYS, NEW_ITEM_KEYS = ("history", "k", "exclude_history"), ("add_items",), ("text", "id", "title")
+RECOMMEND_KEYS, ADD_KEYS = ("history", "user", "k", "exclude_history"), ("add_items",)
+NEW_ITEM_KEYS = ("text", "id", "title")
 EXAMPLE = '{"history": ["50", "172"], "k": 10} or {"add_items": [{"text": "Title (2025), Drama"}]}'
 
 
@@ -346,14 +347,29 @@ def new_items(value: object) -> tuple[list[str], list[str] | None, list[str]]:
     return [item["text"] for item in value], ids, [item.get("title", item["text"]) for item in value]
 
 
-def serve_request(model, request: dict, default_k: int) -> dict:
-    """A checked request -> its answer: recommendations, or the ids of the added items."""
+def request_history(request: dict, users: Callable[[str], list[str]] | None) -> list[str]:
+    """The history a recommend request gives, or that of the user it names (``users``: a run's data)."""
+    if "user" in request:
+        if "history" in request:
+            raise RequestError('give "history" or "user", not both')
+        if users is None:
+            raise RequestError(
+                '"user" needs the data of the run that trained the model: serve the run folder (runs/NAME) '
+                'instead of a saved model or Hub repo, or give the user\'s "history"'
+            )
+        return users(str(request["user"]))
+    if "history" not in request:
+        raise RequestError(f'a recommend request needs "history" (or, serving a run folder, "user"), e.g. {EXAMPLE}')
+    return item_list(request["history"], '"history"')
+
+
+def serve_request(model, request: dict, default_k: int, users: Callable[[str], list[str]] | None = None) -> dict:
+    """A checked request -> its answer: recommendations, or the ids of the added items. ``users``: a user id
+    -> that user's history (serving a run folder), for requests that name a user."""
     check_keys(request)
     if "add_items" in request:
         return {"added": model.add_items(*new_items(request["add_items"]))}
-    if "history" not in request:
-        raise RequestError(f'a recommend request needs "history", e.g. {EXAMPLE}')
-    history = item_list(request["history"], '"history"')
+    history = request_history(request, users)
     if not history:
         raise RequestError('"history" is empty: give at least one item id or title the user interacted with')
     k, exclude = request.get("k", default_k), request.get("exclude_history", False)
@@ -366,12 +382,14 @@ def serve_request(model, request: dict, default_k: int) -> dict:
     return {"recommendations": [{"item_id": i, "title": t, "score": s} for i, t, s in rows]}
 
 
-def answer_lines(model, lines: Iterable[bytes | str], default_k: int = 10) -> Iterator[str]:
+def answer_lines(
+    model, lines: Iterable[bytes | str], default_k: int = 10, users: Callable[[str], list[str]] | None = None
+) -> Iterator[str]:
     """One strict JSON answer per input line, in order: the result, or {"error": "line N ..."}. A line never
-    stops the ones after it."""
+    stops the ones after it. ``users``: see :func:`serve_request`."""
     for number, line in enumerate(lines, 1):
         try:
-            answer = serve_request(model, parse_line(line), default_k)
+            answer = serve_request(model, parse_line(line), default_k, users)
         except ValueError as error:  # ours name the problem and the fix (DataError, ConfigError, ...)
             answer = {"error": f"line {number}: {error}"}
         except Exception as error:  # a fault of ours must not end the service for every later line

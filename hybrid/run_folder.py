@@ -19,7 +19,7 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -220,6 +220,30 @@ def load_model(path: str | Path) -> HybridRecommender:
     """The model of a run folder or a saved model folder, or of a Hub repo id; in eval mode."""
     local = Path(path).is_dir()
     return HybridRecommender.from_pretrained(model_folder(path) if local else path).eval()
+
+
+def run_user_histories(run_dir: str | Path, model: HybridRecommender) -> Callable[[str], list[str]] | None:
+    """For a run folder: a user id -> that user's whole history in the run's data (read on the first call, said
+    on stderr), as ``recommend.py`` answers {"user": ...}. None for a saved model or Hub repo (no data)."""
+    run = Path(run_dir)
+    if not (run / CONFIG).exists() or config_kind(run / CONFIG) != "run":
+        return None
+    histories: dict[str, list[str]] = {}
+
+    def history(user: str) -> list[str]:
+        if not histories:
+            print(f"note: reading the data of {run} for the users' histories", file=sys.stderr)
+            data_config, _ = run_configs(run)
+            histories.update(run_dataset(run, data_config, model.catalogue).user_histories())
+        if user not in histories:
+            example = next(iter(histories), None)
+            raise DataError(
+                f"user {user!r} is not in the run's data (users with at least 2 interactions, e.g. {example!r}); "
+                'give the user\'s "history" instead'
+            )
+        return histories[user]
+
+    return history
 
 
 def model_folder_given(folder: Path) -> str:

@@ -84,6 +84,9 @@ def test_the_published_split_is_kept_exactly(tmp_path):
     train = dataset.train
     same_user = train.user[1:] == train.user[:-1]
     assert bool((train.history[1:, -1] == train.target[:-1])[same_user].all())
+    # a user's history for recommend.py {"user": ...}: the test row's (cut, as published) and its target
+    histories = dataset.user_histories()
+    assert histories["0"] == SEQUENCES["0"] and histories["1"] == SEQUENCES["1"][-(CUT + 1) :]
 
 
 def test_histories_longer_than_max_history_are_cut_in_the_tensor_only(tmp_path):

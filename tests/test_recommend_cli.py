@@ -69,7 +69,8 @@ def test_the_issue_requests_each_get_a_clear_answer(saved_model):
     assert len(recommended) == 5 and "50" not in recommended  # every other item, never the excluded one
     assert '"exclude_history"' in answers[2]["error"] and "true or false" in answers[2]["error"]
     assert '"k"' in answers[3]["error"] and "2.9" in answers[3]["error"]
-    assert "unknown key 'top_k'" in answers[4]["error"] and '"history", "k", "exclude_history"' in answers[4]["error"]
+    assert "unknown key 'top_k'" in answers[4]["error"]
+    assert '"history", "user", "k", "exclude_history"' in answers[4]["error"]
     assert len(answers[5]["recommendations"]) == 2
 
 
@@ -177,3 +178,21 @@ def test_a_damaged_catalogue_is_named_and_the_script_exits_2(saved_model, capsys
     code = script().main([str(saved_model)], stdin=io.BytesIO(b""), stdout=io.StringIO())
     error = capsys.readouterr().err
     assert code == 2 and "catalogue.json is damaged" in error and re.search(problem, error), error
+
+
+def test_a_run_folder_answers_a_user_by_the_users_whole_history(tmp_path, csv_data_config, tiny_model_config, capsys):
+    from hybrid_rearec.hybrid.train import train
+
+    from tests.test_train import quick_train_config
+
+    train(csv_data_config, tiny_model_config, quick_train_config(tmp_path, epochs=1))
+    rows = [line.split(",") for line in Path(csv_data_config.dataset).read_text().splitlines()[1:]]
+    history = [item for user, item, *_ in rows if user == "u3"]  # the file lists each user's rows oldest first
+    asked = [{"user": "u3"}, {"history": history}, {"user": "nobody"}, {"user": "u3", "history": history}]
+    data = "".join(json.dumps(request) + "\n" for request in asked).encode()
+    code, answers = answer_lines(tmp_path / "run", data)
+    assert code == 0 and answers[0] == answers[1] and len(answers[0]["recommendations"]) == 3
+    assert "user 'nobody' is not in the run's data" in answers[2]["error"] and "not both" in answers[3]["error"]
+    assert "reading the data of" in capsys.readouterr().err
+    code, answers = answer_lines(tmp_path / "run" / "model", b'{"user": "u3"}\n')  # a saved model holds no data
+    assert '"user" needs the data of the run that trained the model' in answers[0]["error"]
