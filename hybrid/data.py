@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -684,11 +685,15 @@ def warn_not_evaluated(stats: dict) -> None:
 def build_recording_warnings(config: DataConfig) -> RecDataset:
     """``build_dataset``, its warnings said as usual and its ``DataWarning``s kept in ``data_warnings``: the
     cache stores them, so a rerun from the cache warns of missing texts or odd ids as the first run did."""
-    with warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always")
-        dataset = build_dataset(config)
-    for warning in said:  # said where they arose, under the caller's own warning filters
-        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    try:
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            dataset = build_dataset(config)
+    finally:  # said where they arose, under the caller's own filters; before a failure too (they may explain it)
+        for warning in said:
+            module = next((name for name, m in list(sys.modules.items()) if getattr(m, "__file__", None) ==
+                           warning.filename), None)  # fmt: skip
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno, module)
     dataset.data_warnings = [str(w.message) for w in said if issubclass(w.category, DataWarning)]
     return dataset
 

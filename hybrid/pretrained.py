@@ -132,7 +132,7 @@ def refuse_run_folder(folder: Path) -> None:
             f"{folder} holds a training run, not a saved model: saving there would overwrite the run's settings. "
             f"Save into another folder (the run's own model is in {folder / 'model'})."
         )
-    if kind == "other":
+    if kind == "other" and not (folder / CATALOGUE).exists():  # beside a catalogue: a damaged model's, replaced
         raise ModelFileError(
             f"{config} is not a hybrid-rearec model's (e.g. a transformers model's): saving there would replace "
             "it. Save into another folder."

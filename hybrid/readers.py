@@ -212,9 +212,9 @@ def _numeric(
         converted = _seconds(pd.to_datetime(values, utc=True))
     else:
         converted = pd.to_numeric(values, errors="coerce")
-        if dates and converted.isna().all() and values.notna().all():  # text date-times, as pandas writes them
+        if dates and converted.isna().all():  # text date-times, as pandas writes them (bad cells named below)
             parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
-            converted = _seconds(parsed) if parsed.notna().all() else converted
+            converted = _seconds(parsed) if parsed.notna().any() else converted
     bad = converted.isna() | np.isinf(converted)  # no number, no value (JSON null, an empty cell), or infinite
     if bad.any():
         example = values[bad].iloc[0]
@@ -559,6 +559,11 @@ def rechorus_time(frame: pd.DataFrame, config: DataConfig) -> str:
     has a 'timestamp' column."""
     if config.time_column == "timestamp" and "timestamp" not in frame.columns:
         return "time"
+    if config.time_column == NO_TIME:  # row order is time only within one file, and these are three
+        raise DataError(
+            "--time_column none cannot order ReChorus files: their rows are split across train/dev/test.csv, "
+            "each needing its time column ('time'). Leave --time_column unset."
+        )
     return config.time_column
 
 

@@ -234,11 +234,13 @@ def run_user_histories(run_dir: str | Path, model: HybridRecommender) -> Callabl
         if not histories:
             print(f"note: reading the data of {run} for the users' histories", file=sys.stderr)
             data_config, _ = run_configs(run)
-            histories.update(run_dataset(run, data_config, model.catalogue).user_histories())
+            # no catalogue check: the histories are ids, and items added since (add_items) are not in the data
+            histories.update(run_dataset(run, data_config).user_histories())
         if user not in histories:
             example = next(iter(histories), None)
             raise DataError(
-                f"user {user!r} is not in the run's data (users with at least 2 interactions, e.g. {example!r}); "
+                f"user {user!r} is not in the run's data (users with a training or evaluation row, e.g. "
+                f"{example!r}); "
                 'give the user\'s "history" instead'
             )
         return histories[user]
@@ -274,20 +276,34 @@ def run_dataset(
         loaded = load_dataset(dataclasses.replace(data_config, **{k: v for k, v in paths.items() if v}))
     except ValueError as error:  # a DataError or ConfigError naming the problem
         raise DataError(f"{error}{moved_data_hint(data_config, paths)}") from None
-    if catalogue is not None and loaded.item_ids != catalogue.item_ids:
-        if sorted(loaded.item_ids) != sorted(catalogue.item_ids):
-            raise DataError(other_catalogue(loaded.item_ids, catalogue.item_ids, dataset or data_config.dataset))
-        print("note: the data numbers the model's items in another order (items are numbered by first appearance): "
-              "renumbered to the model's catalogue", file=sys.stderr)  # fmt: skip
-        loaded = loaded.renumbered(catalogue.item_ids)
+    renumbered = catalogue is not None and loaded.item_ids != catalogue.item_ids
+    if renumbered:
+        loaded = renumber(loaded, catalogue, data_config, dataset or data_config.dataset)
     trained = trained_signature(Path(run_dir))
-    if trained is not None and trained != loaded.signature():
+    if trained is not None and not renumbered and trained != loaded.signature():
         print(
             "warning: the data read now has other users or rows than the run was trained on (its checkpoints "
             "record another signature), though the same items: the figures below are not the run's own.",
             file=sys.stderr,
         )
     return loaded
+
+
+def renumber(loaded: RecDataset, catalogue: ItemCatalogue, data_config: DataConfig, where: str) -> RecDataset:
+    """Data holding the model's items numbered in another order (items are numbered by first appearance),
+    renumbered to the catalogue; other items, or a cold-item split (whose cold items follow the numbering), are
+    refused."""
+    if sorted(loaded.item_ids) != sorted(catalogue.item_ids):
+        raise DataError(other_catalogue(loaded.item_ids, catalogue.item_ids, where))
+    if data_config.split == "cold_items":
+        raise DataError(
+            f"the data at {where!r} numbers the model's items in another order, and a cold_items split picks its "
+            "cold items by that order, so its split would not be the run's: evaluate on the run's own files."
+        )
+    print("note: the data numbers the model's items in another order (items are numbered by first appearance): "
+          "renumbered to the model's catalogue. Its figures are the run's only if it holds the run's rows.",
+          file=sys.stderr)  # fmt: skip
+    return loaded.renumbered(catalogue.item_ids)
 
 
 def from_launch_dir(

@@ -161,6 +161,8 @@ def test_a_folder_with_another_programs_config_is_named_as_such_and_never_saved_
     assert json.loads((foreign / "config.json").read_text())["hidden_size"] == 384  # left as it was
     model.save_pretrained(tmp_path / "saved")
     model.save_pretrained(tmp_path / "saved")  # over its own earlier save: allowed
+    (tmp_path / "saved" / "config.json").write_text('{"format_vers')  # a damaged one, beside its catalogue
+    model.save_pretrained(tmp_path / "saved")  # replaced, not refused as another program's
     assert HybridRecommender.from_pretrained(tmp_path / "saved").num_items == model.num_items
 
 

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import warnings
 
 import pandas as pd
 import pytest
@@ -96,6 +97,8 @@ def test_rechorus_folder(tmp_path):
     assert raw.item_titles["8"] == "Eight" and items in raw.files
     with pytest.raises(DataError, match="does not exist"):
         read_interactions(DataConfig(dataset=str(tmp_path), data_format="rechorus", item_file=str(tmp_path / "no")))
+    with pytest.raises(DataError, match="--time_column none cannot order ReChorus files"):  # three files' rows
+        read_interactions(DataConfig(dataset=str(tmp_path), data_format="rechorus", time_column="none"))
 
 
 def test_plain_csv_and_parquet_with_column_mapping(tmp_path):
@@ -363,6 +366,14 @@ def test_a_load_from_the_cache_warns_as_the_first_read_did(tmp_path):
         said.append(sorted(str(w.message) for w in caught if issubclass(w.category, DataWarning)))
     assert list((tmp_path / "c" / "data").iterdir()) and said[0] == said[1]
     assert any("2 of the 6 items" in message for message in said[1])
+    with warnings.catch_warnings():  # a filter naming the module that warns still applies
+        warnings.simplefilter("error", DataWarning)  # any DataWarning not ignored would fail the load
+        warnings.filterwarnings("ignore", module=r"hybrid_rearec\.hybrid\.readers")  # checked first
+        load_dataset(dataclasses.replace(config, cache_dir=str(tmp_path / "c2")))
+    single = tmp_path / "single.csv"  # one interaction per user: no row to train on, after the items warning
+    single.write_text("user_id,item_id,timestamp\n" + "".join(f"u{n},i{n},{n}\n" for n in range(6)))
+    with pytest.warns(DataWarning, match="2 of the 6 items"), pytest.raises(DataError):
+        load_dataset(dataclasses.replace(config, dataset=str(single)), use_cache=False)
 
 
 def test_files_without_timestamps_read_in_row_order_and_text_date_times_read_as_seconds(tmp_path):
@@ -378,6 +389,10 @@ def test_files_without_timestamps_read_in_row_order_and_text_date_times_read_as_
     dated.write_text("user_id,item_id,timestamp\n" + "".join(
         f"{user},{item},{stamp}\n" for user, item, stamp in zip(rows.users, rows.items, stamps)))  # fmt: skip
     assert read_interactions(DataConfig(dataset=str(dated), data_format="csv")).times.tolist() == rows.times.tolist()
+    lines = dated.read_text().splitlines()
+    dated.write_text("\n".join([*lines[:3], lines[3].rsplit(",", 1)[0] + ",soon", *lines[4:]]) + "\n")
+    with pytest.raises(DataError, match=r"'timestamp' .* holds 'soon' \(data row 3,"):  # the bad cell, not row 1
+        read_interactions(DataConfig(dataset=str(dated), data_format="csv"))
     with pytest.raises(ConfigError, match="split=global_time cuts at timestamps, which time_column='none'"):
         DataConfig(dataset=str(untimed), time_column="none", split="global_time", valid_time=3, test_time=4)
 

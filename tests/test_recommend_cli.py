@@ -196,3 +196,9 @@ def test_a_run_folder_answers_a_user_by_the_users_whole_history(tmp_path, csv_da
     assert "reading the data of" in capsys.readouterr().err
     code, answers = answer_lines(tmp_path / "run" / "model", b'{"user": "u3"}\n')  # a saved model holds no data
     assert '"user" needs the data of the run that trained the model' in answers[0]["error"]
+    from hybrid_rearec.hybrid.run_folder import load_model, run_user_histories
+
+    model = load_model(tmp_path / "run")
+    users = run_user_histories(tmp_path / "run", model)
+    model.catalogue.add(["a film added while serving"], item_ids=["new"])  # as add_items grows it
+    assert users("u3") == history  # the run's data is read as it was trained, whatever was added since

@@ -179,6 +179,10 @@ def test_evaluate_shows_the_cold_groups_and_refuses_data_with_other_items(tmp_pa
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert f"the data at {str(other)!r} is not the data this model was trained on" in refused.stderr
     lines = data.read_text().splitlines()
+    reordered = tmp_path / "reordered.csv"  # the same rows, users reversed: the cold items would be others
+    reordered.write_text("\n".join([lines[0], *lines[:0:-1]]) + "\n")
+    refused = script("scripts/evaluate.py", run, "--dataset", str(reordered), "--item_file", str(moved))
+    assert refused.returncode == 2 and "a cold_items split picks its cold items by that order" in refused.stderr
     fewer = tmp_path / "fewer.csv"  # the same items, the last user's rows gone
     fewer.write_text("\n".join(line for line in lines if not line.startswith("u39,")) + "\n")
     changed = script("scripts/check_reload.py", run, "--dataset", str(fewer), "--item_file", str(moved))
@@ -199,7 +203,7 @@ def test_evaluate_renumbers_a_log_of_the_same_items_in_another_order(tmp_path, c
     assert read.item_ids != load_dataset(csv_data_config, use_cache=False).item_ids  # numbered otherwise
     renumbered = script("scripts/evaluate.py", run, "--dataset", str(reversed_log), "--no_progress")
     assert renumbered.returncode == 0, renumbered.stderr[-2000:]
-    assert "renumbered to the model's catalogue" in renumbered.stderr
+    assert "renumbered to the model's catalogue" in renumbered.stderr and "warning" not in renumbered.stderr
     assert renumbered.stdout == shown.stdout  # every row ranked as before, only the users' order differs
 
 
