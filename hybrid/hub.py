@@ -27,7 +27,15 @@ def describe(model) -> str:
         if config.inference_steps is not None and config.inference_steps < config.reasoning_steps:
             head += f", of which it runs {config.inference_steps} at inference"
         head += f", on a {backbone} backbone" if config.backbone != "sasrec" else ""
-    return f"{head} over {ENCODERS[config.item_encoder].description}, {model.num_items} items"
+    return f"{head} over {ENCODERS[config.item_encoder].description}, {model.num_items} items{added_text(model)}"
+
+
+def added_text(model) -> str:
+    """How many of the model's items were added by text after training (its test metrics predate them)."""
+    trained = (model.results or {}).get("trained_items")
+    if not trained or model.num_items <= trained:
+        return ""
+    return f" ({model.num_items - trained} added by text after training; the test metrics are of the first {trained})"
 
 
 def metrics_table(metrics: dict[str, float]) -> str:

@@ -337,6 +337,7 @@ def save(run: Run, results: dict, test: EvalResult, valid_ranks: torch.Tensor | 
         "test": test.metrics,
         "protocol": test.protocol,
         "train_config": to_dict(data_config, train_config),
+        "trained_items": run.dataset.num_items,  # the card tells items added later (add_items) apart
     }
     # Written whole beside the run, then put in place: a kill mid-save never leaves a model/ half old, half new.
     incomplete = output_dir / f".{MODEL}-incomplete"

@@ -15,7 +15,7 @@ from hybrid_rearec.hybrid.checkpoint import load_weights
 from hybrid_rearec.hybrid.config import DataConfig, ModelConfig, TrainConfig
 from hybrid_rearec.hybrid.data import load_dataset
 from hybrid_rearec.hybrid.errors import ConfigError
-from hybrid_rearec.hybrid.hub import card_for_repo, public, public_files
+from hybrid_rearec.hybrid.hub import card_for_repo, model_card, public, public_files
 from hybrid_rearec.hybrid.model import HybridRecommender
 from hybrid_rearec.hybrid.pretrained import ModelFileError
 from hybrid_rearec.hybrid.train import train
@@ -316,6 +316,7 @@ def test_cli_recommends_for_items_added_by_text_and_histories_given_by_titles(tm
     assert [r["item_id"] for r in answers[2]["recommendations"]] == by_title.item_ids
     added = model.add_items(["Movie 99. Genre: horror"])
     assert added == ["new-1"] and model.num_items == 31
+    assert "31 items (1 added by text after training; the test metrics are of the first 30)" in str(model_card(model))
     scores = model.score(model.user_vectors(torch.tensor([[4, 31]])))
     assert scores.shape == (1, 32) and torch.isfinite(scores[0, 1:]).all()
 
