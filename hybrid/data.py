@@ -263,16 +263,12 @@ class RecDataset:
                 known = latest.get(user)
                 if known is None or known[0] is not data or lengths[row] >= past_length(*known):
                     latest[user] = (data, row)
-        return {
-            self.user_ids[user]: [
-                self.item_ids[i - 1]
-                for i in [
-                    *data.past_items[data.past_offsets[row] : data.past_offsets[row + 1]].tolist(),
-                    int(data.target[row]),
-                ]
-            ]  # fmt: skip
-            for user, (data, row) in latest.items()
-        }
+
+        def sequence(data: SplitData, row: int) -> list[str]:
+            past = data.past_items[data.past_offsets[row] : data.past_offsets[row + 1]].tolist()
+            return [self.item_ids[i - 1] for i in [*past, int(data.target[row])]]
+
+        return {self.user_ids[user]: sequence(data, row) for user, (data, row) in latest.items()}
 
     def untrained_items(self) -> torch.Tensor:
         """[N + 1] bool: items no training row holds, as history or target (the cold items of the evaluation

@@ -240,8 +240,7 @@ def run_user_histories(run_dir: str | Path, model: HybridRecommender) -> Callabl
             example = next(iter(histories), None)
             raise DataError(
                 f"user {user!r} is not in the run's data (users with a training or evaluation row, e.g. "
-                f"{example!r}); "
-                'give the user\'s "history" instead'
+                f'{example!r}); give the user\'s "history" instead'
             )
         return histories[user]
 
