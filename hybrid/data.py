@@ -256,19 +256,19 @@ class RecDataset:
         """Each user's whole known sequence of item ids, oldest first: the full past and the target of the
         user's latest row (test, else validation, else the longest training row). Users with no row (one
         interaction) are absent."""
-        latest: dict[int, tuple[SplitData, int]] = {}  # user index -> (split, row)
+        latest: dict[int, tuple[SplitData, int, int]] = {}  # user index -> (split, row, past length)
         for data in (self.train, self.valid, self.test):  # later splits hold later rows
             lengths = (data.past_offsets[1:] - data.past_offsets[:-1]).tolist()  # [R]
-            for row, user in enumerate(data.user.tolist()):
+            for row, (user, length) in enumerate(zip(data.user.tolist(), lengths)):
                 known = latest.get(user)
-                if known is None or known[0] is not data or lengths[row] >= past_length(*known):
-                    latest[user] = (data, row)
+                if known is None or known[0] is not data or length >= known[2]:
+                    latest[user] = (data, row, length)
 
         def sequence(data: SplitData, row: int) -> list[str]:
             past = data.past_items[data.past_offsets[row] : data.past_offsets[row + 1]].tolist()
             return [self.item_ids[i - 1] for i in [*past, int(data.target[row])]]
 
-        return {self.user_ids[user]: sequence(data, row) for user, (data, row) in latest.items()}
+        return {self.user_ids[user]: sequence(data, row) for user, (data, row, _) in latest.items()}
 
     def untrained_items(self) -> torch.Tensor:
         """[N + 1] bool: items no training row holds, as history or target (the cold items of the evaluation
@@ -276,11 +276,6 @@ class RecDataset:
         cold = ~warm_item_mask(self.train.history, self.train.target, self.num_items)
         cold[0] = False
         return cold
-
-
-def past_length(data: SplitData, row: int) -> int:
-    """How many items precede row ``row``'s target."""
-    return int(data.past_offsets[row + 1] - data.past_offsets[row])
 
 
 def warm_item_mask(train_history: torch.Tensor, train_target: torch.Tensor, num_items: int) -> torch.Tensor:
