@@ -643,14 +643,19 @@ def parse_configs(
 
 
 def resumed_run_config(argv: list[str]) -> str | None:
-    """``RUN/config.json`` when the command line resumes ``--output_dir RUN`` without a ``--config``: the run
-    goes on with the settings it was trained with (flags given still override them), as a resume must."""
+    """When the command line resumes without a ``--config``: ``RUN/config.json`` of ``--output_dir RUN``, else
+    the ``run_config.json`` inside the checkpoint folder ``--resume`` names. The run goes on with the settings it
+    was trained with (flags given still override them), as a resume must."""
     probe = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     probe.add_argument("--output_dir", "--output-dir", default=None)
     probe.add_argument("--resume", default=None)
     seen, _ = probe.parse_known_args(argv)
-    config = Path(seen.output_dir or "") / "config.json"
-    if not (seen.resume and seen.output_dir and config.is_file()):
+    if not seen.resume:
+        return None
+    candidates = [Path(seen.output_dir) / "config.json"] if seen.output_dir else []
+    candidates.append(Path(seen.resume) / "run_config.json")  # checkpoint.RUN_CONFIG ('latest' has none)
+    config = next((path for path in candidates if path.is_file()), None)
+    if config is None:
         return None
     try:
         sections = json.loads(config.read_text(encoding="utf-8"))

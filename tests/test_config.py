@@ -92,6 +92,11 @@ def test_a_resume_without_a_preset_takes_the_runs_own_settings(tmp_path, capsys)
     assert f"resuming with the settings of {run / 'config.json'}" in capsys.readouterr().err
     data, model, _ = parse_configs(["--output_dir", str(run), "--epochs", "3"])  # no resume: the defaults
     assert data.dataset == DataConfig().dataset and model.hidden_size == ModelConfig().hidden_size
+    checkpoint = run / "checkpoints" / "step-000000004"  # --resume names a checkpoint, no --output_dir
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "run_config.json").write_text(json.dumps(trained))
+    data, _, train = parse_configs(["--resume", str(checkpoint)])
+    assert (data.dataset, train.output_dir, train.resume) == ("my.csv", str(run), str(checkpoint))
 
 
 def test_unknown_key_on_command_line_is_an_error():
