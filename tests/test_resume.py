@@ -277,6 +277,7 @@ batch = next(shard_batches(len(dataset.train.target), 16, 0, 1, accelerator.proc
 loss = train_step(model, optimizer, accelerator, dataset.train, batch, TrainConfig(batch_size=16))
 unchanged = all(torch.equal(a, b) for a, b in zip(before, inner.parameters()))
 print(f"process {accelerator.process_index}: finite {bool(torch.isfinite(loss))}, unchanged {unchanged}")
+accelerator.end_training()  # the process group torn down before exit (left to exit, gloo sometimes aborts)
 """
 
 
