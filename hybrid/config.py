@@ -564,6 +564,11 @@ def load_preset(path: str | Path) -> dict[str, Any]:
     return flat
 
 
+def holds_run_sections(raw: object) -> bool:
+    """Whether parsed JSON is a run's config.json as scripts/train.py writes it (its data and train sections)."""
+    return isinstance(raw, dict) and {"data", "train"} <= raw.keys()
+
+
 def to_dict(*configs) -> dict[str, dict[str, Any]]:
     """Sectioned plain dict of resolved configs, as written to a run's config.json."""
     names = {cls: name for name, cls in SECTIONS.items()}
@@ -661,7 +666,7 @@ def resumed_run_config(argv: list[str]) -> str | None:
         sections = json.loads(config.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None  # not readable: the run's own checks name it when training starts
-    if not (isinstance(sections, dict) and {"data", "train"} <= sections.keys()):
+    if not holds_run_sections(sections):
         return None
     print(f"note: resuming with the settings of {config} (flags given override them)", file=sys.stderr)
     return str(config)

@@ -28,7 +28,7 @@ from ..encoders.lm_lora import ADAPTER
 from ..encoders.registry import encoder_kind
 from ..encoders.text import TEXT_VECTORS
 from .checkpoint import fixed_weights_signature
-from .config import ConfigError, ModelConfig
+from .config import ConfigError, ModelConfig, holds_run_sections
 from .recommend import ItemCatalogue
 
 FORMAT_VERSION = 1
@@ -150,7 +150,7 @@ def config_kind(config: Path) -> str:
         return "other"
     if "format_version" in raw:
         return "model"
-    return "run" if {"data", "train"} <= raw.keys() else "other"
+    return "run" if holds_run_sections(raw) else "other"
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -191,7 +191,7 @@ def read_config(folder: Path) -> tuple[ModelConfig, dict]:
         raise ModelFileError(
             f"{folder / CONFIG} holds no JSON object (a {type(raw).__name__}); re-save or re-download."
         )
-    if "format_version" not in raw and {"data", "train"} <= raw.keys():
+    if "format_version" not in raw and holds_run_sections(raw):
         raise ModelFileError(run_folder_given(folder))
     version = raw.get("format_version")
     if version is None:

@@ -35,7 +35,7 @@ except ImportError:  # Windows: no advisory locks; two runs in one folder are th
     fcntl = None
 
 from .checkpoint import STATE_FILE, checkpoint_folders
-from .config import DataConfig, TrainConfig
+from .config import DataConfig, TrainConfig, holds_run_sections
 from .data import RecDataset, load_dataset
 from .errors import ConfigError, DataError
 from .formats import BUILTIN_DATASETS
@@ -162,7 +162,7 @@ def is_run_config(path: Path) -> bool:
         sections = json.loads(path.read_text())
     except (OSError, ValueError):  # damaged: a run's that stopped while writing it, as far as can be told
         return True
-    return isinstance(sections, dict) and {"data", "train"} <= sections.keys()
+    return holds_run_sections(sections)
 
 
 def stopped_before_first_checkpoint(folder: Path, existing: list[str]) -> bool:
@@ -387,7 +387,7 @@ def run_configs(run_dir: str | Path) -> tuple[DataConfig, TrainConfig]:
         sections = read_run_json(path) if path.exists() else {}
     except DataError as error:  # a damaged file: named, as a file of the run's
         raise ModelFileError(str(error)) from None
-    if not {"data", "train"} <= sections.keys():
+    if not holds_run_sections(sections):
         if (Path(run_dir) / CATALOGUE).exists():
             raise ModelFileError(model_folder_given(Path(run_dir)))
         raise ModelFileError(not_a_run(Path(run_dir), path))
